@@ -1,0 +1,3 @@
+"""The micro-edge application: source -> prepare -> score -> filter -> outbox -> Kafka."""
+
+__all__: list[str] = []

@@ -1,0 +1,3 @@
+"""The hub (metro-edge) application."""
+
+__all__: list[str] = []
