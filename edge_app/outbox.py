@@ -1,0 +1,176 @@
+"""A durable local queue (SQLite, WAL) between the pipeline and Kafka.
+
+Every message is written here first and deleted only after Kafka has
+acknowledged it (acks=all). When the broker is unreachable the edge keeps
+scoring and buffering; when the queue reaches its size bound the oldest
+uncertain images are dropped first, never metrics, and the drops are counted
+(durably) so the next metrics message can report them. A restarted edge finds
+what it had not delivered and sends it.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from edgemnist.errors import ConfigError
+from edgemnist.messages import OutboxStats
+
+__all__ = ["Record", "Outbox", "METRICS", "IMAGE"]
+
+log = logging.getLogger(__name__)
+
+METRICS = "metrics"
+IMAGE = "image"
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS outbox (
+    seq   INTEGER PRIMARY KEY AUTOINCREMENT,
+    kind  TEXT NOT NULL,
+    key   BLOB,
+    value BLOB NOT NULL,
+    size  INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS outbox_kind ON outbox (kind, seq);
+CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+INSERT OR IGNORE INTO counters VALUES ('dropped', 0);
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """One message waiting for Kafka: its kind decides what may be dropped."""
+
+    kind: str
+    key: bytes | None
+    value: bytes
+
+
+class Outbox:
+    """The SQLite queue; thread-safe (one connection behind a lock)."""
+
+    def __init__(self, path: Path | str, max_bytes: int = 256 * 2**20) -> None:
+        if max_bytes <= 0:
+            raise ConfigError(f"outbox size bound must be positive, got {max_bytes} bytes")
+        self._path = Path(path)
+        self._max_bytes = max_bytes
+        self._lock = threading.Lock()
+        self._db: sqlite3.Connection | None = None
+        self._bytes = 0
+        self._pending = 0
+        self.not_empty = threading.Event()
+
+    def __enter__(self) -> Outbox:
+        self.open()
+        return self
+
+    def __exit__(self, *exc: object) -> bool:
+        self.close()
+        return False
+
+    def open(self) -> None:
+        self._path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            db = sqlite3.connect(self._path, check_same_thread=False, isolation_level=None)
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")
+            db.executescript(_SCHEMA)
+        except sqlite3.DatabaseError as exc:
+            raise ConfigError(f"outbox {self._path}: cannot open as SQLite ({exc})") from exc
+        self._db = db
+        self._pending, self._bytes = db.execute("SELECT COUNT(*), COALESCE(SUM(size), 0) FROM outbox").fetchone()
+        if self._pending:
+            log.info("outbox %s: %d messages from an earlier run will be resent", self._path, self._pending)
+            self.not_empty.set()
+
+    def close(self) -> None:
+        with self._lock:
+            if self._db is not None:
+                self._db.close()
+                self._db = None
+
+    @property
+    def db(self) -> sqlite3.Connection:
+        if self._db is None:
+            raise RuntimeError(f"outbox {self._path} is not open")
+        return self._db
+
+    def put(self, records: Sequence[Record]) -> None:
+        """Store records durably (one transaction), then make room if over the bound."""
+        if not records:
+            return
+        rows = [(r.kind, r.key, r.value, len(r.value)) for r in records]
+        with self._lock:
+            db = self.db
+            db.execute("BEGIN IMMEDIATE")
+            db.executemany("INSERT INTO outbox (kind, key, value, size) VALUES (?, ?, ?, ?)", rows)
+            self._pending += len(rows)
+            self._bytes += sum(r[3] for r in rows)
+            if self._bytes > self._max_bytes:
+                self._drop_oldest_images()
+            db.execute("COMMIT")
+        self.not_empty.set()
+
+    def _drop_oldest_images(self) -> None:
+        db = self.db
+        excess = self._bytes - self._max_bytes
+        victims = []
+        freed = 0
+        for seq, size in db.execute("SELECT seq, size FROM outbox WHERE kind = ? ORDER BY seq", (IMAGE,)):
+            if freed >= excess:
+                break
+            victims.append((seq,))
+            freed += size
+        if not victims:
+            return  # only metrics left: they are kept over the bound, never dropped
+        db.executemany("DELETE FROM outbox WHERE seq = ?", victims)
+        db.execute("UPDATE counters SET value = value + ? WHERE name = 'dropped'", (len(victims),))
+        self._pending -= len(victims)
+        self._bytes -= freed
+        log.warning("outbox %s full (%d bytes bound): dropped the %d oldest uncertain images",
+                    self._path, self._max_bytes, len(victims))
+
+    def peek(self, limit: int = 500) -> list[tuple[int, bytes | None, bytes]]:
+        """The oldest `limit` records as (seq, key, value), not removed."""
+        with self._lock:
+            return self.db.execute("SELECT seq, key, value FROM outbox ORDER BY seq LIMIT ?", (limit,)).fetchall()
+
+    def ack(self, seqs: Sequence[int]) -> None:
+        """Kafka has these: delete them."""
+        if not seqs:
+            return
+        with self._lock:
+            db = self.db
+            db.execute("BEGIN IMMEDIATE")
+            freed = 0
+            for chunk in _chunks(list(seqs), 500):
+                marks = ",".join("?" * len(chunk))
+                freed += db.execute(f"SELECT COALESCE(SUM(size), 0) FROM outbox WHERE seq IN ({marks})",
+                                    chunk).fetchone()[0]
+                gone = db.execute(f"DELETE FROM outbox WHERE seq IN ({marks})", chunk).rowcount
+                self._pending -= gone
+            self._bytes -= freed
+            db.execute("COMMIT")
+            if self._pending == 0:
+                self.not_empty.clear()
+
+    def stats(self) -> OutboxStats:
+        with self._lock:
+            dropped = self.db.execute("SELECT value FROM counters WHERE name = 'dropped'").fetchone()[0]
+            return OutboxStats(pending=self._pending, dropped=dropped)
+
+    @property
+    def pending(self) -> int:
+        return self._pending
+
+    @property
+    def size_bytes(self) -> int:
+        return self._bytes
+
+
+def _chunks(items: list[int], n: int) -> list[list[int]]:
+    return [items[i:i + n] for i in range(0, len(items), n)]

@@ -1,0 +1,118 @@
+"""Drains the outbox to Kafka in a background thread; deletes only what Kafka acknowledged."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from typing import Protocol
+
+from edge_app.outbox import Outbox
+from edgemnist.errors import EdgeMnistError
+
+__all__ = ["Producer", "Sender"]
+
+log = logging.getLogger(__name__)
+
+
+class Producer(Protocol):
+    def send_batch(self, topic: str, records: Sequence[tuple[bytes | None, bytes]],
+                   timeout: float) -> list[BaseException | None]: ...
+
+    def close(self) -> None: ...
+
+
+class Sender:
+    """Sends the oldest outbox records in batches; backs off while the broker is away.
+
+    The producer is made lazily by `producer_factory`, so an edge that starts
+    while the broker is down keeps scoring and buffering until it comes back.
+    """
+
+    def __init__(self, outbox: Outbox, topic: str, producer_factory: Callable[[], Producer],
+                 batch: int = 500, send_timeout: float = 10.0, max_backoff: float = 5.0) -> None:
+        self._outbox = outbox
+        self._topic = topic
+        self._factory = producer_factory
+        self._batch = batch
+        self._send_timeout = send_timeout
+        self._max_backoff = max_backoff
+        self._producer: Producer | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="outbox-sender", daemon=True)
+        self.sent = 0
+        self.failures = 0
+        self.connected = False
+
+    def __enter__(self) -> Sender:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> bool:
+        self.stop()
+        return False
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._outbox.not_empty.set()
+        self._thread.join(timeout=self._send_timeout + 5)
+        if self._producer is not None:
+            self._producer.close()
+            self._producer = None
+
+    def drain(self, timeout: float) -> bool:
+        """Wait until everything in the outbox is acknowledged; False if `timeout` passed first."""
+        deadline = time.monotonic() + timeout
+        while self._outbox.pending and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return self._outbox.pending == 0
+
+    def _run(self) -> None:
+        backoff = 0.1
+        while not self._stop.is_set():
+            self._outbox.not_empty.wait(0.2)
+            if self._stop.is_set():
+                break
+            ok = self._send_once()
+            if ok:
+                backoff = 0.1
+            else:
+                self._stop.wait(backoff)
+                backoff = min(backoff * 2, self._max_backoff)
+
+    def _send_once(self) -> bool:
+        rows = self._outbox.peek(self._batch)
+        if not rows:
+            return True
+        producer = self._connect()
+        if producer is None:
+            return False
+        results = producer.send_batch(self._topic, [(k, v) for _, k, v in rows], self._send_timeout)
+        acked = [seq for (seq, _, _), err in zip(rows, results, strict=True) if err is None]
+        self._outbox.ack(acked)
+        self.sent += len(acked)
+        failed = len(rows) - len(acked)
+        if failed:
+            self.failures += failed
+            first = next(e for e in results if e is not None)
+            if self.connected:
+                log.warning("Kafka did not acknowledge %d of %d messages (%s); they stay in the outbox",
+                            failed, len(rows), first)
+            self.connected = False
+            return False
+        if not self.connected:
+            log.info("sending to Kafka topic %s (%d pending)", self._topic, self._outbox.pending)
+        self.connected = True
+        return True
+
+    def _connect(self) -> Producer | None:
+        if self._producer is None:
+            try:
+                self._producer = self._factory()
+            except EdgeMnistError as exc:
+                if self.connected or self.failures == 0:
+                    log.warning("Kafka unreachable (%s); buffering in the outbox", exc)
+                self.connected = False
+                self.failures += 1
+        return self._producer

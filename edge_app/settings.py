@@ -1,0 +1,101 @@
+"""The edge's settings: one frozen object built from CLI flags and EDGE_MNIST_* env vars."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+from edgemnist.cliargs import env_flag
+from edgemnist.errors import ConfigError
+
+__all__ = ["EdgeSettings", "add_edge_flags", "EDGE_ENV", "default_state_dir"]
+
+
+def default_state_dir() -> Path:
+    """Where local state (outbox) lives unless told otherwise."""
+    base = os.environ.get("EDGE_MNIST_STATE_DIR")
+    return Path(base) if base else Path.home() / ".local" / "state" / "edge-mnist"
+
+
+@dataclass(frozen=True, slots=True)
+class EdgeSettings:
+    """Parameters as in the reference (confidence, parallelism, repeat, delay, camera,
+    metrics duration, source) plus ours (model, outbox, batching)."""
+
+    model: Path = Path("models")
+    camera: str = "Camera"
+    confidence: float = 0.70
+    parallelism: int = 1
+    repeat: int = 0
+    delay: float = 0.0
+    metrics_duration: float = 10.0
+    source: str = "bundled"
+    topic: str = "edge-mnist.events"
+    outbox: Path | None = None
+    outbox_max_mb: float = 256.0
+    batch_size: int = 256
+    drain_timeout: float = 300.0
+    dry_run: bool = False
+
+    def __post_init__(self) -> None:
+        checks = [
+            ("confidence", 0.0 <= self.confidence <= 1.0, "must be between 0 and 1"),
+            ("parallelism", self.parallelism >= 1, "must be at least 1"),
+            ("repeat", self.repeat >= 0, "must be 0 (forever) or more"),
+            ("delay", self.delay >= 0, "must not be negative"),
+            ("metrics_duration", self.metrics_duration > 0, "must be positive"),
+            ("outbox_max_mb", self.outbox_max_mb > 0, "must be positive"),
+            ("batch_size", 1 <= self.batch_size <= 65536, "must be between 1 and 65536"),
+            ("camera", bool(self.camera) and len(self.camera) <= 128, "must be 1 to 128 characters"),
+            ("topic", bool(self.topic), "must not be empty"),
+        ]
+        for name, ok, why in checks:
+            if not ok:
+                raise ConfigError(f"--{name.replace('_', '-')} {why}, got {getattr(self, name)!r}")
+
+    @property
+    def outbox_path(self) -> Path:
+        return self.outbox or default_state_dir() / f"outbox-{self.camera}.db"
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> EdgeSettings:
+        values = {f.name: getattr(args, f.name) for f in fields(cls) if hasattr(args, f.name)}
+        for name in ("model", "outbox"):
+            if values.get(name) is not None:
+                values[name] = Path(values[name])
+        return cls(**values)
+
+
+# flag, env var, type, help — the one table of the edge's settings
+EDGE_ENV: tuple[tuple[str, str, type, str], ...] = (
+    ("--model", "EDGE_MNIST_MODEL", str, "a .skops model, or a directory whose newest model is used"),
+    ("--camera", "EDGE_MNIST_CAMERA", str, "camera parameter; the camera is named <camera>-<hostname>; "
+                                           "a camera starting with 'Test' sends every image"),
+    ("--confidence", "EDGE_MNIST_CONFIDENCE", float, "images scored at or below this probability go home"),
+    ("--parallelism", "EDGE_MNIST_PARALLELISM", int, "scoring worker processes"),
+    ("--repeat", "EDGE_MNIST_REPEAT", int, "passes over the data set; 0 = forever"),
+    ("--delay", "EDGE_MNIST_DELAY", float, "seconds between images; 0 = as fast as possible"),
+    ("--metrics-duration", "EDGE_MNIST_METRICS_DURATION", float, "seconds per metrics window"),
+    ("--source", "EDGE_MNIST_SOURCE", str, "bundled | bundled-train | bundled-all | digits | openml | "
+                                           "mnist-idx:IMAGES[,LABELS] | png:DIR"),
+    ("--topic", "EDGE_MNIST_TOPIC", str, "Kafka topic for metrics and uncertain images"),
+    ("--outbox", "EDGE_MNIST_OUTBOX", str, "SQLite file of the durable outbox "
+                                           "(default $EDGE_MNIST_STATE_DIR/outbox-<camera>.db)"),
+    ("--outbox-max-mb", "EDGE_MNIST_OUTBOX_MAX_MB", float, "outbox size bound; when full the oldest "
+                                                           "uncertain images are dropped, never metrics"),
+    ("--batch-size", "EDGE_MNIST_BATCH_SIZE", int, "images per micro-batch"),
+    ("--drain-timeout", "EDGE_MNIST_DRAIN_TIMEOUT", float, "at the end of a finite run, seconds to wait "
+                                                           "for Kafka to acknowledge everything"),
+)
+
+
+def add_edge_flags(parser: argparse.ArgumentParser, environ: Mapping[str, str] | None = None) -> None:
+    defaults = EdgeSettings()
+    for flag, env, typ, text in EDGE_ENV:
+        name = flag[2:].replace("-", "_")
+        default = getattr(defaults, name)
+        env_flag(parser, flag, env, default=None if default is None else typ(default) if typ is not str
+                 else str(default), type=typ, help=text, environ=environ)

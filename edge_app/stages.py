@@ -1,0 +1,347 @@
+"""The edge pipeline's stages, streamsx-style callables over micro-batches.
+
+Each stage stores only picklable configuration in `__init__`, opens what it
+needs in `__enter__` and handles one micro-batch per `__call__`, so the same
+objects run in our runner and in a streamsx Topology. Per-image `prep_time`
+and `predict_time` are the batch's time divided by its size.
+"""
+
+from __future__ import annotations
+
+import base64
+import itertools
+import socket
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from edgemnist.data import Frames, load_frames
+from edgemnist.messages import (
+    LABEL_SLOTS,
+    CameraCounts,
+    EdgeConfig,
+    LatencyStats,
+    MetricsMessage,
+    OutboxStats,
+    UncertainImage,
+    utc_timestamp,
+)
+from edgemnist.model import Model, load_model
+from edgemnist.prep import prepare_frames
+
+__all__ = [
+    "FrameBatch",
+    "Scored",
+    "ImageSource",
+    "Enricher",
+    "ImagePrep",
+    "DigitPredictor",
+    "Scorer",
+    "UncertainFilter",
+    "MetricsWindow",
+    "camera_name",
+]
+
+
+def camera_name(camera: str, hostname: str | None = None) -> str:
+    """`<camera parameter>-<hostname>`, as the reference names a camera."""
+    return f"{camera}-{hostname or socket.gethostname()}"
+
+
+@dataclass(frozen=True, slots=True)
+class FrameBatch:
+    """Frames as the camera emitted them, with their running counts and emit times."""
+
+    frames: tuple[bytes, ...]
+    labels: np.ndarray | None  # true class per frame, when the source knows it
+    emitted: np.ndarray  # float64 epoch seconds per frame
+    first_count: int = 0
+    camera: str = ""
+    run_id: str = ""
+
+    def __len__(self) -> int:
+        return len(self.frames)
+
+
+@dataclass(frozen=True, slots=True)
+class Scored:
+    """The frames of a batch that decoded, prepared and scored."""
+
+    index: np.ndarray  # positions in the FrameBatch
+    prepared: np.ndarray  # (M, 28, 28) uint8
+    probabilities: np.ndarray  # (M, 10) float64
+    prep_time: float  # seconds per image
+    predict_time: float  # seconds per image
+    errors: tuple[tuple[int, str], ...] = ()
+    model_version: str | None = None
+
+    @property
+    def result_class(self) -> np.ndarray:
+        return self.probabilities.argmax(axis=1)
+
+    @property
+    def result_probability(self) -> np.ndarray:
+        return self.probabilities.max(axis=1)
+
+
+class ImageSource:
+    """Emits the frames of a data set `repeat` times (0 = forever), `delay` seconds apart.
+
+    Frames are grouped into micro-batches of at most `batch_size`, and a batch
+    is never held back more than `max_wait` seconds, so a slow camera's images
+    still flow promptly.
+    """
+
+    def __init__(self, source: str = "bundled", repeat: int = 0, delay: float = 0.0,
+                 batch_size: int = 256, max_wait: float = 0.1) -> None:
+        self._source = source
+        self._repeat = repeat
+        self._delay = delay
+        self._batch_size = batch_size
+        self._max_wait = max_wait
+        self._data: Frames | None = None
+
+    def __enter__(self) -> ImageSource:
+        self._data = load_frames(self._source)
+        return self
+
+    def __exit__(self, *exc: object) -> bool:
+        self._data = None
+        return False
+
+    @property
+    def frames(self) -> Frames:
+        if self._data is None:
+            raise RuntimeError("ImageSource used outside its `with` block")
+        return self._data
+
+    def _positions(self) -> Iterator[int]:
+        n = len(self.frames.frames)
+        passes = itertools.count() if self._repeat == 0 else range(self._repeat)
+        for _ in passes:
+            yield from range(n)
+
+    def __call__(self) -> Iterator[FrameBatch]:
+        data = self.frames
+        start = time.time()
+        batch: list[int] = []
+        stamps: list[float] = []
+        for i, pos in enumerate(self._positions()):
+            if self._delay:
+                due = start + i * self._delay
+                if batch and due - stamps[0] > self._max_wait:
+                    yield self._batch(batch, stamps)
+                    batch, stamps = [], []
+                pause = due - time.time()
+                if pause > 0:
+                    time.sleep(pause)
+            batch.append(pos)
+            stamps.append(time.time())
+            if len(batch) >= self._batch_size:
+                yield self._batch(batch, stamps)
+                batch, stamps = [], []
+        if batch:
+            yield self._batch(batch, stamps)
+
+    def _batch(self, positions: list[int], stamps: list[float]) -> FrameBatch:
+        data = self.frames
+        labels = None if data.labels is None else data.labels[positions]
+        return FrameBatch(tuple(data.frames[p] for p in positions), labels, np.asarray(stamps))
+
+
+class Enricher:
+    """Names the camera and numbers the frames (running count, unique message ids)."""
+
+    def __init__(self, camera: str = "Camera", hostname: str | None = None) -> None:
+        self._camera = camera
+        self._hostname = hostname
+        self._count = 0
+        self.camera = ""
+        self.run_id = ""
+
+    def __enter__(self) -> Enricher:
+        self.camera = camera_name(self._camera, self._hostname)
+        self.run_id = uuid.uuid4().hex[:12]
+        return self
+
+    def __exit__(self, *exc: object) -> bool:
+        return False
+
+    def __call__(self, batch: FrameBatch) -> FrameBatch:
+        first = self._count
+        self._count += len(batch)
+        return FrameBatch(batch.frames, batch.labels, batch.emitted, first, self.camera, self.run_id)
+
+
+class ImagePrep:
+    """The reference's MNIST normalisation, vectorised over a batch."""
+
+    def __enter__(self) -> ImagePrep:
+        return self
+
+    def __exit__(self, *exc: object) -> bool:
+        return False
+
+    def __call__(self, frames: tuple[bytes, ...]) -> tuple[np.ndarray, np.ndarray, tuple, float]:
+        t0 = time.perf_counter()
+        prepared = prepare_frames(frames)
+        elapsed = time.perf_counter() - t0
+        per_image = elapsed / max(1, len(frames))
+        return prepared.images, prepared.index, tuple(prepared.errors), per_image
+
+
+class DigitPredictor:
+    """Scores a batch of prepared images with one `predict_proba` call."""
+
+    def __init__(self, model_path: Path | str) -> None:
+        self._model_path = Path(model_path)
+        self._model: Model | None = None
+
+    def __enter__(self) -> DigitPredictor:
+        self._model = load_model(self._model_path)
+        return self
+
+    def __exit__(self, *exc: object) -> bool:
+        self._model = None
+        return False
+
+    @property
+    def model(self) -> Model:
+        if self._model is None:
+            raise RuntimeError("DigitPredictor used outside its `with` block")
+        return self._model
+
+    def swap(self, model: Model) -> None:
+        """Use `model` from the next batch on (hot reload)."""
+        self._model = model
+
+    def __call__(self, images: np.ndarray) -> tuple[np.ndarray, float]:
+        if len(images) == 0:
+            return np.zeros((0, 10)), 0.0
+        t0 = time.perf_counter()
+        probs = self.model.predict_proba(images)
+        return probs, (time.perf_counter() - t0) / len(images)
+
+
+class Scorer:
+    """ImagePrep then DigitPredictor: the CPU-heavy part that parallel workers run."""
+
+    def __init__(self, model_path: Path | str) -> None:
+        self._prep = ImagePrep()
+        self._predictor = DigitPredictor(model_path)
+
+    def __enter__(self) -> Scorer:
+        self._prep.__enter__()
+        self._predictor.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> bool:
+        self._predictor.__exit__(*exc)
+        return self._prep.__exit__(*exc)
+
+    @property
+    def model_version(self) -> str:
+        return self._predictor.model.version
+
+    def swap(self, model: Model) -> None:
+        self._predictor.swap(model)
+
+    def __call__(self, frames: tuple[bytes, ...]) -> Scored:
+        images, index, errors, prep_time = self._prep(frames)
+        probs, predict_time = self._predictor(images)
+        return Scored(index, images, probs, prep_time, predict_time, errors, self.model_version)
+
+
+class UncertainFilter:
+    """Selects what goes home: probability at or below `confidence`, or every image of a Test camera."""
+
+    def __init__(self, confidence: float = 0.70) -> None:
+        self._confidence = confidence
+
+    def __call__(self, batch: FrameBatch, scored: Scored) -> list[UncertainImage]:
+        probs = scored.result_probability
+        send_all = batch.camera.startswith("Test")
+        picked = np.arange(len(probs)) if send_all else np.flatnonzero(probs <= self._confidence)
+        return [self._message(batch, scored, int(j)) for j in picked]
+
+    @staticmethod
+    def _message(batch: FrameBatch, scored: Scored, j: int) -> UncertainImage:
+        pos = int(scored.index[j])
+        count = batch.first_count + pos
+        return UncertainImage(
+            count=count,
+            image=base64.b64encode(batch.frames[pos]).decode("ascii"),
+            camera=batch.camera,
+            timestamp=utc_timestamp(float(batch.emitted[pos])),
+            prepared_image=scored.prepared[j],
+            prep_time=scored.prep_time,
+            predictions=tuple(scored.probabilities[j].tolist()),
+            result_class=int(scored.probabilities[j].argmax()),
+            result_probability=float(scored.probabilities[j].max()),
+            predict_time=scored.predict_time,
+            id=f"{batch.camera}/{batch.run_id}/{count}",
+            model_version=scored.model_version,
+            true_class=None if batch.labels is None else int(batch.labels[pos]),
+        )
+
+
+class MetricsWindow:
+    """A tumbling window over every scored image; emits one metrics message per non-empty window."""
+
+    def __init__(self, duration: float, config: EdgeConfig, confidence: float = 0.70) -> None:
+        self._duration = duration
+        self._config = config
+        self._confidence = confidence
+        self._seq = 0
+        self._reset(time.time())
+
+    def _reset(self, start: float) -> None:
+        self._start = start
+        self._certain = np.zeros(LABEL_SLOTS, dtype=np.int64)
+        self._uncertain = np.zeros(LABEL_SLOTS, dtype=np.int64)
+        self._prep: list[np.ndarray] = []
+        self._predict: list[np.ndarray] = []
+        self._images = 0
+
+    def add(self, scored: Scored) -> None:
+        """Count a scored batch into the current window."""
+        n = len(scored.index)
+        if n == 0:
+            return
+        classes = scored.result_class
+        sure = scored.result_probability > self._confidence
+        self._certain += np.bincount(classes[sure], minlength=LABEL_SLOTS)
+        self._uncertain += np.bincount(classes[~sure], minlength=LABEL_SLOTS)
+        self._prep.append(np.full(n, scored.prep_time))
+        self._predict.append(np.full(n, scored.predict_time))
+        self._images += n
+
+    def due(self, now: float) -> bool:
+        return now - self._start >= self._duration
+
+    def close(self, now: float, camera: str, run_id: str, outbox: OutboxStats | None,
+              model_version: str | None) -> MetricsMessage | None:
+        """End the window at `now`; return its message, or None when it saw no image."""
+        start, images = self._start, self._images
+        certain, uncertain, prep, predict = self._certain, self._uncertain, self._prep, self._predict
+        self._reset(now)
+        if images == 0:
+            return None
+        self._seq += 1
+        return MetricsMessage(
+            camera_metrics={camera: CameraCounts(tuple(certain.tolist()), tuple(uncertain.tolist()))},
+            timestamp=utc_timestamp(now),
+            config=self._config,
+            prep=LatencyStats.of(np.concatenate(prep)),
+            predict=LatencyStats.of(np.concatenate(predict)),
+            id=f"{camera}/{run_id}/m{self._seq}",
+            model_version=model_version,
+            window_start=utc_timestamp(start),
+            window_end=utc_timestamp(now),
+            images=images,
+            outbox=outbox,
+        )

@@ -1,0 +1,49 @@
+"""argparse flags whose defaults come from `EDGE_MNIST_*` env vars, shown in --help as [env: NAME]."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from edgemnist.errors import ConfigError
+
+__all__ = ["env_flag", "setup_logging"]
+
+
+def _parse_bool(text: str) -> bool:
+    low = text.strip().lower()
+    if low in {"1", "true", "yes", "on"}:
+        return True
+    if low in {"0", "false", "no", "off", ""}:
+        return False
+    raise ValueError(text)
+
+
+def env_flag(parser: argparse.ArgumentParser | Any, flag: str, env: str, *, default: Any = None,
+             type: Callable[[str], Any] = str, help: str = "", environ: Mapping[str, str] | None = None,
+             **kwargs: Any) -> None:
+    """Add `flag`; its default is env `env` when set (parsed with `type`), else `default`."""
+    environ = os.environ if environ is None else environ
+    value = default
+    if env in environ:
+        raw = environ[env]
+        try:
+            value = _parse_bool(raw) if type is bool else type(raw)
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"env {env}={raw!r} is not a valid {getattr(type, '__name__', 'value')}") from exc
+    shown = "" if default is None or kwargs.get("action") == "store_true" else f" (default {default})"
+    if type is bool:
+        kwargs.setdefault("action", argparse.BooleanOptionalAction)
+        parser.add_argument(flag, default=value, help=f"{help}{shown} [env: {env}]", **kwargs)
+        return
+    parser.add_argument(flag, default=value, type=type, help=f"{help}{shown} [env: {env}]", **kwargs)
+
+
+def setup_logging(verbose: bool = False) -> None:
+    """Logs go to stderr, so --dry-run's stdout stays pure JSON lines."""
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("kafka").setLevel(logging.WARNING if not verbose else logging.INFO)
