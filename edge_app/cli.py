@@ -37,6 +37,14 @@ def build_parser() -> argparse.ArgumentParser:
                      help="print each message as one JSON line on stdout instead of sending it")
     run.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     run.set_defaults(func=_run)
+    build = sub.add_parser("build", help="build the edge as a streamsx application (IBM Streams build archive)",
+                           formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    add_edge_flags(build)
+    build.add_argument("--target", choices=["streams-archive"], default="streams-archive",
+                       help="what to build")
+    build.add_argument("--out", default="build", help="directory for the archive")
+    build.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    build.set_defaults(func=_build)
     return parser
 
 
@@ -87,6 +95,16 @@ def _run(args: argparse.Namespace) -> int:
             log.error("%d messages not yet acknowledged by Kafka stay in the outbox %s; "
                       "they are sent when this edge runs again", outbox.pending, settings.outbox_path)
             return 3
+    return 0
+
+
+def _build(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from edge_app.topology import build_archive, build_topology
+
+    archive = build_archive(build_topology(EdgeSettings.from_args(args)), Path(args.out))
+    print(archive)
     return 0
 
 

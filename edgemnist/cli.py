@@ -1,0 +1,114 @@
+"""The ``edge-mnist`` command: project tasks that are not the edge or the hub themselves.
+
+Subcommands live in ``COMMANDS`` (name -> help, arguments, handler), so a
+new one is a function pair and one dictionary entry.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from edgemnist.errors import ConfigError, EdgeMnistError
+
+__all__ = ["COMMANDS", "Command", "build_parser", "main"]
+
+
+@dataclass(frozen=True, slots=True)
+class Command:
+    """One subcommand: its help line, how it adds its arguments, and what it runs."""
+
+    help: str
+    add_arguments: Callable[[argparse.ArgumentParser], None]
+    run: Callable[[argparse.Namespace], int]
+
+
+def _train_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--data",
+        default="bundled",
+        help="training data: bundled (4,000 train / 1,000 held out), mnist-idx:DIR, openml [default: %(default)s]",
+    )
+    parser.add_argument(
+        "--out", default="models", help="directory for the model and its card [default: %(default)s]"
+    )
+    parser.add_argument("--seed", type=int, default=0, help="random seed [default: %(default)s]")
+    parser.add_argument(
+        "--confidence",
+        type=float,
+        default=0.70,
+        help="threshold for the uncertain share reported on the card [default: %(default)s]",
+    )
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def _train(args: argparse.Namespace) -> int:
+    from edgemnist.data import load_training
+    from edgemnist.model import Model, evaluate, save_model, train_model
+
+    if not 0.0 < args.confidence < 1.0:
+        raise ConfigError(f"--confidence must be between 0 and 1, got {args.confidence}")
+    train, held_out = load_training(args.data)
+    print(
+        f"training on {train.name} ({len(train)} images), holding out {held_out.name} ({len(held_out)} images)"
+    )
+    estimator = train_model(train, seed=args.seed, progress=not args.quiet)
+    metrics = evaluate(Model(estimator, "unsaved", ""), held_out, args.confidence)
+    print(f"held-out accuracy: {metrics['accuracy']:.4f}")
+    print(f"uncertain share (max score <= {args.confidence:.2f}): {metrics['uncertain_share']:.4f}")
+    model_path, card_path = save_model(
+        estimator,
+        args.out,
+        dataset=args.data,
+        n_train=len(train),
+        n_test=int(metrics["n"]),
+        accuracy=metrics["accuracy"],
+        uncertain_share=metrics["uncertain_share"],
+        confidence=args.confidence,
+        extra={"seed": args.seed, "held_out": held_out.name},
+    )
+    print(f"model: {model_path}")
+    print(f"card:  {card_path}")
+    return 0
+
+
+COMMANDS: dict[str, Command] = {
+    "train": Command(
+        "train a model on prepared digits and write it with its model card", _train_arguments, _train
+    ),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser with one subparser per entry in ``COMMANDS``."""
+    parser = argparse.ArgumentParser(prog="edge-mnist", description="edge-mnist project tasks")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name, command in COMMANDS.items():
+        sub_parser = sub.add_parser(name, help=command.help, description=command.help)
+        command.add_arguments(sub_parser)
+        sub_parser.set_defaults(_run=command.run)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run one subcommand; expected failures print one line and exit 2, never a traceback."""
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
+    )
+    try:
+        return args._run(args)
+    except EdgeMnistError as exc:
+        print(f"edge-mnist {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"edge-mnist {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,319 @@
+"""Train, save, verify and load the digit classifier.
+
+The model is a small scikit-learn Pipeline chosen for the edge's budget:
+PCA (40, whitened) -> degree-2 polynomial features -> standardise ->
+logistic regression. Trained on the bundled 4,000 digits shifted by one
+pixel in each direction, it reaches about 0.97 on the 1,000 held-out digits
+and scores ~90k images/s on one core (an RBF SVC: 0.95 and ~2k/s).
+
+Models are stored with skops, never pickle, next to a JSON model card that
+carries their sha256; loading checks the hash and refuses any type outside
+an explicit allow-list, so a model file cannot run code.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import io
+import json
+import os
+import zipfile
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import sklearn
+import skops
+import skops.io as sio
+from tqdm.auto import tqdm
+
+from edgemnist.data import Dataset, encode_frames
+from edgemnist.errors import DataError, ModelError
+from edgemnist.prep import prepare_frames
+
+__all__ = [
+    "CONFIDENCE",
+    "TRUSTED_TYPES",
+    "Model",
+    "evaluate",
+    "load_model",
+    "load_model_bytes",
+    "save_model",
+    "train_model",
+]
+
+CONFIDENCE = 0.70
+N_CLASSES = 10
+PCA_COMPONENTS = 40
+AUGMENT_LIMIT = 100_000  # shifted copies only while the augmented set stays this small
+_SHIFTS = tuple((dy, dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1))
+
+# Every type a model file may contain: what our pipeline is made of. skops
+# trusts all of scikit-learn and NumPy by default (get_untrusted_types returns
+# [] for our model), so we audit the file against this stricter list too.
+TRUSTED_TYPES = (
+    "sklearn.pipeline.Pipeline",
+    "sklearn.decomposition._pca.PCA",
+    "sklearn.preprocessing._polynomial.PolynomialFeatures",
+    "sklearn.preprocessing._data.StandardScaler",
+    "sklearn.linear_model._logistic.LogisticRegression",
+    "numpy.ndarray",
+    "numpy.float64",
+    "numpy.int64",
+    "numpy.int32",
+    "builtins.dict",
+    "builtins.list",
+    "builtins.tuple",
+    "builtins.str",
+    "builtins.int",
+    "builtins.float",
+    "builtins.bool",
+    "builtins.NoneType",
+)
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class Model:
+    """A verified, loaded classifier with the identity the edge reports as ``model_version``."""
+
+    estimator: Any
+    version: str
+    sha256: str
+    path: Path | None = None
+
+    def predict_proba(self, x: np.ndarray) -> np.ndarray:
+        """(N, 10) float64 scores for prepared (N, 28, 28) or (N, 784) images, one column per digit."""
+        x = np.asarray(x)
+        flat = x.reshape(x.shape[0], int(np.prod(x.shape[1:]))) if x.ndim >= 2 else x
+        if flat.ndim != 2 or flat.shape[1] != 28 * 28:
+            raise ValueError(f"model {self.version}: expected (N, 28, 28) or (N, 784) images, got {x.shape}")
+        if not len(flat):
+            return np.zeros((0, N_CLASSES))
+        proba = np.asarray(self.estimator.predict_proba(flat), dtype=np.float64)
+        classes = np.asarray(self.estimator.classes_)
+        if proba.shape[1] == N_CLASSES and np.array_equal(classes, np.arange(N_CLASSES)):
+            return proba
+        full = np.zeros((len(flat), N_CLASSES))
+        full[:, classes.astype(np.intp)] = proba
+        return full
+
+
+def _prepared(dataset: Dataset) -> tuple[np.ndarray, np.ndarray]:
+    """Images as the edge sees them (camera frame -> prep), with their labels."""
+    if dataset.labels is None:
+        raise DataError(f"{dataset.name}: labels are needed to train or evaluate")
+    prepared = prepare_frames(encode_frames(dataset).frames)
+    return prepared.images, dataset.labels[prepared.index]
+
+
+def _shifted(images: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The images moved by up to one pixel each way: the jitter centring by rounding introduces."""
+    if len(images) * len(_SHIFTS) > AUGMENT_LIMIT:
+        return images, labels
+    padded = np.pad(images, ((0, 0), (1, 1), (1, 1)))
+    copies = [padded[:, 1 + dy : 29 + dy, 1 + dx : 29 + dx] for dy, dx in _SHIFTS]
+    return np.concatenate(copies), np.tile(labels, len(copies))
+
+
+def _pipeline(seed: int) -> Any:
+    from sklearn.decomposition import PCA
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import PolynomialFeatures, StandardScaler
+
+    return Pipeline(
+        [
+            ("pca", PCA(PCA_COMPONENTS, whiten=True, svd_solver="covariance_eigh", random_state=seed)),
+            ("poly", PolynomialFeatures(degree=2)),
+            ("scale", StandardScaler()),
+            ("clf", LogisticRegression(C=1.0, max_iter=500, random_state=seed)),
+        ]
+    )
+
+
+def train_model(train: Dataset, *, seed: int = 0, progress: bool = True) -> Any:
+    """Fit the pipeline on the training digits passed through the edge's own preparation.
+
+    Training on prepared camera frames (not on the raw MNIST arrays) keeps
+    train and serve consistent. Stages are fitted one by one so the progress
+    bar says where the time goes. Deterministic for a given seed.
+    """
+    pipeline = _pipeline(seed)
+    with tqdm(total=3 + len(pipeline.steps), desc="train", disable=not progress, unit="stage") as bar:
+        bar.set_postfix_str("camera frames")
+        encode_frames(train)
+        bar.update()
+        bar.set_postfix_str("prepare")
+        images, labels = _prepared(train)
+        bar.update()
+        bar.set_postfix_str("augment")
+        images, labels = _shifted(images, labels)
+        features: Any = images.reshape(len(images), -1)
+        bar.update()
+        for name, step in pipeline.steps[:-1]:
+            bar.set_postfix_str(name)
+            features = step.fit_transform(features, labels)
+            bar.update()
+        bar.set_postfix_str(f"{pipeline.steps[-1][0]} on {len(labels)} images")
+        pipeline.steps[-1][1].fit(features, labels)
+        bar.update()
+    return pipeline
+
+
+def evaluate(model: Model, dataset: Dataset, confidence: float = CONFIDENCE) -> dict[str, float]:
+    """Accuracy and the share the edge would send home (max score <= confidence)."""
+    images, labels = _prepared(dataset)
+    proba = model.predict_proba(images)
+    return {
+        "n": len(labels),
+        "accuracy": float((proba.argmax(axis=1) == labels).mean()) if len(labels) else 0.0,
+        "uncertain_share": float((proba.max(axis=1) <= confidence).mean()) if len(labels) else 0.0,
+        "confidence": confidence,
+    }
+
+
+def _describe(estimator: Any) -> str:
+    steps = getattr(estimator, "steps", [("model", estimator)])
+    return " -> ".join(" ".join(repr(step).split()) for _, step in steps)
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+def save_model(
+    estimator: Any,
+    out_dir: str | Path,
+    *,
+    dataset: str,
+    n_train: int,
+    n_test: int,
+    accuracy: float,
+    uncertain_share: float,
+    confidence: float = CONFIDENCE,
+    extra: dict[str, Any] | None = None,
+) -> tuple[Path, Path]:
+    """Write ``<version>.skops`` and its model card ``<version>.json``; return both paths.
+
+    The version sorts by creation time and ends with the hash, so two
+    models never share a name and a directory listing shows their order.
+    """
+    data = sio.dumps(estimator)
+    sha = hashlib.sha256(data).hexdigest()
+    now = datetime.now(UTC)
+    version = f"m-{now:%Y%m%dT%H%M%S}Z-{sha[:8]}"
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    card = {
+        "version": version,
+        "sha256": sha,
+        "file": f"{version}.skops",
+        "dataset": dataset,
+        "n_train": int(n_train),
+        "n_test": int(n_test),
+        "accuracy": float(accuracy),
+        "uncertain_share": float(uncertain_share),
+        "confidence": float(confidence),
+        "created": now.isoformat(timespec="microseconds").replace("+00:00", "Z"),
+        "estimator": _describe(estimator),
+        "input": "prepared 28x28 uint8 images (edgemnist.prep), flattened to 784",
+        "sklearn_version": sklearn.__version__,
+        "skops_version": skops.__version__,
+        **(extra or {}),
+    }
+    model_path, card_path = out / f"{version}.skops", out / f"{version}.json"
+    _write_atomic(model_path, data)
+    _write_atomic(card_path, (json.dumps(card, indent=2) + "\n").encode())
+    return model_path, card_path
+
+
+def _types_in(data: bytes, name: str) -> set[str]:
+    """Every type named in a skops file's schema, found before anything is built from it."""
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            schema = json.loads(archive.read("schema.json"))
+    except (zipfile.BadZipFile, KeyError, ValueError) as exc:
+        raise ModelError(f"{name}: not a skops model file ({exc})") from exc
+    found: set[str] = set()
+    todo: list[Any] = [schema]
+    while todo:
+        node = todo.pop()
+        if isinstance(node, dict):
+            if "__class__" in node:
+                found.add(f"{node.get('__module__')}.{node['__class__']}")
+            todo.extend(node.values())
+        elif isinstance(node, list):
+            todo.extend(node)
+    return found
+
+
+def load_model_bytes(
+    data: bytes, *, expected_sha256: str | None, version: str | None = None, name: str = "<bytes>"
+) -> Model:
+    """Verify and load a model from bytes (a file, or a hot-reload message from Kafka)."""
+    sha = hashlib.sha256(data).hexdigest()
+    if expected_sha256 is not None and sha != expected_sha256.lower():
+        raise ModelError(f"{name}: sha256 {sha} does not match {expected_sha256}: tampered or corrupt")
+    foreign = sorted(_types_in(data, name) - set(TRUSTED_TYPES))
+    if foreign:
+        raise ModelError(f"{name}: refusing model with types outside the allow-list: {', '.join(foreign)}")
+    try:
+        estimator = sio.loads(data, trusted=list(TRUSTED_TYPES))
+    except Exception as exc:  # skops raises many kinds on malformed input; all mean "unusable"
+        raise ModelError(f"{name}: cannot load skops model: {type(exc).__name__}: {exc}") from exc
+    classes = getattr(estimator, "classes_", None)
+    if (
+        not hasattr(estimator, "predict_proba")
+        or classes is None
+        or not set(classes) <= set(range(N_CLASSES))
+    ):
+        raise ModelError(f"{name}: not a fitted digit classifier")
+    return Model(estimator, version or f"sha-{sha[:8]}", sha, None)
+
+
+def _card(path: Path) -> dict[str, Any] | None:
+    card_path = path.with_suffix(".json")
+    if not card_path.exists():
+        return None
+    try:
+        card = json.loads(card_path.read_text())
+    except (OSError, ValueError) as exc:
+        raise ModelError(f"{card_path}: unreadable model card: {exc}") from exc
+    if not isinstance(card, dict):
+        raise ModelError(f"{card_path}: model card is not a JSON object")
+    return card
+
+
+def _newest(directory: Path) -> Path:
+    def created(path: Path) -> tuple[str, str]:
+        try:
+            card = _card(path) or {}
+        except ModelError:
+            card = {}
+        return str(card.get("created", "")), path.name
+
+    models = [p for p in directory.glob("*.skops") if p.is_file()]
+    if not models:
+        raise ModelError(f"{directory}: no *.skops model in this directory")
+    return max(models, key=created)
+
+
+def load_model(path: str | Path) -> Model:
+    """Load a .skops file, or the newest model in a directory, checking it against its card."""
+    path = Path(path)
+    if path.is_dir():
+        path = _newest(path)
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ModelError(f"{path}: cannot read model file: {exc}") from exc
+    card = _card(path) or {}
+    model = load_model_bytes(
+        data, expected_sha256=card.get("sha256"), version=card.get("version", path.stem), name=str(path)
+    )
+    return dataclasses.replace(model, path=path)
