@@ -1,0 +1,105 @@
+"""Pure figures derived from metrics messages: a camera's health, a fleet time bucket."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from edgemnist.messages import LABEL_SLOTS, utc_timestamp
+from metro_app._rows import FLEET_BUCKET_SECONDS
+
+__all__ = ["DEPARTURE", "camera_health", "fleet_bucket", "camera_counts"]
+
+# a camera "departs" when its uncertain share differs from the fleet's median share by more than this
+DEPARTURE = 0.2
+
+
+def camera_counts(windows: Sequence[Mapping[str, Any]], camera: str) -> tuple[int, int]:
+    """(uncertain, total) images of one camera over some metrics messages."""
+    unc = tot = 0
+    for w in windows:
+        c = w["camera_metrics"].get(camera)
+        if c is not None:
+            unc += sum(c["uncertain"])
+            tot += sum(c["certain"]) + sum(c["uncertain"])
+    return unc, tot
+
+
+def _ratio(a: float, b: float) -> float | None:
+    return a / b if b else None
+
+
+def _p99(windows: Sequence[Mapping[str, Any]], stage: str) -> float | None:
+    vals = [w["latency_metrics"][stage]["percentiles"][3] for w in windows]
+    return max(vals) if vals else None
+
+
+def _fleet_share(recent: Mapping[str, Sequence[Mapping[str, Any]]]) -> float | None:
+    """The median of the cameras' uncertain shares: one odd camera cannot drag it."""
+    shares = sorted(s for cam, w in recent.items() if (s := _ratio(*camera_counts(w, cam))) is not None)
+    if not shares:
+        return None
+    mid = len(shares) // 2
+    return shares[mid] if len(shares) % 2 else (shares[mid - 1] + shares[mid]) / 2
+
+
+def camera_health(
+    summary: Any, recent: Mapping[str, Sequence[Mapping[str, Any]]], image_stats: tuple[int, int, int]
+) -> dict[str, Any]:
+    """A camera's health from its store summary, every camera's recent windows and its image stats.
+
+    Rates, shares and p99s cover the camera's recent windows; `accuracy` covers
+    the uncertain images that carry `true_class` (the only images the hub sees).
+    """
+    name = summary.camera
+    mine = recent.get(name, [])
+    unc, tot = camera_counts(mine, name)
+    share, fleet = _ratio(unc, tot), _fleet_share(recent)
+    last = mine[-1] if mine else {}
+    duration = sum(float(w["config"]["metrics_duration"]) for w in mine)
+    outbox = last.get("outbox") or {}
+    stored, known, right = image_stats
+    return {
+        "name": name,
+        "last_seen": last.get("timestamp"),
+        "windows": int(summary.windows),
+        "images": int(summary.images or 0),
+        "uncertain": int(summary.uncertain or 0),
+        "uncertain_images_stored": stored,
+        "images_per_second": _ratio(tot, duration),
+        "uncertain_share": share,
+        "fleet_uncertain_share": fleet,
+        "departs_from_fleet": share is not None and fleet is not None and abs(share - fleet) > DEPARTURE,
+        "accuracy": _ratio(right, known),
+        "accuracy_samples": known,
+        "prep_p99": _p99(mine, "prep"),
+        "predict_p99": _p99(mine, "predict"),
+        "outbox_pending": outbox.get("pending"),
+        "outbox_dropped": outbox.get("dropped"),
+        "model_version": last.get("model_version"),
+    }
+
+
+def fleet_bucket(bucket: int, windows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """Every camera's counts summed over the metrics messages stamped within one bucket."""
+    cams: dict[str, dict[str, Any]] = {}
+    for w in windows:
+        for cam, c in w["camera_metrics"].items():
+            acc = cams.setdefault(
+                cam, {"certain": [0] * LABEL_SLOTS, "uncertain": [0] * LABEL_SLOTS, "windows": 0}
+            )
+            acc["certain"] = [a + b for a, b in zip(acc["certain"], c["certain"], strict=True)]
+            acc["uncertain"] = [a + b for a, b in zip(acc["uncertain"], c["uncertain"], strict=True)]
+            acc["windows"] += 1
+    for acc in cams.values():
+        acc["images"] = sum(acc["certain"]) + sum(acc["uncertain"])
+    total = sum(a["images"] for a in cams.values())
+    unc = sum(sum(a["uncertain"]) for a in cams.values())
+    return {
+        "bucket_start": utc_timestamp(float(bucket)),
+        "bucket_seconds": FLEET_BUCKET_SECONDS,
+        "windows": len(windows),
+        "images": total,
+        "uncertain_share": _ratio(unc, total),
+        "cameras": cams,
+    }

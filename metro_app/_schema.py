@@ -1,0 +1,92 @@
+"""The store's tables (SQLAlchemy Core); created on start, portable between SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+__all__ = ["metadata", "metrics", "metric_cameras", "images", "labels", "models", "dead_letters"]
+
+metadata = sa.MetaData()
+
+_ID = sa.Integer().with_variant(sa.BigInteger(), "postgresql")
+
+metrics = sa.Table(
+    "metrics_windows",
+    metadata,
+    sa.Column("id", _ID, primary_key=True, autoincrement=True),
+    sa.Column("msg_id", sa.String(300), nullable=False, unique=True),
+    sa.Column("camera", sa.String(300), nullable=False),
+    sa.Column("timestamp", sa.String(64), nullable=False),
+    sa.Column("ts", sa.Float, nullable=False),
+    sa.Column("bucket", sa.BigInteger, nullable=False, index=True),
+    sa.Column("images", sa.Integer, nullable=False),
+    sa.Column("received", sa.Float, nullable=False),
+    sa.Column("body", sa.Text, nullable=False),
+)
+
+metric_cameras = sa.Table(
+    "metric_cameras",
+    metadata,
+    sa.Column("metric_id", _ID, sa.ForeignKey("metrics_windows.id"), primary_key=True),
+    sa.Column("camera", sa.String(300), primary_key=True),
+    sa.Column("certain", sa.Integer, nullable=False),
+    sa.Column("uncertain", sa.Integer, nullable=False),
+    sa.Index("ix_metric_cameras_camera", "camera", "metric_id"),
+)
+
+images = sa.Table(
+    "uncertain_images",
+    metadata,
+    sa.Column("id", _ID, primary_key=True, autoincrement=True),
+    sa.Column("msg_id", sa.String(300), nullable=False, unique=True),
+    sa.Column("camera", sa.String(300), nullable=False),
+    sa.Column("timestamp", sa.String(64), nullable=False),
+    sa.Column("ts", sa.Float, nullable=False),
+    sa.Column("count", sa.BigInteger, nullable=False),
+    sa.Column("image", sa.Text, nullable=False),
+    sa.Column("prepared", sa.LargeBinary, nullable=False),
+    sa.Column("prep_time", sa.Float, nullable=False),
+    sa.Column("predictions", sa.Text, nullable=False),
+    sa.Column("result_class", sa.Integer, nullable=False),
+    sa.Column("result_probability", sa.Float, nullable=False),
+    sa.Column("predict_time", sa.Float, nullable=False),
+    sa.Column("schema", sa.Integer),
+    sa.Column("model_version", sa.String(300)),
+    sa.Column("true_class", sa.Integer),
+    sa.Column("received", sa.Float, nullable=False),
+    sa.Index("ix_uncertain_images_camera", "camera", "id"),
+)
+
+labels = sa.Table(
+    "labels",
+    metadata,
+    sa.Column("id", _ID, primary_key=True, autoincrement=True),
+    sa.Column("image_id", sa.String(300), nullable=False, index=True),
+    sa.Column("label", sa.String(32), nullable=False),
+    sa.Column("labeller", sa.String(300), nullable=False),
+    sa.Column("created", sa.Float, nullable=False),
+    sa.Column("model_version", sa.String(300)),
+    sa.Column("previous_prediction", sa.Integer),
+)
+
+models = sa.Table(
+    "model_versions",
+    metadata,
+    sa.Column("version", sa.String(300), primary_key=True),
+    sa.Column("sha256", sa.String(64), nullable=False),
+    sa.Column("accuracy", sa.Float),
+    sa.Column("created", sa.Float, nullable=False),
+    sa.Column("card", sa.Text, nullable=False),
+)
+
+dead_letters = sa.Table(
+    "dead_letters",
+    metadata,
+    sa.Column("id", _ID, primary_key=True, autoincrement=True),
+    sa.Column("topic", sa.String(300), nullable=False),
+    sa.Column("partition", sa.Integer, nullable=False),
+    sa.Column("offset", sa.BigInteger, nullable=False),
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("received", sa.Float, nullable=False),
+    sa.UniqueConstraint("topic", "partition", "offset", name="uq_dead_letters_origin"),
+)

@@ -1,0 +1,169 @@
+"""The hub's HTTP API (FastAPI): views with long-poll, cameras, images, labels, models, health.
+
+Shapes are a contract that dashboards and `metro_app.client` rely on; the
+OpenAPI spec is served at /openapi.json.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import time
+from collections.abc import Callable
+from typing import Annotated, Any
+
+from fastapi import Depends, FastAPI, Header, HTTPException, Query, Request, Response
+from fastapi.concurrency import run_in_threadpool
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field, field_validator
+
+from metro_app._rows import png_bytes
+from metro_app.store import Store
+from metro_app.views import View, Views
+
+__all__ = ["LABELS", "LabelIn", "create_app"]
+
+LABELS = tuple(str(d) for d in range(10)) + ("Camera Error", "2nd Opinion", "Not a Digit", "Other")
+_POLL_SECONDS = 0.1
+
+
+class LabelIn(BaseModel):
+    """A person's label for one stored uncertain image."""
+
+    image_id: str = Field(min_length=1, max_length=300)
+    label: str = Field(description=f"one of {', '.join(LABELS)}")
+    labeller: str = Field(min_length=1, max_length=300)
+
+    @field_validator("label", mode="before")
+    @classmethod
+    def _known_label(cls, v: Any) -> str:
+        text = str(v) if isinstance(v, int) and not isinstance(v, bool) else v
+        if text not in LABELS:
+            raise ValueError(f"label must be one of {', '.join(LABELS)}")
+        return text
+
+
+def _validation_message(exc: RequestValidationError) -> str:
+    parts = []
+    for err in exc.errors():
+        where = ".".join(str(x) for x in err.get("loc", ()))
+        parts.append(f"{where}: {err.get('msg')}")
+    return "; ".join(parts) or "invalid request"
+
+
+async def _on_invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
+    detail = [{k: v for k, v in e.items() if k in ("loc", "msg", "type")} for e in exc.errors()]
+    return JSONResponse(status_code=422, content={"message": _validation_message(exc), "detail": detail})
+
+
+def _auth(token: str | None) -> Callable[[str | None], None]:
+    expected = (token or "").encode()
+
+    def check(authorization: Annotated[str | None, Header()] = None) -> None:
+        scheme, _, given = (authorization or "").partition(" ")
+        ok = (
+            bool(expected)
+            and scheme.lower() == "bearer"
+            and hmac.compare_digest(given.strip().encode(), expected)
+        )
+        if not ok:
+            why = (
+                "no API token is configured on the hub (EDGE_MNIST_API_TOKEN)"
+                if not expected
+                else "bad or missing bearer token"
+            )
+            raise HTTPException(status_code=401, detail=why, headers={"WWW-Authenticate": "Bearer"})
+
+    return check
+
+
+async def _long_poll(view: View, after: int, limit: int, wait: float) -> list[tuple[int, Any]]:
+    deadline = time.monotonic() + wait
+    while True:
+        items = await run_in_threadpool(view.page, after, limit)
+        if items or time.monotonic() >= deadline:
+            return items
+        while time.monotonic() < deadline:
+            await asyncio.sleep(_POLL_SECONDS)
+            if await run_in_threadpool(view.last_seq) > after:
+                break
+
+
+def create_app(
+    store: Store, *, token: str | None, health: Callable[[], dict[str, Any]] | None = None
+) -> FastAPI:
+    """The API over one store; `health` adds the consumer's figures to GET /health."""
+    views = Views(store)
+    started = time.time()
+    app = FastAPI(title="edge-mnist hub", version="1", description=__doc__)
+    app.add_exception_handler(RequestValidationError, _on_invalid)  # type: ignore[arg-type]
+    require_token = _auth(token)
+
+    def view_or_404(name: str) -> View:
+        view = views.get(name)
+        if view is None:
+            known = ", ".join(v.name for v in views)
+            raise HTTPException(status_code=404, detail=f"no view named {name!r}; views: {known}")
+        return view
+
+    @app.get("/views")
+    def list_views() -> dict[str, Any]:
+        return {"views": [{"name": v.name, "last_seq": v.last_seq(), "size": v.size()} for v in views]}
+
+    @app.get("/views/{name}")
+    async def read_view(
+        name: str,
+        after: Annotated[int, Query(ge=0, description="return tuples with seq > after")] = 0,
+        max: Annotated[int, Query(ge=1, le=1000, description="at most this many tuples")] = 100,
+        wait: Annotated[float, Query(ge=0, le=60, description="seconds to wait for a newer tuple")] = 0,
+    ) -> dict[str, Any]:
+        view = view_or_404(name)
+        items = await _long_poll(view, after, max, wait)
+        last = await run_in_threadpool(view.last_seq)
+        return {"name": view.name, "items": [{"seq": s, "tuple": t} for s, t in items], "last_seq": last}
+
+    @app.get("/cameras")
+    def cameras() -> dict[str, Any]:
+        return {"cameras": [t for _, t in views.camera_health.snapshot()]}
+
+    @app.get("/images/{image_id:path}", responses={200: {"content": {"image/png": {}}}})
+    def image(image_id: str) -> Response:
+        row = store.image(image_id)
+        if row is None:
+            raise HTTPException(status_code=404, detail=f"no uncertain image with id {image_id!r}")
+        return Response(content=png_bytes(row), media_type="image/png")
+
+    @app.post("/labels", status_code=201, dependencies=[Depends(require_token)])
+    def add_label(body: LabelIn) -> dict[str, Any]:
+        stored = store.add_label(body.image_id, body.label, body.labeller)
+        if stored is None:
+            raise HTTPException(status_code=404, detail=f"no uncertain image with id {body.image_id!r}")
+        return stored
+
+    @app.get("/labels")
+    def list_labels(
+        after: Annotated[int, Query(ge=0)] = 0,
+        max: Annotated[int, Query(ge=1, le=10000)] = 1000,
+        image_id: str | None = None,
+    ) -> dict[str, Any]:
+        return {"labels": store.labels(after, max, image_id)}
+
+    @app.get("/models")
+    def list_models() -> dict[str, Any]:
+        return {"models": store.models()}
+
+    @app.get("/health")
+    def get_health() -> dict[str, Any]:
+        counts = store.counts()
+        consumer = health() if health is not None else {}
+        return {
+            "status": "ok",
+            "uptime": time.time() - started,
+            "consumer_lag": consumer.get("lag"),
+            "stored": {k: counts[k] for k in ("metrics", "images", "labels", "models")},
+            "dlq": counts["dead_letters"],
+            "consumer": consumer,
+        }
+
+    return app

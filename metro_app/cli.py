@@ -1,0 +1,150 @@
+"""`metro-app`: run the hub, manage it as a background job, build its streamsx archive.
+
+POST /labels needs the bearer token from env EDGE_MNIST_API_TOKEN (never a flag).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from edgemnist.cliargs import setup_logging
+from edgemnist.errors import ConfigError, EdgeMnistError
+from metro_app.jobs import JobRegistry
+from metro_app.settings import HubSettings, add_hub_flags
+
+__all__ = ["main", "build_parser"]
+
+log = logging.getLogger("metro_app")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="metro-app", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="consume the topic, store, serve the HTTP API (foreground)")
+    add_hub_flags(run)
+    run.set_defaults(func=_run)
+    submit = sub.add_parser(
+        "submit", help="start the hub as a background job, cancelling an older job of that name"
+    )
+    submit.add_argument("--name", required=True, help="job name")
+    submit.add_argument(
+        "--target",
+        choices=("local", "streams"),
+        default="local",
+        help="local: a background process; streams: the streamsx topology on an IBM Streams instance",
+    )
+    add_hub_flags(submit)
+    submit.set_defaults(func=_submit)
+    jobs = sub.add_parser("jobs", help="list jobs with their health")
+    jobs.add_argument("--json", action="store_true", help="one JSON object per job")
+    jobs.set_defaults(func=_jobs)
+    cancel = sub.add_parser("cancel", help="stop a job cleanly")
+    cancel.add_argument("name")
+    cancel.set_defaults(func=_cancel)
+    build = sub.add_parser("build", help="build the hub's streamsx topology")
+    build.add_argument("--target", choices=("streams-archive",), default="streams-archive")
+    build.add_argument("--out", required=True, type=Path, help="directory for the build archive")
+    add_hub_flags(build)
+    build.set_defaults(func=_build)
+    for p in (run, submit, jobs, cancel, build):
+        p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        args = build_parser().parse_args(argv)
+        setup_logging(args.verbose)
+        return int(args.func(args))
+    except EdgeMnistError as exc:
+        print(f"metro-app: error: {exc}", file=sys.stderr)
+        return 2
+
+
+def _kafka(args: argparse.Namespace):  # noqa: ANN202 - KafkaSettings lives in edgemnist.settings
+    from edgemnist.settings import resolve
+
+    return resolve(bootstrap_servers=args.bootstrap_servers, credentials=args.credentials)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from metro_app.service import run_hub
+
+    settings = HubSettings.from_args(args)
+    return run_hub(settings, _kafka(args))
+
+
+def _run_args(args: argparse.Namespace, settings: HubSettings) -> list[str]:
+    out = [
+        "--topic",
+        settings.topic,
+        "--store",
+        settings.store_url,
+        "--host",
+        settings.host,
+        "--port",
+        str(settings.port),
+        "--dlq-topic",
+        settings.dlq_topic,
+        "--max-records",
+        str(settings.max_records),
+    ]
+    for flag in ("bootstrap_servers", "credentials"):
+        if getattr(args, flag):
+            out += [f"--{flag.replace('_', '-')}", getattr(args, flag)]
+    return out
+
+
+def _submit(args: argparse.Namespace) -> int:
+    settings = HubSettings.from_args(args)
+    if args.target == "streams":
+        from metro_app.topology import submit_to_streams
+
+        print(json.dumps(submit_to_streams(settings, args.name, _kafka(args))))
+        return 0
+    registry = JobRegistry()
+    job = registry.submit(args.name, _run_args(args, settings), settings.host, settings.port)
+    print(f"job {args.name}: pid {job['pid']}, API http://{settings.host}:{settings.port}, log {job['log']}")
+    return 0
+
+
+def _jobs(args: argparse.Namespace) -> int:
+    for job in JobRegistry().list():
+        health = job.health() if job.alive() else None
+        state = "running" if health else ("starting/unhealthy" if job.alive() else "stopped")
+        if args.json:
+            print(json.dumps({**job, "state": state, "health": health}))
+            continue
+        started = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(job["started"]))
+        extra = (
+            f" lag={health['consumer_lag']} stored={health['stored']} dlq={health['dlq']}" if health else ""
+        )
+        print(f"{job['name']}\t{state}\tpid {job['pid']}\tport {job['port']}\tsince {started}{extra}")
+    return 0
+
+
+def _cancel(args: argparse.Namespace) -> int:
+    registry = JobRegistry()
+    if registry.get(args.name) is None:
+        raise ConfigError(f"no job named {args.name!r}")
+    stopped = registry.cancel(args.name)
+    print(f"job {args.name}: {'stopped' if stopped else 'was not running; removed from the registry'}")
+    return 0
+
+
+def _build(args: argparse.Namespace) -> int:
+    from metro_app.topology import build_archive
+
+    path = build_archive(HubSettings.from_args(args), args.out, bootstrap_servers=args.bootstrap_servers)
+    print(path)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,111 @@
+"""A small client of the hub's HTTP API, for dashboards and scripts (stdlib only)."""
+
+from __future__ import annotations
+
+import json
+import os
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections import deque
+from collections.abc import Iterator
+from typing import Any
+
+from edgemnist.errors import EdgeMnistError
+
+__all__ = ["ApiError", "ViewClient"]
+
+
+class ApiError(EdgeMnistError):
+    """The hub answered with an error status, or could not be reached."""
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class ViewClient:
+    """Read views (paged, long-polled), cameras, images and labels; post labels with a token.
+
+    >>> ViewClient("http://127.0.0.1:8000/").base
+    'http://127.0.0.1:8000'
+    """
+
+    def __init__(
+        self, base: str = "http://127.0.0.1:8000", *, token: str | None = None, timeout: float = 30
+    ) -> None:
+        self.base = base.rstrip("/")
+        self.token = token if token is not None else os.environ.get("EDGE_MNIST_API_TOKEN")
+        self.timeout = timeout
+
+    def _request(self, path: str, *, body: Any = None, timeout: float | None = None) -> bytes:
+        headers = {"Accept": "application/json"}
+        data = None
+        if body is not None:
+            data = json.dumps(body).encode()
+            headers["Content-Type"] = "application/json"
+            if self.token:
+                headers["Authorization"] = f"Bearer {self.token}"
+        req = urllib.request.Request(
+            self.base + path, data=data, headers=headers, method="POST" if data else "GET"
+        )
+        try:
+            with urllib.request.urlopen(req, timeout=timeout or self.timeout) as resp:
+                return resp.read()
+        except urllib.error.HTTPError as exc:
+            text = exc.read().decode(errors="replace")[:500]
+            raise ApiError(f"{req.method} {path}: HTTP {exc.code}: {text}", exc.code) from exc
+        except (urllib.error.URLError, OSError) as exc:
+            raise ApiError(f"{req.method} {path}: hub at {self.base} unreachable ({exc})") from exc
+
+    def _json(self, path: str, **kw: Any) -> Any:
+        return json.loads(self._request(path, **kw))
+
+    def views(self) -> list[dict[str, Any]]:
+        return self._json("/views")["views"]
+
+    def page(self, name: str, after: int = 0, max: int = 100, wait: float = 0) -> dict[str, Any]:
+        """One page of a view: {"name", "items": [{"seq", "tuple"}], "last_seq"}."""
+        q = urllib.parse.urlencode({"after": after, "max": max, "wait": wait})
+        return self._json(f"/views/{urllib.parse.quote(name)}?{q}", timeout=self.timeout + wait)
+
+    def fetch_all(self, name: str, after: int = 0, page_size: int = 500) -> list[dict[str, Any]]:
+        """Every item of a view after a seq, paging until the end."""
+        items: list[dict[str, Any]] = []
+        while page := self.page(name, after, page_size)["items"]:
+            items += page
+            after = page[-1]["seq"]
+        return items
+
+    def follow(self, name: str, after: int = 0, wait: float = 10) -> Iterator[dict[str, Any]]:
+        """Yield items as they arrive (long-poll), forever; the caller breaks out."""
+        while True:
+            for item in self.page(name, after, 500, wait)["items"]:
+                after = item["seq"]
+                yield item
+
+    def recent(self, name: str, n: int = 100) -> list[dict[str, Any]]:
+        """The newest n items of a view, as the reference's client keeps them."""
+        last = self.page(name, 0, 1)["last_seq"]
+        buf: deque[dict[str, Any]] = deque(maxlen=n)
+        buf.extend(self.fetch_all(name, after=max(0, last - 2 * n)))
+        return list(buf)
+
+    def cameras(self) -> list[dict[str, Any]]:
+        return self._json("/cameras")["cameras"]
+
+    def image_png(self, image_id: str) -> bytes:
+        return self._request(f"/images/{urllib.parse.quote(image_id, safe='/:')}")
+
+    def labels(self, image_id: str | None = None) -> list[dict[str, Any]]:
+        q = f"?{urllib.parse.urlencode({'image_id': image_id})}" if image_id else ""
+        return self._json(f"/labels{q}")["labels"]
+
+    def add_label(self, image_id: str, label: str, labeller: str) -> dict[str, Any]:
+        return self._json("/labels", body={"image_id": image_id, "label": label, "labeller": labeller})
+
+    def models(self) -> list[dict[str, Any]]:
+        return self._json("/models")["models"]
+
+    def health(self) -> dict[str, Any]:
+        return self._json("/health")

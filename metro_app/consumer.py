@@ -1,0 +1,200 @@
+"""The hub loop: poll a batch, validate, store in one transaction, dead-letter the rest, commit.
+
+Offsets are committed only after the store transaction and the dead letters
+are durable, so a crash anywhere re-delivers the batch and the store's
+idempotent inserts keep exactly one row per message. The consumer and
+producer are handed in (kafka-python objects from `edgemnist.kafka`, or fakes).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from edgemnist.messages import MetricsMessage, UncertainImage
+from metro_app.store import DeadLetter, Store
+from metro_app.validate import RecordLike, Valid, Validator, derived_id
+
+__all__ = ["DEFAULT_DLQ_TOPIC", "group_id", "HubStats", "DeadLetterSink", "HubLoop"]
+
+log = logging.getLogger(__name__)
+DEFAULT_DLQ_TOPIC = "edge-mnist.dlq"
+_DLQ_VALUE_LIMIT = 256_000
+
+
+def group_id(topic: str) -> str:
+    """The reference's consumer group name for a topic."""
+    return f"MetroEdge-{topic}"
+
+
+@dataclass
+class HubStats:
+    """What one hub instance has done since it started."""
+
+    started: float = field(default_factory=time.time)
+    records: int = 0
+    metrics_stored: int = 0
+    images_stored: int = 0
+    duplicates: int = 0
+    dead_letters: int = 0
+    batches: int = 0
+    store_errors: int = 0
+    commit_errors: int = 0
+    lag: int | None = None
+    last_batch: float | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "uptime": time.time() - self.started}
+
+
+class DeadLetterSink:
+    """Send refused records, as they came, to the dead-letter topic with the reason in headers."""
+
+    def __init__(self, producer: Any, topic: str = DEFAULT_DLQ_TOPIC, *, timeout: float = 30.0) -> None:
+        self._producer = producer
+        self.topic = topic
+        self.timeout = timeout
+
+    def __call__(self, items: list[tuple[RecordLike, DeadLetter]]) -> None:
+        """Send all and wait until the broker has them; raises when it has not."""
+        futures = [self._send(rec, dead) for rec, dead in items]
+        self._producer.flush(timeout=self.timeout)
+        for fut in futures:
+            fut.get(timeout=self.timeout)
+
+    def _send(self, rec: RecordLike, dead: DeadLetter) -> Any:
+        value = rec.value
+        headers = [
+            ("reason", dead.reason.encode()[:4000]),
+            ("source_topic", dead.topic.encode()),
+            ("source_partition", str(dead.partition).encode()),
+            ("source_offset", str(dead.offset).encode()),
+        ]
+        if value is not None and len(value) > _DLQ_VALUE_LIMIT:
+            headers.append(("truncated_from", str(len(value)).encode()))
+            value = value[:_DLQ_VALUE_LIMIT]
+        return self._producer.send(self.topic, value=value, key=rec.key, headers=headers)
+
+
+class HubLoop:
+    """One hub instance's consume -> validate -> store -> dead-letter -> commit loop."""
+
+    def __init__(
+        self,
+        consumer: Any,
+        store: Store,
+        dead_letters: DeadLetterSink,
+        *,
+        validator: Validator | None = None,
+        max_records: int = 1000,
+        poll_timeout_ms: int = 200,
+        retry_seconds: float = 1.0,
+        lag_interval: float = 2.0,
+        on_stored: Callable[[list[Valid]], None] | None = None,
+    ) -> None:
+        self._consumer = consumer
+        self._store = store
+        self._dead = dead_letters
+        self._validate = validator or Validator()
+        self.max_records = max_records
+        self.poll_timeout_ms = poll_timeout_ms
+        self.retry_seconds = retry_seconds
+        self.lag_interval = lag_interval
+        self.stats = HubStats()
+        self._lag_at = 0.0
+        self._on_stored = on_stored
+
+    def step(self) -> int:
+        """Handle one polled batch; returns how many records it committed."""
+        batch = self._consumer.poll(timeout_ms=self.poll_timeout_ms, max_records=self.max_records)
+        self._maybe_update_lag()
+        records = [r for recs in batch.values() for r in recs]
+        if not records:
+            return 0
+        metrics, images, bad, bodies = self._split(records)
+        try:
+            result = self._store.write_batch(metrics, images, [d for _, d in bad], bodies)
+            if bad:
+                self._dead(bad)
+        except Exception:
+            log.exception("storing a batch of %d records failed; it will be retried", len(records))
+            self.stats.store_errors += 1
+            self._rewind(batch)
+            time.sleep(self.retry_seconds)
+            return 0
+        self._commit()
+        self._count(len(records), len(metrics) + len(images), result.metrics + result.images, bad)
+        self.stats.metrics_stored += result.metrics
+        self.stats.images_stored += result.images
+        if self._on_stored is not None:
+            self._on_stored([*metrics, *images])
+        return len(records)
+
+    def run(self, stop: threading.Event) -> None:
+        """Loop until `stop` is set; one bad record or a failed batch never ends it."""
+        while not stop.is_set():
+            try:
+                self.step()
+            except Exception:
+                log.exception("hub loop: polling failed; retrying")
+                stop.wait(self.retry_seconds)
+
+    def _split(self, records: list[RecordLike]) -> tuple[list[Any], list[Any], list[Any], dict[str, str]]:
+        """Valid metrics, valid images, (record, dead letter) pairs, and metrics bodies as received."""
+        metrics: list[MetricsMessage] = []
+        bodies: dict[str, str] = {}
+        images: list[UncertainImage] = []
+        bad: list[tuple[RecordLike, DeadLetter]] = []
+        for rec in records:
+            out = self._validate(rec)
+            if isinstance(out, DeadLetter):
+                log.warning("dead letter: %s", out.reason[:300])
+                bad.append((rec, out))
+            elif isinstance(out, MetricsMessage):
+                metrics.append(out)
+                if out.id != derived_id(rec.topic, rec.partition, rec.offset) and isinstance(
+                    rec.value, bytes
+                ):
+                    bodies[out.id] = rec.value.decode()  # valid UTF-8 JSON: it parsed
+            else:
+                images.append(out)
+        return metrics, images, bad, bodies
+
+    def _count(self, n: int, good: int, new: int, bad: list[Any]) -> None:
+        s = self.stats
+        s.records += n
+        s.duplicates += good - new
+        s.dead_letters += len(bad)
+        s.batches += 1
+        s.last_batch = time.time()
+
+    def _commit(self) -> None:
+        try:
+            self._consumer.commit()
+        except Exception as exc:  # e.g. a rebalance: the batch is re-delivered and de-duplicated
+            self.stats.commit_errors += 1
+            log.warning("offset commit failed (%s); the batch may be re-delivered", exc)
+
+    def _rewind(self, batch: dict[Any, list[RecordLike]]) -> None:
+        for tp, recs in batch.items():
+            if recs:
+                try:
+                    self._consumer.seek(tp, recs[0].offset)
+                except Exception as exc:
+                    log.warning("could not rewind %s: %s", tp, exc)
+
+    def _maybe_update_lag(self) -> None:
+        now = time.monotonic()
+        if now - self._lag_at < self.lag_interval:
+            return
+        self._lag_at = now
+        try:
+            tps = list(self._consumer.assignment())
+            ends = self._consumer.end_offsets(tps) if tps else {}
+            self.stats.lag = sum(max(0, ends[tp] - self._consumer.position(tp)) for tp in tps)
+        except Exception as exc:
+            log.debug("consumer lag unavailable: %s", exc)

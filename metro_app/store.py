@@ -1,0 +1,280 @@
+"""The hub's durable store: SQLAlchemy Core over SQLite (default) or PostgreSQL.
+
+Every write is idempotent on the message id (INSERT .. ON CONFLICT DO NOTHING),
+so a message Kafka delivers twice is stored once, and a batch is written in one
+transaction, so the consumer can commit offsets right after it. Row ids are the
+views' sequence numbers: on PostgreSQL, writers serialise on an advisory lock
+so that ids become visible in increasing order and a reader paging by id
+never skips a row that a slower transaction commits later.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection
+
+from edgemnist.messages import MetricsMessage, UncertainImage
+from metro_app._engine import make_engine
+from metro_app._rows import (
+    FLEET_BUCKET_SECONDS,
+    camera_row,
+    image_row,
+    image_row_to_dict,
+    iso,
+    label_dict,
+    metrics_row,
+)
+from metro_app._schema import dead_letters, images, labels, metadata, metric_cameras, metrics, models
+
+__all__ = ["DeadLetter", "WriteResult", "Store", "FLEET_BUCKET_SECONDS", "image_row_to_dict"]
+
+_PG_WRITE_LOCK = 0x4D4554524F  # "METRO": one advisory lock for every hub writing to the store
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """A record the hub refused, and why."""
+
+    topic: str
+    partition: int
+    offset: int
+    reason: str
+
+
+@dataclass(slots=True)
+class WriteResult:
+    """How many rows one batch added (duplicates add none)."""
+
+    metrics: int = 0
+    images: int = 0
+    dead_letters: int = 0
+    metric_ids: list[int] = field(default_factory=list)
+
+
+class Store:
+    """Metrics windows, uncertain images, labels, model versions and dead letters."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.engine = make_engine(url)
+        self._insert = postgresql.insert if self.engine.dialect.name == "postgresql" else sqlite.insert
+        metadata.create_all(self.engine)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    def _begin_write(self, conn: Connection) -> None:
+        if self.engine.dialect.name == "postgresql":
+            conn.execute(sa.select(sa.func.pg_advisory_xact_lock(_PG_WRITE_LOCK)))
+
+    def _insert_new(self, conn: Connection, table: sa.Table, rows: list[dict[str, Any]]) -> list[Any]:
+        if not rows:
+            return []
+        stmt = self._insert(table).on_conflict_do_nothing().returning(table.c.id, table.c.msg_id)
+        return list(conn.execute(stmt, rows))
+
+    def write_batch(
+        self,
+        metric_msgs: Sequence[MetricsMessage],
+        image_msgs: Sequence[UncertainImage],
+        dead: Sequence[DeadLetter] = (),
+        bodies: Mapping[str, str] | None = None,
+    ) -> WriteResult:
+        """Store one consumer batch in one transaction; messages must carry an id.
+
+        `bodies` maps a metrics message id to its JSON as received, stored as is (saves re-encoding).
+        """
+        now = time.time()
+        bodies = bodies or {}
+        mrows = list({m.id: metrics_row(m, now, bodies.get(m.id)) for m in metric_msgs}.values())
+        irows = list({m.id: image_row(m, now) for m in image_msgs}.values())
+        by_id = {m.id: m for m in metric_msgs}
+        out = WriteResult()
+        with self.engine.begin() as conn:
+            self._begin_write(conn)
+            new_metrics = self._insert_new(conn, metrics, mrows)
+            out.metrics, out.metric_ids = len(new_metrics), sorted(r.id for r in new_metrics)
+            cams = [
+                camera_row(r.id, cam, c)
+                for r in new_metrics
+                for cam, c in by_id[r.msg_id].camera_metrics.items()
+            ]
+            if cams:
+                conn.execute(sa.insert(metric_cameras), cams)
+            out.images = len(self._insert_new(conn, images, irows))
+            out.dead_letters = self._insert_dead(conn, dead, now)
+        return out
+
+    def _insert_dead(self, conn: Connection, dead: Sequence[DeadLetter], now: float) -> int:
+        if not dead:
+            return 0
+        rows = [
+            {
+                "topic": d.topic,
+                "partition": d.partition,
+                "offset": d.offset,
+                "reason": d.reason[:2000],
+                "received": now,
+            }
+            for d in dead
+        ]
+        stmt = self._insert(dead_letters).on_conflict_do_nothing().returning(dead_letters.c.id)
+        return len(list(conn.execute(stmt, rows)))
+
+    # reads --------------------------------------------------------------------------------------
+
+    def _rows(self, query: sa.Select) -> list[Any]:
+        with self.engine.connect() as conn:
+            return list(conn.execute(query))
+
+    def metrics_page(self, after: int, limit: int) -> list[tuple[int, dict[str, Any]]]:
+        q = (
+            sa.select(metrics.c.id, metrics.c.body)
+            .where(metrics.c.id > after)
+            .order_by(metrics.c.id)
+            .limit(limit)
+        )
+        return [(r.id, json.loads(r.body)) for r in self._rows(q)]
+
+    def metrics_upto(self, last_id: int, n: int) -> list[tuple[int, dict[str, Any]]]:
+        """The n metrics rows with the highest ids <= last_id, ascending."""
+        q = sa.select(metrics.c.id, metrics.c.body).where(metrics.c.id <= last_id)
+        rows = self._rows(q.order_by(metrics.c.id.desc()).limit(n))
+        return [(r.id, json.loads(r.body)) for r in reversed(rows)]
+
+    def images_page(self, after: int, limit: int) -> list[tuple[int, dict[str, Any]]]:
+        q = sa.select(images).where(images.c.id > after).order_by(images.c.id).limit(limit)
+        return [(r.id, image_row_to_dict(r)) for r in self._rows(q)]
+
+    def image(self, msg_id: str) -> Any | None:
+        rows = self._rows(sa.select(images).where(images.c.msg_id == msg_id))
+        return rows[0] if rows else None
+
+    def last_ids(self) -> dict[str, int]:
+        with self.engine.connect() as conn:
+            m = conn.execute(sa.select(sa.func.coalesce(sa.func.max(metrics.c.id), 0))).scalar_one()
+            i = conn.execute(sa.select(sa.func.coalesce(sa.func.max(images.c.id), 0))).scalar_one()
+        return {"metrics": int(m), "images": int(i)}
+
+    def counts(self) -> dict[str, int]:
+        out = {}
+        with self.engine.connect() as conn:
+            for name, table in (
+                ("metrics", metrics),
+                ("images", images),
+                ("labels", labels),
+                ("dead_letters", dead_letters),
+                ("models", models),
+            ):
+                out[name] = int(conn.execute(sa.select(sa.func.count()).select_from(table)).scalar_one())
+        return out
+
+    def fleet_buckets(self, after: int, limit: int) -> list[tuple[int, int]]:
+        """(seq, bucket) of fleet time buckets whose newest metrics row id is > after, ascending."""
+        seq = sa.func.max(metrics.c.id).label("seq")
+        q = sa.select(seq, metrics.c.bucket).group_by(metrics.c.bucket).having(seq > after)
+        return [(r.seq, r.bucket) for r in self._rows(q.order_by(seq).limit(limit))]
+
+    def bucket_metrics(self, buckets: Sequence[int], upto: int) -> list[tuple[int, int, dict[str, Any]]]:
+        """(id, bucket, body) of every metrics row in those buckets with id <= upto."""
+        q = sa.select(metrics.c.id, metrics.c.bucket, metrics.c.body).where(
+            metrics.c.bucket.in_(list(buckets)), metrics.c.id <= upto
+        )
+        return [(r.id, r.bucket, json.loads(r.body)) for r in self._rows(q.order_by(metrics.c.id))]
+
+    def fleet_bucket_count(self) -> int:
+        q = sa.select(sa.func.count(sa.distinct(metrics.c.bucket)))
+        return int(self._rows(q)[0][0])
+
+    def camera_summaries(self) -> list[Any]:
+        """Per camera: seq (id of its newest metrics row), windows, images and uncertain images scored."""
+        mc = metric_cameras.c
+        q = sa.select(
+            mc.camera,
+            sa.func.max(mc.metric_id).label("seq"),
+            sa.func.count().label("windows"),
+            sa.func.sum(mc.certain + mc.uncertain).label("images"),
+            sa.func.sum(mc.uncertain).label("uncertain"),
+        ).group_by(mc.camera)
+        return sorted(self._rows(q), key=lambda r: r.seq)
+
+    def camera_image_stats(self) -> dict[str, tuple[int, int, int]]:
+        """Per camera: (uncertain images stored, those with true_class, those predicted right)."""
+        c = images.c
+        right = sa.func.sum(sa.case((c.result_class == c.true_class, 1), else_=0))
+        q = sa.select(c.camera, sa.func.count(), sa.func.count(c.true_class), right).group_by(c.camera)
+        return {r[0]: (int(r[1]), int(r[2]), int(r[3] or 0)) for r in self._rows(q)}
+
+    def camera_windows(self, camera: str, n: int) -> list[dict[str, Any]]:
+        """The camera's newest n metrics messages, oldest first."""
+        q = (
+            sa.select(metrics.c.body)
+            .join(metric_cameras, metric_cameras.c.metric_id == metrics.c.id)
+            .where(metric_cameras.c.camera == camera)
+            .order_by(metrics.c.id.desc())
+            .limit(n)
+        )
+        return [json.loads(r.body) for r in reversed(self._rows(q))]
+
+    # labels and models --------------------------------------------------------------------------
+
+    def add_label(self, image_id: str, label: str, labeller: str) -> dict[str, Any] | None:
+        """Store a person's label for a stored image; None when the image is unknown."""
+        img = self.image(image_id)
+        if img is None:
+            return None
+        row = {
+            "image_id": image_id,
+            "label": label,
+            "labeller": labeller,
+            "created": time.time(),
+            "model_version": img.model_version,
+            "previous_prediction": img.result_class,
+        }
+        with self.engine.begin() as conn:
+            row["id"] = conn.execute(sa.insert(labels).returning(labels.c.id), row).scalar_one()
+        return label_dict(row)
+
+    def labels(self, after: int = 0, limit: int = 1000, image_id: str | None = None) -> list[dict[str, Any]]:
+        q = sa.select(labels).where(labels.c.id > after)
+        if image_id is not None:
+            q = q.where(labels.c.image_id == image_id)
+        return [label_dict(r._asdict()) for r in self._rows(q.order_by(labels.c.id).limit(limit))]
+
+    def add_model(
+        self, version: str, sha256: str, accuracy: float | None = None, card: dict[str, Any] | None = None
+    ) -> bool:
+        row = {
+            "version": version,
+            "sha256": sha256,
+            "accuracy": accuracy,
+            "created": time.time(),
+            "card": json.dumps(card or {}),
+        }
+        with self.engine.begin() as conn:
+            stmt = self._insert(models).on_conflict_do_nothing().returning(models.c.version)
+            return bool(list(conn.execute(stmt, [row])))
+
+    def models(self) -> list[dict[str, Any]]:
+        rows = self._rows(sa.select(models).order_by(models.c.created))
+        return [
+            {
+                "version": r.version,
+                "sha256": r.sha256,
+                "accuracy": r.accuracy,
+                "created": iso(r.created),
+                "card": json.loads(r.card),
+            }
+            for r in rows
+        ]
+
+    def dead_letters(self, after: int = 0, limit: int = 1000) -> list[DeadLetter]:
+        q = sa.select(dead_letters).where(dead_letters.c.id > after).order_by(dead_letters.c.id).limit(limit)
+        return [DeadLetter(r.topic, r.partition, r.offset, r.reason) for r in self._rows(q)]
