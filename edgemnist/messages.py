@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
+import itertools
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
+import orjson
 
 from edgemnist.errors import SchemaError
 
@@ -129,15 +130,10 @@ class _Check:
 
     def floats(self, key: str, n: int) -> tuple[float, ...]:
         v = self.get(key)
-        if not isinstance(v, list) or len(v) != n:
-            raise self.fail(key, f"must be a list of {n} numbers")
-        try:
-            arr = np.asarray(v, dtype=np.float64)
-        except (TypeError, ValueError) as exc:
-            raise self.fail(key, "must hold only numbers") from exc
-        if arr.shape != (n,) or not np.isfinite(arr).all() or any(isinstance(x, bool) for x in v):
+        if (not isinstance(v, list) or len(v) != n
+                or not set(map(type, v)) <= {int, float} or not all(map(math.isfinite, v))):
             raise self.fail(key, f"must be a list of {n} finite numbers")
-        return tuple(arr.tolist())
+        return tuple(map(float, v))
 
 
 @dataclass(frozen=True, slots=True)
@@ -243,7 +239,7 @@ class OutboxStats:
 
 
 def _encode(obj: dict[str, Any]) -> bytes:
-    return json.dumps(obj, separators=(",", ":"), allow_nan=False).encode()
+    return orjson.dumps(obj)
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -322,13 +318,14 @@ class UncertainImage:
 def _prepared_image(v: Any, origin: Origin) -> np.ndarray:
     if not isinstance(v, list) or len(v) != 28 or not all(isinstance(r, list) and len(r) == 28 for r in v):
         raise SchemaError(f"{origin}: key 'prepared_image' must be 28 rows of 28 integers")
+    flat = list(itertools.chain.from_iterable(v))
+    if set(map(type, flat)) != {int}:
+        raise SchemaError(f"{origin}: key 'prepared_image' must hold only integers")
     try:
-        arr = np.array(v, dtype=np.int64)
-    except (TypeError, ValueError, OverflowError) as exc:
-        raise SchemaError(f"{origin}: key 'prepared_image' must hold only integers") from exc
-    if arr.min() < 0 or arr.max() > 255 or any(isinstance(x, bool | float) for r in v for x in r):
-        raise SchemaError(f"{origin}: key 'prepared_image' must hold integers 0..255")
-    return arr.astype(np.uint8)
+        pixels = bytes(flat)
+    except ValueError as exc:
+        raise SchemaError(f"{origin}: key 'prepared_image' must hold integers 0..255") from exc
+    return np.frombuffer(pixels, dtype=np.uint8).reshape(28, 28)
 
 
 @dataclass(frozen=True, slots=True)
@@ -420,8 +417,8 @@ def parse_message(data: bytes | str | None, origin: Origin = Origin()) -> Uncert
     if len(data) > MAX_MESSAGE_BYTES:
         raise SchemaError(f"{origin}: {len(data)} bytes, more than the {MAX_MESSAGE_BYTES} allowed")
     try:
-        obj = json.loads(data)
-    except (UnicodeDecodeError, ValueError) as exc:
+        obj = orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
         raise SchemaError(f"{origin}: not JSON ({exc})") from exc
     if not isinstance(obj, dict):
         raise SchemaError(f"{origin}: JSON {type(obj).__name__}, expected an object")

@@ -22,16 +22,17 @@ def java_home() -> str:
     return str(Path(java).resolve().parent.parent)
 
 
-def build_archive(topo: Any, out_dir: Path) -> Path:
-    """Submit `topo` to streamsx's BUILD_ARCHIVE context and move the archive into `out_dir`."""
+def build_archive(topo: Any, out_dir: Path, name: str | None = None) -> Path:
+    """Submit `topo` to streamsx's BUILD_ARCHIVE context and move the archive to `out_dir/<name>.zip`."""
     from streamsx.topology import context
 
     os.environ["JAVA_HOME"] = java_home()
     result = context.submit(context.ContextTypes.BUILD_ARCHIVE, topo, {})
-    path = result.get("archivePath") if result is not None else None
-    if not path or result.get("return_code", 1) != 0:
-        raise ConfigError(f"streamsx could not build the archive for {topo.name}: {dict(result or {})}")
+    path = result["archivePath"] if result is not None and "archivePath" in result else None
+    if result is None or result.return_code != 0 or not path:
+        raise ConfigError(f"streamsx BUILD_ARCHIVE failed for {topo.name}: {dict(result or {})}")
+    out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    dest = out_dir / f"{topo.name}.zip"
+    dest = out_dir / f"{name or topo.name}.zip"
     shutil.move(path, dest)
     return dest

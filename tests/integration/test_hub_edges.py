@@ -16,27 +16,8 @@ import pytest
 from edgemnist.kafka import ensure_topics
 from metro_app.store import Store
 from metro_app.testing import HubProcess, wait_until
-from tests.integration.test_hub_postgres import postgres  # noqa: F401 - the session fixture
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(scope="module")
-def hub_model(request, tmp_path_factory) -> Path:
-    """The suite's model when conftest provides one (`model_path`), else one trained here."""
-    try:
-        return Path(request.getfixturevalue("model_path"))
-    except pytest.FixtureLookupError:
-        pass
-    out = tmp_path_factory.mktemp("model")
-    proc = subprocess.run(
-        [sys.executable, "-m", "edgemnist.cli", "train", "--out", str(out), "--quiet"],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    return next(out.glob("*.skops"))
 
 
 def cameras_covering(partitions: int) -> list[str]:
@@ -120,14 +101,14 @@ def stored_everything(hubs: list[HubProcess], stats: dict[str, dict]) -> bool:
     return h["images"] == want_images and h["metrics"] == want_metrics
 
 
-def test_three_edges_and_a_hub(kafka, kafka_settings, hub_model, tmp_path):
+def test_three_edges_and_a_hub(kafka, kafka_settings, model_path, tmp_path):
     topic = f"hub-edges-{time.time_ns()}"
     ensure_topics(kafka_settings, {topic: 1})
     cams = ["TestCamA", "CamB", "CamC"]
     with HubProcess(
         kafka.bootstrap_servers, topic, f"sqlite:///{tmp_path}/hub.db", tmp_path / "hub.log"
     ) as hub:
-        stats = run_edges(kafka, topic, hub_model, tmp_path, cams)
+        stats = run_edges(kafka, topic, model_path, tmp_path, cams)
         test_cam = next(s for s in stats.values() if s["camera"].startswith("TestCamA"))
         assert test_cam["uncertain_sent"] == test_cam["scored"]  # a Test camera sends every image
         wait_until(lambda: stored_everything([hub], stats), 180, "every edge message stored")
@@ -135,7 +116,7 @@ def test_three_edges_and_a_hub(kafka, kafka_settings, hub_model, tmp_path):
         assert hub.health()["dlq"] == 0
 
 
-def test_two_hubs_share_a_postgresql_store(kafka, kafka_settings, hub_model, tmp_path, postgres):  # noqa: F811
+def test_two_hubs_share_a_postgresql_store(kafka, kafka_settings, model_path, tmp_path, postgres):
     topic = f"hub-scale-{time.time_ns()}"
     ensure_topics(kafka_settings, {topic: 3})
     url = postgres.fresh_database(f"scale{time.time_ns()}")
@@ -144,7 +125,7 @@ def test_two_hubs_share_a_postgresql_store(kafka, kafka_settings, hub_model, tmp
     ]
     try:
         cams = cameras_covering(3)
-        stats = run_edges(kafka, topic, hub_model, tmp_path, cams)
+        stats = run_edges(kafka, topic, model_path, tmp_path, cams)
         wait_until(lambda: stored_everything(hubs, stats), 240, "every edge message stored")
         for hub in hubs:
             check_views(hub, stats)

@@ -10,8 +10,8 @@ import threading
 import time
 
 import pytest
-from edgemnist.kafka import ensure_topics, make_consumer, make_producer
 
+from edgemnist.kafka import ensure_topics, make_consumer, make_producer
 from metro_app.samples import make_image, make_metrics, malformed
 from metro_app.store import Store
 from metro_app.testing import HubProcess, free_port, wait_until

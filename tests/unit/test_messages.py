@@ -87,7 +87,8 @@ def test_timestamp_form():
         (lambda m: m.update(prepared_image=[[0] * 28] * 27), "'prepared_image'"),
         (lambda m: m.update(prepared_image=[[300] * 28] * 28), "0..255"),
         (lambda m: m.update(result_class=10), "'result_class'"),
-        (lambda m: m.update(result_probability=float("nan")), "'result_probability'"),
+        (lambda m: m.update(result_probability=1.5), "'result_probability'"),
+        (lambda m: m.update(prep_time=float("nan")), "not JSON"),
         (lambda m: m.update(timestamp="yesterday"), "'timestamp'"),
     ],
 )

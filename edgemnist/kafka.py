@@ -1,0 +1,339 @@
+"""The only core module that imports kafka-python: producer, consumer and admin helpers.
+
+Everything else receives an :class:`EventProducer` or a consumer, so it tests without a
+broker. "Cannot reach the broker" surfaces as :class:`~edgemnist.errors.BrokerUnavailable`.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import types
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from typing import Any, Literal
+
+import kafka.errors as kerrors
+from kafka.admin import KafkaAdminClient
+from kafka.consumer import KafkaConsumer
+from kafka.producer import KafkaProducer
+
+from edgemnist.errors import BrokerUnavailable, ConfigError
+from edgemnist.settings import KafkaSettings
+
+__all__ = [
+    "require_crc32c",
+    "make_producer",
+    "make_consumer",
+    "EventProducer",
+    "ensure_topics",
+    "wait_for_broker",
+    "is_unavailable",
+]
+
+log = logging.getLogger(__name__)
+
+PRODUCER_DEFAULTS: dict[str, Any] = {
+    "acks": "all",
+    "linger_ms": 5,
+    "batch_size": 128 * 1024,
+    "compression_type": None,
+    "request_timeout_ms": 15_000,
+    "max_block_ms": 10_000,
+    "reconnect_backoff_max_ms": 1_000,
+}
+CONSUMER_DEFAULTS: dict[str, Any] = {
+    "enable_auto_commit": False,
+    "auto_offset_reset": "earliest",
+    "reconnect_backoff_max_ms": 1_000,
+}
+
+
+def require_crc32c() -> None:
+    """Fail fast when kafka-python would checksum records in pure Python (about 10x slower)."""
+    from kafka.record import util
+
+    impl = (util.calc_crc32c.__defaults__ or (None,))[0]
+    if not isinstance(impl, types.BuiltinFunctionType):
+        raise ConfigError(
+            "kafka-python's C CRC32C accelerator is not active (kafka.record.util uses the "
+            "pure-Python crc32c); install it: pip install 'crc32c>=2.4'"
+        )
+
+
+def _servers(settings: KafkaSettings) -> str:
+    return ",".join(settings.bootstrap_servers) or "(none)"
+
+
+def is_unavailable(exc: BaseException) -> bool:
+    """True for errors that mean "the broker cannot be reached right now" (retriable)."""
+    if isinstance(exc, BrokerUnavailable):
+        return True
+    return isinstance(exc, kerrors.KafkaError) and (
+        exc.retriable or isinstance(exc, kerrors.BrokerNotAvailableError)
+    )
+
+
+def _unavailable(settings: KafkaSettings, what: str, exc: BaseException | None) -> BrokerUnavailable:
+    detail = f": {exc}" if exc is not None else ""
+    err = BrokerUnavailable(f"{what}: Kafka at {_servers(settings)} unreachable{detail}")
+    err.__cause__ = exc
+    return err
+
+
+def make_producer(
+    settings: KafkaSettings, *, delivery_timeout_ms: int = 60_000, **overrides: Any
+) -> KafkaProducer:
+    """A bytes-in producer with acks=all; raises BrokerUnavailable if it cannot bootstrap."""
+    require_crc32c()
+    config = {**settings.to_kafka_config(), **PRODUCER_DEFAULTS, **overrides}
+    config["delivery_timeout_ms"] = delivery_timeout_ms
+    if "request_timeout_ms" not in overrides:  # kafka-python wants delivery >= linger + request
+        budget = delivery_timeout_ms - config["linger_ms"]
+        config["request_timeout_ms"] = max(1_000, min(config["request_timeout_ms"], budget))
+    try:
+        return KafkaProducer(**config)
+    except kerrors.KafkaError as exc:
+        if is_unavailable(exc):
+            raise _unavailable(settings, "creating a producer", exc) from exc
+        raise
+
+
+def make_consumer(
+    settings: KafkaSettings,
+    topics: str | Sequence[str],
+    group_id: str | None,
+    *,
+    session_timeout_ms: int = 10_000,
+    heartbeat_interval_ms: int | None = None,
+    **overrides: Any,
+) -> KafkaConsumer:
+    """A manual-commit consumer reading bytes from the earliest offset of new groups."""
+    require_crc32c()
+    topic_list = [topics] if isinstance(topics, str) else list(topics)
+    config = {
+        **settings.to_kafka_config(),
+        **CONSUMER_DEFAULTS,
+        "group_id": group_id,
+        "session_timeout_ms": session_timeout_ms,
+        "heartbeat_interval_ms": heartbeat_interval_ms or max(100, session_timeout_ms // 3),
+        **overrides,
+    }
+    try:
+        return KafkaConsumer(*topic_list, **config)
+    except kerrors.KafkaError as exc:
+        if is_unavailable(exc):
+            raise _unavailable(settings, f"creating a consumer of {topic_list}", exc) from exc
+        raise
+
+
+class EventProducer:
+    """Send batches of ``(key, value)`` bytes and report, per record, whether Kafka acked it.
+
+    The producer connects lazily, on the first :meth:`send_batch`, so that an edge can start
+    (and buffer) while the broker is down. ``send_batch`` never raises for an unreachable
+    broker and never blocks much longer than its ``timeout``.
+    """
+
+    def __init__(
+        self,
+        settings: KafkaSettings | None = None,
+        *,
+        producer: Any = None,
+        close_timeout: float = 5.0,
+        **overrides: Any,
+    ) -> None:
+        if (settings is None) == (producer is None):
+            raise ValueError("EventProducer needs exactly one of settings or producer")
+        self._settings = settings or KafkaSettings()
+        self._overrides = overrides
+        self._producer = producer
+        self._close_timeout = close_timeout
+
+    def __enter__(self) -> EventProducer:
+        return self
+
+    def __exit__(self, *exc: object) -> Literal[False]:
+        self.close()
+        return False
+
+    def open(self, timeout: float = 30.0) -> Any:
+        """Connect now (idempotent); raises BrokerUnavailable after ``timeout`` seconds."""
+        if self._producer is None:
+            config = {"bootstrap_timeout_ms": max(1, int(timeout * 1000)), **self._overrides}
+            self._producer = make_producer(self._settings, **config)
+        return self._producer
+
+    def send_batch(
+        self, topic: str, records: Sequence[tuple[bytes | None, bytes]], timeout: float
+    ) -> list[BaseException | None]:
+        """Send all records, flush, and return one result per record: None = acknowledged.
+
+        A record not acknowledged within ``timeout`` gets a BrokerUnavailable; it may still
+        be delivered later by the producer, so callers resend it (at-least-once).
+        """
+        if not records:
+            return []
+        deadline = time.monotonic() + timeout
+        try:
+            producer = self.open(timeout)
+        except BrokerUnavailable as exc:
+            return [exc] * len(records)
+        results: list[BaseException | None] = [None] * len(records)
+        futures = self._send_all(producer, topic, records, deadline, results)
+        try:
+            producer.flush(timeout=max(0.0, deadline - time.monotonic()))
+        except kerrors.KafkaTimeoutError:
+            pass
+        for i, future in enumerate(futures):
+            if future is not None:
+                results[i] = self._outcome(topic, future, timeout)
+        return results
+
+    def _send_all(
+        self,
+        producer: Any,
+        topic: str,
+        records: Sequence[tuple[bytes | None, bytes]],
+        deadline: float,
+        results: list[BaseException | None],
+    ) -> list[Any]:
+        futures: list[Any] = [None] * len(records)
+        with _max_block(producer, deadline):
+            for i, (key, value) in enumerate(records):
+                try:
+                    futures[i] = producer.send(topic, value=value, key=key)
+                except kerrors.KafkaError as exc:
+                    if not is_unavailable(exc):
+                        results[i] = exc
+                        continue
+                    err = _unavailable(self._settings, f"sending to {topic!r}", exc)
+                    results[i:] = [err] * (len(records) - i)
+                    break
+        return futures
+
+    def _outcome(self, topic: str, future: Any, timeout: float) -> BaseException | None:
+        if not future.is_done:
+            return _unavailable(self._settings, f"no ack from {topic!r} within {timeout:g} s", None)
+        if future.succeeded():
+            return None
+        exc = future.exception
+        if is_unavailable(exc):
+            return _unavailable(self._settings, f"sending to {topic!r}", exc)
+        return exc
+
+    def close(self) -> None:
+        """Close the producer, waiting at most ``close_timeout`` for unsent records."""
+        producer, self._producer = self._producer, None
+        if producer is None:
+            return
+        try:
+            producer.close(timeout=self._close_timeout)
+        except kerrors.KafkaTimeoutError:
+            # kafka-python 3.0 close() raises from its flush with records pending and leaves
+            # the sender thread running; abort those records, then close for real.
+            log.warning("Kafka producer closed with unsent records (broker unreachable)")
+            sender = getattr(producer, "_sender", None)
+            if sender is not None:
+                sender.force_close()
+                sender.join(self._close_timeout)
+            producer.close(timeout=0)
+
+
+@contextmanager
+def _max_block(producer: Any, deadline: float) -> Iterator[None]:
+    """Bound send()'s metadata wait by our deadline (kafka-python reads it per call)."""
+    config = getattr(producer, "config", None)
+    if not isinstance(config, dict) or "max_block_ms" not in config:
+        yield
+        return
+    saved = config["max_block_ms"]
+    config["max_block_ms"] = max(1, min(saved, int((deadline - time.monotonic()) * 1000)))
+    try:
+        yield
+    finally:
+        config["max_block_ms"] = saved
+
+
+def _admin(settings: KafkaSettings, timeout: float) -> KafkaAdminClient:
+    config = {**settings.to_kafka_config(), "bootstrap_timeout_ms": max(1, int(timeout * 1000))}
+    return KafkaAdminClient(**config)
+
+
+def wait_for_broker(settings: KafkaSettings, timeout: float) -> None:
+    """Block until the cluster answers a metadata request naming at least one broker."""
+    deadline = time.monotonic() + timeout
+    last: BaseException | None = None
+    while time.monotonic() < deadline:
+        try:
+            admin = _admin(settings, max(0.5, deadline - time.monotonic()))
+            try:
+                if admin.describe_cluster().get("brokers"):
+                    return
+            finally:
+                admin.close()
+        except kerrors.KafkaError as exc:
+            if not is_unavailable(exc):
+                raise
+            last = exc
+        time.sleep(0.2)
+    raise _unavailable(settings, f"waited {timeout:g} s for the broker", last)
+
+
+def ensure_topics(
+    settings: KafkaSettings,
+    topics: Mapping[str, int],
+    replication_factor: int = 1,
+    timeout: float = 30,
+) -> list[str]:
+    """Create the missing topics with the given partition counts; return the names created.
+
+    Idempotent: existing topics are left as they are. Retries while the broker is still
+    starting; raises BrokerUnavailable naming the bootstrap servers after ``timeout``.
+    """
+    if not topics:
+        return []
+    deadline = time.monotonic() + timeout
+    last: BaseException | None = None
+    while True:
+        try:
+            return _create_topics(settings, topics, replication_factor, deadline)
+        except kerrors.KafkaError as exc:
+            if not is_unavailable(exc):
+                raise
+            last = exc
+        if time.monotonic() >= deadline:
+            raise _unavailable(settings, f"creating topics {sorted(topics)}", last)
+        time.sleep(0.2)
+
+
+def _create_topics(
+    settings: KafkaSettings, topics: Mapping[str, int], replication_factor: int, deadline: float
+) -> list[str]:
+    admin = _admin(settings, max(0.5, deadline - time.monotonic()))
+    try:
+        request = {
+            name: {"num_partitions": n, "replication_factor": replication_factor}
+            for name, n in topics.items()
+        }
+        response = admin.create_topics(request, raise_errors=False)
+        created = []
+        for item in response["topics"]:
+            error = kerrors.for_code(item["error_code"])
+            if error is kerrors.NoError:
+                created.append(item["name"])
+            elif error is not kerrors.TopicAlreadyExistsError:
+                _raise_topic_error(item, error)
+        remaining_ms = max(1000, int((deadline - time.monotonic()) * 1000))
+        admin.wait_for_topics(list(topics), timeout_ms=remaining_ms)
+        return created
+    finally:
+        admin.close()
+
+
+def _raise_topic_error(item: Mapping[str, Any], error: type[kerrors.KafkaError]) -> None:
+    message = item.get("error_message") or ""
+    exc = error(f"topic {item['name']!r}: {message}")
+    if is_unavailable(exc):
+        raise exc
+    raise ConfigError(f"cannot create topic {item['name']!r}: {error.__name__} {message}") from exc

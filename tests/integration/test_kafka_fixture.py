@@ -1,0 +1,101 @@
+"""edgemnist.kafka against real Apache Kafka: topics, acked batches, restart, outage."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections import Counter
+
+import pytest
+
+from edgemnist.errors import BrokerUnavailable
+from edgemnist.kafka import EventProducer, ensure_topics, make_consumer
+from edgemnist.settings import KafkaSettings
+
+pytestmark = pytest.mark.integration
+
+
+def new_topic(settings: KafkaSettings, partitions: int = 3) -> str:
+    topic = f"test-{uuid.uuid4().hex[:10]}"
+    assert ensure_topics(settings, {topic: partitions}, timeout=120) == [topic]
+    return topic
+
+
+def batch(prefix: str, n: int) -> list[tuple[bytes | None, bytes]]:
+    return [(b"camera-%d" % (i % 7), b"%s-%05d" % (prefix.encode(), i)) for i in range(n)]
+
+
+def read_values(settings: KafkaSettings, topic: str, count: int, timeout: float = 120) -> list[bytes]:
+    """Everything in ``topic`` once ``count`` values arrived, plus anything that follows within 2 s."""
+    consumer = make_consumer(settings, topic, f"reader-{uuid.uuid4().hex}", session_timeout_ms=6000)
+    values: list[bytes] = []
+    try:
+        deadline = time.monotonic() + timeout
+        while len(values) < count and time.monotonic() < deadline:
+            for records in consumer.poll(timeout_ms=500).values():
+                values.extend(r.value for r in records)
+        settle = time.monotonic() + 2
+        while time.monotonic() < settle:
+            for records in consumer.poll(timeout_ms=200).values():
+                values.extend(r.value for r in records)
+    finally:
+        consumer.close()
+    return values
+
+
+def test_ensure_topics_creates_partitions_idempotently(kafka_settings):
+    topic = new_topic(kafka_settings, partitions=3)
+    assert ensure_topics(kafka_settings, {topic: 3}) == []
+    consumer = make_consumer(kafka_settings, [], None)
+    try:
+        assert consumer.partitions_for_topic(topic) == {0, 1, 2}
+    finally:
+        consumer.close()
+
+
+def test_every_record_of_a_batch_is_acked_and_read_back(kafka_settings):
+    topic = new_topic(kafka_settings)
+    sent = batch("a", 500)
+    with EventProducer(kafka_settings) as producer:
+        results = producer.send_batch(topic, sent, timeout=120)
+    assert results == [None] * 500
+    got = read_values(kafka_settings, topic, 500)
+    assert len(got) == 500
+    assert Counter(got) == Counter(value for _, value in sent)
+
+
+def test_records_survive_a_restart_and_sends_work_after_it(restartable_kafka, kafka_settings):
+    topic = new_topic(kafka_settings)
+    before, after = batch("before", 500), batch("after", 100)
+    with EventProducer(kafka_settings) as producer:
+        assert producer.send_batch(topic, before, timeout=120) == [None] * 500
+    port = restartable_kafka.port
+    restartable_kafka.restart()
+    assert restartable_kafka.port == port
+    got = read_values(kafka_settings, topic, 500)
+    assert Counter(got) == Counter(v for _, v in before)
+    with EventProducer(kafka_settings) as producer:
+        assert producer.send_batch(topic, after, timeout=120) == [None] * 100
+    got = read_values(kafka_settings, topic, 600)
+    assert Counter(got) == Counter(v for _, v in before + after)
+
+
+def test_send_batch_reports_unavailable_while_the_broker_is_down(restartable_kafka, kafka_settings):
+    topic = new_topic(kafka_settings)
+    producer = EventProducer(kafka_settings, close_timeout=2)
+    assert producer.send_batch(topic, batch("up", 50), timeout=120) == [None] * 50
+    with restartable_kafka.stopped():
+        began = time.monotonic()
+        results = producer.send_batch(topic, batch("down", 200), timeout=5)
+        elapsed = time.monotonic() - began
+        producer.close()  # aborts the unsent records, so none of them arrives later
+        fresh = EventProducer(kafka_settings).send_batch(topic, batch("fresh", 3), timeout=3)
+    assert len(results) == 200
+    assert all(isinstance(r, BrokerUnavailable) for r in results), {type(r) for r in results}
+    assert restartable_kafka.bootstrap_servers in str(results[0])
+    assert elapsed < 5 + 30, "send_batch must give up at about its timeout, not hang"
+    assert len(fresh) == 3 and all(isinstance(r, BrokerUnavailable) for r in fresh)
+    with EventProducer(kafka_settings) as again:
+        assert again.send_batch(topic, batch("back", 20), timeout=120) == [None] * 20
+    got = read_values(kafka_settings, topic, 70)
+    assert Counter(got) == Counter(v for _, v in batch("up", 50) + batch("back", 20))
