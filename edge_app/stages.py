@@ -126,7 +126,6 @@ class ImageSource:
             yield from range(n)
 
     def __call__(self) -> Iterator[FrameBatch]:
-        data = self.frames
         start = time.time()
         batch: list[int] = []
         stamps: list[float] = []

@@ -10,7 +10,6 @@ submitting needs an IBM Streams instance (see `submit_to_streams`).
 from __future__ import annotations
 
 import os
-import shutil
 import threading
 from collections import deque
 from collections.abc import Iterator
@@ -133,19 +132,9 @@ def build_topology(
 
 def build_archive(settings: HubSettings, out: Path, bootstrap_servers: str | None = None) -> Path:
     """Build the topology's archive with streamsx's BUILD_ARCHIVE context into `out`; returns its path."""
-    import streamsx.topology.context as ctx
+    from edgemnist.streams import build_archive as _build
 
-    from edgemnist.streams import java_home
-
-    os.environ["JAVA_HOME"] = java_home()
-    result = ctx.submit(ctx.ContextTypes.BUILD_ARCHIVE, build_topology(settings, bootstrap_servers), {})
-    path = result["archivePath"] if "archivePath" in result else None
-    if result.return_code != 0 or not path:
-        raise ConfigError(f"streamsx BUILD_ARCHIVE failed for MetroEdge: {dict(result)}")
-    out.mkdir(parents=True, exist_ok=True)
-    dest = out / "MetroEdge.zip"
-    shutil.move(path, dest)
-    return dest
+    return _build(build_topology(settings, bootstrap_servers), out, name="MetroEdge")
 
 
 def submit_to_streams(settings: HubSettings, name: str, kafka: Any) -> dict[str, Any]:
