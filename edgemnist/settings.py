@@ -188,11 +188,12 @@ class KafkaSettings:
         return config
 
     def masked(self) -> dict[str, Any]:
-        """All fields, secrets replaced by ``****``; safe for logs."""
+        """The fields that are set, secrets replaced by ``****``; safe for logs."""
         out: dict[str, Any] = {}
         for field in dataclasses.fields(self):
             value = getattr(self, field.name)
-            out[field.name] = MASK if (field.name in _SECRETS and value) else value
+            if value is not None:
+                out[field.name] = MASK if (field.name in _SECRETS and value) else value
         return out
 
     def __repr__(self) -> str:

