@@ -39,8 +39,14 @@ def reference_prepare(frame: bytes) -> np.ndarray:
         left, top, right, bottom = box
         w, h = right - left, bottom - top
         side = max(w, h)
-        square = img.crop((left - (side - w) // 2, top - (side - h) // 2,
-                           left - (side - w) // 2 + side, top - (side - h) // 2 + side))
+        square = img.crop(
+            (
+                left - (side - w) // 2,
+                top - (side - h) // 2,
+                left - (side - w) // 2 + side,
+                top - (side - h) // 2 + side,
+            )
+        )
         small = np.asarray(square.resize((20, 20), Image.LANCZOS), dtype=np.uint8)
     cx, cy = _centre_of_mass(small)
     canvas = Image.new("L", (28, 28), 0)

@@ -26,22 +26,40 @@ log = logging.getLogger("edge_app")
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="edge-app", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
-    run = sub.add_parser("run", help="score a camera's images; send metrics and uncertain images to Kafka",
-                         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    run = sub.add_parser(
+        "run",
+        help="score a camera's images; send metrics and uncertain images to Kafka",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
     add_edge_flags(run)
-    env_flag(run, "--bootstrap-servers", "EDGE_MNIST_BOOTSTRAP_SERVERS",
-             help="Kafka bootstrap servers, host:port[,host:port]")
-    env_flag(run, "--credentials", "EDGE_MNIST_CREDENTIALS",
-             help="JSON credentials file (IBM Event Streams format: kafka_brokers_sasl, user, api_key)")
-    run.add_argument("--dry-run", action="store_true",
-                     help="print each message as one JSON line on stdout instead of sending it")
+    env_flag(
+        run,
+        "--bootstrap-servers",
+        "EDGE_MNIST_BOOTSTRAP_SERVERS",
+        help="Kafka bootstrap servers, host:port[,host:port]",
+    )
+    env_flag(
+        run,
+        "--credentials",
+        "EDGE_MNIST_CREDENTIALS",
+        help="JSON credentials file (IBM Event Streams format: kafka_brokers_sasl, user, api_key)",
+    )
+    run.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="print each message as one JSON line on stdout instead of sending it",
+    )
     run.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     run.set_defaults(func=_run)
-    build = sub.add_parser("build", help="build the edge as a streamsx application (IBM Streams build archive)",
-                           formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    build = sub.add_parser(
+        "build",
+        help="build the edge as a streamsx application (IBM Streams build archive)",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
     add_edge_flags(build)
-    build.add_argument("--target", choices=["streams-archive"], default="streams-archive",
-                       help="what to build")
+    build.add_argument(
+        "--target", choices=["streams-archive"], default="streams-archive", help="what to build"
+    )
     build.add_argument("--out", default="build", help="directory for the archive")
     build.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     build.set_defaults(func=_build)
@@ -85,15 +103,21 @@ def _run(args: argparse.Namespace) -> int:
     kafka = resolve(bootstrap_servers=args.bootstrap_servers, credentials=args.credentials)
     log.info("Kafka %s, topic %s, outbox %s", kafka.masked(), settings.topic, settings.outbox_path)
     max_bytes = int(settings.outbox_max_mb * 2**20)
-    with Outbox(settings.outbox_path, max_bytes) as outbox, \
-            Sender(outbox, settings.topic, lambda: EventProducer(kafka)) as sender:
+    with (
+        Outbox(settings.outbox_path, max_bytes) as outbox,
+        Sender(outbox, settings.topic, lambda: EventProducer(kafka)) as sender,
+    ):
         stats = run_edge(settings, OutboxSink(outbox), stop)
         timeout = 10.0 if stop.is_set() else settings.drain_timeout
         drained = sender.drain(timeout)
         _summary(stats, pending=outbox.pending)
         if not drained:
-            log.error("%d messages not yet acknowledged by Kafka stay in the outbox %s; "
-                      "they are sent when this edge runs again", outbox.pending, settings.outbox_path)
+            log.error(
+                "%d messages not yet acknowledged by Kafka stay in the outbox %s; "
+                "they are sent when this edge runs again",
+                outbox.pending,
+                settings.outbox_path,
+            )
             return 3
     return 0
 

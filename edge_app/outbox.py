@@ -82,7 +82,9 @@ class Outbox:
         except sqlite3.DatabaseError as exc:
             raise ConfigError(f"outbox {self._path}: cannot open as SQLite ({exc})") from exc
         self._db = db
-        self._pending, self._bytes = db.execute("SELECT COUNT(*), COALESCE(SUM(size), 0) FROM outbox").fetchone()
+        self._pending, self._bytes = db.execute(
+            "SELECT COUNT(*), COALESCE(SUM(size), 0) FROM outbox"
+        ).fetchone()
         if self._pending:
             log.info("outbox %s: %d messages from an earlier run will be resent", self._path, self._pending)
             self.not_empty.set()
@@ -131,13 +133,19 @@ class Outbox:
         db.execute("UPDATE counters SET value = value + ? WHERE name = 'dropped'", (len(victims),))
         self._pending -= len(victims)
         self._bytes -= freed
-        log.warning("outbox %s full (%d bytes bound): dropped the %d oldest uncertain images",
-                    self._path, self._max_bytes, len(victims))
+        log.warning(
+            "outbox %s full (%d bytes bound): dropped the %d oldest uncertain images",
+            self._path,
+            self._max_bytes,
+            len(victims),
+        )
 
     def peek(self, limit: int = 500) -> list[tuple[int, bytes | None, bytes]]:
         """The oldest `limit` records as (seq, key, value), not removed."""
         with self._lock:
-            return self.db.execute("SELECT seq, key, value FROM outbox ORDER BY seq LIMIT ?", (limit,)).fetchall()
+            return self.db.execute(
+                "SELECT seq, key, value FROM outbox ORDER BY seq LIMIT ?", (limit,)
+            ).fetchall()
 
     def ack(self, seqs: Sequence[int]) -> None:
         """Kafka has these: delete them."""
@@ -149,8 +157,9 @@ class Outbox:
             freed = 0
             for chunk in _chunks(list(seqs), 500):
                 marks = ",".join("?" * len(chunk))
-                freed += db.execute(f"SELECT COALESCE(SUM(size), 0) FROM outbox WHERE seq IN ({marks})",
-                                    chunk).fetchone()[0]
+                freed += db.execute(
+                    f"SELECT COALESCE(SUM(size), 0) FROM outbox WHERE seq IN ({marks})", chunk
+                ).fetchone()[0]
                 gone = db.execute(f"DELETE FROM outbox WHERE seq IN ({marks})", chunk).rowcount
                 self._pending -= gone
             self._bytes -= freed
@@ -173,4 +182,4 @@ class Outbox:
 
 
 def _chunks(items: list[int], n: int) -> list[list[int]]:
-    return [items[i:i + n] for i in range(0, len(items), n)]
+    return [items[i : i + n] for i in range(0, len(items), n)]

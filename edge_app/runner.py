@@ -52,8 +52,9 @@ class OutboxSink:
         self._outbox = outbox
 
     def put(self, messages: Sequence[UncertainImage | MetricsMessage], key: bytes) -> None:
-        self._outbox.put([Record(METRICS if isinstance(m, MetricsMessage) else IMAGE, key, m.to_json())
-                          for m in messages])
+        self._outbox.put(
+            [Record(METRICS if isinstance(m, MetricsMessage) else IMAGE, key, m.to_json()) for m in messages]
+        )
 
     def stats(self) -> OutboxStats | None:
         return self._outbox.stats()
@@ -73,14 +74,26 @@ class RunStats:
     by_class: list[int] = field(default_factory=lambda: [0] * 10)
 
     def to_dict(self) -> dict[str, object]:
-        return {"camera": self.camera, "frames": self.frames, "scored": self.scored, "corrupt": self.corrupt,
-                "uncertain_sent": self.uncertain_sent, "metrics_sent": self.metrics_sent,
-                "model_version": self.model_version}
+        return {
+            "camera": self.camera,
+            "frames": self.frames,
+            "scored": self.scored,
+            "corrupt": self.corrupt,
+            "uncertain_sent": self.uncertain_sent,
+            "metrics_sent": self.metrics_sent,
+            "model_version": self.model_version,
+        }
 
 
 def _config(s: EdgeSettings) -> EdgeConfig:
-    return EdgeConfig(delay=s.delay, repeat=s.repeat, source=s.source, confidence=s.confidence,
-                      classify_parallel=s.parallelism, metrics_duration=s.metrics_duration)
+    return EdgeConfig(
+        delay=s.delay,
+        repeat=s.repeat,
+        source=s.source,
+        confidence=s.confidence,
+        classify_parallel=s.parallelism,
+        metrics_duration=s.metrics_duration,
+    )
 
 
 def run_edge(settings: EdgeSettings, sink: Sink, stop: threading.Event | None = None) -> RunStats:
@@ -95,8 +108,14 @@ def run_edge(settings: EdgeSettings, sink: Sink, stop: threading.Event | None = 
     with source, Enricher(settings.camera) as enrich:
         stats.camera = enrich.camera
         key = enrich.camera.encode()
-        log.info("camera %s: %d frames from %r, repeat %d, delay %gs", enrich.camera,
-                 len(source.frames.frames), settings.source, settings.repeat, settings.delay)
+        log.info(
+            "camera %s: %d frames from %r, repeat %d, delay %gs",
+            enrich.camera,
+            len(source.frames.frames),
+            settings.source,
+            settings.repeat,
+            settings.delay,
+        )
         batches = (enrich(b) for b in itertools.takewhile(lambda _: not stop.is_set(), source()))
         model_path = model.path or settings.model
         for batch, scored in score_batches(batches, model_path, settings.parallelism):
@@ -115,8 +134,9 @@ def run_edge(settings: EdgeSettings, sink: Sink, stop: threading.Event | None = 
     return stats
 
 
-def _close(window: MetricsWindow, now: float, camera: str, run_id: str, sink: Sink, key: bytes,
-           stats: RunStats) -> int:
+def _close(
+    window: MetricsWindow, now: float, camera: str, run_id: str, sink: Sink, key: bytes, stats: RunStats
+) -> int:
     msg = window.close(now, camera, run_id, sink.stats(), stats.model_version or None)
     if msg is None:
         return 0

@@ -33,8 +33,11 @@ def _score(frames: tuple[bytes, ...]) -> Scored:
     return _worker(frames)
 
 
-def score_batches(batches: Iterable[FrameBatch], model_path: Path, parallelism: int = 1,
-                  ) -> Iterator[tuple[FrameBatch, Scored]]:
+def score_batches(
+    batches: Iterable[FrameBatch],
+    model_path: Path,
+    parallelism: int = 1,
+) -> Iterator[tuple[FrameBatch, Scored]]:
     """Yield (batch, scored) in input order; with parallelism N, N processes score, 2N batches in flight."""
     if parallelism <= 1:
         with Scorer(model_path) as scorer:
@@ -42,8 +45,9 @@ def score_batches(batches: Iterable[FrameBatch], model_path: Path, parallelism: 
                 yield batch, scorer(batch.frames)
         return
     ctx = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(parallelism, mp_context=ctx, initializer=_init_worker,
-                             initargs=(str(model_path),)) as pool:
+    with ProcessPoolExecutor(
+        parallelism, mp_context=ctx, initializer=_init_worker, initargs=(str(model_path),)
+    ) as pool:
         inflight: deque[tuple[FrameBatch, Future[Scored]]] = deque()
         for batch in batches:
             inflight.append((batch, pool.submit(_score, batch.frames)))

@@ -17,8 +17,9 @@ log = logging.getLogger(__name__)
 
 
 class Producer(Protocol):
-    def send_batch(self, topic: str, records: Sequence[tuple[bytes | None, bytes]],
-                   timeout: float) -> list[BaseException | None]: ...
+    def send_batch(
+        self, topic: str, records: Sequence[tuple[bytes | None, bytes]], timeout: float
+    ) -> list[BaseException | None]: ...
 
     def close(self) -> None: ...
 
@@ -30,8 +31,15 @@ class Sender:
     while the broker is down keeps scoring and buffering until it comes back.
     """
 
-    def __init__(self, outbox: Outbox, topic: str, producer_factory: Callable[[], Producer],
-                 batch: int = 500, send_timeout: float = 10.0, max_backoff: float = 5.0) -> None:
+    def __init__(
+        self,
+        outbox: Outbox,
+        topic: str,
+        producer_factory: Callable[[], Producer],
+        batch: int = 500,
+        send_timeout: float = 10.0,
+        max_backoff: float = 5.0,
+    ) -> None:
         self._outbox = outbox
         self._topic = topic
         self._factory = producer_factory
@@ -97,8 +105,12 @@ class Sender:
             self.failures += failed
             first = next(e for e in results if e is not None)
             if self.connected:
-                log.warning("Kafka did not acknowledge %d of %d messages (%s); they stay in the outbox",
-                            failed, len(rows), first)
+                log.warning(
+                    "Kafka did not acknowledge %d of %d messages (%s); they stay in the outbox",
+                    failed,
+                    len(rows),
+                    first,
+                )
             self.connected = False
             return False
         if not self.connected:

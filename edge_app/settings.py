@@ -72,23 +72,44 @@ class EdgeSettings:
 # flag, env var, type, help — the one table of the edge's settings
 EDGE_ENV: tuple[tuple[str, str, type, str], ...] = (
     ("--model", "EDGE_MNIST_MODEL", str, "a .skops model, or a directory whose newest model is used"),
-    ("--camera", "EDGE_MNIST_CAMERA", str, "camera parameter; the camera is named <camera>-<hostname>; "
-                                           "a camera starting with 'Test' sends every image"),
+    (
+        "--camera",
+        "EDGE_MNIST_CAMERA",
+        str,
+        "camera parameter; the camera is named <camera>-<hostname>; "
+        "a camera starting with 'Test' sends every image",
+    ),
     ("--confidence", "EDGE_MNIST_CONFIDENCE", float, "images scored at or below this probability go home"),
     ("--parallelism", "EDGE_MNIST_PARALLELISM", int, "scoring worker processes"),
     ("--repeat", "EDGE_MNIST_REPEAT", int, "passes over the data set; 0 = forever"),
     ("--delay", "EDGE_MNIST_DELAY", float, "seconds between images; 0 = as fast as possible"),
     ("--metrics-duration", "EDGE_MNIST_METRICS_DURATION", float, "seconds per metrics window"),
-    ("--source", "EDGE_MNIST_SOURCE", str, "bundled | bundled-train | bundled-all | digits | openml | "
-                                           "mnist-idx:IMAGES[,LABELS] | png:DIR"),
+    (
+        "--source",
+        "EDGE_MNIST_SOURCE",
+        str,
+        "bundled | bundled-train | bundled-all | digits | openml | mnist-idx:IMAGES[,LABELS] | png:DIR",
+    ),
     ("--topic", "EDGE_MNIST_TOPIC", str, "Kafka topic for metrics and uncertain images"),
-    ("--outbox", "EDGE_MNIST_OUTBOX", str, "SQLite file of the durable outbox "
-                                           "(default $EDGE_MNIST_STATE_DIR/outbox-<camera>.db)"),
-    ("--outbox-max-mb", "EDGE_MNIST_OUTBOX_MAX_MB", float, "outbox size bound; when full the oldest "
-                                                           "uncertain images are dropped, never metrics"),
+    (
+        "--outbox",
+        "EDGE_MNIST_OUTBOX",
+        str,
+        "SQLite file of the durable outbox (default $EDGE_MNIST_STATE_DIR/outbox-<camera>.db)",
+    ),
+    (
+        "--outbox-max-mb",
+        "EDGE_MNIST_OUTBOX_MAX_MB",
+        float,
+        "outbox size bound; when full the oldest uncertain images are dropped, never metrics",
+    ),
     ("--batch-size", "EDGE_MNIST_BATCH_SIZE", int, "images per micro-batch"),
-    ("--drain-timeout", "EDGE_MNIST_DRAIN_TIMEOUT", float, "at the end of a finite run, seconds to wait "
-                                                           "for Kafka to acknowledge everything"),
+    (
+        "--drain-timeout",
+        "EDGE_MNIST_DRAIN_TIMEOUT",
+        float,
+        "at the end of a finite run, seconds to wait for Kafka to acknowledge everything",
+    ),
 )
 
 
@@ -97,5 +118,12 @@ def add_edge_flags(parser: argparse.ArgumentParser, environ: Mapping[str, str] |
     for flag, env, typ, text in EDGE_ENV:
         name = flag[2:].replace("-", "_")
         default = getattr(defaults, name)
-        env_flag(parser, flag, env, default=None if default is None else typ(default) if typ is not str
-                 else str(default), type=typ, help=text, environ=environ)
+        env_flag(
+            parser,
+            flag,
+            env,
+            default=None if default is None else typ(default) if typ is not str else str(default),
+            type=typ,
+            help=text,
+            environ=environ,
+        )

@@ -96,8 +96,14 @@ class ImageSource:
     still flow promptly.
     """
 
-    def __init__(self, source: str = "bundled", repeat: int = 0, delay: float = 0.0,
-                 batch_size: int = 256, max_wait: float = 0.1) -> None:
+    def __init__(
+        self,
+        source: str = "bundled",
+        repeat: int = 0,
+        delay: float = 0.0,
+        batch_size: int = 256,
+        max_wait: float = 0.1,
+    ) -> None:
         self._source = source
         self._repeat = repeat
         self._delay = delay
@@ -322,8 +328,9 @@ class MetricsWindow:
     def due(self, now: float) -> bool:
         return now - self._start >= self._duration
 
-    def close(self, now: float, camera: str, run_id: str, outbox: OutboxStats | None,
-              model_version: str | None) -> MetricsMessage | None:
+    def close(
+        self, now: float, camera: str, run_id: str, outbox: OutboxStats | None, model_version: str | None
+    ) -> MetricsMessage | None:
         """End the window at `now`; return its message, or None when it saw no image."""
         start, images = self._start, self._images
         certain, uncertain, prep, predict = self._certain, self._uncertain, self._prep, self._predict

@@ -88,8 +88,12 @@ class OutboxStage:
 
     def __call__(self, msg: UncertainImage | MetricsMessage) -> None:
         assert self._box is not None
-        OutboxSink(self._box).put([msg], msg.camera.encode() if isinstance(msg, UncertainImage)
-                                  else next(iter(msg.camera_metrics)).encode())
+        OutboxSink(self._box).put(
+            [msg],
+            msg.camera.encode()
+            if isinstance(msg, UncertainImage)
+            else next(iter(msg.camera_metrics)).encode(),
+        )
 
 
 def build_topology(settings: EdgeSettings, name: str = "EdgeCameraClassifier") -> Any:
@@ -99,8 +103,9 @@ def build_topology(settings: EdgeSettings, name: str = "EdgeCameraClassifier") -
     from edge_app.runner import _config
 
     topo = Topology(name)
-    batches = topo.source(ImageSource(settings.source, settings.repeat, settings.delay, settings.batch_size),
-                          name="ImageSource")
+    batches = topo.source(
+        ImageSource(settings.source, settings.repeat, settings.delay, settings.batch_size), name="ImageSource"
+    )
     enriched = batches.map(Enricher(settings.camera), name="Enrich")
     if settings.parallelism > 1:
         enriched = enriched.parallel(settings.parallelism)
@@ -108,8 +113,9 @@ def build_topology(settings: EdgeSettings, name: str = "EdgeCameraClassifier") -
     if settings.parallelism > 1:
         scored = scored.end_parallel()
     uncertain = scored.flat_map(FilterStage(settings.confidence), name="UncertainFilter")
-    metrics = scored.flat_map(WindowStage(settings.metrics_duration, _config(settings), settings.confidence),
-                              name="MetricsWindow")
+    metrics = scored.flat_map(
+        WindowStage(settings.metrics_duration, _config(settings), settings.confidence), name="MetricsWindow"
+    )
     outbox = OutboxStage(str(settings.outbox_path), int(settings.outbox_max_mb * 2**20))
     uncertain.union({metrics}).for_each(outbox, name="Outbox")
     return topo

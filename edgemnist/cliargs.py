@@ -22,9 +22,17 @@ def _parse_bool(text: str) -> bool:
     raise ValueError(text)
 
 
-def env_flag(parser: argparse.ArgumentParser | Any, flag: str, env: str, *, default: Any = None,
-             type: Callable[[str], Any] = str, help: str = "", environ: Mapping[str, str] | None = None,
-             **kwargs: Any) -> None:
+def env_flag(
+    parser: argparse.ArgumentParser | Any,
+    flag: str,
+    env: str,
+    *,
+    default: Any = None,
+    type: Callable[[str], Any] = str,
+    help: str = "",
+    environ: Mapping[str, str] | None = None,
+    **kwargs: Any,
+) -> None:
     """Add `flag`; its default is env `env` when set (parsed with `type`), else `default`."""
     environ = os.environ if environ is None else environ
     value = default
@@ -33,7 +41,9 @@ def env_flag(parser: argparse.ArgumentParser | Any, flag: str, env: str, *, defa
         try:
             value = _parse_bool(raw) if type is bool else type(raw)
         except (TypeError, ValueError) as exc:
-            raise ConfigError(f"env {env}={raw!r} is not a valid {getattr(type, '__name__', 'value')}") from exc
+            raise ConfigError(
+                f"env {env}={raw!r} is not a valid {getattr(type, '__name__', 'value')}"
+            ) from exc
     shown = "" if default is None or kwargs.get("action") == "store_true" else f" (default {default})"
     if type is bool:
         kwargs.setdefault("action", argparse.BooleanOptionalAction)
@@ -44,6 +54,8 @@ def env_flag(parser: argparse.ArgumentParser | Any, flag: str, env: str, *, defa
 
 def setup_logging(verbose: bool = False) -> None:
     """Logs go to stderr, so --dry-run's stdout stays pure JSON lines."""
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
     logging.getLogger("kafka").setLevel(logging.WARNING if not verbose else logging.INFO)

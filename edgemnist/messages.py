@@ -98,7 +98,9 @@ class _Check:
             raise self.fail(key, f"is {v}, outside {lo}..{hi}")
         return v
 
-    def float_(self, key: str, *, optional: bool = False, lo: float | None = None, hi: float | None = None) -> Any:
+    def float_(
+        self, key: str, *, optional: bool = False, lo: float | None = None, hi: float | None = None
+    ) -> Any:
         v = self.get(key, optional=optional)
         if v is None and optional:
             return None
@@ -130,8 +132,12 @@ class _Check:
 
     def floats(self, key: str, n: int) -> tuple[float, ...]:
         v = self.get(key)
-        if (not isinstance(v, list) or len(v) != n
-                or not set(map(type, v)) <= {int, float} or not all(map(math.isfinite, v))):
+        if (
+            not isinstance(v, list)
+            or len(v) != n
+            or not set(map(type, v)) <= {int, float}
+            or not all(map(math.isfinite, v))
+        ):
             raise self.fail(key, f"must be a list of {n} finite numbers")
         return tuple(map(float, v))
 
@@ -151,12 +157,17 @@ class LatencyStats:
         a = np.asarray(samples, dtype=np.float64)
         if a.size == 0:
             return cls(0.0, 0.0, 0.0, 0.0, (0.0, 0.0, 0.0, 0.0))
-        p = np.percentile(a, [50, 75, 90, 99])
-        return cls(float(a.min()), float(a.max()), float(a.mean()), float(a.std()), tuple(float(x) for x in p))  # type: ignore[arg-type]
+        p50, p75, p90, p99 = (float(x) for x in np.percentile(a, [50, 75, 90, 99]))
+        return cls(float(a.min()), float(a.max()), float(a.mean()), float(a.std()), (p50, p75, p90, p99))
 
     def to_dict(self) -> dict[str, Any]:
-        return {"min": self.min, "max": self.max, "mean": self.mean, "std": self.std,
-                "percentiles": list(self.percentiles)}
+        return {
+            "min": self.min,
+            "max": self.max,
+            "mean": self.mean,
+            "std": self.std,
+            "percentiles": list(self.percentiles),
+        }
 
     @classmethod
     def from_dict(cls, obj: Any, key: str, origin: Origin) -> LatencyStats:
@@ -188,10 +199,14 @@ class CameraCounts:
         out = []
         for key in ("certain", "uncertain"):
             v = obj.get(key)
-            if (not isinstance(v, list) or len(v) != LABEL_SLOTS
-                    or not all(isinstance(x, int) and not isinstance(x, bool) and x >= 0 for x in v)):
+            if (
+                not isinstance(v, list)
+                or len(v) != LABEL_SLOTS
+                or not all(isinstance(x, int) and not isinstance(x, bool) and x >= 0 for x in v)
+            ):
                 raise SchemaError(
-                    f"{origin}: camera_metrics[{camera!r}].{key} must be {LABEL_SLOTS} non-negative integers")
+                    f"{origin}: camera_metrics[{camera!r}].{key} must be {LABEL_SLOTS} non-negative integers"
+                )
             out.append(tuple(v))
         return cls(out[0], out[1])
 
@@ -208,9 +223,14 @@ class EdgeConfig:
     metrics_duration: float = 10
 
     def to_dict(self) -> dict[str, Any]:
-        return {"delay": self.delay, "repeat": self.repeat, "source": self.source,
-                "confidence": self.confidence, "classify_parallel": self.classify_parallel,
-                "metrics_duration": self.metrics_duration}
+        return {
+            "delay": self.delay,
+            "repeat": self.repeat,
+            "source": self.source,
+            "confidence": self.confidence,
+            "classify_parallel": self.classify_parallel,
+            "metrics_duration": self.metrics_duration,
+        }
 
     @classmethod
     def from_dict(cls, obj: Any, origin: Origin) -> EdgeConfig:
@@ -263,10 +283,16 @@ class UncertainImage:
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {
-            "count": self.count, "image": self.image, "camera": self.camera, "timestamp": self.timestamp,
-            "prepared_image": self.prepared_image.tolist(), "prep_time": self.prep_time,
-            "predictions": list(self.predictions), "result_class": self.result_class,
-            "result_probability": self.result_probability, "predict_time": self.predict_time,
+            "count": self.count,
+            "image": self.image,
+            "camera": self.camera,
+            "timestamp": self.timestamp,
+            "prepared_image": self.prepared_image.tolist(),
+            "prep_time": self.prep_time,
+            "predictions": list(self.predictions),
+            "result_class": self.result_class,
+            "result_probability": self.result_probability,
+            "predict_time": self.predict_time,
         }
         for key in ("id", "schema", "model_version", "true_class"):
             value = getattr(self, key)

@@ -101,8 +101,10 @@ class ViewClient:
         q = f"?{urllib.parse.urlencode({'image_id': image_id})}" if image_id else ""
         return self._json(f"/labels{q}")["labels"]
 
-    def add_label(self, image_id: str, label: str, labeller: str) -> dict[str, Any]:
-        return self._json("/labels", body={"image_id": image_id, "label": label, "labeller": labeller})
+    def add_label(self, image_id: str, label: str, labeller: str, **context: Any) -> dict[str, Any]:
+        """POST one label; `context` (e.g. model_version, previous_prediction) travels in the body."""
+        body = {**context, "image_id": image_id, "label": label, "labeller": labeller}
+        return self._json("/labels", body=body)
 
     def models(self) -> list[dict[str, Any]]:
         return self._json("/models")["models"]

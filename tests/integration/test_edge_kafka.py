@@ -25,9 +25,25 @@ EDGE_APP = [sys.executable, "-m", "edge_app.cli"]
 
 
 def edge_cmd(kafka, topic: str, model: Path, outbox: Path, camera: str, *extra: str) -> list[str]:
-    return [*EDGE_APP, "run", "--camera", camera, "--repeat", "1", "--metrics-duration", "2",
-            "--bootstrap-servers", kafka.bootstrap_servers, "--topic", topic, "--model", str(model),
-            "--outbox", str(outbox), *extra]
+    return [
+        *EDGE_APP,
+        "run",
+        "--camera",
+        camera,
+        "--repeat",
+        "1",
+        "--metrics-duration",
+        "2",
+        "--bootstrap-servers",
+        kafka.bootstrap_servers,
+        "--topic",
+        topic,
+        "--model",
+        str(model),
+        "--outbox",
+        str(outbox),
+        *extra,
+    ]
 
 
 def read_topic(kafka_settings, topic: str, done, timeout: float = 120.0) -> list:
@@ -45,7 +61,10 @@ def read_topic(kafka_settings, topic: str, done, timeout: float = 120.0) -> list
 
 
 def split(msgs):
-    return ([m for m in msgs if isinstance(m, UncertainImage)], [m for m in msgs if isinstance(m, MetricsMessage)])
+    return (
+        [m for m in msgs if isinstance(m, UncertainImage)],
+        [m for m in msgs if isinstance(m, MetricsMessage)],
+    )
 
 
 def metric_total(metrics) -> int:
@@ -54,8 +73,12 @@ def metric_total(metrics) -> int:
 
 def test_edge_streams_the_stream_set_once(kafka, kafka_settings, model_path, tmp_path):
     topic = "edge-once"
-    proc = subprocess.run(edge_cmd(kafka, topic, model_path, tmp_path / "o.db", "Cam"),
-                          capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        edge_cmd(kafka, topic, model_path, tmp_path / "o.db", "Cam"),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
 
     # What the edge should have sent, computed independently from the model and the frames.
@@ -63,8 +86,11 @@ def test_edge_streams_the_stream_set_once(kafka, kafka_settings, model_path, tmp
     probs = load_model(model_path).predict_proba(prepare_batch(frames.frames))
     expected_uncertain = int((probs.max(axis=1) <= 0.70).sum())
 
-    msgs = read_topic(kafka_settings, topic,
-                      lambda ms: len(split(ms)[0]) >= expected_uncertain and metric_total(split(ms)[1]) >= 1000)
+    msgs = read_topic(
+        kafka_settings,
+        topic,
+        lambda ms: len(split(ms)[0]) >= expected_uncertain and metric_total(split(ms)[1]) >= 1000,
+    )
     images, metrics = split(msgs)
     assert len({m.id for m in images}) == expected_uncertain == len(images)
     assert metric_total(metrics) == 1000
@@ -77,12 +103,18 @@ def test_edge_streams_the_stream_set_once(kafka, kafka_settings, model_path, tmp
 
 def test_broker_down_for_20s_loses_nothing(kafka, kafka_settings, model_path, tmp_path):
     if not kafka.can_restart:
-        pytest.skip("this broker cannot be stopped and restarted by the test (KAFKA_BOOTSTRAP_SERVERS or Tansu)")
+        pytest.skip(
+            "this broker cannot be stopped and restarted by the test (KAFKA_BOOTSTRAP_SERVERS or Tansu)"
+        )
     topic = "edge-outage"
     outbox = tmp_path / "o.db"
     # A Test camera sends all 1,000 frames, 30 s of them at 0.03 s apart.
-    proc = subprocess.Popen(edge_cmd(kafka, topic, model_path, outbox, "TestOutage", "--delay", "0.03"),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        edge_cmd(kafka, topic, model_path, outbox, "TestOutage", "--delay", "0.03"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         time.sleep(6)
         kafka.stop()
@@ -95,8 +127,11 @@ def test_broker_down_for_20s_loses_nothing(kafka, kafka_settings, model_path, tm
         proc.kill()
     assert proc.returncode == 0, err[-2000:]
     assert buffered > 100, "the edge should have kept scoring and buffering while the broker was down"
-    msgs = read_topic(kafka_settings, topic, lambda ms: len({m.count for m in split(ms)[0]}) >= 1000
-                      and metric_total(split(ms)[1]) >= 1000)
+    msgs = read_topic(
+        kafka_settings,
+        topic,
+        lambda ms: len({m.count for m in split(ms)[0]}) >= 1000 and metric_total(split(ms)[1]) >= 1000,
+    )
     images, metrics = split(msgs)
     assert sorted({m.count for m in images}) == list(range(1000))
     assert metric_total(metrics) == 1000
@@ -116,8 +151,9 @@ def test_restarted_edge_resends_what_was_not_delivered(kafka, kafka_settings, mo
         kinds = dict(db.execute("SELECT kind, COUNT(*) FROM outbox GROUP BY kind").fetchall())
     assert kinds["image"] == 1000 and kinds["metrics"] >= 1
     # Run again against the real broker: the backlog goes out, then the new run's messages.
-    proc = subprocess.run(edge_cmd(kafka, topic, model_path, outbox, "TestResend"), capture_output=True,
-                          text=True, timeout=300)
+    proc = subprocess.run(
+        edge_cmd(kafka, topic, model_path, outbox, "TestResend"), capture_output=True, text=True, timeout=300
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     msgs = read_topic(kafka_settings, topic, lambda ms: len(split(ms)[0]) >= 2000)
     images, _ = split(msgs)
@@ -126,12 +162,20 @@ def test_restarted_edge_resends_what_was_not_delivered(kafka, kafka_settings, mo
 
 def test_dry_run_prints_reference_messages(model_path, tmp_path):
     env = {**os.environ, "EDGE_MNIST_CONFIDENCE": "0.9"}
-    proc = subprocess.run([*EDGE_APP, "run", "--dry-run", "--repeat", "1", "--camera", "Cam", "--model",
-                           str(model_path)], capture_output=True, text=True, timeout=300, env=env)
+    proc = subprocess.run(
+        [*EDGE_APP, "run", "--dry-run", "--repeat", "1", "--camera", "Cam", "--model", str(model_path)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     lines = [json.loads(x) for x in proc.stdout.splitlines()]
     metrics = [m for m in lines if "camera_metrics" in m]
-    assert sum(sum(c["certain"]) + sum(c["uncertain"]) for m in metrics for c in m["camera_metrics"].values()) == 1000
+    assert (
+        sum(sum(c["certain"]) + sum(c["uncertain"]) for m in metrics for c in m["camera_metrics"].values())
+        == 1000
+    )
     assert metrics[-1]["config"]["confidence"] == 0.9
     assert all(m["result_probability"] <= 0.9 for m in lines if "image" in m)
     assert np.array(next(m for m in lines if "image" in m)["prepared_image"]).shape == (28, 28)

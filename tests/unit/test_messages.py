@@ -18,13 +18,29 @@ from edgemnist.messages import (
     utc_timestamp,
 )
 
-STATS = {"min": 0.001, "max": 0.004, "mean": 0.002, "std": 0.0005, "percentiles": [0.002, 0.0025, 0.003, 0.0039]}
+STATS = {
+    "min": 0.001,
+    "max": 0.004,
+    "mean": 0.002,
+    "std": 0.0005,
+    "percentiles": [0.002, 0.0025, 0.003, 0.0039],
+}
 REFERENCE_METRICS = {
-    "camera_metrics": {"Camera-host1": {"certain": [5, 3, 0, 0, 1, 0, 0, 2, 0, 0, 0],
-                                        "uncertain": [0, 0, 1, 0, 0, 0, 0, 0, 0, 1, 0]}},
+    "camera_metrics": {
+        "Camera-host1": {
+            "certain": [5, 3, 0, 0, 1, 0, 0, 2, 0, 0, 0],
+            "uncertain": [0, 0, 1, 0, 0, 0, 0, 0, 0, 1, 0],
+        }
+    },
     "timestamp": "2020-06-01T12:00:10.000000Z",
-    "config": {"delay": 0.0, "repeat": 0, "source": 0, "confidence": 0.7, "classify_parallel": 1,
-               "metrics_duration": 10},
+    "config": {
+        "delay": 0.0,
+        "repeat": 0,
+        "source": 0,
+        "confidence": 0.7,
+        "classify_parallel": 1,
+        "metrics_duration": 10,
+    },
     "latency_metrics": {"prep": STATS, "predict": STATS},
 }
 
@@ -32,10 +48,18 @@ REFERENCE_METRICS = {
 def reference_image() -> dict:
     prepared = [[0] * 28 for _ in range(28)]
     prepared[14][14] = 255
-    return {"count": 17, "image": "iVBORw0KGgo=", "camera": "Camera-host1",
-            "timestamp": "2020-06-01T12:00:00.123456Z", "prepared_image": prepared, "prep_time": 0.0021,
-            "predictions": [0.41, 0.3, 0.1, 0.05, 0.04, 0.03, 0.03, 0.02, 0.01, 0.01], "result_class": 0,
-            "result_probability": 0.41, "predict_time": 0.0004}
+    return {
+        "count": 17,
+        "image": "iVBORw0KGgo=",
+        "camera": "Camera-host1",
+        "timestamp": "2020-06-01T12:00:00.123456Z",
+        "prepared_image": prepared,
+        "prep_time": 0.0021,
+        "predictions": [0.41, 0.3, 0.1, 0.05, 0.04, 0.03, 0.03, 0.02, 0.01, 0.01],
+        "result_class": 0,
+        "result_probability": 0.41,
+        "predict_time": 0.0004,
+    }
 
 
 def test_reference_image_round_trips_key_for_key():
@@ -57,14 +81,25 @@ def test_reference_metrics_round_trip_key_for_key():
 
 def test_added_keys_survive_round_trip():
     counts = CameraCounts(tuple([1] * 10 + [0]), tuple([0] * 11))
-    m = MetricsMessage({"Cam-h": counts}, utc_timestamp(), EdgeConfig(), LatencyStats.of([0.1, 0.2]),
-                       LatencyStats.of([]), id="Cam-h/r1/m3", model_version="m-1",
-                       window_start=utc_timestamp(0.0), window_end=utc_timestamp(10.0), images=10,
-                       outbox=OutboxStats(4, 2))
+    m = MetricsMessage(
+        {"Cam-h": counts},
+        utc_timestamp(),
+        EdgeConfig(),
+        LatencyStats.of([0.1, 0.2]),
+        LatencyStats.of([]),
+        id="Cam-h/r1/m3",
+        model_version="m-1",
+        window_start=utc_timestamp(0.0),
+        window_end=utc_timestamp(10.0),
+        images=10,
+        outbox=OutboxStats(4, 2),
+    )
     back = MetricsMessage.from_json(m.to_json())
     assert back.to_dict() == m.to_dict()
     assert back.outbox == OutboxStats(4, 2) and back.images == 10 and back.id == "Cam-h/r1/m3"
-    img = UncertainImage.from_dict({**reference_image(), "id": "x/1", "true_class": 3, "model_version": "m-1"})
+    img = UncertainImage.from_dict(
+        {**reference_image(), "id": "x/1", "true_class": 3, "model_version": "m-1"}
+    )
     assert json.loads(img.to_json())["true_class"] == 3
 
 

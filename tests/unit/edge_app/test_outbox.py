@@ -37,7 +37,9 @@ def test_full_outbox_drops_oldest_images_never_metrics(tmp_path):
         box.put([met(1)] + [img(i) for i in range(5, 10)])
         kept = [r[2][:7].decode() for r in box.peek(100)]
         assert box.size_bytes <= 1000
-        assert kept == ["met0000", "img0002", "img0003", "img0004", "met0001"] + [f"img{i:04d}" for i in range(5, 10)]
+        assert kept == ["met0000", "img0002", "img0003", "img0004", "met0001"] + [
+            f"img{i:04d}" for i in range(5, 10)
+        ]
         assert box.stats().dropped == 2
         box.put([met(i) for i in range(2, 20)])  # images make way; metrics stay even over the bound
         assert [r[2][:3] for r in box.peek(1000)] == [b"met"] * 20
@@ -74,8 +76,10 @@ class FlakyProducer:
 def test_sender_keeps_everything_while_broker_down_and_delivers_after(tmp_path):
     down, got = threading.Event(), []
     down.set()
-    with Outbox(tmp_path / "o.db") as box, Sender(box, "t", lambda: FlakyProducer(down, got),
-                                                  max_backoff=0.05) as sender:
+    with (
+        Outbox(tmp_path / "o.db") as box,
+        Sender(box, "t", lambda: FlakyProducer(down, got), max_backoff=0.05) as sender,
+    ):
         box.put([img(i) for i in range(300)])
         assert not sender.drain(0.5)
         assert box.pending == 300 and got == []

@@ -23,8 +23,14 @@ from edgemnist.messages import EdgeConfig, OutboxStats, parse_message
 def scored_for(probs: np.ndarray, index=None) -> Scored:
     n = len(probs)
     prepared = np.zeros((n, 28, 28), dtype=np.uint8)
-    return Scored(np.arange(n) if index is None else np.asarray(index), prepared, probs, 0.001, 0.0002,
-                  model_version="m-test")
+    return Scored(
+        np.arange(n) if index is None else np.asarray(index),
+        prepared,
+        probs,
+        0.001,
+        0.0002,
+        model_version="m-test",
+    )
 
 
 def onehot(classes, p):

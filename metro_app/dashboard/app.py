@@ -1,0 +1,99 @@
+"""The render-metro-views dashboard: monitor, gallery and Correction Station on one page."""
+
+from __future__ import annotations
+
+import ipywidgets as widgets
+
+from metro_app.client import ViewClient
+from metro_app.dashboard.gallery import Gallery
+from metro_app.dashboard.live import Ticker
+from metro_app.dashboard.monitor import HubMonitor
+from metro_app.dashboard.station import CorrectionStation
+
+__all__ = ["MetroDashboard", "render_metro_views"]
+
+
+class MetroDashboard:
+    """Live views of a hub; `start()` returns at once and a background thread keeps them fresh."""
+
+    def __init__(
+        self,
+        api_url: str,
+        token: str | None = None,
+        *,
+        interval: float = 2.0,
+        ticks: int = 0,
+        station_size: int = 24,
+        labeller: str = "dashboard",
+    ) -> None:
+        self.client = ViewClient(api_url, token=token, timeout=15)
+        self.monitor = HubMonitor(self.client)
+        self.gallery = Gallery(self.client)
+        self.station = CorrectionStation(self.client, size=station_size, labeller=labeller)
+        self.ticker = Ticker(self._tick, interval=interval, ticks=ticks, name="live views")
+        self.widget = widgets.VBox(
+            [
+                widgets.HTML(f"<h2>edge-mnist hub at {api_url}</h2>"),
+                self.ticker.widget,
+                self.monitor.widget,
+                widgets.HTML("<h3>Uncertain images</h3>"),
+                self.gallery.widget,
+                widgets.HTML("<h3>Correction Station</h3>"),
+                self.station.widget,
+            ]
+        )
+        self.widget.add_class("metro-dashboard")
+
+    def _tick(self) -> None:
+        self.monitor.refresh()
+        self.gallery.refresh()
+        if not self.station.state.items and len(self.gallery.items) >= self.station.size.value:
+            self.station.load()
+
+    def start(self) -> MetroDashboard:
+        self.ticker.start()
+        return self
+
+    def stop(self) -> None:
+        self.ticker.stop()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        return self.ticker.wait(timeout)
+
+    def summary(self) -> str:
+        """Plain text of what the dashboard shows, for headless runs and logs."""
+        return "\n".join(
+            [
+                self.monitor.summary(),
+                f"gallery: {len(self.gallery.items)} uncertain images",
+                f"correction station: {self.station.state.counter()}",
+                f"refreshes: {self.ticker.count}, failed: {self.ticker.errors}",
+            ]
+        )
+
+    def show_snapshot(self) -> None:
+        """Display the current charts and gallery image as plain PNG outputs (kept in a saved notebook)."""
+        from IPython.display import Image, display
+
+        for name, panel in self.monitor.panels.items():
+            if panel.window_images:
+                print(f"chart: {name}")
+                display(Image(data=panel.chart.value, format="png"))
+        if self.gallery.card.shown:
+            print(f"gallery image: {self.gallery.card.shown}")
+            for img in (self.gallery.card.frame, self.gallery.card.prepared, self.gallery.card.scores):
+                display(Image(data=img.value, format="png"))
+
+    def _ipython_display_(self) -> None:
+        from IPython.display import display
+
+        display(self.widget)
+
+
+def render_metro_views(api_url: str, token: str | None = None, **kw: object) -> MetroDashboard:
+    """Build, show and start the dashboard; the cell returns while it keeps updating."""
+    from IPython.display import display
+
+    dash = MetroDashboard(api_url, token, **kw)  # type: ignore[arg-type]
+    display(dash.widget)
+    return dash.start()

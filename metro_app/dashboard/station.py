@@ -1,0 +1,281 @@
+"""The Correction Station: a person labels uncertain images; Training Upload stores the labels at the hub.
+
+Labels chosen here stay local until uploaded; an upload sends the latest
+label of each image, once. Reopening the station reads the stored labels back.
+"""
+
+from __future__ import annotations
+
+import html
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+import ipywidgets as widgets
+
+from metro_app.client import ApiError, ViewClient
+from metro_app.dashboard.gallery import ImageCard
+from metro_app.dashboard.keys import KeyListener
+
+__all__ = ["LABELS", "CorrectionStation", "StationState"]
+
+LABELS = tuple(str(d) for d in range(10)) + ("Camera Error", "2nd Opinion", "Not a Digit", "Other")
+ORDERS = {"newest first": "newest", "lowest confidence first": "lowest"}
+
+
+@dataclass
+class StationState:
+    """The labelling session without widgets: items, cursor, chosen labels, undo history.
+
+    >>> s = StationState([{"id": "a", "result_class": 1}, {"id": "b", "result_class": 2}])
+    >>> s.choose("7"); s.index, s.counter()
+    (1, '1 of 2 labelled, 1 left')
+    >>> s.undo(); s.index, s.pending()
+    (0, {})
+    """
+
+    items: list[dict[str, Any]]
+    stored: dict[str, dict[str, Any]] = field(default_factory=dict)
+    chosen: dict[str, str] = field(default_factory=dict)
+    index: int = 0
+    history: list[tuple[int, str, str | None]] = field(default_factory=list)
+
+    @property
+    def current(self) -> dict[str, Any] | None:
+        return self.items[self.index] if self.items else None
+
+    def label_of(self, item: dict[str, Any]) -> str | None:
+        stored = self.stored.get(item["id"])
+        return self.chosen.get(item["id"], stored["label"] if stored else None)
+
+    def shown_label(self, item: dict[str, Any]) -> str:
+        """The label the station highlights: chosen, else stored, else the model's prediction."""
+        return self.label_of(item) or str(item["result_class"])
+
+    def move(self, delta: int) -> None:
+        if self.items:
+            self.index = min(len(self.items) - 1, max(0, self.index + delta))
+
+    def choose(self, label: str) -> None:
+        item = self.current
+        if item is None or label not in LABELS:
+            return
+        self.history.append((self.index, item["id"], self.chosen.get(item["id"])))
+        self.chosen[item["id"]] = label
+        self.move(+1)
+
+    def undo(self) -> None:
+        if not self.history:
+            return
+        index, image_id, before = self.history.pop()
+        if before is None:
+            self.chosen.pop(image_id, None)
+        else:
+            self.chosen[image_id] = before
+        self.index = index
+
+    def labelled(self) -> int:
+        return sum(1 for it in self.items if self.label_of(it) is not None)
+
+    def counter(self) -> str:
+        k, n = self.labelled(), len(self.items)
+        return f"{k} of {n} labelled, {n - k} left"
+
+    def pending(self) -> dict[str, str]:
+        """Image id -> latest chosen label, where it differs from what the hub stores."""
+        return {i: lab for i, lab in self.chosen.items() if (self.stored.get(i) or {}).get("label") != lab}
+
+
+class CorrectionStation:
+    """Label a snapshot of uncertain images with keys or clicks, then upload the labels for training."""
+
+    def __init__(
+        self,
+        client: ViewClient,
+        *,
+        size: int = 24,
+        order: str = "newest",
+        camera: str | None = None,
+        labeller: str = "dashboard",
+    ) -> None:
+        self.client = client
+        self.state = StationState([])
+        self.card = ImageCard()
+        self.size = widgets.BoundedIntText(
+            value=size, min=1, max=500, description="images", layout={"width": "160px"}
+        )
+        self.order = widgets.Dropdown(
+            options=list(ORDERS), value=next(k for k, v in ORDERS.items() if v == order), description="order"
+        )
+        self.camera = widgets.Dropdown(options=[("all cameras", "")], value="", description="camera")
+        if camera:
+            self.camera.options = [("all cameras", ""), (camera, camera)]
+            self.camera.value = camera
+        self.labeller = widgets.Text(value=labeller, description="labeller")
+        self.labeller.add_class("metro-labeller")
+        self.reload = widgets.Button(description="Load snapshot", icon="refresh")
+        self.reload.add_class("metro-reload")
+        self.reload.on_click(lambda _b: self.load())
+        self.counter = widgets.HTML()
+        self.counter.add_class("metro-station-counter")
+        self.buttons = []
+        for k, label in enumerate(LABELS):
+            b = widgets.Button(description=label, layout={"width": "42px" if len(label) == 1 else "104px"})
+            b.add_class(f"metro-label-{k}")
+            b.on_click(lambda _b, lab=label: self.choose(lab))
+            self.buttons.append(b)
+        nav = []
+        for text, icon, action, cls in (
+            ("previous", "arrow-left", lambda: self.move(-1), "metro-prev"),
+            ("skip", "forward", lambda: self.move(+1), "metro-skip"),
+            ("next", "arrow-right", lambda: self.move(+1), "metro-next"),
+            ("undo", "undo", self.undo, "metro-undo"),
+        ):
+            b = widgets.Button(description=text, icon=icon)
+            b.add_class(cls)
+            b.on_click(lambda _b, a=action: a())
+            nav.append(b)
+        self.upload_button = widgets.Button(
+            description="Training Upload", icon="upload", button_style="danger"
+        )
+        self.upload_button.add_class("metro-upload")
+        self.upload_button.on_click(lambda _b: self.upload())
+        self.progress = widgets.IntProgress(value=0, min=0, max=1, description="upload")
+        self.status = widgets.HTML()
+        self.status.add_class("metro-upload-status")
+        self.keys = KeyListener(
+            self.on_key, hint="Keys: 0-9 label, \u2190/\u2192 move, Backspace undo, Space skip"
+        )
+        self.widget = widgets.VBox(
+            [
+                widgets.HBox([self.camera, self.order, self.size, self.reload]),
+                widgets.HBox([self.labeller, self.counter]),
+                self.card.widget,
+                widgets.HBox(self.buttons[:10], layout={"flex_flow": "row wrap"}),
+                widgets.HBox(self.buttons[10:]),
+                widgets.HBox(nav),
+                self.keys,
+                widgets.HBox([self.upload_button, self.progress, self.status]),
+            ]
+        )
+        self.widget.add_class("metro-station")
+        self._uploading = threading.Lock()
+
+    # loading ------------------------------------------------------------------------------------
+
+    def _snapshot(self) -> list[dict[str, Any]]:
+        n, camera = self.size.value, self.camera.value or None
+        items = [it["tuple"] for it in self.client.recent("UncertainPredictions", max(200, 4 * n))]
+        cams = sorted({t["camera"] for t in items} | ({camera} if camera else set()))
+        self.camera.options = [("all cameras", "")] + [(c, c) for c in cams]
+        if camera:
+            items = [t for t in items if t["camera"] == camera]
+        items.reverse()  # newest first
+        if ORDERS[self.order.value] == "lowest":
+            items.sort(key=lambda t: t["result_probability"])
+        return items[:n]
+
+    def load(self) -> CorrectionStation:
+        """Take a new snapshot of uncertain images and read their stored labels from the hub."""
+        try:
+            items = self._snapshot()
+            stored = {}
+            for t in items:
+                labels = self.client.labels(t["id"])
+                if labels:
+                    stored[t["id"]] = labels[-1]
+        except ApiError as exc:
+            self.status.value = f'<b style="color:#c00">{html.escape(str(exc))}</b>'
+            return self
+        self.state = StationState(items, stored)
+        self.status.value = f"loaded {len(items)} uncertain images, {len(stored)} already labelled"
+        self._show()
+        return self
+
+    # actions ------------------------------------------------------------------------------------
+
+    def on_key(self, key: str) -> None:
+        if key.isdigit():
+            self.choose(key)
+        elif key == "ArrowLeft":
+            self.move(-1)
+        elif key in ("ArrowRight", " "):
+            self.move(+1)
+        elif key == "Backspace":
+            self.undo()
+
+    def choose(self, label: str) -> None:
+        self.state.choose(label)
+        self._show()
+
+    def move(self, delta: int) -> None:
+        self.state.move(delta)
+        self._show()
+
+    def undo(self) -> None:
+        self.state.undo()
+        self._show()
+
+    def _show(self) -> None:
+        s = self.state
+        self.counter.value = f'<b class="metro-counter">{s.counter()}</b> ({len(s.pending())} not uploaded)'
+        item = s.current
+        if item is None:
+            self.card.clear("no uncertain images at the hub yet: press Load snapshot")
+            return
+        label = s.label_of(item)
+        stored = s.stored.get(item["id"])
+        where = (
+            f" &middot; stored label <b>{html.escape(stored['label'])}</b> by {html.escape(stored['labeller'])}"
+            if stored
+            else ""
+        )
+        chosen = f" &middot; your label <b>{html.escape(label)}</b>" if item["id"] in s.chosen else where
+        self.card.show(item, f" &middot; image <b>{s.index + 1}</b> of {len(s.items)}{chosen}")
+        shown = s.shown_label(item)
+        for b in self.buttons:
+            b.button_style = ("success" if label else "info") if b.description == shown else ""
+
+    # upload -------------------------------------------------------------------------------------
+
+    def upload(self, wait: bool = False) -> threading.Thread | None:
+        """Send the latest label of each changed image in a background thread; `wait` joins it."""
+        if not self._uploading.acquire(blocking=False):
+            return None
+        self.upload_button.disabled = True
+        thread = threading.Thread(target=self._upload, name="metro-upload", daemon=True)
+        thread.start()
+        if wait:
+            thread.join()
+        return thread
+
+    def _upload(self) -> None:
+        try:
+            pending = self.state.pending()
+            by_id = {t["id"]: t for t in self.state.items}
+            labeller = self.labeller.value.strip() or "dashboard"
+            self.progress.max, self.progress.value = max(1, len(pending)), 0
+            self.status.value = f"uploading {len(pending)} labels&hellip;"
+            done = 0
+            for image_id, label in pending.items():
+                item = by_id.get(image_id, {})
+                stored = self.client.add_label(
+                    image_id,
+                    label,
+                    labeller,
+                    model_version=item.get("model_version"),
+                    previous_prediction=item.get("result_class"),
+                )
+                self.state.stored[image_id] = stored
+                done += 1
+                self.progress.value = done
+            self.status.value = (
+                f'<b class="metro-upload-done" style="color:#080">Uploaded {done} labels</b> for training '
+                f"(labeller {html.escape(labeller)})"
+            )
+        except ApiError as exc:
+            self.status.value = f'<b style="color:#c00">upload failed: {html.escape(str(exc))}</b>'
+        finally:
+            self._show()
+            self.upload_button.disabled = False
+            self._uploading.release()
