@@ -5,16 +5,18 @@ PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip
 KAFKA_VERSION := 4.1.1
 KAFKA_LIBS ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/edge-mnist/kafka-$(KAFKA_VERSION)/libs
-EXTRAS ?= dev
+EXTRAS ?= dev,dashboards
+DASHBOARD_PORT ?= 8866
 PYTEST_ARGS ?=
 
-.PHONY: help install kafka-jars test test-unit test-integration lint bench demo train clean
+.PHONY: help install kafka-jars test test-unit lint bench demo dashboard train clean
 
 help:
 	@echo "make demo   - train a model if none, start broker + hub + three edge cameras"
 	@echo "make test   - install everything, fetch Apache Kafka jars with Maven, run the whole suite"
 	@echo "make lint   - ruff and mypy"
 	@echo "make bench  - benchmarks against the reference design"
+	@echo "make dashboard - Voila dashboard on http://127.0.0.1:$(DASHBOARD_PORT) (set EDGE_MNIST_API_URL, EDGE_MNIST_API_TOKEN)"
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -40,12 +42,15 @@ test-unit: install
 	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
 
 lint: install
-	$(VENV)/bin/ruff check edgemnist edge_app metro_app tests bench
-	$(VENV)/bin/ruff format --check edgemnist edge_app metro_app tests bench
+	$(VENV)/bin/ruff check edgemnist edge_app metro_app tests bench notebooks
+	$(VENV)/bin/ruff format --check edgemnist edge_app metro_app tests bench notebooks
 	$(VENV)/bin/mypy edgemnist
 
 bench: install
 	$(PY) bench/edge.py
+
+dashboard: install
+	$(VENV)/bin/voila notebooks/render-metro-views.ipynb --no-browser --Voila.ip=127.0.0.1 --port=$(DASHBOARD_PORT)
 
 train: install
 	$(VENV)/bin/edge-mnist train --out models

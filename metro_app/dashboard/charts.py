@@ -15,7 +15,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from PIL import Image
 
-__all__ = ["digit_share_png", "gauge_png", "scores_png", "prepared_png", "frame_png", "empty_png"]
+__all__ = ["grid_png", "digit_share_png", "gauge_png", "scores_png", "prepared_png", "frame_png", "empty_png"]
 
 _CERTAIN, _UNCERTAIN, _HIGHLIGHT = "#4c78a8", "#f58518", "#e45756"
 
@@ -98,3 +98,21 @@ def frame_png(png: bytes, side: int = 112) -> bytes:
 def empty_png(side: int = 8) -> bytes:
     """A blank placeholder, so an Image widget has something valid to show."""
     return _scaled(Image.new("L", (1, 1), 255), side)
+
+
+def grid_png(rows: Sequence[Mapping[str, Any]], title: str = "") -> bytes:
+    """Frames above their prepared images, titled with the prediction (and the truth when known)."""
+    n = max(1, len(rows))
+    fig = Figure(figsize=(1.2 * n, 2.7), dpi=80, layout="constrained")
+    axes = fig.subplots(2, n, squeeze=False)
+    for k, row in enumerate(rows):
+        with Image.open(io.BytesIO(row["frame"])) as img:
+            axes[0][k].imshow(np.asarray(img.convert("L")), cmap="gray", vmin=0, vmax=255)
+        axes[1][k].imshow(np.asarray(row["prepared"]), cmap="gray", vmin=0, vmax=255)
+        truth = f" (true {row['true_class']})" if row.get("true_class") is not None else ""
+        axes[0][k].set_title(f"{row['predicted']} {row['probability']:.2f}{truth}", fontsize=7)
+    for ax in axes.flat:
+        ax.axis("off")
+    if title:
+        fig.suptitle(title, fontsize=9)
+    return _png(fig)
