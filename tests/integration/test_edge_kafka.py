@@ -6,58 +6,18 @@ import json
 import os
 import sqlite3
 import subprocess
-import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from edgemnist.data import load_frames
-from edgemnist.kafka import make_consumer
-from edgemnist.messages import MetricsMessage, UncertainImage, parse_message
+from edgemnist.messages import MetricsMessage, UncertainImage
 from edgemnist.model import load_model
 from edgemnist.prep import prepare_batch
+from tests.helpers import EDGE_APP, edge_cmd, read_topic
 
 pytestmark = pytest.mark.integration
-
-EDGE_APP = [sys.executable, "-m", "edge_app.cli"]
-
-
-def edge_cmd(kafka, topic: str, model: Path, outbox: Path, camera: str, *extra: str) -> list[str]:
-    return [
-        *EDGE_APP,
-        "run",
-        "--camera",
-        camera,
-        "--repeat",
-        "1",
-        "--metrics-duration",
-        "2",
-        "--bootstrap-servers",
-        kafka.bootstrap_servers,
-        "--topic",
-        topic,
-        "--model",
-        str(model),
-        "--outbox",
-        str(outbox),
-        *extra,
-    ]
-
-
-def read_topic(kafka_settings, topic: str, done, timeout: float = 120.0) -> list:
-    """Every message on `topic` from the beginning, parsed, until `done(messages)` or timeout."""
-    consumer = make_consumer(kafka_settings, [topic], group_id=f"reader-{topic}-{time.time_ns()}")
-    msgs: list = []
-    deadline = time.monotonic() + timeout
-    try:
-        while time.monotonic() < deadline and not done(msgs):
-            for records in consumer.poll(timeout_ms=500).values():
-                msgs.extend(parse_message(r.value) for r in records)
-    finally:
-        consumer.close()
-    return msgs
 
 
 def split(msgs):
@@ -74,7 +34,7 @@ def metric_total(metrics) -> int:
 def test_edge_streams_the_stream_set_once(kafka, kafka_settings, model_path, tmp_path):
     topic = "edge-once"
     proc = subprocess.run(
-        edge_cmd(kafka, topic, model_path, tmp_path / "o.db", "Cam"),
+        edge_cmd(kafka.bootstrap_servers, topic, model_path, tmp_path / "o.db", "Cam"),
         capture_output=True,
         text=True,
         timeout=300,
@@ -110,7 +70,7 @@ def test_broker_down_for_20s_loses_nothing(kafka, kafka_settings, model_path, tm
     outbox = tmp_path / "o.db"
     # A Test camera sends all 1,000 frames, 30 s of them at 0.03 s apart.
     proc = subprocess.Popen(
-        edge_cmd(kafka, topic, model_path, outbox, "TestOutage", "--delay", "0.03"),
+        edge_cmd(kafka.bootstrap_servers, topic, model_path, outbox, "TestOutage", "--delay", "0.03"),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -143,7 +103,7 @@ def test_restarted_edge_resends_what_was_not_delivered(kafka, kafka_settings, mo
     topic = "edge-resend"
     outbox = tmp_path / "o.db"
     # Nothing listens on this port: the run ends with everything still in the outbox.
-    dead = edge_cmd(kafka, topic, model_path, outbox, "TestResend", "--drain-timeout", "1")
+    dead = edge_cmd(kafka.bootstrap_servers, topic, model_path, outbox, "TestResend", "--drain-timeout", "1")
     dead[dead.index("--bootstrap-servers") + 1] = "127.0.0.1:9"
     proc = subprocess.run(dead, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 3 and "stay in the outbox" in proc.stderr
@@ -152,7 +112,10 @@ def test_restarted_edge_resends_what_was_not_delivered(kafka, kafka_settings, mo
     assert kinds["image"] == 1000 and kinds["metrics"] >= 1
     # Run again against the real broker: the backlog goes out, then the new run's messages.
     proc = subprocess.run(
-        edge_cmd(kafka, topic, model_path, outbox, "TestResend"), capture_output=True, text=True, timeout=300
+        edge_cmd(kafka.bootstrap_servers, topic, model_path, outbox, "TestResend"),
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     msgs = read_topic(kafka_settings, topic, lambda ms: len(split(ms)[0]) >= 2000)

@@ -6,7 +6,6 @@ import json
 import re
 import socket
 import subprocess
-import sys
 import time
 from collections import Counter
 from pathlib import Path
@@ -16,6 +15,7 @@ import pytest
 from edgemnist.kafka import ensure_topics
 from metro_app.store import Store
 from metro_app.testing import HubProcess, wait_until
+from tests.helpers import edge_cmd
 
 pytestmark = pytest.mark.integration
 
@@ -42,26 +42,7 @@ def run_edges(kafka, topic: str, model: Path, tmp: Path, cameras: list[str]) -> 
     """Run one `edge-app run --repeat 1` per camera, concurrently; returns each one's closing stats."""
     procs = {}
     for cam in cameras:
-        cmd = [
-            sys.executable,
-            "-m",
-            "edge_app.cli",
-            "run",
-            "--camera",
-            cam,
-            "--repeat",
-            "1",
-            "--metrics-duration",
-            "2",
-            "--bootstrap-servers",
-            kafka.bootstrap_servers,
-            "--topic",
-            topic,
-            "--model",
-            str(model),
-            "--outbox",
-            str(tmp / f"{cam}.db"),
-        ]
+        cmd = edge_cmd(kafka.bootstrap_servers, topic, model, tmp / f"{cam}.db", cam)
         procs[cam] = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     stats = {}
     for cam, proc in procs.items():

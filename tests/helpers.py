@@ -1,0 +1,44 @@
+"""Small helpers the integration and e2e tests share: running an edge, reading a topic."""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from edgemnist.kafka import make_consumer
+from edgemnist.messages import MetricsMessage, UncertainImage, parse_message
+from edgemnist.settings import KafkaSettings
+
+__all__ = ["EDGE_APP", "edge_cmd", "read_topic"]
+
+EDGE_APP = [sys.executable, "-m", "edge_app.cli"]
+
+
+def edge_cmd(
+    bootstrap_servers: str, topic: str, model: Path, outbox: Path, camera: str, *extra: str
+) -> list[str]:
+    """`edge-app run` over the stream set once, 2 s metrics windows."""
+    return [*EDGE_APP, "run", "--camera", camera, "--repeat", "1", "--metrics-duration", "2",
+            "--bootstrap-servers", bootstrap_servers, "--topic", topic, "--model", str(model),
+            "--outbox", str(outbox), *extra]  # fmt: skip
+
+
+def read_topic(
+    settings: KafkaSettings,
+    topic: str,
+    done: Callable[[list[UncertainImage | MetricsMessage]], bool],
+    timeout: float = 120.0,
+) -> list[UncertainImage | MetricsMessage]:
+    """Every message on `topic` from the beginning, parsed, until `done(messages)` or timeout."""
+    consumer = make_consumer(settings, [topic], group_id=f"reader-{topic}-{time.time_ns()}")
+    msgs: list[UncertainImage | MetricsMessage] = []
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline and not done(msgs):
+            for records in consumer.poll(timeout_ms=500).values():
+                msgs.extend(parse_message(r.value) for r in records)
+    finally:
+        consumer.close()
+    return msgs
