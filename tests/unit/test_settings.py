@@ -199,3 +199,12 @@ def test_settings_are_frozen():
     with pytest.raises(AttributeError):
         s.security_protocol = "SSL"  # type: ignore[misc]
     assert s.with_bootstrap_servers("c:2").bootstrap_servers == ("c:2",)
+
+
+def test_every_flag_env_var_is_registered():
+    from edge_app.settings import EDGE_ENV
+    from metro_app.settings import HUB_ENV
+
+    for table in (EDGE_ENV, HUB_ENV):
+        for row in table:
+            assert row[1] in ENV_VARS, row
