@@ -134,8 +134,15 @@ def _wait_quiet(api: str, timeout: float = 30.0) -> dict[str, Any]:
     return health
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def run_demo(opts: DemoOptions, say: TextIO = sys.stderr) -> dict[str, Any]:
-    """Run the demo until `duration` passes or Ctrl-C; return the summary."""
+    """Run the demo until `duration` passes, Ctrl-C or SIGTERM; return the summary."""
+    # Explicit: a shell's background job starts with SIGINT ignored, and SIGTERM must clean up too.
+    signal.signal(signal.SIGINT, _interrupt)
+    signal.signal(signal.SIGTERM, _interrupt)
     _check_ports(opts)
     model = _ensure_model(opts.model, say)
     state = opts.state_dir or Path(tempfile.mkdtemp(prefix="edge-mnist-demo-"))
@@ -212,7 +219,7 @@ def run_demo(opts: DemoOptions, say: TextIO = sys.stderr) -> dict[str, Any]:
         )
         _wait(opts.duration, procs, say)
     except KeyboardInterrupt:
-        print("\nCtrl-C: stopping", file=say)
+        print("\nstopping (Ctrl-C or SIGTERM)", file=say)
     finally:
         summary = _shutdown(procs, broker, hub_started, api, state, env, say)
     return summary
@@ -277,6 +284,7 @@ def _shutdown(
     say: TextIO,
 ) -> dict[str, Any]:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not leave orphans behind
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     try:
         _stop_all(procs)
         cameras = {}
@@ -302,3 +310,4 @@ def _shutdown(
         }
     finally:
         signal.signal(signal.SIGINT, signal.default_int_handler)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)

@@ -63,6 +63,43 @@ def test_demo_runs_three_cameras_and_stops_everything(model_path, tmp_path):
         s.bind(("127.0.0.1", port))  # nothing listens on the hub's port any more
 
 
+def test_ctrl_c_stops_every_process_the_demo_started(model_path, tmp_path):
+    import signal
+    import time
+    import urllib.request
+
+    port = free_port()
+    state = tmp_path / "s"
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("KAFKA_BOOTSTRAP_SERVERS", "EDGE_MNIST_BOOTSTRAP_SERVERS")
+    }
+    cmd = [*DEMO, "--port", str(port), "--state-dir", str(state), "--model", str(model_path)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        deadline = time.monotonic() + 180
+        stored = 0
+        while time.monotonic() < deadline and stored == 0:
+            time.sleep(2)
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=5) as r:
+                    stored = json.load(r)["stored"]["metrics"]
+            except OSError:
+                pass
+        assert stored > 0, "the demo's hub never stored a metrics window"
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, err[-3000:]
+    assert "stopping (Ctrl-C or SIGTERM)" in err and "stopped 5 processes" in err
+    summary = json.loads(out.strip().splitlines()[-1])
+    assert len(summary["cameras"]) == 3 and summary["stored_metrics"] > 0
+    leftovers = subprocess.run(["pgrep", "-f", str(state)], capture_output=True, text=True).stdout.split()
+    assert leftovers == []
+
+
 def test_demo_refuses_a_port_in_use(model_path, tmp_path):
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
