@@ -11,7 +11,7 @@ from edgemnist.kafka import make_consumer
 from edgemnist.messages import MetricsMessage, UncertainImage, parse_message
 from edgemnist.settings import KafkaSettings
 
-__all__ = ["EDGE_APP", "edge_cmd", "read_topic"]
+__all__ = ["EDGE_APP", "edge_cmd", "read_topic", "split", "metric_total"]
 
 EDGE_APP = [sys.executable, "-m", "edge_app.cli"]
 
@@ -42,3 +42,16 @@ def read_topic(
     finally:
         consumer.close()
     return msgs
+
+
+def split(msgs: list) -> tuple[list[UncertainImage], list[MetricsMessage]]:
+    """Uncertain images and metrics messages, in topic order."""
+    return (
+        [m for m in msgs if isinstance(m, UncertainImage)],
+        [m for m in msgs if isinstance(m, MetricsMessage)],
+    )
+
+
+def metric_total(metrics: list[MetricsMessage]) -> int:
+    """Images counted by the metrics windows, each window once (by id) however often it was delivered."""
+    return sum(m.total for m in {m.id: m for m in metrics}.values())

@@ -12,23 +12,11 @@ import numpy as np
 import pytest
 
 from edgemnist.data import load_frames
-from edgemnist.messages import MetricsMessage, UncertainImage
 from edgemnist.model import load_model
 from edgemnist.prep import prepare_batch
-from tests.helpers import EDGE_APP, edge_cmd, read_topic
+from tests.helpers import EDGE_APP, edge_cmd, metric_total, read_topic, split
 
 pytestmark = pytest.mark.integration
-
-
-def split(msgs):
-    return (
-        [m for m in msgs if isinstance(m, UncertainImage)],
-        [m for m in msgs if isinstance(m, MetricsMessage)],
-    )
-
-
-def metric_total(metrics) -> int:
-    return sum(m.total for m in {m.id: m for m in metrics}.values())
 
 
 def test_edge_streams_the_stream_set_once(kafka, kafka_settings, model_path, tmp_path):
