@@ -6,12 +6,13 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from edgemnist.kafka import make_consumer
 from edgemnist.messages import MetricsMessage, UncertainImage, parse_message
 from edgemnist.settings import KafkaSettings
 
-__all__ = ["EDGE_APP", "edge_cmd", "read_topic", "split", "metric_total"]
+__all__ = ["EDGE_APP", "edge_cmd", "read_topic", "read_values", "split", "metric_total"]
 
 EDGE_APP = [sys.executable, "-m", "edge_app.cli"]
 
@@ -28,20 +29,36 @@ def edge_cmd(
 def read_topic(
     settings: KafkaSettings,
     topic: str,
-    done: Callable[[list[UncertainImage | MetricsMessage]], bool],
+    done: Callable[[list[Any]], bool],
     timeout: float = 120.0,
-) -> list[UncertainImage | MetricsMessage]:
-    """Every message on `topic` from the beginning, parsed, until `done(messages)` or timeout."""
+    parse: Callable[[bytes], Any] = parse_message,
+    settle: float = 0.0,
+) -> list[Any]:
+    """Every message on `topic` from the beginning, parsed, until `done(messages)` or timeout.
+
+    With `settle`, keeps reading that many seconds more, so a test sees duplicates too.
+    """
     consumer = make_consumer(settings, [topic], group_id=f"reader-{topic}-{time.time_ns()}")
-    msgs: list[UncertainImage | MetricsMessage] = []
+    msgs: list[Any] = []
     deadline = time.monotonic() + timeout
     try:
         while time.monotonic() < deadline and not done(msgs):
             for records in consumer.poll(timeout_ms=500).values():
-                msgs.extend(parse_message(r.value) for r in records)
+                msgs.extend(parse(r.value) for r in records)
+        end = time.monotonic() + settle
+        while time.monotonic() < end:
+            for records in consumer.poll(timeout_ms=200).values():
+                msgs.extend(parse(r.value) for r in records)
     finally:
         consumer.close()
     return msgs
+
+
+def read_values(
+    settings: KafkaSettings, topic: str, count: int, timeout: float = 120, settle: float = 0.0
+) -> list[bytes]:
+    """The raw values on `topic` once `count` arrived (plus `settle` seconds more)."""
+    return read_topic(settings, topic, lambda v: len(v) >= count, timeout, parse=bytes, settle=settle)
 
 
 def split(msgs: list) -> tuple[list[UncertainImage], list[MetricsMessage]]:

@@ -11,6 +11,7 @@ import pytest
 from edgemnist.errors import BrokerUnavailable
 from edgemnist.kafka import EventProducer, ensure_topics, make_consumer
 from edgemnist.settings import KafkaSettings
+from tests import helpers
 
 pytestmark = pytest.mark.integration
 
@@ -25,22 +26,9 @@ def batch(prefix: str, n: int) -> list[tuple[bytes | None, bytes]]:
     return [(b"camera-%d" % (i % 7), b"%s-%05d" % (prefix.encode(), i)) for i in range(n)]
 
 
-def read_values(settings: KafkaSettings, topic: str, count: int, timeout: float = 120) -> list[bytes]:
+def read_values(settings: KafkaSettings, topic: str, count: int) -> list[bytes]:
     """Everything in ``topic`` once ``count`` values arrived, plus anything that follows within 2 s."""
-    consumer = make_consumer(settings, topic, f"reader-{uuid.uuid4().hex}", session_timeout_ms=6000)
-    values: list[bytes] = []
-    try:
-        deadline = time.monotonic() + timeout
-        while len(values) < count and time.monotonic() < deadline:
-            for records in consumer.poll(timeout_ms=500).values():
-                values.extend(r.value for r in records)
-        settle = time.monotonic() + 2
-        while time.monotonic() < settle:
-            for records in consumer.poll(timeout_ms=200).values():
-                values.extend(r.value for r in records)
-    finally:
-        consumer.close()
-    return values
+    return helpers.read_values(settings, topic, count, settle=2.0)
 
 
 def test_ensure_topics_creates_partitions_idempotently(kafka_settings):

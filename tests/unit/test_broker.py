@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import os
 import socket
-import time
 import uuid
 
 import pytest
 
 from edgemnist.broker import LocalBroker, free_port
 from edgemnist.errors import ConfigError
-from edgemnist.kafka import EventProducer, ensure_topics, make_consumer
+from edgemnist.kafka import EventProducer, ensure_topics
 from edgemnist.settings import KafkaSettings
+from tests.helpers import read_values
 
 
 def _gone(pid: int) -> bool:
@@ -23,19 +23,6 @@ def _gone(pid: int) -> bool:
     # a zombie still answers kill(0); it is gone once its state is Z or it has no entry
     with open(f"/proc/{pid}/stat") as f:
         return f.read().split(")")[-1].split()[0] == "Z"
-
-
-def read_values(settings: KafkaSettings, topic: str, count: int, timeout: float = 60) -> list[bytes]:
-    consumer = make_consumer(settings, topic, f"test-{uuid.uuid4().hex}", session_timeout_ms=6000)
-    values: list[bytes] = []
-    try:
-        deadline = time.monotonic() + timeout
-        while len(values) < count and time.monotonic() < deadline:
-            for records in consumer.poll(timeout_ms=500).values():
-                values.extend(r.value for r in records)
-    finally:
-        consumer.close()
-    return values
 
 
 def test_local_broker_round_trip_and_no_orphan(tmp_path):
