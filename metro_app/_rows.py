@@ -39,7 +39,7 @@ def metrics_row(m: MetricsMessage, now: float, body: str | None = None) -> dict[
         "bucket": int(ts // FLEET_BUCKET_SECONDS) * FLEET_BUCKET_SECONDS,
         "images": m.total,
         "received": now,
-        "body": body or json.dumps(m.to_dict(), separators=(",", ":")),
+        "body": body or m.to_json().decode(),
     }
 
 

@@ -16,6 +16,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
@@ -141,13 +142,13 @@ class Store:
             .order_by(metrics.c.id)
             .limit(limit)
         )
-        return [(r.id, json.loads(r.body)) for r in self._rows(q)]
+        return [(r.id, orjson.loads(r.body)) for r in self._rows(q)]
 
     def metrics_upto(self, last_id: int, n: int) -> list[tuple[int, dict[str, Any]]]:
         """The n metrics rows with the highest ids <= last_id, ascending."""
         q = sa.select(metrics.c.id, metrics.c.body).where(metrics.c.id <= last_id)
         rows = self._rows(q.order_by(metrics.c.id.desc()).limit(n))
-        return [(r.id, json.loads(r.body)) for r in reversed(rows)]
+        return [(r.id, orjson.loads(r.body)) for r in reversed(rows)]
 
     def images_page(self, after: int, limit: int) -> list[tuple[int, dict[str, Any]]]:
         q = sa.select(images).where(images.c.id > after).order_by(images.c.id).limit(limit)
@@ -187,7 +188,7 @@ class Store:
         q = sa.select(metrics.c.id, metrics.c.bucket, metrics.c.body).where(
             metrics.c.bucket.in_(list(buckets)), metrics.c.id <= upto
         )
-        return [(r.id, r.bucket, json.loads(r.body)) for r in self._rows(q.order_by(metrics.c.id))]
+        return [(r.id, r.bucket, orjson.loads(r.body)) for r in self._rows(q.order_by(metrics.c.id))]
 
     def fleet_bucket_count(self) -> int:
         q = sa.select(sa.func.count(sa.distinct(metrics.c.bucket)))
@@ -221,7 +222,7 @@ class Store:
             .order_by(metrics.c.id.desc())
             .limit(n)
         )
-        return [json.loads(r.body) for r in reversed(self._rows(q))]
+        return [orjson.loads(r.body) for r in reversed(self._rows(q))]
 
     # labels and models --------------------------------------------------------------------------
 
