@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 import sys
 import time
 from collections.abc import Callable
@@ -12,7 +13,16 @@ from edgemnist.kafka import make_consumer
 from edgemnist.messages import MetricsMessage, UncertainImage, parse_message
 from edgemnist.settings import KafkaSettings
 
-__all__ = ["EDGE_APP", "edge_cmd", "read_topic", "read_values", "split", "metric_total"]
+__all__ = [
+    "EDGE_APP",
+    "edge_cmd",
+    "read_topic",
+    "read_values",
+    "split",
+    "metric_total",
+    "read_full_pass",
+    "outbox_rows",
+]
 
 EDGE_APP = [sys.executable, "-m", "edge_app.cli"]
 
@@ -72,3 +82,21 @@ def split(msgs: list) -> tuple[list[UncertainImage], list[MetricsMessage]]:
 def metric_total(metrics: list[MetricsMessage]) -> int:
     """Images counted by the metrics windows, each window once (by id) however often it was delivered."""
     return sum(m.total for m in {m.id: m for m in metrics}.values())
+
+
+def read_full_pass(
+    settings: KafkaSettings, topic: str, n: int = 1000
+) -> tuple[list[UncertainImage], list[MetricsMessage]]:
+    """A Test camera's messages once all `n` counts and metrics summing to `n` are on the topic."""
+    msgs = read_topic(
+        settings,
+        topic,
+        lambda ms: len({m.count for m in split(ms)[0]}) >= n and metric_total(split(ms)[1]) >= n,
+    )
+    return split(msgs)
+
+
+def outbox_rows(path: Path) -> int:
+    """Messages still waiting in an edge's outbox file."""
+    with sqlite3.connect(path) as db:
+        return int(db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0])

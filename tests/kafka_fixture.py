@@ -270,7 +270,21 @@ class ApacheKafka:
             shutil.rmtree(self.workdir, ignore_errors=True)
 
 
-class ExternalKafka:
+class _NotRestartable:
+    """A broker the tests may use but not stop: fault tests skip with `restart_skip_reason`."""
+
+    durable = False
+    can_restart = False
+    restart_skip_reason = ""
+
+    def stop(self) -> None:
+        raise KafkaNotAvailable(self.restart_skip_reason)
+
+    def restart(self, downtime: float = 0.0) -> None:
+        raise KafkaNotAvailable(self.restart_skip_reason)
+
+
+class ExternalKafka(_NotRestartable):
     """A broker someone else runs (``KAFKA_BOOTSTRAP_SERVERS``); never stopped by the tests."""
 
     kind = "external Kafka (KAFKA_BOOTSTRAP_SERVERS)"
@@ -292,17 +306,11 @@ class ExternalKafka:
         self.startup_seconds = time.monotonic() - began
         return self
 
-    def stop(self) -> None:
-        raise KafkaNotAvailable(self.restart_skip_reason)
-
-    def restart(self, downtime: float = 0.0) -> None:
-        raise KafkaNotAvailable(self.restart_skip_reason)
-
     def close(self) -> None:
         pass
 
 
-class TansuKafka:
+class TansuKafka(_NotRestartable):
     """The fallback: the memory-only Tansu broker. Not durable, so no restart tests."""
 
     kind = "Tansu (memory only) - FALLBACK, Apache Kafka could not start"
@@ -334,12 +342,6 @@ class TansuKafka:
         wait_for_broker(self.settings(), 30)
         self.startup_seconds = time.monotonic() - began
         return self
-
-    def stop(self) -> None:
-        raise KafkaNotAvailable(self.restart_skip_reason)
-
-    def restart(self, downtime: float = 0.0) -> None:
-        raise KafkaNotAvailable(self.restart_skip_reason)
 
     def close(self) -> None:
         self._broker.stop()

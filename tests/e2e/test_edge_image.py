@@ -11,7 +11,6 @@ import contextlib
 import json
 import os
 import shutil
-import sqlite3
 import subprocess
 import tempfile
 import time
@@ -20,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import metric_total, read_topic, split
+from tests.helpers import metric_total, outbox_rows, read_full_pass
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(3600)]
 
@@ -204,12 +203,7 @@ def test_image_runs_against_kafka(edge_image, kafka, kafka_settings, tmp_path):
     assert "healthy:" in health.stdout
     assert after.returncode == 1 and "no `edge-app run` process" in after.stdout, after.stdout + after.stderr
 
-    msgs = read_topic(
-        kafka_settings,
-        topic,
-        lambda ms: len({m.count for m in split(ms)[0]}) >= 1000 and metric_total(split(ms)[1]) >= 1000,
-    )
-    images, metrics = split(msgs)
+    images, metrics = read_full_pass(kafka_settings, topic)
     assert sorted({m.count for m in images}) == list(range(1000))
     assert len({m.id for m in images}) == 1000
     assert metric_total(metrics) == 1000
@@ -217,5 +211,4 @@ def test_image_runs_against_kafka(edge_image, kafka, kafka_settings, tmp_path):
     assert {m.config.metrics_duration for m in metrics} == {2.0}
     assert len({m.model_version for m in images + metrics}) == 1  # the one model baked into the image
     assert outbox.stat().st_uid == uid != 0
-    with sqlite3.connect(outbox) as db:
-        assert db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0] == 0
+    assert outbox_rows(outbox) == 0

@@ -14,7 +14,7 @@ import pytest
 from edgemnist.data import load_frames
 from edgemnist.model import load_model
 from edgemnist.prep import prepare_batch
-from tests.helpers import EDGE_APP, edge_cmd, metric_total, read_topic, split
+from tests.helpers import EDGE_APP, edge_cmd, metric_total, outbox_rows, read_full_pass, read_topic, split
 
 pytestmark = pytest.mark.integration
 
@@ -45,8 +45,7 @@ def test_edge_streams_the_stream_set_once(kafka, kafka_settings, model_path, tmp
     assert all(m.result_probability <= 0.70 and m.camera.startswith("Cam-") for m in images)
     assert all(m.true_class == int(frames.labels[m.count]) for m in images)
     assert {m.config.metrics_duration for m in metrics} == {2.0}
-    with sqlite3.connect(tmp_path / "o.db") as db:
-        assert db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0] == 0
+    assert outbox_rows(tmp_path / "o.db") == 0
 
 
 def test_broker_down_for_20s_loses_nothing(kafka, kafka_settings, model_path, tmp_path):
@@ -67,24 +66,17 @@ def test_broker_down_for_20s_loses_nothing(kafka, kafka_settings, model_path, tm
         time.sleep(6)
         kafka.stop()
         time.sleep(20)
-        with sqlite3.connect(outbox) as db:
-            buffered = db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0]
+        buffered = outbox_rows(outbox)
         kafka.start()
         out, err = proc.communicate(timeout=300)
     finally:
         proc.kill()
     assert proc.returncode == 0, err[-2000:]
     assert buffered > 100, "the edge should have kept scoring and buffering while the broker was down"
-    msgs = read_topic(
-        kafka_settings,
-        topic,
-        lambda ms: len({m.count for m in split(ms)[0]}) >= 1000 and metric_total(split(ms)[1]) >= 1000,
-    )
-    images, metrics = split(msgs)
+    images, metrics = read_full_pass(kafka_settings, topic)
     assert sorted({m.count for m in images}) == list(range(1000))
     assert metric_total(metrics) == 1000
-    with sqlite3.connect(outbox) as db:
-        assert db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0] == 0
+    assert outbox_rows(outbox) == 0
 
 
 def test_restarted_edge_resends_what_was_not_delivered(kafka, kafka_settings, model_path, tmp_path):
