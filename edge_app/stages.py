@@ -14,7 +14,7 @@ import socket
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -78,14 +78,12 @@ class Scored:
     predict_time: float  # seconds per image
     errors: tuple[tuple[int, str], ...] = ()
     model_version: str | None = None
+    result_class: np.ndarray = field(init=False)  # argmax per image, computed once per batch
+    result_probability: np.ndarray = field(init=False)  # its probability
 
-    @property
-    def result_class(self) -> np.ndarray:
-        return self.probabilities.argmax(axis=1)
-
-    @property
-    def result_probability(self) -> np.ndarray:
-        return self.probabilities.max(axis=1)
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "result_class", self.probabilities.argmax(axis=1))
+        object.__setattr__(self, "result_probability", self.probabilities.max(axis=1))
 
 
 class ImageSource:
@@ -285,8 +283,8 @@ class UncertainFilter:
             prepared_image=scored.prepared[j],
             prep_time=scored.prep_time,
             predictions=tuple(scored.probabilities[j].tolist()),
-            result_class=int(scored.probabilities[j].argmax()),
-            result_probability=float(scored.probabilities[j].max()),
+            result_class=int(scored.result_class[j]),
+            result_probability=float(scored.result_probability[j]),
             predict_time=scored.predict_time,
             id=f"{batch.camera}/{batch.run_id}/{count}",
             model_version=scored.model_version,
