@@ -31,6 +31,7 @@ __all__ = [
     "CameraCounts",
     "EdgeConfig",
     "OutboxStats",
+    "ModelRefusal",
     "UncertainImage",
     "MetricsMessage",
     "parse_message",
@@ -258,6 +259,31 @@ class OutboxStats:
         return {"pending": self.pending, "dropped": self.dropped}
 
 
+@dataclass(frozen=True, slots=True)
+class ModelRefusal:
+    """A model the edge was offered and refused (bad hash, foreign types, wrong output); the old one serves on."""
+
+    version: str
+    reason: str
+
+    def to_dict(self) -> dict[str, str]:
+        return {"version": self.version, "reason": self.reason}
+
+
+def _refusals(v: Any, origin: Origin) -> tuple[ModelRefusal, ...] | None:
+    if v is None:
+        return None
+    if not isinstance(v, list) or len(v) > 100:
+        raise SchemaError(f"{origin}: key 'model_refused' must be a list of at most 100 objects")
+    out = []
+    for item in v:
+        if not isinstance(item, Mapping):
+            raise SchemaError(f"{origin}: key 'model_refused' must hold objects")
+        c = _Check(item, origin)
+        out.append(ModelRefusal(c.str_("version", max_len=300), c.str_("reason", max_len=2000)))
+    return tuple(out)
+
+
 def _encode(obj: dict[str, Any]) -> bytes:
     return orjson.dumps(obj)
 
@@ -370,10 +396,20 @@ class MetricsMessage:
     window_end: str | None = None
     images: int | None = None
     outbox: OutboxStats | None = field(default=None)
+    labelled: int | None = None  # images in the window whose true class the source knows
+    correct: int | None = None  # of those, scored right: live accuracy over every image
+    model_refused: tuple[ModelRefusal, ...] | None = None  # models refused since the last window
 
     @property
     def total(self) -> int:
         return sum(c.total for c in self.camera_metrics.values())
+
+    @property
+    def accuracy(self) -> float | None:
+        """Live accuracy over every labelled image of the window; None when the source knows no labels."""
+        if not self.labelled or self.correct is None:
+            return None
+        return self.correct / self.labelled
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {
@@ -382,12 +418,23 @@ class MetricsMessage:
             "config": self.config.to_dict(),
             "latency_metrics": {"prep": self.prep.to_dict(), "predict": self.predict.to_dict()},
         }
-        for key in ("id", "schema", "model_version", "window_start", "window_end", "images"):
+        for key in (
+            "id",
+            "schema",
+            "model_version",
+            "window_start",
+            "window_end",
+            "images",
+            "labelled",
+            "correct",
+        ):
             value = getattr(self, key)
             if value is not None:
                 d[key] = value
         if self.outbox is not None:
             d["outbox"] = self.outbox.to_dict()
+        if self.model_refused:
+            d["model_refused"] = [r.to_dict() for r in self.model_refused]
         return d
 
     def to_json(self) -> bytes:
@@ -413,6 +460,8 @@ class MetricsMessage:
             if oc is None:
                 raise SchemaError(f"{origin}: key 'outbox' must be an object")
             outbox = OutboxStats(oc.int_("pending", lo=0), oc.int_("dropped", lo=0))
+        labelled = c.int_("labelled", optional=True, lo=0)
+        correct = c.int_("correct", optional=True, lo=0, hi=labelled)
         return cls(
             camera_metrics=counts,
             timestamp=c.timestamp("timestamp"),
@@ -426,6 +475,9 @@ class MetricsMessage:
             window_end=c.timestamp("window_end", optional=True),
             images=c.int_("images", optional=True, lo=0),
             outbox=outbox,
+            labelled=labelled,
+            correct=correct,
+            model_refused=_refusals(obj.get("model_refused"), origin),
         )
 
     @classmethod

@@ -7,6 +7,7 @@ import pytest
 
 from edgemnist.errors import SchemaError
 from edgemnist.messages import (
+    ModelRefusal,
     CameraCounts,
     EdgeConfig,
     LatencyStats,
@@ -93,10 +94,16 @@ def test_added_keys_survive_round_trip():
         window_end=utc_timestamp(10.0),
         images=10,
         outbox=OutboxStats(4, 2),
+        labelled=10,
+        correct=8,
+        model_refused=(ModelRefusal("m-2", "sha256 mismatch"),),
     )
     back = MetricsMessage.from_json(m.to_json())
     assert back.to_dict() == m.to_dict()
     assert back.outbox == OutboxStats(4, 2) and back.images == 10 and back.id == "Cam-h/r1/m3"
+    assert back.accuracy == 0.8 and back.model_refused == (ModelRefusal("m-2", "sha256 mismatch"),)
+    with pytest.raises(SchemaError, match="'correct'"):
+        MetricsMessage.from_dict({**m.to_dict(), "correct": 11})
     img = UncertainImage.from_dict(
         {**reference_image(), "id": "x/1", "true_class": 3, "model_version": "m-1"}
     )
