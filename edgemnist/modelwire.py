@@ -80,7 +80,9 @@ class ModelEnvelope:
         return self.key, MODEL_MAGIC + struct.pack(">I", len(head)) + head + self.data
 
     @classmethod
-    def from_record(cls, key: bytes | None, value: bytes | None, where: str = "model record") -> ModelEnvelope:
+    def from_record(
+        cls, key: bytes | None, value: bytes | None, where: str = "model record"
+    ) -> ModelEnvelope:
         """Parse one record; SchemaError names `where` and what is wrong."""
         if value is None:
             raise SchemaError(f"{where}: empty value (tombstone)")

@@ -7,11 +7,11 @@ import pytest
 
 from edgemnist.errors import SchemaError
 from edgemnist.messages import (
-    ModelRefusal,
     CameraCounts,
     EdgeConfig,
     LatencyStats,
     MetricsMessage,
+    ModelRefusal,
     Origin,
     OutboxStats,
     UncertainImage,
