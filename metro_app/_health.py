@@ -8,7 +8,7 @@ from typing import Any
 from edgemnist.messages import LABEL_SLOTS, utc_timestamp
 from metro_app._rows import FLEET_BUCKET_SECONDS
 
-__all__ = ["DEPARTURE", "camera_health", "fleet_bucket", "camera_counts"]
+__all__ = ["DEPARTURE", "camera_health", "fleet_bucket", "camera_counts", "live_accuracy"]
 
 # a camera "departs" when its uncertain share differs from the fleet's median share by more than this
 DEPARTURE = 0.2
@@ -23,6 +23,24 @@ def camera_counts(windows: Sequence[Mapping[str, Any]], camera: str) -> tuple[in
             unc += sum(c["uncertain"])
             tot += sum(c["certain"]) + sum(c["uncertain"])
     return unc, tot
+
+
+def live_accuracy(windows: Sequence[Mapping[str, Any]], camera: str) -> tuple[int, int]:
+    """(correct, labelled) of one camera over some metrics messages, counted over every image it scored.
+
+    Only single-camera messages (what an edge sends) carry counts that belong to one camera.
+
+    >>> w = {"camera_metrics": {"A": {}}, "labelled": 10, "correct": 9}
+    >>> live_accuracy([w, {**w, "correct": 7}, {"camera_metrics": {"B": {}}, "labelled": 5}], "A")
+    (16, 20)
+    """
+    right = known = 0
+    for w in windows:
+        cams = w["camera_metrics"]
+        if camera in cams and len(cams) == 1 and w.get("labelled"):
+            known += int(w["labelled"])
+            right += int(w.get("correct") or 0)
+    return right, known
 
 
 def _ratio(a: float, b: float) -> float | None:
@@ -48,8 +66,10 @@ def camera_health(
 ) -> dict[str, Any]:
     """A camera's health from its store summary, every camera's recent windows and its image stats.
 
-    Rates, shares and p99s cover the camera's recent windows; `accuracy` covers
-    the uncertain images that carry `true_class` (the only images the hub sees).
+    Rates, shares, p99s and `accuracy` cover the camera's recent windows; `accuracy` is
+    live accuracy over every image the edge scored whose label its source knows (the
+    metrics' `labelled`/`correct`). `uncertain_accuracy` covers only the uncertain
+    images that reached the hub with a `true_class`: far lower by construction.
     """
     name = summary.camera
     mine = recent.get(name, [])
@@ -59,6 +79,7 @@ def camera_health(
     duration = sum(float(w["config"]["metrics_duration"]) for w in mine)
     outbox = last.get("outbox") or {}
     stored, known, right = image_stats
+    live_right, live_known = live_accuracy(mine, name)
     return {
         "name": name,
         "last_seen": last.get("timestamp"),
@@ -70,8 +91,10 @@ def camera_health(
         "uncertain_share": share,
         "fleet_uncertain_share": fleet,
         "departs_from_fleet": share is not None and fleet is not None and abs(share - fleet) > DEPARTURE,
-        "accuracy": _ratio(right, known),
-        "accuracy_samples": known,
+        "accuracy": _ratio(live_right, live_known),
+        "accuracy_samples": live_known,
+        "uncertain_accuracy": _ratio(right, known),
+        "uncertain_accuracy_samples": known,
         "prep_p99": _p99(mine, "prep"),
         "predict_p99": _p99(mine, "predict"),
         "outbox_pending": outbox.get("pending"),

@@ -97,9 +97,17 @@ class ViewClient:
     def image_png(self, image_id: str) -> bytes:
         return self._request(f"/images/{urllib.parse.quote(image_id, safe='/:')}")
 
-    def labels(self, image_id: str | None = None) -> list[dict[str, Any]]:
-        q = f"?{urllib.parse.urlencode({'image_id': image_id})}" if image_id else ""
-        return self._json(f"/labels{q}")["labels"]
+    def labels(self, image_id: str | None = None, page_size: int = 5000) -> list[dict[str, Any]]:
+        """Every stored label (of one image, or all of them, paged), ascending by id."""
+        out: list[dict[str, Any]] = []
+        after = 0
+        while True:
+            q = {"after": after, "max": page_size} | ({"image_id": image_id} if image_id else {})
+            page = self._json(f"/labels?{urllib.parse.urlencode(q)}")["labels"]
+            out += page
+            if len(page) < page_size:
+                return out
+            after = page[-1]["id"]
 
     def add_label(self, image_id: str, label: str, labeller: str, **context: Any) -> dict[str, Any]:
         """POST one label; `context` (e.g. model_version, previous_prediction) travels in the body."""
@@ -107,7 +115,16 @@ class ViewClient:
         return self._json("/labels", body=body)
 
     def models(self) -> list[dict[str, Any]]:
+        """The model registry, newest first."""
         return self._json("/models")["models"]
+
+    def retrain(self) -> dict[str, Any]:
+        """Start a retrain job at the hub (needs the token); returns the job, with its id."""
+        return self._json("/models/retrain", body={})
+
+    def retrain_job(self, job: str) -> dict[str, Any]:
+        """A retrain job's progress and, once done, its result."""
+        return self._json(f"/models/retrain/{urllib.parse.quote(str(job))}")
 
     def health(self) -> dict[str, Any]:
         return self._json("/health")

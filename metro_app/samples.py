@@ -66,9 +66,19 @@ def make_image(
 
 
 def make_metrics(
-    camera: str, n: int, *, images: int = 20, run: str = "r1", with_id: bool = True, when: float | None = None
+    camera: str,
+    n: int,
+    *,
+    images: int = 20,
+    run: str = "r1",
+    with_id: bool = True,
+    when: float | None = None,
+    correct: int | None = None,
 ) -> MetricsMessage:
-    """The n-th metrics window of a camera with `images` scored images; id `<camera>/<run>/m<n>`."""
+    """The n-th metrics window of a camera with `images` scored images; id `<camera>/<run>/m<n>`.
+
+    With `correct`, every image is labelled and that many were scored right (live accuracy).
+    """
     certain = [0] * LABEL_SLOTS
     uncertain = [0] * LABEL_SLOTS
     for i in range(images):
@@ -83,6 +93,8 @@ def make_metrics(
         model_version="m-test",
         images=images,
         outbox=OutboxStats(pending=n % 3, dropped=0),
+        labelled=None if correct is None else images,
+        correct=correct,
     )
 
 

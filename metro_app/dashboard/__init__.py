@@ -7,6 +7,7 @@ Needs the `dashboards` extra (ipywidgets, matplotlib, anywidget).
 from metro_app.dashboard.app import MetroDashboard, render_metro_views
 from metro_app.dashboard.gallery import Gallery
 from metro_app.dashboard.live import Ticker
+from metro_app.dashboard.models import ModelsPanel
 from metro_app.dashboard.monitor import HubMonitor
 from metro_app.dashboard.station import LABELS, CorrectionStation, StationState
 
@@ -15,6 +16,7 @@ __all__ = [
     "CorrectionStation",
     "Gallery",
     "HubMonitor",
+    "ModelsPanel",
     "MetroDashboard",
     "StationState",
     "Ticker",

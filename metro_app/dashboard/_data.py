@@ -14,6 +14,8 @@ __all__ = [
     "derived_rates",
     "latest_labels",
     "camera_totals",
+    "accuracy_series",
+    "unseen_labels",
 ]
 
 
@@ -111,3 +113,55 @@ def latest_labels(labels: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, An
     for lab in sorted(labels, key=lambda x: x["id"]):
         out[lab["image_id"]] = dict(lab)
     return out
+
+
+def accuracy_series(metrics: Iterable[Mapping[str, Any]], camera: str) -> list[dict[str, Any]]:
+    """Per metrics window of one camera: when, live accuracy, how many labelled, which model.
+
+    Windows without labels (a source that knows none) are left out.
+
+    >>> m = [{"timestamp": "t1", "camera_metrics": {"A": {}}, "labelled": 10, "correct": 8, "model_version": "m1"},
+    ...      {"timestamp": "t2", "camera_metrics": {"B": {}}, "labelled": 10, "correct": 1},
+    ...      {"timestamp": "t3", "camera_metrics": {"A": {}}, "labelled": 4, "correct": 4, "model_version": "m2"}]
+    >>> [(p["timestamp"], p["accuracy"], p["model_version"]) for p in accuracy_series(m, "A")]
+    [('t1', 0.8, 'm1'), ('t3', 1.0, 'm2')]
+    """
+    out = []
+    for m in metrics:
+        cams = m.get("camera_metrics", {})
+        if camera not in cams or len(cams) != 1 or not m.get("labelled"):
+            continue
+        out.append(
+            {
+                "timestamp": m.get("window_end") or m.get("timestamp"),
+                "accuracy": int(m.get("correct") or 0) / int(m["labelled"]),
+                "labelled": int(m["labelled"]),
+                "model_version": m.get("model_version"),
+            }
+        )
+    return out
+
+
+def unseen_labels(
+    labels: Sequence[Mapping[str, Any]], models: Sequence[Mapping[str, Any]]
+) -> tuple[int, str | None]:
+    """(labels stored after the newest published model was created, that model's version).
+
+    Those are the labels the serving model has not learnt from yet; every label counts when no model
+    was ever published.
+
+    >>> labs = [{"created": "2026-01-01T00:00:00.000000Z"}, {"created": "2026-01-03T00:00:00.000000Z"}]
+    >>> unseen_labels(labs, [{"version": "m2", "status": "published", "created": "2026-01-02T00:00:00Z"}])
+    (1, 'm2')
+    >>> unseen_labels(labs, [])
+    (2, None)
+    """
+    published = [m for m in models if m.get("status") == "published" and _when(m.get("created"))]
+    if not published:
+        return len(labels), None
+    newest = max(published, key=lambda m: _when(m["created"]))  # type: ignore[arg-type,return-value]
+    since = _when(newest["created"])
+    assert since is not None
+    return sum(1 for lab in labels if (w := _when(lab.get("created"))) is not None and w > since), newest[
+        "version"
+    ]

@@ -5,8 +5,10 @@ from __future__ import annotations
 import ipywidgets as widgets
 
 from metro_app.client import ViewClient
+from metro_app.dashboard._data import unseen_labels
 from metro_app.dashboard.gallery import Gallery
 from metro_app.dashboard.live import Ticker
+from metro_app.dashboard.models import ModelsPanel
 from metro_app.dashboard.monitor import HubMonitor
 from metro_app.dashboard.station import CorrectionStation
 
@@ -30,12 +32,15 @@ class MetroDashboard:
         self.monitor = HubMonitor(self.client)
         self.gallery = Gallery(self.client)
         self.station = CorrectionStation(self.client, size=station_size, labeller=labeller)
+        self.models = ModelsPanel(self.client)
         self.ticker = Ticker(self._tick, interval=interval, ticks=ticks, name="live views")
         self.widget = widgets.VBox(
             [
                 widgets.HTML(f"<h2>edge-mnist hub at {api_url}</h2>"),
                 self.ticker.widget,
                 self.monitor.widget,
+                widgets.HTML("<h3>Models</h3>"),
+                self.models.widget,
                 widgets.HTML("<h3>Uncertain images</h3>"),
                 self.gallery.widget,
                 widgets.HTML("<h3>Correction Station</h3>"),
@@ -46,6 +51,8 @@ class MetroDashboard:
 
     def _tick(self) -> None:
         self.monitor.refresh()
+        self.models.refresh(self.monitor.cameras)
+        self.station.show_unseen(*unseen_labels(self.client.labels(), self.models.models))
         self.gallery.refresh()
         if not self.station.state.items and len(self.gallery.items) >= self.station.size.value:
             self.station.load()
@@ -67,6 +74,7 @@ class MetroDashboard:
                 self.monitor.summary(),
                 f"gallery: {len(self.gallery.items)} uncertain images",
                 f"correction station: {self.station.state.counter()}",
+                f"models in the registry: {len(self.models.models)}",
                 f"refreshes: {self.ticker.count}, failed: {self.ticker.errors}",
             ]
         )

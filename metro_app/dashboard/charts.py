@@ -15,7 +15,16 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from PIL import Image
 
-__all__ = ["grid_png", "digit_share_png", "gauge_png", "scores_png", "prepared_png", "frame_png", "empty_png"]
+__all__ = [
+    "accuracy_png",
+    "grid_png",
+    "digit_share_png",
+    "gauge_png",
+    "scores_png",
+    "prepared_png",
+    "frame_png",
+    "empty_png",
+]
 
 _CERTAIN, _UNCERTAIN, _HIGHLIGHT = "#4c78a8", "#f58518", "#e45756"
 
@@ -40,6 +49,29 @@ def digit_share_png(shares: Mapping[str, Any], title: str, size: tuple[float, fl
     ax.set_ylim(0, min(100.0, top * 1.2))
     ax.set_title(f"{title} ({shares['total']} images)", fontsize=9)
     ax.legend(fontsize=7, loc="upper right")
+    return _png(fig)
+
+
+def accuracy_png(
+    series: Sequence[Mapping[str, Any]], title: str, size: tuple[float, float] = (4.6, 2.2)
+) -> bytes:
+    """Live accuracy per metrics window, with a dashed marker where the model version changed."""
+    fig = Figure(figsize=size, dpi=80, layout="constrained")
+    ax = fig.add_subplot()
+    x = np.arange(len(series))
+    y = [100.0 * p["accuracy"] for p in series]
+    ax.plot(x, y, marker=".", color=_CERTAIN, lw=1.2)
+    for k in range(1, len(series)):
+        if series[k]["model_version"] != series[k - 1]["model_version"]:
+            ax.axvline(k - 0.5, color=_HIGHLIGHT, ls="--", lw=1)
+            ax.text(k - 0.4, 2, str(series[k]["model_version"] or "?")[-8:], color=_HIGHLIGHT, fontsize=7)
+    ax.set_ylim(0, 100)
+    ax.set_xlim(-0.5, max(1, len(series)) - 0.5)
+    ax.set_ylabel("accuracy %")
+    ax.set_xlabel("metrics window")
+    last = f", now {y[-1]:.1f} %" if y else ", no labelled window yet"
+    ax.set_title(f"{title}: live accuracy{last}", fontsize=9)
+    ax.tick_params(labelsize=7)
     return _png(fig)
 
 

@@ -10,7 +10,7 @@ import ipywidgets as widgets
 
 from metro_app.client import ApiError, ViewClient
 from metro_app.dashboard import charts
-from metro_app.dashboard._data import active_cameras, camera_totals, window_shares
+from metro_app.dashboard._data import accuracy_series, active_cameras, camera_totals, window_shares
 
 __all__ = ["HubMonitor", "health_html", "camera_table_html"]
 
@@ -44,7 +44,7 @@ def camera_table_html(cameras: list[dict[str, Any]]) -> str:
         "images/s",
         "uncertain %",
         "fleet %",
-        "accuracy",
+        "live accuracy",
         "prep p99 ms",
         "predict p99 ms",
         "outbox",
@@ -88,16 +88,26 @@ class _CameraPanel:
         self.gauge = widgets.Image(
             format="png", value=charts.empty_png(), layout={"width": "176px", "height": "112px"}
         )
+        self.accuracy = widgets.Image(
+            format="png", value=charts.empty_png(), layout={"width": "368px", "height": "176px"}
+        )
+        self.accuracy.add_class("metro-accuracy-chart")
         self.stats = widgets.HTML()
         row = widgets.HBox([self.chart, self.gauge], layout={"align_items": "flex-start"})
         self.widget = widgets.VBox(
-            [self.title, row, self.stats], layout={"width": "600px", "margin": "0 12px 12px 0"}
+            [self.title, row, self.accuracy, self.stats], layout={"width": "600px", "margin": "0 12px 12px 0"}
         )
         self.widget.add_class("metro-camera-panel")
         self.window_images = 0
+        self.accuracy_points = 0
 
-    def update(self, window: dict[str, Any], health: dict[str, Any] | None) -> None:
+    def update(
+        self, window: dict[str, Any], health: dict[str, Any] | None, series: list[dict[str, Any]]
+    ) -> None:
         shares = window_shares(window, self.name)
+        self.accuracy_points = len(series)
+        if series:
+            self.accuracy.value = charts.accuracy_png(series, self.name)
         self.window_images = shares["total"]
         self.chart.value = charts.digit_share_png(shares, self.name)
         h = health or {}
@@ -109,8 +119,10 @@ class _CameraPanel:
             f"({shares['uncertain_count']} uncertain) at {html.escape(window.get('timestamp', ''))}"
         )
         self.stats.value = (
-            f"accuracy on labelled uncertain images: {_fmt(acc * 100 if acc is not None else None, '.1f', '%')}"
-            f" (n={h.get('accuracy_samples', 0)}) &middot; prep p99 "
+            f'live accuracy <b class="metro-live-accuracy">'
+            f"{_fmt(acc * 100 if acc is not None else None, '.1f', '%')}</b>"
+            f" (n={h.get('accuracy_samples', 0)}, recent windows) &middot; model "
+            f"{html.escape(str(h.get('model_version') or ''))} &middot; prep p99 "
             f"{_fmt(h['prep_p99'] * 1000 if h.get('prep_p99') is not None else None, '.2f', ' ms')}"
             f" &middot; predict p99 "
             f"{_fmt(h['predict_p99'] * 1000 if h.get('predict_p99') is not None else None, '.2f', ' ms')}"
@@ -183,7 +195,7 @@ class HubMonitor:
             if panel is None:
                 panel = self.panels[cam] = _CameraPanel(cam)
             if cam in latest:
-                panel.update(latest[cam], by_name.get(cam))
+                panel.update(latest[cam], by_name.get(cam), accuracy_series(self.metrics, cam))
         children = tuple(self.panels[c].widget for c in self.active)
         if self.panel_box.children != children:
             self.panel_box.children = children

@@ -20,7 +20,7 @@ from metro_app.dashboard.keys import KeyListener
 __all__ = ["LABELS", "CorrectionStation", "StationState"]
 
 LABELS = tuple(str(d) for d in range(10)) + ("Camera Error", "2nd Opinion", "Not a Digit", "Other")
-ORDERS = {"newest first": "newest", "lowest confidence first": "lowest"}
+ORDERS = {"least confident first": "lowest", "newest first": "newest"}
 
 
 @dataclass
@@ -94,7 +94,7 @@ class CorrectionStation:
         client: ViewClient,
         *,
         size: int = 24,
-        order: str = "newest",
+        order: str = "lowest",
         camera: str | None = None,
         labeller: str = "dashboard",
     ) -> None:
@@ -118,6 +118,8 @@ class CorrectionStation:
         self.reload.on_click(lambda _b: self.load())
         self.counter = widgets.HTML()
         self.counter.add_class("metro-station-counter")
+        self.unseen = widgets.HTML()
+        self.unseen.add_class("metro-unseen-labels")
         self.buttons = []
         for k, label in enumerate(LABELS):
             b = widgets.Button(description=label, layout={"width": "42px" if len(label) == 1 else "104px"})
@@ -150,6 +152,7 @@ class CorrectionStation:
             [
                 widgets.HBox([self.camera, self.order, self.size, self.reload]),
                 widgets.HBox([self.labeller, self.counter]),
+                self.unseen,
                 self.card.widget,
                 widgets.HBox(self.buttons[:10], layout={"flex_flow": "row wrap"}),
                 widgets.HBox(self.buttons[10:]),
@@ -191,6 +194,13 @@ class CorrectionStation:
         self.status.value = f"loaded {len(items)} uncertain images, {len(stored)} already labelled"
         self._show()
         return self
+
+    def show_unseen(self, n: int, version: str | None) -> None:
+        """Say how many stored labels the serving model has not learnt from yet."""
+        model = f"model <code>{html.escape(version)}</code>" if version else "the base model"
+        self.unseen.value = (
+            f"<b>{n}</b> stored labels not yet seen by {model}: press Retrain to learn from them"
+        )
 
     # actions ------------------------------------------------------------------------------------
 

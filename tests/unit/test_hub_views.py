@@ -62,10 +62,19 @@ def test_camera_health_per_camera(store):
     a = health["CamA"]
     assert a["windows"] == 30 and a["images"] == 600 and a["uncertain"] == 150
     assert a["uncertain_share"] == pytest.approx(0.25) and a["images_per_second"] == pytest.approx(10.0)
-    assert a["uncertain_images_stored"] == 12 and a["accuracy_samples"] == 12
-    assert a["accuracy"] == pytest.approx(sum(i % 10 == (i + i // 7) % 10 for i in range(12)) / 12)
+    assert a["uncertain_images_stored"] == 12 and a["uncertain_accuracy_samples"] == 12
+    assert a["uncertain_accuracy"] == pytest.approx(sum(i % 10 == (i + i // 7) % 10 for i in range(12)) / 12)
+    assert a["accuracy"] is None and a["accuracy_samples"] == 0  # these windows carry no labels
     assert a["prep_p99"] > 0 and a["outbox_pending"] == 29 % 3 and not a["departs_from_fleet"]
     assert health["CamB"]["accuracy"] is None and health["CamB"]["last_seen"].endswith("Z")
+
+
+def test_camera_health_accuracy_is_live_over_every_scored_image(tmp_path):
+    s = Store(f"sqlite:///{tmp_path}/h.db")
+    s.write_batch([make_metrics("Rot", i, correct=15 + i) for i in range(6)], [])
+    rot = next(t for _, t in Views(s).camera_health.snapshot())
+    # the 5 most recent windows: 20 labelled images each, 16..20 right
+    assert rot["accuracy_samples"] == 100 and rot["accuracy"] == pytest.approx(90 / 100)
 
 
 def test_camera_health_flags_a_camera_that_departs_from_the_fleet(tmp_path):

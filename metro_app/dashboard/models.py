@@ -1,0 +1,144 @@
+"""The Models panel: the registry (versions, status, accuracies), which camera runs which version, and Retrain."""
+
+from __future__ import annotations
+
+import html
+import threading
+import time
+from typing import Any
+
+import ipywidgets as widgets
+
+from metro_app.client import ApiError, ViewClient
+
+__all__ = ["ModelsPanel", "models_table_html"]
+
+_STATUS_COLOUR = {"published": "#080", "canary": "#b60", "refused": "#c00", "rolled_back": "#c00"}
+
+
+def _pct(v: Any) -> str:
+    return "&ndash;" if v is None else f"{100 * float(v):.1f}%"
+
+
+def models_table_html(models: list[dict[str, Any]], cameras: list[dict[str, Any]]) -> str:
+    """One row per registered model, newest first, with the cameras now running it.
+
+    >>> t = models_table_html([{"version": "m-2", "status": "published", "field_accuracy": 0.9}],
+    ...                       [{"name": "Cam-h", "model_version": "m-2"}])
+    >>> "m-2" in t and "Cam-h" in t and "90.0%" in t
+    True
+    """
+    if not models:
+        return (
+            '<span class="metro-models-empty">no model in the registry yet: label images, then Retrain</span>'
+        )
+    running: dict[str, list[str]] = {}
+    for c in cameras:
+        running.setdefault(str(c.get("model_version")), []).append(c["name"])
+    head = (
+        "version",
+        "status",
+        "parent",
+        "created",
+        "base acc",
+        "field acc",
+        "parent field acc",
+        "reason",
+        "cameras",
+    )
+    rows = []
+    for m in models:
+        status = str(m.get("status", ""))
+        cells = [
+            f"<code>{html.escape(str(m['version']))}</code>",
+            f'<b style="color:{_STATUS_COLOUR.get(status, "#333")}">{html.escape(status)}</b>',
+            html.escape(str(m.get("parent") or "")),
+            html.escape(str(m.get("created") or "")[:19]),
+            _pct(m.get("base_accuracy")),
+            _pct(m.get("field_accuracy")),
+            _pct(m.get("parent_field_accuracy")),
+            html.escape(str(m.get("reason") or ""))[:160],
+            html.escape(", ".join(running.get(str(m["version"]), []))),
+        ]
+        rows.append("<tr>" + "".join(f"<td>{x}</td>" for x in cells) + "</tr>")
+    th = "".join(f"<th>{h}</th>" for h in head)
+    return (
+        '<table class="metro-models-table" style="border-collapse:collapse;font-size:12px" border="1" '
+        f'cellpadding="3"><tr>{th}</tr>{"".join(rows)}</table>'
+    )
+
+
+class ModelsPanel:
+    """Shows the registry and starts a retrain at the hub, following its progress to the result."""
+
+    def __init__(self, client: ViewClient, poll: float = 1.0) -> None:
+        self.client = client
+        self.poll = poll
+        self.models: list[dict[str, Any]] = []
+        self.table = widgets.HTML("models: not loaded yet")
+        self.button = widgets.Button(description="Retrain", icon="cogs", button_style="primary")
+        self.button.add_class("metro-retrain")
+        self.button.on_click(lambda _b: self.retrain())
+        self.progress = widgets.FloatProgress(value=0, min=0, max=1, description="retrain")
+        self.status = widgets.HTML()
+        self.status.add_class("metro-retrain-status")
+        self.widget = widgets.VBox([widgets.HBox([self.button, self.progress, self.status]), self.table])
+        self.widget.add_class("metro-models")
+        self._busy = threading.Lock()
+        self.last_result: dict[str, Any] | None = None
+
+    def refresh(self, cameras: list[dict[str, Any]]) -> None:
+        self.models = self.client.models()
+        self.table.value = models_table_html(self.models, cameras)
+
+    def retrain(self, wait: bool = False, timeout: float = 600) -> threading.Thread | None:
+        """Start a retrain job at the hub in a background thread; `wait` joins it."""
+        if not self._busy.acquire(blocking=False):
+            return None
+        self.button.disabled = True
+        thread = threading.Thread(target=self._retrain, args=(timeout,), name="metro-retrain", daemon=True)
+        thread.start()
+        if wait:
+            thread.join()
+        return thread
+
+    def _retrain(self, timeout: float) -> None:
+        try:
+            job = self.client.retrain()
+            job_id = job.get("job") or job.get("id")
+            self.status.value = f"retrain job {html.escape(str(job_id))} started&hellip;"
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline:
+                state = self.client.retrain_job(str(job_id))
+                self.progress.value = float(state.get("progress") or 0.0)
+                if state.get("state") in ("done", "failed"):
+                    self._show_result(state)
+                    return
+                self.status.value = (
+                    f"retrain: {html.escape(str(state.get('stage') or state.get('state')))}&hellip;"
+                )
+                time.sleep(self.poll)
+            self.status.value = f'<b style="color:#c00">retrain still running after {timeout:.0f} s</b>'
+        except ApiError as exc:
+            why = "a retrain is already running" if exc.status == 409 else str(exc)
+            self.status.value = f'<b style="color:#c00">retrain: {html.escape(why)}</b>'
+        finally:
+            self.button.disabled = False
+            self._busy.release()
+
+    def _show_result(self, state: dict[str, Any]) -> None:
+        result = state.get("result") or {}
+        self.last_result = result
+        self.progress.value = 1.0
+        if state.get("state") == "failed":
+            self.status.value = (
+                f'<b style="color:#c00">retrain failed: {html.escape(str(state.get("error")))}</b>'
+            )
+            return
+        verdict = "accepted and published" if result.get("accepted") else "refused"
+        self.status.value = (
+            f'<b class="metro-retrain-done">{html.escape(str(result.get("version")))} {verdict}</b>: '
+            f"field accuracy {_pct(result.get('parent_field_accuracy'))} &rarr; {_pct(result.get('field_accuracy'))}, "
+            f"base {_pct(result.get('parent_base_accuracy'))} &rarr; {_pct(result.get('base_accuracy'))} "
+            f"({html.escape(str(result.get('reason') or ''))})"
+        )
