@@ -107,7 +107,23 @@ class ViewClient:
         return self._json("/labels", body=body)
 
     def models(self) -> list[dict[str, Any]]:
+        """The model registry, newest first."""
         return self._json("/models")["models"]
+
+    def model(self, version: str) -> dict[str, Any]:
+        return self._json(f"/models/{urllib.parse.quote(version, safe='')}")
+
+    def model_file(self, version: str) -> bytes:
+        """The model's skops bytes (verify them with edgemnist.model.load_model_bytes)."""
+        return self._request(f"/models/{urllib.parse.quote(version, safe='')}/file")
+
+    def retrain(self) -> dict[str, Any]:
+        """Start a retrain on the hub (needs the token); ApiError with status 409 while one runs."""
+        return self._json("/models/retrain", body={})
+
+    def retrain_job(self, job: str) -> dict[str, Any]:
+        """A retrain job's state, stage, progress, and result once done."""
+        return self._json(f"/models/retrain/{urllib.parse.quote(job, safe='')}")
 
     def health(self) -> dict[str, Any]:
         return self._json("/health")

@@ -63,9 +63,7 @@ class ModelPublisher:
         if self._producer is None:
             from edgemnist.kafka import make_producer
 
-            self._producer = make_producer(
-                self._kafka, max_request_size=MAX_RECORD_BYTES, buffer_memory=4 * MAX_RECORD_BYTES
-            )
+            self._producer = make_producer(self._kafka, max_request_size=MAX_RECORD_BYTES)
         if not self._ready:
             from edgemnist.kafka import ensure_topics
 
