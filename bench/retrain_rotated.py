@@ -32,7 +32,9 @@ def _accuracy(model: Model, data: tuple[np.ndarray, np.ndarray]) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--labels", default="50,150,300,all")
     parser.add_argument("--degrees", type=float, default=25)
     args = parser.parse_args()
@@ -43,7 +45,6 @@ def main() -> None:
     )  # fmt: skip
     parent = load_model(model_path)
     stream = prepared_dataset(rotated(load_bundled("stream"), args.degrees))
-    base = prepared_dataset(load_bundled("stream"))
     every = rotated_uncertain(model_path, 10**6, degrees=args.degrees)
     rows = []
     for n in args.labels.split(","):

@@ -121,7 +121,9 @@ def _retrain(args: argparse.Namespace) -> int:
     from metro_app.store import Store
 
     settings = RetrainSettings.from_args(args)
-    publisher = ModelPublisher(_kafka(args), args.models_topic) if args.publish and args.models_topic else None
+    publisher = (
+        ModelPublisher(_kafka(args), args.models_topic) if args.publish and args.models_topic else None
+    )
     store = Store(HubSettings(store=args.store or "").store_url)
     try:
         result = retrain(store, settings, publisher=publisher, console=not args.quiet)
@@ -147,7 +149,9 @@ def _models(args: argparse.Namespace) -> int:
         for m in models:
             print(json.dumps({k: v for k, v in m.items() if k != "card"}))
         return 0
-    print(f"{'version':34} {'status':11} {'parent':34} {'base':>6} {'field':>6} {'p.field':>7} {'n_field':>7}")
+    print(
+        f"{'version':34} {'status':11} {'parent':34} {'base':>6} {'field':>6} {'p.field':>7} {'n_field':>7}"
+    )
     for m in models:
         print(
             f"{m['version']:34} {m['status']:11} {m['parent'] or '-':34} {_pct(m['base_accuracy']):>6} "

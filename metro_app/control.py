@@ -61,7 +61,13 @@ class TrainingEvent:
     source: str
 
     def as_row(self) -> dict[str, Any]:
-        return {"id": self.id, "image": self.image, "label": self.label, "labeller": self.labeller, "source": self.source}
+        return {
+            "id": self.id,
+            "image": self.image,
+            "label": self.label,
+            "labeller": self.labeller,
+            "source": self.source,
+        }
 
 
 def _text(payload: dict[str, Any], key: str, where: str, *, optional: bool = False) -> str | None:
@@ -82,7 +88,9 @@ def _png(payload: dict[str, Any], where: str) -> tuple[str, bytes]:
     except (binascii.Error, ValueError) as exc:
         raise SchemaError(f"{where}: training payload key 'image' is not valid base64") from exc
     if not data.startswith(_PNG_SIGNATURE) or len(data) > _MAX_PNG_BYTES:
-        raise SchemaError(f"{where}: training payload key 'image' is not a PNG of at most {_MAX_PNG_BYTES} bytes")
+        raise SchemaError(
+            f"{where}: training payload key 'image' is not a PNG of at most {_MAX_PNG_BYTES} bytes"
+        )
     try:
         with Image.open(io.BytesIO(data), formats=["PNG"]) as img:
             img.load()

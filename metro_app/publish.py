@@ -15,7 +15,13 @@ from edgemnist.errors import BrokerUnavailable, ModelError
 from edgemnist.modelwire import MAX_HEADER_BYTES, MAX_MODEL_BYTES, ModelEnvelope
 from metro_app.store import Store
 
-__all__ = ["DEFAULT_MODELS_TOPIC", "MAX_RECORD_BYTES", "models_topic_config", "envelope_for", "ModelPublisher"]
+__all__ = [
+    "DEFAULT_MODELS_TOPIC",
+    "MAX_RECORD_BYTES",
+    "models_topic_config",
+    "envelope_for",
+    "ModelPublisher",
+]
 
 log = logging.getLogger(__name__)
 DEFAULT_MODELS_TOPIC = "edge-mnist.models"
@@ -49,7 +55,12 @@ class ModelPublisher:
     """
 
     def __init__(
-        self, kafka: Any = None, topic: str = DEFAULT_MODELS_TOPIC, *, producer: Any = None, timeout: float = 60.0
+        self,
+        kafka: Any = None,
+        topic: str = DEFAULT_MODELS_TOPIC,
+        *,
+        producer: Any = None,
+        timeout: float = 60.0,
     ) -> None:
         if not topic:
             raise ModelError("the models topic name must not be empty")

@@ -21,7 +21,6 @@ import logging
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, fields
-from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
@@ -78,7 +77,9 @@ class RetrainSettings:
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> RetrainSettings:
-        return cls(**{f.name: getattr(args, f.name) for f in fields(cls) if getattr(args, f.name, None) is not None})
+        return cls(
+            **{f.name: getattr(args, f.name) for f in fields(cls) if getattr(args, f.name, None) is not None}
+        )
 
 
 RETRAIN_ENV: tuple[tuple[str, str, type, str], ...] = (
@@ -93,7 +94,12 @@ RETRAIN_ENV: tuple[tuple[str, str, type, str], ...] = (
     ("--holdout", "EDGE_MNIST_HOLDOUT", float, "share of labelled field images held out, never trained on"),
     ("--seed", "EDGE_MNIST_SEED", int, "seed of the hold-out split and the training"),
     ("--max-base-drop", "EDGE_MNIST_MAX_BASE_DROP", float, "accuracy points the base hold-out may lose"),
-    ("--min-field-gain", "EDGE_MNIST_MIN_FIELD_GAIN", float, "points the field hold-out must gain, more than"),
+    (
+        "--min-field-gain",
+        "EDGE_MNIST_MIN_FIELD_GAIN",
+        float,
+        "points the field hold-out must gain, more than",
+    ),
     ("--field-weight", "EDGE_MNIST_FIELD_WEIGHT", int, "times each field image is repeated in training"),
 )
 
@@ -176,7 +182,9 @@ def current_model(store: Store, settings: RetrainSettings) -> Model:
         log.info("registry was empty: %s registered as published (%s)", model.version, reason)
         return model
     data = store.model_file(found["version"]) or b""
-    return load_model_bytes(data, expected_sha256=found["sha256"], version=found["version"], name=found["version"])
+    return load_model_bytes(
+        data, expected_sha256=found["sha256"], version=found["version"], name=found["version"]
+    )
 
 
 class _Stages:
@@ -294,5 +302,3 @@ def _card(
         "field_test_ids": list(field.test_ids),
         "input": "prepared 28x28 uint8 images (edgemnist.prep), flattened to 784",
     }
-
-

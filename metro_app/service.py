@@ -89,13 +89,17 @@ def run_hub(settings: HubSettings, kafka: Any, retrain_settings: RetrainSettings
 
     jobs = RetrainJobs(run_retrain)
     stop = threading.Event()
-    threads = [threading.Thread(target=_consume, args=(loop, stop, consumer, producer), name="hub-loop", daemon=True)]
+    threads = [
+        threading.Thread(target=_consume, args=(loop, stop, consumer, producer), name="hub-loop", daemon=True)
+    ]
     control: ControlLoop | None = None
     if settings.control_topic:
 
         def on_command(name: str) -> None:
             job, started = jobs.start(f"control topic {settings.control_topic}")
-            log.info("control command %r: %s job %s", name, "started" if started else "already running", job["id"])
+            log.info(
+                "control command %r: %s job %s", name, "started" if started else "already running", job["id"]
+            )
 
         control_consumer = open_control(kafka, settings.control_topic)
         control = ControlLoop(control_consumer, store, dead, on_command)

@@ -41,9 +41,8 @@ class HubSettings:
             ),
             (
                 "control_topic",
-                self.control_topic not in (self.topic, self.dlq_topic) and (
-                    not self.control_topic or self.control_topic != self.models_topic
-                ),
+                self.control_topic not in (self.topic, self.dlq_topic)
+                and (not self.control_topic or self.control_topic != self.models_topic),
                 "must differ from --topic, --dlq-topic and --models-topic (empty: no control topic)",
             ),
         ]
@@ -92,7 +91,12 @@ HUB_ENV: tuple[tuple[str, str, type, str], ...] = (
         int,
         "records per consumer batch (one store transaction)",
     ),
-    ("--models-topic", "EDGE_MNIST_MODELS_TOPIC", str, "topic accepted models are published on (empty: none)"),
+    (
+        "--models-topic",
+        "EDGE_MNIST_MODELS_TOPIC",
+        str,
+        "topic accepted models are published on (empty: none)",
+    ),
     (
         "--control-topic",
         "EDGE_MNIST_CONTROL_TOPIC",

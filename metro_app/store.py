@@ -21,19 +21,18 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
+from edgemnist.errors import ModelError
 from edgemnist.messages import MetricsMessage, UncertainImage
 from metro_app._engine import make_engine
+from metro_app._registry import model_dict
 from metro_app._rows import (
     FLEET_BUCKET_SECONDS,
     camera_row,
     image_row,
     image_row_to_dict,
-    iso,
     label_dict,
     metrics_row,
 )
-from edgemnist.errors import ModelError
-from metro_app._registry import model_dict
 from metro_app._schema import (
     MODEL_STATUSES,
     dead_letters,

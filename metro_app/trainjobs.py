@@ -57,7 +57,9 @@ class RetrainJobs:
             while len(self._jobs) > _KEEP:
                 self._jobs.popitem(last=False)
             self._running = job_id
-            self._thread = threading.Thread(target=self._work, args=(job_id,), name=f"retrain-{job_id}", daemon=True)
+            self._thread = threading.Thread(
+                target=self._work, args=(job_id,), name=f"retrain-{job_id}", daemon=True
+            )
             self._thread.start()
             return dict(self._jobs[job_id]), True
 

@@ -22,7 +22,9 @@ __all__ = ["rotated", "rotated_uncertain"]
 
 def rotated(dataset: Dataset, degrees: float) -> Dataset:
     """The digits turned by `degrees` (same size, corners cut), labels kept."""
-    turned = [ndimage.rotate(img.astype(np.float64), degrees, reshape=False, order=1) for img in dataset.images]
+    turned = [
+        ndimage.rotate(img.astype(np.float64), degrees, reshape=False, order=1) for img in dataset.images
+    ]
     images = np.clip(np.rint(np.stack(turned)), 0, 255).astype(np.uint8)
     return Dataset(f"{dataset.name}-rotate{degrees:g}", images, dataset.labels)
 

@@ -14,8 +14,8 @@ from kafka.admin import ConfigResource, ConfigResourceType
 from edgemnist.kafka import _admin, make_consumer, make_producer
 from edgemnist.model import load_model_bytes
 from edgemnist.modelwire import ModelEnvelope
-from metro_app.publish import MAX_RECORD_BYTES
 from metro_app.client import ApiError
+from metro_app.publish import MAX_RECORD_BYTES
 from metro_app.samples import png_frame
 from metro_app.store import Store
 from metro_app.testing import HubProcess, wait_until
@@ -87,7 +87,9 @@ def published_child(hub: HubProcess) -> dict | None:
 
 def test_a_control_command_retrains_and_publishes_a_better_model(loop_hub, kafka_settings):
     hub, topics = loop_hub.hub, loop_hub.topics
-    produce(kafka_settings, topics["control"], [json.dumps({"type": "command", "payload": "retrain"}).encode()])
+    produce(
+        kafka_settings, topics["control"], [json.dumps({"type": "command", "payload": "retrain"}).encode()]
+    )
     model = wait_until(lambda: published_child(hub), 180, "a published retrained model")
     assert model["field_accuracy"] > model["parent_field_accuracy"], model["reason"]
     assert model["n_field_train"] + model["n_field_test"] == 150
@@ -98,7 +100,11 @@ def test_a_control_command_retrains_and_publishes_a_better_model(loop_hub, kafka
     [rec] = read_records(kafka_settings, topics["models"], 1)
     envelope = ModelEnvelope.from_record(rec.key, rec.value)
     assert rec.key == b"*" and envelope.targets is None
-    assert (envelope.version, envelope.parent, envelope.sha256) == (model["version"], parent["version"], model["sha256"])
+    assert (envelope.version, envelope.parent, envelope.sha256) == (
+        model["version"],
+        parent["version"],
+        model["sha256"],
+    )
     loaded = load_model_bytes(envelope.data, expected_sha256=envelope.sha256, version=envelope.version)
     assert loaded.version == model["version"]
     assert hub.client.model_file(model["version"]) == envelope.data

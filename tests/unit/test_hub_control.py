@@ -100,7 +100,10 @@ def test_the_loop_stores_training_dead_letters_bad_ones_commits_then_runs_comman
     assert loop.step() == 6
     assert commands == [("retrain", 1)]  # after the commit
     assert sorted((lab["image_id"], lab["label"]) for lab in store.labels()) == [("a", "7"), ("b", "3")]
-    assert [(p["topic"], p["headers"]["source_offset"]) for p in producer.sent] == [("dlq", b"4"), ("dlq", b"5")]
+    assert [(p["topic"], p["headers"]["source_offset"]) for p in producer.sent] == [
+        ("dlq", b"4"),
+        ("dlq", b"5"),
+    ]
     assert b"unknown command 'explode'" in producer.sent[0]["headers"]["reason"]
     assert [d.offset for d in store.dead_letters()] == [4, 5]
     assert loop.stats == {"records": 6, "commands": 1, "training_stored": 2, "dead_letters": 2}

@@ -21,7 +21,9 @@ def store(tmp_path):
 def test_a_model_is_registered_once_with_its_bytes_card_and_first_event(store):
     card = {"base_accuracy": 0.96, "field_accuracy": 0.9, "n_train": 4100, "excluded": {"Other": 2}}
     assert store.add_model("m-1", SHA, b"PK-model", status="published", reason="initial", created=100.0)
-    assert store.add_model("m-2", SHA, b"PK-2", parent="m-1", reason="accepted: ...", card=card, created=200.0)
+    assert store.add_model(
+        "m-2", SHA, b"PK-2", parent="m-1", reason="accepted: ...", card=card, created=200.0
+    )
     assert not store.add_model("m-2", SHA, b"other bytes")
     assert store.model_file("m-2") == b"PK-2"
     m2, m1 = store.models()  # newest first

@@ -27,7 +27,13 @@ def test_non_digit_labels_are_excluded_and_counted():
     rows[3] = (rows[3][0], "Other", rows[3][2])
     rows[4] = (rows[4][0], "5", base64.b64encode(b"not a png").decode())
     field = build_field_set(rows, share=0.0)
-    assert field.excluded == {"Camera Error": 1, "Not a Digit": 1, "2nd Opinion": 1, "Other": 1, "undecodable": 1}
+    assert field.excluded == {
+        "Camera Error": 1,
+        "Not a Digit": 1,
+        "2nd Opinion": 1,
+        "Other": 1,
+        "undecodable": 1,
+    }
     assert len(field.train_ids) == 7 and len(field.test_ids) == 0
     assert field.train_images.shape == (7, 28, 28) and field.train_images.dtype == np.uint8
 
