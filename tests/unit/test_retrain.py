@@ -142,3 +142,31 @@ def test_retrain_without_digit_labels_makes_no_candidate(tmp_path, model_path):
     result = retrain(store, RetrainSettings(model=str(model_path)))
     assert not result.accepted and result.version is None and "no labelled digit images" in result.reason
     assert [m["status"] for m in store.models()] == ["published"]
+
+
+def test_cli_retrain_prints_json_last_and_models_lists_the_registry(tmp_path, model_path, capsys):
+    import json as _json
+
+    from metro_app.cli import main
+    from metro_app.samples import make_image
+
+    url = f"sqlite:///{tmp_path}/hub.db"
+    store = Store(url)
+    store.write_batch([], [make_image("CamA", 1)])
+    store.add_label(make_image("CamA", 1).id, "Other", "ana")
+    store.close()
+    assert main(["retrain", "--store", url, "--model", str(model_path), "--no-publish", "-q"]) == 0
+    last = _json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    keys = {"version", "parent", "accepted", "reason", "base_accuracy", "field_accuracy", "parent_base_accuracy",
+            "parent_field_accuracy", "n_train", "n_field_train", "n_field_test"}  # fmt: skip
+    assert keys <= last.keys()
+    assert last["accepted"] is False and last["version"] is None and "Other" in last["reason"]
+    assert main(["models", "--store", url]) == 0
+    table = capsys.readouterr().out.splitlines()
+    assert (
+        table[0].split()[:2] == ["version", "status"]
+        and last["parent"] in table[1]
+        and "published" in table[1]
+    )
+    assert main(["retrain", "--store", url, "--holdout", "1.5", "--no-publish"]) == 2
+    assert "--holdout" in capsys.readouterr().err
