@@ -334,7 +334,7 @@ ENV_VARS.update(
 # the edge's names (edge-app; flags and defaults in edge_app.settings.EDGE_ENV)
 ENV_VARS.update(
     {
-        "EDGE_MNIST_MODEL": "Model: a .skops file, or a directory whose newest is used; the edge serves it, the hub registers it when its registry is empty (default models)",
+        "EDGE_MNIST_MODEL": "Edge model: a .skops file, or a directory whose newest model is used (default models)",
         "EDGE_MNIST_CAMERA": "Edge camera parameter; the camera is named <camera>-<hostname> (default Camera)",
         "EDGE_MNIST_CONFIDENCE": "Images scored at or below this probability go home (default 0.7)",
         "EDGE_MNIST_PARALLELISM": "Edge scoring worker processes (default 1)",

@@ -79,8 +79,10 @@ def _store_flag(parser: argparse.ArgumentParser) -> None:
 def _retrain_arguments(parser: argparse.ArgumentParser) -> None:
     _store_flag(parser)
     add_retrain_flags(parser)
-    [(flag, env, typ, text)] = [row for row in HUB_ENV if row[0] == "--models-topic"]
-    env_flag(parser, flag, env, default=HubSettings().models_topic, type=typ, help=text)
+    for flag, env, typ, text in HUB_ENV:
+        if flag in ("--models-topic", "--model"):
+            default = getattr(HubSettings(), flag[2:].replace("-", "_"))
+            env_flag(parser, flag, env, default=default, type=typ, help=text)
     parser.add_argument(
         "--publish",
         action=argparse.BooleanOptionalAction,
@@ -180,6 +182,7 @@ def _run_args(args: argparse.Namespace, settings: HubSettings) -> list[str]:
         str(settings.max_records),
     ]
     out += ["--models-topic", settings.models_topic, "--control-topic", settings.control_topic]
+    out += ["--model", settings.model]
     for flag, *_ in RETRAIN_ENV:
         out += [flag, str(getattr(args, flag[2:].replace("-", "_")))]
     for flag in ("bootstrap_servers", "credentials"):

@@ -82,15 +82,9 @@ class RetrainSettings:
         )
 
 
+# the retrain policy's flags; the first model comes from the hub's --model (metro_app.settings)
 RETRAIN_ENV: tuple[tuple[str, str, type, str], ...] = (
     ("--base-data", "EDGE_MNIST_BASE_DATA", str, "base training data: bundled, mnist-idx:DIR, openml"),
-    (
-        "--model",
-        "EDGE_MNIST_MODEL",
-        str,
-        "the first model, registered as published when the registry has none: a .skops file or a directory "
-        "whose newest model is used",
-    ),
     ("--holdout", "EDGE_MNIST_HOLDOUT", float, "share of labelled field images held out, never trained on"),
     ("--seed", "EDGE_MNIST_SEED", int, "seed of the hold-out split and the training"),
     ("--max-base-drop", "EDGE_MNIST_MAX_BASE_DROP", float, "accuracy points the base hold-out may lose"),

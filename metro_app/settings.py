@@ -27,6 +27,7 @@ class HubSettings:
     max_records: int = 1000
     models_topic: str = "edge-mnist.models"
     control_topic: str = "edge-mnist.control"
+    model: str = "models"
 
     def __post_init__(self) -> None:
         checks = [
@@ -102,6 +103,13 @@ HUB_ENV: tuple[tuple[str, str, type, str], ...] = (
         "EDGE_MNIST_CONTROL_TOPIC",
         str,
         "topic of retrain commands and training events (empty: none)",
+    ),
+    (
+        "--model",
+        "EDGE_MNIST_MODEL",
+        str,
+        "the hub's first model, registered as published while the registry has none: a .skops file or "
+        "a directory whose newest model is used",
     ),
 )
 
