@@ -285,11 +285,14 @@ def ensure_topics(
     topics: Mapping[str, int],
     replication_factor: int = 1,
     timeout: float = 30,
+    configs: Mapping[str, Mapping[str, str]] | None = None,
 ) -> list[str]:
     """Create the missing topics with the given partition counts; return the names created.
 
-    Idempotent: existing topics are left as they are. Retries while the broker is still
-    starting; raises BrokerUnavailable naming the bootstrap servers after ``timeout``.
+    Idempotent: existing topics are left as they are (their configs too). Retries while the
+    broker is still starting; raises BrokerUnavailable naming the bootstrap servers after
+    ``timeout``. ``configs`` maps a topic to its topic-level configs, e.g. the models topic's
+    ``{"cleanup.policy": "compact", "max.message.bytes": "..."}``.
     """
     if not topics:
         return []
@@ -297,7 +300,7 @@ def ensure_topics(
     last: BaseException | None = None
     while True:
         try:
-            return _create_topics(settings, topics, replication_factor, deadline)
+            return _create_topics(settings, topics, replication_factor, deadline, configs or {})
         except kerrors.KafkaError as exc:
             if not is_unavailable(exc):
                 raise
@@ -308,14 +311,21 @@ def ensure_topics(
 
 
 def _create_topics(
-    settings: KafkaSettings, topics: Mapping[str, int], replication_factor: int, deadline: float
+    settings: KafkaSettings,
+    topics: Mapping[str, int],
+    replication_factor: int,
+    deadline: float,
+    configs: Mapping[str, Mapping[str, str]],
 ) -> list[str]:
     admin = _admin(settings, max(0.5, deadline - time.monotonic()))
     try:
-        request = {
+        request: dict[str, dict[str, Any]] = {
             name: {"num_partitions": n, "replication_factor": replication_factor}
             for name, n in topics.items()
         }
+        for name, config in configs.items():
+            if name in request and config:
+                request[name]["configs"] = {k: str(v) for k, v in config.items()}
         response = admin.create_topics(request, raise_errors=False)
         created = []
         for item in response["topics"]:

@@ -38,9 +38,11 @@ __all__ = [
     "CONFIDENCE",
     "TRUSTED_TYPES",
     "Model",
+    "dump_model",
     "evaluate",
     "load_model",
     "load_model_bytes",
+    "prepared_dataset",
     "save_model",
     "train_model",
 ]
@@ -134,23 +136,50 @@ def _pipeline(seed: int) -> Any:
     )
 
 
-def train_model(train: Dataset, *, seed: int = 0, progress: bool = True) -> Any:
+def train_model(
+    train: Dataset | None = None,
+    *,
+    seed: int = 0,
+    progress: bool = True,
+    prepared: tuple[np.ndarray, np.ndarray] | None = None,
+    field: tuple[np.ndarray, np.ndarray] | None = None,
+    field_weight: int = 1,
+) -> Any:
     """Fit the pipeline on the training digits passed through the edge's own preparation.
 
     Training on prepared camera frames (not on the raw MNIST arrays) keeps
     train and serve consistent. Stages are fitted one by one so the progress
     bar says where the time goes. Deterministic for a given seed.
+
+    Args:
+        train: base digits (MNIST convention), encoded as frames and prepared here.
+        prepared: base images already prepared, (N, 28, 28) uint8, with their labels
+            (instead of ``train``).
+        field: labelled field images, already prepared (e.g. the hub's stored frames),
+            added to the base set.
+        field_weight: how many times each field image (and its shifted copies) is
+            repeated, so a few hundred field labels count against tens of thousands of
+            augmented base images.
     """
+    if (train is None) == (prepared is None):
+        raise ValueError("train_model needs exactly one of train or prepared")
+    if field_weight < 1:
+        raise ValueError(f"field_weight must be >= 1, got {field_weight}")
     pipeline = _pipeline(seed)
     with tqdm(total=3 + len(pipeline.steps), desc="train", disable=not progress, unit="stage") as bar:
         bar.set_postfix_str("camera frames")
-        encode_frames(train)
+        if train is not None:
+            encode_frames(train)
         bar.update()
         bar.set_postfix_str("prepare")
-        images, labels = _prepared(train)
+        images, labels = _prepared(train) if train is not None else prepared  # type: ignore[misc]
         bar.update()
         bar.set_postfix_str("augment")
         images, labels = _shifted(images, labels)
+        if field is not None and len(field[0]):
+            f_images, f_labels = _shifted(*field)
+            images = np.concatenate([images, *([f_images] * field_weight)])
+            labels = np.concatenate([labels, *([f_labels] * field_weight)])
         features: Any = images.reshape(len(images), -1)
         bar.update()
         for name, step in pipeline.steps[:-1]:
@@ -161,6 +190,11 @@ def train_model(train: Dataset, *, seed: int = 0, progress: bool = True) -> Any:
         pipeline.steps[-1][1].fit(features, labels)
         bar.update()
     return pipeline
+
+
+def prepared_dataset(dataset: Dataset) -> tuple[np.ndarray, np.ndarray]:
+    """A labelled data set's images as the edge sees them (camera frame -> prep), with their labels."""
+    return _prepared(dataset)
 
 
 def evaluate(model: Model, dataset: Dataset, confidence: float = CONFIDENCE) -> dict[str, float]:
@@ -186,6 +220,17 @@ def _write_atomic(path: Path, data: bytes) -> None:
     os.replace(tmp, path)
 
 
+def dump_model(estimator: Any) -> tuple[str, str, bytes, datetime]:
+    """(version, sha256, skops bytes, created) of an estimator, named as `save_model` names files.
+
+    The version sorts by creation time and ends with the hash, so two models never share a name.
+    """
+    data = sio.dumps(estimator)
+    sha = hashlib.sha256(data).hexdigest()
+    now = datetime.now(UTC)
+    return f"m-{now:%Y%m%dT%H%M%S}Z-{sha[:8]}", sha, data, now
+
+
 def save_model(
     estimator: Any,
     out_dir: str | Path,
@@ -203,10 +248,7 @@ def save_model(
     The version sorts by creation time and ends with the hash, so two
     models never share a name and a directory listing shows their order.
     """
-    data = sio.dumps(estimator)
-    sha = hashlib.sha256(data).hexdigest()
-    now = datetime.now(UTC)
-    version = f"m-{now:%Y%m%dT%H%M%S}Z-{sha[:8]}"
+    version, sha, data, now = dump_model(estimator)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     card = {

@@ -308,6 +308,20 @@ ENV_VARS.update(
     }
 )
 
+# the hub's learning loop (metro-app run / retrain; flags in metro_app.settings and metro_app.retrain)
+ENV_VARS.update(
+    {
+        "EDGE_MNIST_MODELS_TOPIC": "Topic of published models: the hub sends, edges hot-swap (default edge-mnist.models)",
+        "EDGE_MNIST_CONTROL_TOPIC": "Topic of retrain commands and training events the hub reads (default edge-mnist.control)",
+        "EDGE_MNIST_BASE_DATA": "Retrain base data: bundled, mnist-idx:DIR, openml (default bundled)",
+        "EDGE_MNIST_HOLDOUT": "Retrain: share of labelled field images held out, never trained on (default 0.2)",
+        "EDGE_MNIST_SEED": "Retrain: seed of the hold-out split and the training (default 0)",
+        "EDGE_MNIST_MAX_BASE_DROP": "Retrain: accuracy points the base hold-out may lose (default 1.5)",
+        "EDGE_MNIST_MIN_FIELD_GAIN": "Retrain: points the field hold-out must gain, more than (default 0)",
+        "EDGE_MNIST_FIELD_WEIGHT": "Retrain: times each field image is repeated in training (default 1)",
+    }
+)
+
 # shared by the edge and the hub
 ENV_VARS.update(
     {

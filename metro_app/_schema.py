@@ -4,7 +4,18 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
-__all__ = ["metadata", "metrics", "metric_cameras", "images", "labels", "models", "dead_letters"]
+__all__ = [
+    "MODEL_STATUSES",
+    "metadata",
+    "metrics",
+    "metric_cameras",
+    "images",
+    "labels",
+    "training_images",
+    "model_registry",
+    "model_events",
+    "dead_letters",
+]
 
 metadata = sa.MetaData()
 
@@ -69,14 +80,43 @@ labels = sa.Table(
     sa.Column("previous_prediction", sa.Integer),
 )
 
-models = sa.Table(
-    "model_versions",
+training_images = sa.Table(
+    "training_images",
+    metadata,
+    sa.Column("id", _ID, primary_key=True, autoincrement=True),
+    sa.Column("msg_id", sa.String(300), nullable=False, unique=True),
+    sa.Column("source", sa.String(300), nullable=False),
+    sa.Column("image", sa.Text, nullable=False),
+    sa.Column("received", sa.Float, nullable=False),
+)
+
+MODEL_STATUSES = ("candidate", "refused", "canary", "published", "rolled_back")
+
+model_registry = sa.Table(
+    "model_registry",
     metadata,
     sa.Column("version", sa.String(300), primary_key=True),
     sa.Column("sha256", sa.String(64), nullable=False),
-    sa.Column("accuracy", sa.Float),
+    sa.Column("parent", sa.String(300)),
+    sa.Column("status", sa.String(32), nullable=False),
     sa.Column("created", sa.Float, nullable=False),
+    sa.Column("updated", sa.Float, nullable=False),
+    sa.Column("reason", sa.Text, nullable=False),
     sa.Column("card", sa.Text, nullable=False),
+    sa.Column("data", sa.LargeBinary, nullable=False),
+    sa.CheckConstraint(
+        "status IN (" + ", ".join(f"'{s}'" for s in MODEL_STATUSES) + ")", name="ck_model_registry_status"
+    ),
+)
+
+model_events = sa.Table(
+    "model_events",
+    metadata,
+    sa.Column("id", _ID, primary_key=True, autoincrement=True),
+    sa.Column("version", sa.String(300), sa.ForeignKey("model_registry.version"), nullable=False, index=True),
+    sa.Column("status", sa.String(32), nullable=False),
+    sa.Column("time", sa.Float, nullable=False),
+    sa.Column("reason", sa.Text, nullable=False),
 )
 
 dead_letters = sa.Table(

@@ -20,6 +20,7 @@ from pydantic import BaseModel, Field, field_validator
 
 from metro_app._rows import png_bytes
 from metro_app.store import Store
+from metro_app.trainjobs import RetrainJobs
 from metro_app.views import View, Views
 
 __all__ = ["LABELS", "LabelIn", "create_app"]
@@ -91,9 +92,13 @@ async def _long_poll(view: View, after: int, limit: int, wait: float) -> list[tu
 
 
 def create_app(
-    store: Store, *, token: str | None, health: Callable[[], dict[str, Any]] | None = None
+    store: Store,
+    *,
+    token: str | None,
+    health: Callable[[], dict[str, Any]] | None = None,
+    retrain: RetrainJobs | None = None,
 ) -> FastAPI:
-    """The API over one store; `health` adds the consumer's figures to GET /health."""
+    """The API over one store; `health` adds the consumer's figures to GET /health, `retrain` runs retrains."""
     views = Views(store)
     started = time.time()
     app = FastAPI(title="edge-mnist hub", version="1", description=__doc__)
@@ -129,7 +134,7 @@ def create_app(
 
     @app.get("/images/{image_id:path}", responses={200: {"content": {"image/png": {}}}})
     def image(image_id: str) -> Response:
-        row = store.image(image_id)
+        row = store.image(image_id) or store.training_image(image_id)
         if row is None:
             raise HTTPException(status_code=404, detail=f"no uncertain image with id {image_id!r}")
         return Response(content=png_bytes(row), media_type="image/png")
@@ -151,7 +156,48 @@ def create_app(
 
     @app.get("/models")
     def list_models() -> dict[str, Any]:
+        """Every model in the registry, newest first, with its figures and status events."""
         return {"models": store.models()}
+
+    def jobs_or_503() -> RetrainJobs:
+        if retrain is None:
+            raise HTTPException(status_code=503, detail="retraining is not enabled on this hub")
+        return retrain
+
+    @app.post("/models/retrain", status_code=202, dependencies=[Depends(require_token)])
+    def start_retrain() -> JSONResponse:
+        """Start a retrain in the background: 202 with the job, or 409 naming the job already running."""
+        job, started = jobs_or_503().start("POST /models/retrain")
+        if not started:
+            return JSONResponse(
+                status_code=409, content={"detail": f"retrain job {job['id']} is running", "job": job}
+            )
+        return JSONResponse(status_code=202, content={"job": job["id"], **job})
+
+    @app.get("/models/retrain/{job_id}")
+    def retrain_job(job_id: str) -> dict[str, Any]:
+        job = jobs_or_503().get(job_id)
+        if job is None:
+            raise HTTPException(status_code=404, detail=f"no retrain job {job_id!r}")
+        return job
+
+    @app.get("/models/{version}")
+    def model_card(version: str) -> dict[str, Any]:
+        card = store.model(version)
+        if card is None:
+            raise HTTPException(status_code=404, detail=f"no model version {version!r} in the registry")
+        return card
+
+    @app.get("/models/{version}/file", responses={200: {"content": {"application/octet-stream": {}}}})
+    def model_file(version: str) -> Response:
+        data = store.model_file(version)
+        if data is None:
+            raise HTTPException(status_code=404, detail=f"no model version {version!r} in the registry")
+        return Response(
+            content=data,
+            media_type="application/octet-stream",
+            headers={"Content-Disposition": f'attachment; filename="{version}.skops"'},
+        )
 
     @app.get("/health")
     def get_health() -> dict[str, Any]:

@@ -1,6 +1,6 @@
-"""`metro-app`: run the hub, manage it as a background job, build its streamsx archive.
+"""`metro-app`: run the hub, retrain and list models, manage the hub as a background job, build its archive.
 
-POST /labels needs the bearer token from env EDGE_MNIST_API_TOKEN (never a flag).
+POST /labels and POST /models/retrain need the bearer token from env EDGE_MNIST_API_TOKEN (never a flag).
 """
 
 from __future__ import annotations
@@ -13,10 +13,11 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from edgemnist.cliargs import setup_logging
+from edgemnist.cliargs import env_flag, setup_logging
 from edgemnist.errors import ConfigError, EdgeMnistError
 from metro_app.jobs import JobRegistry
-from metro_app.settings import HubSettings, add_hub_flags
+from metro_app.retrain import RETRAIN_ENV, RetrainSettings, add_retrain_flags
+from metro_app.settings import HUB_ENV, HubSettings, add_hub_flags
 
 __all__ = ["main", "build_parser"]
 
@@ -28,7 +29,19 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="consume the topic, store, serve the HTTP API (foreground)")
     add_hub_flags(run)
+    add_retrain_flags(run)
     run.set_defaults(func=_run)
+    retrain = sub.add_parser(
+        "retrain",
+        help="train a candidate on base data + stored field labels, judge it, record it, publish if accepted",
+        description="Last line of output: the result as JSON.",
+    )
+    _retrain_arguments(retrain)
+    retrain.set_defaults(func=_retrain)
+    models = sub.add_parser("models", help="the model registry as a table (or JSON lines)")
+    _store_flag(models)
+    models.add_argument("--json", action="store_true", help="one JSON object per model, newest first")
+    models.set_defaults(func=_models)
     submit = sub.add_parser(
         "submit", help="start the hub as a background job, cancelling an older job of that name"
     )
@@ -40,6 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="local: a background process; streams: the streamsx topology on an IBM Streams instance",
     )
     add_hub_flags(submit)
+    add_retrain_flags(submit)
     submit.set_defaults(func=_submit)
     jobs = sub.add_parser("jobs", help="list jobs with their health")
     jobs.add_argument("--json", action="store_true", help="one JSON object per job")
@@ -52,9 +66,32 @@ def build_parser() -> argparse.ArgumentParser:
     build.add_argument("--out", required=True, type=Path, help="directory for the build archive")
     add_hub_flags(build)
     build.set_defaults(func=_build)
-    for p in (run, submit, jobs, cancel, build):
+    for p in (run, retrain, models, submit, jobs, cancel, build):
         p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     return parser
+
+
+def _store_flag(parser: argparse.ArgumentParser) -> None:
+    [(flag, env, typ, text)] = [row for row in HUB_ENV if row[0] == "--store"]
+    env_flag(parser, flag, env, type=typ, help=text)
+
+
+def _retrain_arguments(parser: argparse.ArgumentParser) -> None:
+    _store_flag(parser)
+    add_retrain_flags(parser)
+    for flag, env, typ, text in HUB_ENV:
+        if flag in ("--models-topic", "--model"):
+            default = getattr(HubSettings(), flag[2:].replace("-", "_"))
+            env_flag(parser, flag, env, default=default, type=typ, help=text)
+    parser.add_argument(
+        "--publish",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="publish an accepted model on the models topic (needs Kafka) (default: publish)",
+    )
+    env_flag(parser, "--bootstrap-servers", "EDGE_MNIST_BOOTSTRAP_SERVERS", help="Kafka bootstrap servers")
+    env_flag(parser, "--credentials", "EDGE_MNIST_CREDENTIALS", help="JSON credentials file")
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -77,7 +114,56 @@ def _run(args: argparse.Namespace) -> int:
     from metro_app.service import run_hub
 
     settings = HubSettings.from_args(args)
-    return run_hub(settings, _kafka(args))
+    return run_hub(settings, _kafka(args), RetrainSettings.from_args(args))
+
+
+def _retrain(args: argparse.Namespace) -> int:
+    from metro_app.publish import ModelPublisher
+    from metro_app.retrain import retrain
+    from metro_app.store import Store
+
+    settings = RetrainSettings.from_args(args)
+    publisher = (
+        ModelPublisher(_kafka(args), args.models_topic) if args.publish and args.models_topic else None
+    )
+    store = Store(HubSettings(store=args.store or "").store_url)
+    try:
+        result = retrain(store, settings, publisher=publisher, console=not args.quiet)
+    finally:
+        if publisher is not None:
+            publisher.close()
+        store.close()
+    print(result.reason, file=sys.stderr)
+    print(json.dumps({k: v for k, v in result.to_dict().items() if k not in ("status", "seconds")}
+                     | {"status": result.status, "seconds": round(result.seconds, 2)}))  # fmt: skip
+    return 1 if result.accepted and publisher is not None and result.status != "published" else 0
+
+
+def _models(args: argparse.Namespace) -> int:
+    from metro_app.store import Store
+
+    store = Store(HubSettings(store=args.store or "").store_url)
+    try:
+        models = store.models()
+    finally:
+        store.close()
+    if args.json:
+        for m in models:
+            print(json.dumps({k: v for k, v in m.items() if k != "card"}))
+        return 0
+    print(
+        f"{'version':34} {'status':11} {'parent':34} {'base':>6} {'field':>6} {'p.field':>7} {'n_field':>7}"
+    )
+    for m in models:
+        print(
+            f"{m['version']:34} {m['status']:11} {m['parent'] or '-':34} {_pct(m['base_accuracy']):>6} "
+            f"{_pct(m['field_accuracy']):>6} {_pct(m['parent_field_accuracy']):>7} {m['n_field_train'] or 0:>7}"
+        )
+    return 0
+
+
+def _pct(v: float | None) -> str:
+    return "-" if v is None else f"{v:.3f}"
 
 
 def _run_args(args: argparse.Namespace, settings: HubSettings) -> list[str]:
@@ -95,6 +181,10 @@ def _run_args(args: argparse.Namespace, settings: HubSettings) -> list[str]:
         "--max-records",
         str(settings.max_records),
     ]
+    out += ["--models-topic", settings.models_topic, "--control-topic", settings.control_topic]
+    out += ["--model", settings.model]
+    for flag, *_ in RETRAIN_ENV:
+        out += [flag, str(getattr(args, flag[2:].replace("-", "_")))]
     for flag in ("bootstrap_servers", "credentials"):
         if getattr(args, flag):
             out += [f"--{flag.replace('_', '-')}", getattr(args, flag)]

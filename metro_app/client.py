@@ -118,13 +118,20 @@ class ViewClient:
         """The model registry, newest first."""
         return self._json("/models")["models"]
 
+    def model(self, version: str) -> dict[str, Any]:
+        return self._json(f"/models/{urllib.parse.quote(version, safe='')}")
+
+    def model_file(self, version: str) -> bytes:
+        """The model's skops bytes (verify them with edgemnist.model.load_model_bytes)."""
+        return self._request(f"/models/{urllib.parse.quote(version, safe='')}/file")
+
     def retrain(self) -> dict[str, Any]:
-        """Start a retrain job at the hub (needs the token); returns the job, with its id."""
+        """Start a retrain on the hub (needs the token); ApiError with status 409 while one runs."""
         return self._json("/models/retrain", body={})
 
     def retrain_job(self, job: str) -> dict[str, Any]:
-        """A retrain job's progress and, once done, its result."""
-        return self._json(f"/models/retrain/{urllib.parse.quote(str(job))}")
+        """A retrain job's state, stage, progress, and result once done."""
+        return self._json(f"/models/retrain/{urllib.parse.quote(job, safe='')}")
 
     def health(self) -> dict[str, Any]:
         return self._json("/health")

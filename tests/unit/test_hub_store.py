@@ -29,7 +29,14 @@ def test_a_message_delivered_twice_is_stored_once(store):
     again = store.write_batch(metrics + metrics, images + images, [DeadLetter("t", 0, 3, "not JSON")])
     assert (first.metrics, first.images, first.dead_letters) == (5, 7, 1)
     assert (again.metrics, again.images, again.dead_letters) == (0, 0, 0)
-    assert store.counts() == {"metrics": 5, "images": 7, "labels": 0, "dead_letters": 1, "models": 0}
+    assert store.counts() == {
+        "metrics": 5,
+        "images": 7,
+        "labels": 0,
+        "dead_letters": 1,
+        "models": 0,
+        "training_images": 0,
+    }
 
 
 def test_a_batch_that_fails_midway_stores_nothing(store, monkeypatch):
@@ -72,13 +79,6 @@ def test_labels_record_previous_prediction_and_model(store):
     )
     assert store.labels() == [label]
     assert store.add_label("no-such-image", "1", "ana") is None
-
-
-def test_model_versions_are_recorded_once(store):
-    assert store.add_model("m-2", "ab" * 32, 0.97, {"data": "mnist"})
-    assert not store.add_model("m-2", "ab" * 32, 0.97)
-    [m] = store.models()
-    assert m["version"] == "m-2" and m["accuracy"] == 0.97 and m["card"] == {"data": "mnist"}
 
 
 def test_only_sqlite_and_postgresql_urls_are_accepted():
