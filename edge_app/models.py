@@ -326,17 +326,17 @@ class ModelWatcher:
 
     def _run(self) -> None:
         reader: Reader | None = None
-        waiting_said = False
+        assigned = waiting_said = False
         while not self._stop.is_set():
             try:
                 if reader is None:
-                    reader = self._factory()
-                    if not reader.open():
+                    reader, assigned = self._factory(), False
+                if not assigned:
+                    assigned = reader.open()
+                    if not assigned:
                         if not waiting_said:
                             log.info("models topic not there yet; looking again every %gs", self._retry)
                             waiting_said = True
-                        reader.close()
-                        reader = None
                         self._stop.wait(self._retry)
                         continue
                     log.info("reading the models topic from its beginning")

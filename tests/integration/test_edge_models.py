@@ -121,3 +121,23 @@ def test_running_edge_swaps_to_a_published_model_and_keeps_it(kafka, kafka_setti
         if isinstance(m, MetricsMessage | UncertainImage) and m.id.split("/")[1] not in run_ids
     ]
     assert second and {m.model_version for m in second} == {new_env.version}
+
+
+def test_topic_reader_waits_for_the_topic_without_creating_it(kafka_settings):
+    from edgemnist.kafka import TopicReader
+
+    topic = f"edge-models-late-{time.time_ns()}"
+    reader = TopicReader(kafka_settings, topic)
+    try:
+        assert reader.open() is False
+        assert reader.open() is False  # asked again: still missing, and not auto-created by asking
+        create_models_topic(kafka_settings, topic)  # fails if the reader had created it
+        publish_records(kafka_settings, topic, [(b"*", b"one"), (b"RotB", b"two")])
+        assert reader.open() is True
+        got: list = []
+        deadline = time.monotonic() + 30
+        while not reader.caught_up() and time.monotonic() < deadline:
+            got.extend(reader.poll(0.5))
+        assert [(r.key, r.value, r.offset) for r in got] == [(b"*", b"one", 0), (b"RotB", b"two", 1)]
+    finally:
+        reader.close()
