@@ -93,11 +93,15 @@ def _run(args: argparse.Namespace) -> int:
     settings = EdgeSettings.from_args(args)
     stop = threading.Event()
     _stop_on_signals(stop)
+    if settings.distort:
+        log.info("distorting every image by %s (labels kept)", settings.distort)
     if settings.dry_run:
+        if settings.models_topic:
+            log.info("--dry-run: not following the models topic %s", settings.models_topic)
         stats = run_edge(settings, StdoutSink(), stop)
         _summary(stats, pending=0)
         return 0
-    from edgemnist.kafka import EventProducer
+    from edgemnist.kafka import EventProducer, TopicReader
     from edgemnist.settings import resolve
 
     kafka = resolve(bootstrap_servers=args.bootstrap_servers, credentials=args.credentials)
@@ -107,7 +111,12 @@ def _run(args: argparse.Namespace) -> int:
         Outbox(settings.outbox_path, max_bytes) as outbox,
         Sender(outbox, settings.topic, lambda: EventProducer(kafka)) as sender,
     ):
-        stats = run_edge(settings, OutboxSink(outbox), stop)
+        models = None
+        if settings.models_topic:
+            topic = settings.models_topic
+            models = lambda: TopicReader(kafka, topic)  # noqa: E731
+            log.info("following models topic %s; accepted models go to %s", topic, settings.models_dir)
+        stats = run_edge(settings, OutboxSink(outbox), stop, models)
         timeout = 10.0 if stop.is_set() else settings.drain_timeout
         drained = sender.drain(timeout)
         _summary(stats, pending=outbox.pending)

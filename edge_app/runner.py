@@ -7,16 +7,19 @@ import logging
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol, TextIO
 
+import numpy as np
+
+from edge_app.models import ModelStore, ModelWatcher, Reader, ServingModel, initial_model
 from edge_app.outbox import IMAGE, METRICS, Outbox, Record
 from edge_app.scoring import score_batches
 from edge_app.settings import EdgeSettings
-from edge_app.stages import Enricher, ImageSource, MetricsWindow, UncertainFilter
+from edge_app.stages import Enricher, FrameBatch, ImageSource, MetricsWindow, Scored, UncertainFilter
 from edgemnist.messages import EdgeConfig, MetricsMessage, OutboxStats, UncertainImage
-from edgemnist.model import load_model
+from edgemnist.prep import prepare_frames
 
 __all__ = ["Sink", "StdoutSink", "OutboxSink", "RunStats", "run_edge"]
 
@@ -71,7 +74,15 @@ class RunStats:
     uncertain_sent: int = 0
     metrics_sent: int = 0
     model_version: str = ""
-    by_class: list[int] = field(default_factory=lambda: [0] * 10)
+    model_versions: list[str] = field(default_factory=list)  # every version that served, in order
+    models_refused: list[str] = field(default_factory=list)
+    labelled: int = 0
+    correct: int = 0
+
+    def served(self, version: str | None) -> None:
+        if version and (not self.model_versions or self.model_versions[-1] != version):
+            self.model_versions.append(version)
+        self.model_version = version or self.model_version
 
     def to_dict(self) -> dict[str, object]:
         return {
@@ -82,6 +93,10 @@ class RunStats:
             "uncertain_sent": self.uncertain_sent,
             "metrics_sent": self.metrics_sent,
             "model_version": self.model_version,
+            "model_versions": list(self.model_versions),
+            "models_refused": list(self.models_refused),
+            "labelled": self.labelled,
+            "correct": self.correct,
         }
 
 
@@ -96,49 +111,105 @@ def _config(s: EdgeSettings) -> EdgeConfig:
     )
 
 
-def run_edge(settings: EdgeSettings, sink: Sink, stop: threading.Event | None = None) -> RunStats:
-    """Run the pipeline until the source ends (`repeat` passes) or `stop` is set."""
+def _probe_images(frames: tuple[bytes, ...], n: int = 64) -> np.ndarray:
+    """A few of the camera's own frames, prepared, plus a blank one: what a new model must score."""
+    images = prepare_frames(frames[:n]).images
+    return np.concatenate([images, np.zeros((1, 28, 28), dtype=np.uint8)])
+
+
+class _Window:
+    """The metrics window with the model that scored it: closed whenever the model changes."""
+
+    def __init__(self, settings: EdgeSettings, sink: Sink, key: bytes, serving: ServingModel) -> None:
+        self.window = MetricsWindow(settings.metrics_duration, _config(settings), settings.confidence)
+        self._sink, self._key, self._serving = sink, key, serving
+        self.version: str | None = None
+
+    def add(self, batch: FrameBatch, scored: Scored) -> int:
+        """Count a scored batch; returns the metrics messages sent (a model change closes the window)."""
+        sent = 0
+        if scored.model_version != self.version and self.window.images:
+            sent = self.close(time.time(), batch.camera, batch.run_id)
+        self.version = scored.model_version
+        self.window.add(scored, batch.labels)
+        return sent
+
+    def close(self, now: float, camera: str, run_id: str) -> int:
+        refused = self._serving.pending_refusals()
+        msg = self.window.close(now, camera, run_id, self._sink.stats(), self.version, refused)
+        if msg is None:
+            return 0
+        self._serving.reported(len(refused))
+        self._sink.put([msg], self._key)
+        return 1
+
+
+def run_edge(
+    settings: EdgeSettings,
+    sink: Sink,
+    stop: threading.Event | None = None,
+    models: Callable[[], Reader] | None = None,
+) -> RunStats:
+    """Run the pipeline until the source ends (`repeat` passes) or `stop` is set.
+
+    Args:
+        settings: the edge's settings.
+        sink: where messages go (the outbox, or stdout for --dry-run).
+        stop: set to finish the current batch and the metrics window, then return.
+        models: opens a reader of the models topic; None serves the starting model throughout.
+    """
     stop = stop or threading.Event()
-    model = load_model(settings.model)  # fail fast, with a clear error, before any worker starts
-    stats = RunStats(model_version=model.version)
+    store = ModelStore(settings.models_dir)
+    # fail fast, with a clear error, before any worker starts
+    serving = ServingModel(initial_model(settings.model, store))
+    model = serving.current()
+    stats = RunStats()
     log.info("model %s (sha256 %s…) from %s", model.version, model.sha256[:12], model.path or settings.model)
-    source = ImageSource(settings.source, settings.repeat, settings.delay, settings.batch_size)
-    window = MetricsWindow(settings.metrics_duration, _config(settings), settings.confidence)
+    source = ImageSource(
+        settings.source, settings.repeat, settings.delay, settings.batch_size, distort=settings.distort
+    )
     uncertain = UncertainFilter(settings.confidence)
     with source, Enricher(settings.camera) as enrich:
         stats.camera = enrich.camera
         key = enrich.camera.encode()
         log.info(
-            "camera %s: %d frames from %r, repeat %d, delay %gs",
+            "camera %s: %d frames from %r%s, repeat %d, delay %gs",
             enrich.camera,
             len(source.frames.frames),
             settings.source,
+            f" distorted by {settings.distort}" if settings.distort else "",
             settings.repeat,
             settings.delay,
         )
-        batches = (enrich(b) for b in itertools.takewhile(lambda _: not stop.is_set(), source()))
-        model_path = model.path or settings.model
-        for batch, scored in score_batches(batches, model_path, settings.parallelism):
-            window.add(scored)
-            sent = uncertain(batch, scored)
-            sink.put(sent, key)
-            stats.frames += len(batch)
-            stats.scored += len(scored.index)
-            stats.corrupt += len(scored.errors)
-            stats.uncertain_sent += len(sent)
-            stats.model_version = scored.model_version or stats.model_version
-            now = time.time()
-            if window.due(now):
-                stats.metrics_sent += _close(window, now, batch.camera, batch.run_id, sink, key, stats)
-        stats.metrics_sent += _close(window, time.time(), enrich.camera, enrich.run_id, sink, key, stats)
+        window = _Window(settings, sink, key, serving)
+        watcher = None
+        if models is not None:
+            probe = _probe_images(source.frames.frames)
+            watcher = ModelWatcher(models, enrich.camera, serving, store, probe).start()
+        try:
+            batches = (enrich(b) for b in itertools.takewhile(lambda _: not stop.is_set(), source()))
+            model_path = model.path or settings.model
+            for batch, scored in score_batches(batches, model_path, settings.parallelism, serving.current):
+                if scored.model_version != stats.model_version and stats.model_versions:
+                    log.info("from frame %d on, model %s serves (was %s)", batch.first_count,
+                             scored.model_version, stats.model_version)  # fmt: skip
+                stats.metrics_sent += window.add(batch, scored)
+                stats.served(scored.model_version)
+                sent = uncertain(batch, scored)
+                sink.put(sent, key)
+                stats.frames += len(batch)
+                stats.scored += len(scored.index)
+                stats.corrupt += len(scored.errors)
+                stats.uncertain_sent += len(sent)
+                if batch.labels is not None and len(scored.index):
+                    stats.labelled += len(scored.index)
+                    stats.correct += int((scored.result_class == batch.labels[scored.index]).sum())
+                now = time.time()
+                if window.window.due(now):
+                    stats.metrics_sent += window.close(now, batch.camera, batch.run_id)
+            stats.metrics_sent += window.close(time.time(), enrich.camera, enrich.run_id)
+        finally:
+            if watcher is not None:
+                watcher.stop()
+                stats.models_refused = [r.version for r in watcher.refused]
     return stats
-
-
-def _close(
-    window: MetricsWindow, now: float, camera: str, run_id: str, sink: Sink, key: bytes, stats: RunStats
-) -> int:
-    msg = window.close(now, camera, run_id, sink.stats(), stats.model_version or None)
-    if msg is None:
-        return 0
-    sink.put([msg], key)
-    return 1

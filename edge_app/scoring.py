@@ -1,4 +1,11 @@
-"""Scoring micro-batches in this process or in N worker processes, results in order."""
+"""Scoring micro-batches in this process or in N worker processes, results in order.
+
+Each batch is scored by the model that is current when it is submitted
+(`current`, fed by the models-topic watcher): in this process the Scorer
+swaps the model object; a worker process gets the model's file path with the
+batch and reloads (verified again) when it changes. So every worker swaps, a
+batch is never split between two models, and results still come back in order.
+"""
 
 from __future__ import annotations
 
@@ -6,15 +13,18 @@ import ctypes
 import multiprocessing
 import os
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from pathlib import Path
 
 from edge_app.stages import FrameBatch, Scored, Scorer
+from edgemnist.errors import ModelError
+from edgemnist.model import Model, load_model
 
 __all__ = ["score_batches"]
 
 _worker: Scorer | None = None
+_worker_path: str | None = None
 
 
 def _keep_freed_memory() -> None:
@@ -31,7 +41,7 @@ def _keep_freed_memory() -> None:
 
 
 def _init_worker(model_path: str) -> None:
-    global _worker
+    global _worker, _worker_path
     _keep_freed_memory()
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     try:
@@ -41,10 +51,18 @@ def _init_worker(model_path: str) -> None:
     except ImportError:  # pragma: no cover - threadpoolctl is a dependency
         pass
     _worker = Scorer(model_path).__enter__()
+    _worker_path = model_path
 
 
-def _score(frames: tuple[bytes, ...]) -> Scored:
+def _score(frames: tuple[bytes, ...], model_path: str | None = None) -> Scored:
+    global _worker_path
     assert _worker is not None, "worker not initialised"
+    if model_path is not None and model_path != _worker_path:
+        try:
+            _worker.swap(load_model(model_path))
+        except ModelError:  # gone or changed since the watcher verified it: the old model scores on
+            pass
+        _worker_path = model_path  # try each path once; Scored.model_version says which model scored
     return _worker(frames)
 
 
@@ -52,11 +70,24 @@ def score_batches(
     batches: Iterable[FrameBatch],
     model_path: Path,
     parallelism: int = 1,
+    current: Callable[[], Model] | None = None,
 ) -> Iterator[tuple[FrameBatch, Scored]]:
-    """Yield (batch, scored) in input order; with parallelism N, N processes score, 2N batches in flight."""
+    """Yield (batch, scored) in input order; with parallelism N, N processes score, 2N batches in flight.
+
+    Args:
+        batches: the enriched micro-batches.
+        model_path: the model every scorer starts with.
+        parallelism: worker processes (1 = score in this process).
+        current: the model to score the next batch with, asked before each batch (hot swap);
+            None keeps the first model. Its ``path`` must be set for parallelism > 1.
+    """
     if parallelism <= 1:
         with Scorer(model_path) as scorer:
             for batch in batches:
+                if current is not None:
+                    model = current()
+                    if model is not scorer.model:
+                        scorer.swap(model)
                 yield batch, scorer(batch.frames)
         return
     ctx = multiprocessing.get_context("spawn")
@@ -65,7 +96,9 @@ def score_batches(
     ) as pool:
         inflight: deque[tuple[FrameBatch, Future[Scored]]] = deque()
         for batch in batches:
-            inflight.append((batch, pool.submit(_score, batch.frames)))
+            now = current() if current is not None else None
+            path = None if now is None or now.path is None else str(now.path)
+            inflight.append((batch, pool.submit(_score, batch.frames, path)))
             while len(inflight) >= 2 * parallelism or (inflight and inflight[0][1].done()):
                 done, fut = inflight.popleft()
                 yield done, fut.result()

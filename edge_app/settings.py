@@ -8,8 +8,10 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 
 from edgemnist.cliargs import env_flag
+from edgemnist.distort import parse_distortion
 from edgemnist.errors import ConfigError
 from edgemnist.settings import state_dir
+from edgemnist.uncertainty import CONFIDENCE
 
 __all__ = ["EdgeSettings", "add_edge_flags", "EDGE_ENV"]
 
@@ -17,11 +19,11 @@ __all__ = ["EdgeSettings", "add_edge_flags", "EDGE_ENV"]
 @dataclass(frozen=True, slots=True)
 class EdgeSettings:
     """Parameters as in the reference (confidence, parallelism, repeat, delay, camera,
-    metrics duration, source) plus ours (model, outbox, batching)."""
+    metrics duration, source) plus ours (model, outbox, batching, distortion, model updates)."""
 
     model: Path = Path("models")
     camera: str = "Camera"
-    confidence: float = 0.70
+    confidence: float = CONFIDENCE
     parallelism: int = 1
     repeat: int = 0
     delay: float = 0.0
@@ -33,8 +35,11 @@ class EdgeSettings:
     batch_size: int = 256
     drain_timeout: float = 300.0
     dry_run: bool = False
+    distort: str = ""
+    models_topic: str = "edge-mnist.models"
 
     def __post_init__(self) -> None:
+        parse_distortion(self.distort)  # a bad spec fails at start-up, naming the bad part
         checks = [
             ("confidence", 0.0 <= self.confidence <= 1.0, "must be between 0 and 1"),
             ("parallelism", self.parallelism >= 1, "must be at least 1"),
@@ -54,12 +59,19 @@ class EdgeSettings:
     def outbox_path(self) -> Path:
         return self.outbox or state_dir() / f"outbox-{self.camera}.db"
 
+    @property
+    def models_dir(self) -> Path:
+        """Where models accepted from the models topic are kept, next to the outbox."""
+        return self.outbox_path.parent / f"models-{self.camera}"
+
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> EdgeSettings:
         values = {f.name: getattr(args, f.name) for f in fields(cls) if hasattr(args, f.name)}
         for name in ("model", "outbox"):
             if values.get(name) is not None:
                 values[name] = Path(values[name])
+        if values.get("distort") is None:
+            values.pop("distort", None)
         return cls(**values)
 
 
@@ -104,6 +116,20 @@ EDGE_ENV: tuple[tuple[str, str, type, str], ...] = (
         float,
         "at the end of a finite run, seconds to wait for Kafka to acknowledge everything",
     ),
+    (
+        "--distort",
+        "EDGE_MNIST_DISTORT",
+        str,
+        "distort every image before it becomes a frame, labels kept (a drifting camera): "
+        "rotate:DEG, thicken:PX, noise:SIGMA, comma-separated, e.g. rotate:25,noise:8",
+    ),
+    (
+        "--models-topic",
+        "EDGE_MNIST_MODELS_TOPIC",
+        str,
+        "Kafka topic of published models; the newest one for this camera is verified and "
+        "hot-swapped in; empty disables",
+    ),
 )
 
 
@@ -116,7 +142,7 @@ def add_edge_flags(parser: argparse.ArgumentParser, environ: Mapping[str, str] |
             parser,
             flag,
             env,
-            default=None if default is None else typ(default) if typ is not str else str(default),
+            default=None if default in (None, "") else typ(default) if typ is not str else str(default),
             type=typ,
             help=text,
             environ=environ,

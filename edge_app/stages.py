@@ -20,18 +20,21 @@ from pathlib import Path
 import numpy as np
 
 from edgemnist.data import Frames, load_frames
+from edgemnist.distort import distorted_frames
 from edgemnist.messages import (
     LABEL_SLOTS,
     CameraCounts,
     EdgeConfig,
     LatencyStats,
     MetricsMessage,
+    ModelRefusal,
     OutboxStats,
     UncertainImage,
     utc_timestamp,
 )
 from edgemnist.model import Model, load_model
 from edgemnist.prep import prepare_frames
+from edgemnist.uncertainty import CONFIDENCE, is_uncertain
 
 __all__ = [
     "FrameBatch",
@@ -91,7 +94,8 @@ class ImageSource:
 
     Frames are grouped into micro-batches of at most `batch_size`, and a batch
     is never held back more than `max_wait` seconds, so a slow camera's images
-    still flow promptly.
+    still flow promptly. With `distort` (``rotate:25,noise:8``) every image is
+    distorted once, when the source loads, before it becomes a frame.
     """
 
     def __init__(
@@ -101,8 +105,10 @@ class ImageSource:
         delay: float = 0.0,
         batch_size: int = 256,
         max_wait: float = 0.1,
+        distort: str = "",
     ) -> None:
         self._source = source
+        self._distort = distort
         self._repeat = repeat
         self._delay = delay
         self._batch_size = batch_size
@@ -110,7 +116,9 @@ class ImageSource:
         self._data: Frames | None = None
 
     def __enter__(self) -> ImageSource:
-        self._data = load_frames(self._source)
+        self._data = (
+            distorted_frames(self._source, self._distort) if self._distort else load_frames(self._source)
+        )
         return self
 
     def __exit__(self, *exc: object) -> bool:
@@ -250,6 +258,10 @@ class Scorer:
     def model_version(self) -> str:
         return self._predictor.model.version
 
+    @property
+    def model(self) -> Model:
+        return self._predictor.model
+
     def swap(self, model: Model) -> None:
         self._predictor.swap(model)
 
@@ -262,13 +274,11 @@ class Scorer:
 class UncertainFilter:
     """Selects what goes home: probability at or below `confidence`, or every image of a Test camera."""
 
-    def __init__(self, confidence: float = 0.70) -> None:
+    def __init__(self, confidence: float = CONFIDENCE) -> None:
         self._confidence = confidence
 
     def __call__(self, batch: FrameBatch, scored: Scored) -> list[UncertainImage]:
-        probs = scored.result_probability
-        send_all = batch.camera.startswith("Test")
-        picked = np.arange(len(probs)) if send_all else np.flatnonzero(probs <= self._confidence)
+        picked = np.flatnonzero(is_uncertain(scored.result_probability, self._confidence, batch.camera))
         return [self._message(batch, scored, int(j)) for j in picked]
 
     @staticmethod
@@ -293,9 +303,14 @@ class UncertainFilter:
 
 
 class MetricsWindow:
-    """A tumbling window over every scored image; emits one metrics message per non-empty window."""
+    """A tumbling window over every scored image; emits one metrics message per non-empty window.
 
-    def __init__(self, duration: float, config: EdgeConfig, confidence: float = 0.70) -> None:
+    When the source knows its labels, the window also counts how many of its
+    images were labelled and how many of those the model got right: live
+    accuracy over every image, not only the uncertain ones sent home.
+    """
+
+    def __init__(self, duration: float, config: EdgeConfig, confidence: float = CONFIDENCE) -> None:
         self._duration = duration
         self._config = config
         self._confidence = confidence
@@ -309,16 +324,34 @@ class MetricsWindow:
         self._prep: list[np.ndarray] = []
         self._predict: list[np.ndarray] = []
         self._images = 0
+        self._labelled: int | None = None
+        self._correct = 0
 
-    def add(self, scored: Scored) -> None:
-        """Count a scored batch into the current window."""
+    @property
+    def images(self) -> int:
+        """Images counted into the current window so far."""
+        return self._images
+
+    def add(self, scored: Scored, labels: np.ndarray | None = None) -> None:
+        """Count a scored batch into the current window.
+
+        Args:
+            scored: the batch's scores.
+            labels: the true class of every frame of the batch (``FrameBatch.labels``), when the
+                source knows them; indexed here by ``scored.index``, so frames that could not be
+                prepared count nowhere.
+        """
         n = len(scored.index)
         if n == 0:
             return
         classes = scored.result_class
-        sure = scored.result_probability > self._confidence
-        self._certain += np.bincount(classes[sure], minlength=LABEL_SLOTS)
-        self._uncertain += np.bincount(classes[~sure], minlength=LABEL_SLOTS)
+        unsure = is_uncertain(scored.result_probability, self._confidence)
+        self._certain += np.bincount(classes[~unsure], minlength=LABEL_SLOTS)
+        self._uncertain += np.bincount(classes[unsure], minlength=LABEL_SLOTS)
+        if labels is not None:
+            truth = np.asarray(labels)[scored.index]
+            self._labelled = (self._labelled or 0) + n
+            self._correct += int(np.count_nonzero(classes == truth))
         self._prep.append(np.full(n, scored.prep_time))
         self._predict.append(np.full(n, scored.predict_time))
         self._images += n
@@ -327,10 +360,20 @@ class MetricsWindow:
         return now - self._start >= self._duration
 
     def close(
-        self, now: float, camera: str, run_id: str, outbox: OutboxStats | None, model_version: str | None
+        self,
+        now: float,
+        camera: str,
+        run_id: str,
+        outbox: OutboxStats | None,
+        model_version: str | None,
+        refused: tuple[ModelRefusal, ...] = (),
     ) -> MetricsMessage | None:
-        """End the window at `now`; return its message, or None when it saw no image."""
-        start, images = self._start, self._images
+        """End the window at `now`; return its message, or None when it saw no image.
+
+        `refused` lists the models refused since the last message; the caller keeps them for
+        the next window when this one returns None.
+        """
+        start, images, labelled, correct = self._start, self._images, self._labelled, self._correct
         certain, uncertain, prep, predict = self._certain, self._uncertain, self._prep, self._predict
         self._reset(now)
         if images == 0:
@@ -348,4 +391,7 @@ class MetricsWindow:
             window_end=utc_timestamp(now),
             images=images,
             outbox=outbox,
+            labelled=labelled,
+            correct=None if labelled is None else correct,
+            model_refused=tuple(refused) or None,
         )

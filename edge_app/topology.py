@@ -62,7 +62,7 @@ class WindowStage:
         if self._window is None:
             self._window = MetricsWindow(*self._args)
         batch, scored = item
-        self._window.add(scored)
+        self._window.add(scored, batch.labels)
         now = time.time()
         if not self._window.due(now):
             return []
@@ -104,7 +104,10 @@ def build_topology(settings: EdgeSettings, name: str = "EdgeCameraClassifier") -
 
     topo = Topology(name)
     batches = topo.source(
-        ImageSource(settings.source, settings.repeat, settings.delay, settings.batch_size), name="ImageSource"
+        ImageSource(
+            settings.source, settings.repeat, settings.delay, settings.batch_size, distort=settings.distort
+        ),
+        name="ImageSource",
     )
     enriched = batches.map(Enricher(settings.camera), name="Enrich")
     if settings.parallelism > 1:

@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from edgemnist.errors import ConfigError, EdgeMnistError
+from edgemnist.uncertainty import CONFIDENCE
 
 __all__ = ["COMMANDS", "Command", "build_parser", "main"]
 
@@ -39,7 +40,7 @@ def _train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--confidence",
         type=float,
-        default=0.70,
+        default=CONFIDENCE,
         help="threshold for the uncertain share reported on the card [default: %(default)s]",
     )
     parser.add_argument("--quiet", action="store_true", help="no progress bar")

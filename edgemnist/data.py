@@ -31,6 +31,7 @@ __all__ = [
     "encode_frames",
     "load_bundled",
     "load_frames",
+    "load_source",
     "load_idx",
     "load_openml",
     "load_png_folder",
@@ -338,8 +339,8 @@ def _unknown_source(source: object) -> ConfigError:
     return ConfigError(f"unknown source {source!r}; valid forms: {', '.join(SOURCE_FORMS)} (or 0 = bundled)")
 
 
-def load_frames(source: str | int = "bundled") -> Frames:
-    """Frames for the edge's ``--source`` parameter (also the reference's integer 0)."""
+def load_source(source: str | int = "bundled") -> Dataset | Frames:
+    """What ``--source`` names: a data set of arrays, or (``png:DIR``) frames as they are."""
     if isinstance(source, int) and source != 0:
         raise _unknown_source(source)
     source = str(source).strip()
@@ -352,15 +353,21 @@ def load_frames(source: str | int = "bundled") -> Frames:
         "openml": lambda: load_openml()[1],
     }
     if kind in fixed and not arg:
-        return encode_frames(fixed[kind]())
+        return fixed[kind]()
     if kind == "png" and arg:
         return load_png_folder(arg)
     if kind == "mnist-idx" and arg:
         images, _, labels = arg.partition(",")
         if Path(images).is_dir() and not labels:
-            return encode_frames(_load_idx_dir(Path(images), "t10k"))
-        return encode_frames(load_idx(images, labels or None))
+            return _load_idx_dir(Path(images), "t10k")
+        return load_idx(images, labels or None)
     raise _unknown_source(source)
+
+
+def load_frames(source: str | int = "bundled") -> Frames:
+    """Frames for the edge's ``--source`` parameter (also the reference's integer 0)."""
+    data = load_source(source)
+    return data if isinstance(data, Frames) else encode_frames(data)
 
 
 def load_training(data: str = "bundled") -> tuple[Dataset, Dataset]:

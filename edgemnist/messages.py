@@ -21,6 +21,7 @@ import numpy as np
 import orjson
 
 from edgemnist.errors import SchemaError
+from edgemnist.uncertainty import CONFIDENCE
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -219,7 +220,7 @@ class EdgeConfig:
     delay: float = 0.0
     repeat: int = 0
     source: Any = 0
-    confidence: float = 0.70
+    confidence: float = CONFIDENCE
     classify_parallel: int = 1
     metrics_duration: float = 10
 

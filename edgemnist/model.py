@@ -33,6 +33,7 @@ from tqdm.auto import tqdm
 from edgemnist.data import Dataset, encode_frames
 from edgemnist.errors import DataError, ModelError
 from edgemnist.prep import prepare_frames
+from edgemnist.uncertainty import CONFIDENCE, is_uncertain
 
 __all__ = [
     "CONFIDENCE",
@@ -47,7 +48,6 @@ __all__ = [
     "train_model",
 ]
 
-CONFIDENCE = 0.70
 N_CLASSES = 10
 PCA_COMPONENTS = 40
 AUGMENT_LIMIT = 100_000  # shifted copies only while the augmented set stays this small
@@ -204,7 +204,7 @@ def evaluate(model: Model, dataset: Dataset, confidence: float = CONFIDENCE) -> 
     return {
         "n": len(labels),
         "accuracy": float((proba.argmax(axis=1) == labels).mean()) if len(labels) else 0.0,
-        "uncertain_share": float((proba.max(axis=1) <= confidence).mean()) if len(labels) else 0.0,
+        "uncertain_share": float(is_uncertain(proba.max(axis=1), confidence).mean()) if len(labels) else 0.0,
         "confidence": confidence,
     }
 

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from edgemnist.errors import ConfigError
+from edgemnist.uncertainty import CONFIDENCE
 
 __all__ = [
     "ENV_VARS",
@@ -336,7 +337,7 @@ ENV_VARS.update(
     {
         "EDGE_MNIST_MODEL": "Edge model: a .skops file, or a directory whose newest model is used (default models)",
         "EDGE_MNIST_CAMERA": "Edge camera parameter; the camera is named <camera>-<hostname> (default Camera)",
-        "EDGE_MNIST_CONFIDENCE": "Images scored at or below this probability go home (default 0.7)",
+        "EDGE_MNIST_CONFIDENCE": f"Images scored at or below this probability go home (default {CONFIDENCE})",
         "EDGE_MNIST_PARALLELISM": "Edge scoring worker processes (default 1)",
         "EDGE_MNIST_REPEAT": "Passes over the edge's data set; 0 = forever (default 0)",
         "EDGE_MNIST_DELAY": "Seconds between the edge's images (default 0)",
@@ -346,5 +347,7 @@ ENV_VARS.update(
         "EDGE_MNIST_OUTBOX_MAX_MB": "Edge outbox bound in MB; when full the oldest images go first (default 256)",
         "EDGE_MNIST_BATCH_SIZE": "Edge images per micro-batch (default 256)",
         "EDGE_MNIST_DRAIN_TIMEOUT": "Seconds a finite edge run waits for Kafka to acknowledge everything (default 300)",
+        "EDGE_MNIST_DISTORT": "Edge distortion of every image, labels kept: rotate:DEG, thicken:PX, noise:SIGMA, comma-separated",
+        "EDGE_MNIST_MODELS_TOPIC": "Topic of published models that edges hot-swap (default edge-mnist.models; empty disables at the edge)",
     }
 )

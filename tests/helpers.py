@@ -100,3 +100,60 @@ def outbox_rows(path: Path) -> int:
     """Messages still waiting in an edge's outbox file."""
     with sqlite3.connect(path) as db:
         return int(db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0])
+
+
+def train_small_model(out: Path, *, n: int = 1500, seed: int = 0) -> Path:
+    """A quick second model (PCA + logistic regression on `n` bundled digits), saved with its card."""
+    from sklearn.decomposition import PCA
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import Pipeline
+
+    from edgemnist.data import encode_frames, load_bundled
+    from edgemnist.model import save_model
+    from edgemnist.prep import prepare_frames
+
+    train = load_bundled("train")
+    prepared = prepare_frames(encode_frames(train).frames[:n])
+    labels = train.labels[prepared.index]
+    pipe = Pipeline(
+        [("pca", PCA(30, whiten=True, random_state=seed)), ("clf", LogisticRegression(max_iter=300))]
+    )
+    pipe.fit(prepared.images.reshape(len(labels), -1), labels)
+    path, _ = save_model(
+        pipe, out, dataset=f"bundled[:{n}]", n_train=n, n_test=0, accuracy=0.0, uncertain_share=0.0
+    )
+    return path
+
+
+def model_envelope(path: Path, targets: tuple[str, ...] | None = None, parent: str | None = None) -> Any:
+    """The models-topic envelope of a saved model, from its card (as the hub publishes it)."""
+    import json
+
+    from edgemnist.modelwire import ModelEnvelope
+
+    card = json.loads(path.with_suffix(".json").read_text())
+    return ModelEnvelope(card["version"], card["sha256"], path.read_bytes(), parent, card["created"], targets)
+
+
+def create_models_topic(settings: KafkaSettings, topic: str) -> None:
+    """A compacted models topic whose records may hold a whole model (as the hub creates it)."""
+    from kafka.admin import KafkaAdminClient, NewTopic
+
+    admin = KafkaAdminClient(**settings.to_kafka_config())
+    try:
+        config = {"cleanup.policy": "compact", "max.message.bytes": str(20 * 2**20)}
+        admin.create_topics([NewTopic(topic, 1, 1, topic_configs=config)])
+    finally:
+        admin.close()
+
+
+def publish_records(settings: KafkaSettings, topic: str, records: list[tuple[bytes, bytes]]) -> None:
+    """Send (key, value) records and wait for Kafka to acknowledge every one."""
+    from edgemnist.kafka import make_producer
+
+    producer = make_producer(settings, max_request_size=20 * 2**20)
+    try:
+        for key, value in records:
+            producer.send(topic, key=key, value=value).get(timeout=30)
+    finally:
+        producer.close()

@@ -19,7 +19,17 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import metric_total, outbox_rows, read_full_pass
+from tests.helpers import (
+    create_models_topic,
+    metric_total,
+    model_envelope,
+    outbox_rows,
+    publish_records,
+    read_full_pass,
+    read_topic,
+    split,
+    train_small_model,
+)
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(3600)]
 
@@ -212,3 +222,39 @@ def test_image_runs_against_kafka(edge_image, kafka, kafka_settings, tmp_path):
     assert len({m.model_version for m in images + metrics}) == 1  # the one model baked into the image
     assert outbox.stat().st_uid == uid != 0
     assert outbox_rows(outbox) == 0
+
+
+def test_image_swaps_to_a_published_model_and_keeps_it_in_its_volume(
+    edge_image, kafka, kafka_settings, tmp_path
+):
+    """Inside the image, as the non-root user: follow the models topic, swap, save the model in the volume."""
+    config = _image_config(edge_image)
+    uid, gid = (int(x) for x in config["User"].split(":"))
+    state = tmp_path / "state"
+    state.mkdir()
+    os.chown(state, uid, gid)
+    stamp = time.time_ns()
+    topic, models = f"edge-image-swap-{stamp}", f"edge-image-models-{stamp}"
+    create_models_topic(kafka_settings, models)
+    new = model_envelope(train_small_model(tmp_path / "new"))
+    publish_records(kafka_settings, models, [new.to_record()])
+    env = {
+        "EDGE_MNIST_CAMERA": "SwapImage",
+        "EDGE_MNIST_REPEAT": "1",
+        "EDGE_MNIST_METRICS_DURATION": "1",
+        "EDGE_MNIST_DELAY": "0.01",
+        "EDGE_MNIST_BOOTSTRAP_SERVERS": kafka.bootstrap_servers,
+        "EDGE_MNIST_TOPIC": topic,
+        "EDGE_MNIST_MODELS_TOPIC": models,
+    }
+    env_args = [arg for name, value in env.items() for arg in ("--env", f"{name}={value}")]
+    with _container(edge_image) as ctr:
+        run = [*BUILDAH, *RUN, *env_args, "--volume", f"{state}:{config['WorkingDir']}", ctr, "--"]
+        edge = subprocess.run([*run, *config["Entrypoint"]], capture_output=True, text=True, timeout=600)
+    assert edge.returncode == 0, edge.stderr[-3000:]
+    done = json.loads(edge.stderr.split("done: ", 1)[1].splitlines()[0])
+    assert len(done["model_versions"]) == 2 and done["model_versions"][-1] == new.version, done
+    saved = state / "models-SwapImage" / f"{new.version}.skops"
+    assert saved.read_bytes() == new.data and saved.stat().st_uid == uid != 0
+    metrics = split(read_topic(kafka_settings, topic, lambda ms: metric_total(split(ms)[1]) >= 1000))[1]
+    assert metric_total(metrics) == 1000 and metrics[-1].model_version == new.version

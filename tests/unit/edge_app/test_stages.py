@@ -100,3 +100,27 @@ def test_image_source_with_delay_flushes_small_batches(monkeypatch):
     with ImageSource("fake", repeat=1, delay=0.03, batch_size=100, max_wait=0.05) as src:
         sizes = [len(b) for b in src()]
     assert sum(sizes) == 6 and len(sizes) >= 2 and max(sizes) <= 3
+
+
+def test_metrics_window_counts_labelled_and_correct_over_every_image():
+    w = MetricsWindow(10, EdgeConfig(), confidence=0.7)
+    # batch 1: classes 1, 1, 2 (certain); truth 1, 7, 2 -> 2 right; frame 1 of 4 was not preparable
+    w.add(scored_for(onehot([1, 1, 2], 0.9), index=[0, 2, 3]), labels=np.array([1, 5, 7, 2]))
+    # batch 2: uncertain images count too
+    w.add(scored_for(onehot([4, 9], 0.5)), labels=np.array([4, 4]))
+    m = w.close(w._start + 10, "Cam-h", "run1", None, "m-test")
+    assert (m.images, m.labelled, m.correct, m.accuracy) == (5, 5, 3, 0.6)
+    assert json.loads(m.to_json())["labelled"] == 5 and parse_message(m.to_json()).correct == 3
+
+
+def test_metrics_window_without_labels_sends_no_accuracy_and_carries_refusals():
+    from edgemnist.messages import ModelRefusal
+
+    w = MetricsWindow(10, EdgeConfig())
+    w.add(scored_for(onehot([3], 0.9)))
+    m = w.close(w._start + 10, "Cam-h", "run1", None, "m-test", (ModelRefusal("m-bad", "sha256 mismatch"),))
+    d = json.loads(m.to_json())
+    assert "labelled" not in d and "correct" not in d and m.accuracy is None
+    assert d["model_refused"] == [{"version": "m-bad", "reason": "sha256 mismatch"}]
+    w.add(scored_for(onehot([3], 0.9)))
+    assert "model_refused" not in json.loads(w.close(w._start + 10, "Cam-h", "r", None, "m").to_json())

@@ -1,0 +1,377 @@
+"""Model hot-swap: the edge follows the models topic and serves the newest model meant for it.
+
+A background thread reads the whole models topic (no consumer group: every edge
+sees every record, from the beginning, on every start). The model to serve is the
+last record, in topic order, whose audience includes this camera, so a later
+record with an older version is a rollback and is swapped in too. A candidate is
+verified (sha256, the skops allow-list), probed on a few prepared images, saved
+in the edge's state directory and only then offered to the runner, which swaps
+it in between micro-batches. A refused model is logged once, reported in the
+next metrics message and never retried; the serving model keeps running.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+import os
+import re
+import threading
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+from edgemnist.errors import BrokerUnavailable, ModelError, SchemaError
+from edgemnist.messages import ModelRefusal
+from edgemnist.model import Model, load_model, load_model_bytes
+from edgemnist.modelwire import ALL_CAMERAS, ModelEnvelope
+
+__all__ = [
+    "ModelStore",
+    "ServingModel",
+    "ModelWatcher",
+    "Reader",
+    "Record",
+    "key_applies",
+    "probe_model",
+    "initial_model",
+]
+
+log = logging.getLogger(__name__)
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
+MAX_REASON = 500
+
+
+class Record(Protocol):
+    """What the watcher needs of a models-topic record (edgemnist.kafka.TopicRecord has it)."""
+
+    @property
+    def topic(self) -> str: ...
+
+    @property
+    def partition(self) -> int: ...
+
+    @property
+    def offset(self) -> int: ...
+
+    @property
+    def timestamp(self) -> int: ...
+
+    @property
+    def key(self) -> bytes | None: ...
+
+    @property
+    def value(self) -> bytes | None: ...
+
+
+class Reader(Protocol):
+    """The models topic as the watcher reads it (edgemnist.kafka.TopicReader, or a fake)."""
+
+    def open(self) -> bool: ...
+
+    def poll(self, timeout: float) -> Sequence[Record]: ...
+
+    def caught_up(self) -> bool: ...
+
+    def close(self) -> None: ...
+
+
+def key_applies(key: bytes | None, camera: str) -> bool:
+    """Whether a record's key (its audience: ``*`` or target names) names `camera`.
+
+    Used for records whose envelope cannot be parsed: a malformed model meant for
+    this camera is refused and reported; one meant for others is none of its business.
+    """
+    if key is None or key == ALL_CAMERAS:
+        return True
+    targets = key.decode("utf-8", "replace").split(",")
+    return any(camera == t or camera.startswith(f"{t}-") for t in targets)
+
+
+def probe_model(model: Model, images: np.ndarray) -> None:
+    """Score `images` (prepared (N, 28, 28)); raise ModelError unless (N, 10), finite, rows summing to 1."""
+    try:
+        proba = model.predict_proba(images)
+    except Exception as exc:  # a foreign estimator may fail in any way; all mean "unusable"
+        raise ModelError(f"probe: scoring failed: {type(exc).__name__}: {exc}") from exc
+    proba = np.asarray(proba)
+    if proba.shape != (len(images), 10):
+        raise ModelError(f"probe: output shape {proba.shape}, expected ({len(images)}, 10)")
+    if not np.isfinite(proba).all():
+        raise ModelError("probe: output holds NaN or infinite scores")
+    if not np.allclose(proba.sum(axis=1), 1.0, atol=1e-6):
+        raise ModelError("probe: scores of an image do not sum to 1")
+
+
+class ModelStore:
+    """Models this edge accepted, in its state directory, so a restarted edge serves them at once.
+
+    ``<dir>/<version>.skops`` with its card ``<version>.json`` (version, sha256, parent,
+    created, targets, accepted), and ``current.json`` naming the one being served.
+    """
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = Path(directory)
+
+    def save(self, env: ModelEnvelope) -> Path:
+        """Write the model and its card atomically and make it current; return the model's path."""
+        self.directory.mkdir(parents=True, exist_ok=True)
+        stem = _UNSAFE.sub("_", env.version)[:120] or "model"
+        path = self.directory / f"{stem}.skops"
+        card = {
+            **env.header(),
+            "file": path.name,
+            "accepted": datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
+        }
+        _write_atomic(path, env.data)
+        _write_atomic(path.with_suffix(".json"), json.dumps(card, indent=2).encode())
+        _write_atomic(
+            self.directory / "current.json", json.dumps({"version": env.version, "file": path.name}).encode()
+        )
+        return path
+
+    def current(self) -> Path | None:
+        """The model file last made current, or None (nothing accepted yet, or unreadable pointer)."""
+        pointer = self.directory / "current.json"
+        try:
+            name = json.loads(pointer.read_text())["file"]
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            log.warning("%s: unreadable (%s); ignoring the models accepted earlier", pointer, exc)
+            return None
+        path = self.directory / str(name)
+        return path if path.parent == self.directory and path.is_file() else None
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+def initial_model(configured: Path, store: ModelStore) -> Model:
+    """The model a starting edge serves: the last one it accepted from the topic, else ``--model``."""
+    saved = store.current()
+    if saved is not None:
+        try:
+            model = load_model(saved)
+        except ModelError as exc:
+            log.error("model accepted earlier cannot be used (%s); serving %s instead", exc, configured)
+        else:
+            log.info(
+                "serving model %s accepted earlier from the models topic (%s), not --model",
+                model.version,
+                saved,
+            )
+            return model
+    return load_model(configured)
+
+
+class ServingModel:
+    """The model the runner should score the next micro-batch with, and refusals not yet reported.
+
+    Shared by the watcher thread (which offers models and refusals) and the runner
+    (which reads them between micro-batches); every access holds a lock.
+    """
+
+    def __init__(self, model: Model) -> None:
+        self._lock = threading.Lock()
+        self._model = model
+        self._refused: list[ModelRefusal] = []
+
+    def current(self) -> Model:
+        with self._lock:
+            return self._model
+
+    def offer(self, model: Model) -> None:
+        with self._lock:
+            self._model = model
+
+    def refuse(self, refusal: ModelRefusal) -> None:
+        with self._lock:
+            self._refused.append(refusal)
+
+    def pending_refusals(self) -> tuple[ModelRefusal, ...]:
+        """Refusals since the last metrics message (at most 100, the wire's limit)."""
+        with self._lock:
+            return tuple(self._refused[:100])
+
+    def reported(self, n: int) -> None:
+        """The first `n` pending refusals went out in a metrics message."""
+        with self._lock:
+            del self._refused[:n]
+
+
+class ModelWatcher:
+    """Reads the models topic in a daemon thread and offers each new model meant for `camera`.
+
+    The choice (last applicable record wins), verification, probe and refusals are in
+    :meth:`consider`, so they test with fakes; the thread only feeds it records.
+    """
+
+    def __init__(
+        self,
+        reader_factory: Callable[[], Reader],
+        camera: str,
+        serving: ServingModel,
+        store: ModelStore,
+        probe: np.ndarray,
+        *,
+        poll_timeout: float = 1.0,
+        retry: float = 2.0,
+    ) -> None:
+        self._factory = reader_factory
+        self._camera = camera
+        self._serving = serving
+        self._store = store
+        self._probe = probe
+        self._poll_timeout = poll_timeout
+        self._retry = retry
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._latest: Record | None = None  # last applicable record read, not yet considered
+        self._considered: set[tuple[int, int]] = set()
+        self._refused: set[tuple[str, str]] = set()  # (version, sha256 or "") never retried
+        self.accepted: list[str] = []
+        self.refused: list[ModelRefusal] = []
+
+    # ----- the choice, testable without a thread or a broker ------------------------------------
+
+    def feed(self, records: Sequence[Record]) -> None:
+        """Remember the last record, in topic order, that is meant for this camera."""
+        for rec in sorted(records, key=lambda r: (r.timestamp, r.partition, r.offset)):
+            if rec.value is not None and key_applies(rec.key, self._camera):
+                self._latest = rec
+
+    def consider(self) -> Model | None:
+        """Verify, probe, save and offer the remembered record's model; None when nothing changed."""
+        rec, self._latest = self._latest, None
+        if rec is None or (rec.partition, rec.offset) in self._considered:
+            return None
+        self._considered.add((rec.partition, rec.offset))
+        where = f"{rec.topic}[{rec.partition}]@{rec.offset}"
+        try:
+            env = ModelEnvelope.from_record(rec.key, rec.value, where)
+        except SchemaError as exc:
+            self._refuse(_header_version(rec.value) or where, "", f"malformed envelope: {exc}")
+            return None
+        if not env.applies_to(self._camera):
+            return None  # the key named us but the header's targets do not: not ours
+        serving = self._serving.current()
+        same = env.version == serving.version and env.sha256 == serving.sha256
+        if same and hashlib.sha256(env.data).hexdigest() == serving.sha256:
+            return None  # already serving exactly this model
+        if (env.version, env.sha256) in self._refused:
+            return None
+        try:
+            model = load_model_bytes(env.data, expected_sha256=env.sha256, version=env.version, name=where)
+            probe_model(model, self._probe)
+        except ModelError as exc:
+            self._refuse(env.version, env.sha256, str(exc))
+            return None
+        try:
+            path = self._store.save(env)
+        except OSError as exc:
+            self._refuse(env.version, env.sha256, f"cannot save it in {self._store.directory}: {exc}")
+            return None
+        model = dataclasses.replace(model, path=path)
+        log.info(
+            "model %s (parent %s, sha256 %s…) verified, probed and saved to %s; swapping it in for %s "
+            "between micro-batches",
+            env.version,
+            env.parent,
+            env.sha256[:12],
+            path,
+            serving.version,
+        )
+        self._serving.offer(model)
+        self.accepted.append(env.version)
+        return model
+
+    def _refuse(self, version: str, sha256: str, reason: str) -> None:
+        self._refused.add((version, sha256))
+        reason = reason[:MAX_REASON]
+        log.warning(
+            "refused model %s: %s; still serving %s", version, reason, self._serving.current().version
+        )
+        refusal = ModelRefusal(version[:300], reason)
+        self.refused.append(refusal)
+        self._serving.refuse(refusal)
+
+    # ----- the thread --------------------------------------------------------------------------
+
+    def start(self) -> ModelWatcher:
+        self._thread = threading.Thread(target=self._run, name="model-watcher", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def __enter__(self) -> ModelWatcher:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> bool:
+        self.stop()
+        return False
+
+    def _run(self) -> None:
+        reader: Reader | None = None
+        assigned = waiting_said = False
+        while not self._stop.is_set():
+            try:
+                if reader is None:
+                    reader, assigned = self._factory(), False
+                if not assigned:
+                    assigned = reader.open()
+                    if not assigned:
+                        if not waiting_said:
+                            log.info("models topic not there yet; looking again every %gs", self._retry)
+                            waiting_said = True
+                        self._stop.wait(self._retry)
+                        continue
+                    log.info("reading the models topic from its beginning")
+                self.feed(reader.poll(self._poll_timeout))
+                if reader.caught_up():
+                    self.consider()
+            except BrokerUnavailable as exc:
+                log.debug("models topic unreachable (%s); retrying in %gs", exc, self._retry)
+                _close_quietly(reader)
+                reader = None
+                self._stop.wait(self._retry)
+            except Exception:  # the watcher must never take the edge down; it logs and starts over
+                log.exception("models topic reader failed; starting over in %gs", self._retry)
+                _close_quietly(reader)
+                reader = None
+                self._stop.wait(self._retry)
+        _close_quietly(reader)
+
+
+def _close_quietly(reader: Reader | None) -> None:
+    if reader is not None:
+        try:
+            reader.close()
+        except Exception:  # closing a broken reader may fail; nothing more to do with it
+            log.debug("closing the models topic reader failed", exc_info=True)
+
+
+def _header_version(value: bytes | None) -> str | None:
+    """The version a malformed envelope claims, for the refusal report, when its header is readable."""
+    if not value or len(value) < 8:
+        return None
+    try:
+        n = int.from_bytes(value[4:8], "big")
+        head = json.loads(value[8 : 8 + n])
+        version = head.get("version") if isinstance(head, dict) else None
+    except (ValueError, UnicodeDecodeError):
+        return None
+    return version if isinstance(version, str) and 0 < len(version) <= 300 else None

@@ -1,0 +1,288 @@
+"""The edge's model hot-swap with fakes: which record wins, what is refused and why, what is kept."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import io
+import json
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edge_app import models as models_mod
+from edge_app.models import ModelStore, ModelWatcher, ServingModel, initial_model, key_applies, probe_model
+from edge_app.runner import StdoutSink, run_edge
+from edge_app.settings import EdgeSettings
+from edgemnist.data import load_frames
+from edgemnist.errors import ModelError
+from edgemnist.messages import MetricsMessage, parse_message
+from edgemnist.model import Model, load_model
+from edgemnist.modelwire import ModelEnvelope
+from edgemnist.prep import prepare_frames
+from tests.helpers import model_envelope, train_small_model
+
+CAM = "RotB-host1"
+
+
+@dataclass(frozen=True)
+class Rec:
+    key: bytes | None
+    value: bytes | None
+    offset: int
+    partition: int = 0
+    topic: str = "models"
+    timestamp: int = 0
+
+
+@pytest.fixture(scope="module")
+def two_models(tmp_path_factory) -> tuple[Path, Path]:
+    out = tmp_path_factory.mktemp("two-models")
+    a = train_small_model(out, n=800, seed=0)
+    time.sleep(1.1)  # versions carry the second they were made
+    b = train_small_model(out, n=1200, seed=1)
+    return a, b
+
+
+@pytest.fixture(scope="module")
+def probe() -> np.ndarray:
+    return prepare_frames(load_frames("bundled").frames[:32]).images
+
+
+def rec(env: ModelEnvelope, offset: int) -> Rec:
+    key, value = env.to_record()
+    return Rec(key, value, offset)
+
+
+def watcher_for(
+    path: Path, tmp: Path, probe: np.ndarray, camera: str = CAM
+) -> tuple[ModelWatcher, ServingModel]:
+    serving = ServingModel(load_model(path))
+    return ModelWatcher(lambda: None, camera, serving, ModelStore(tmp / "models-RotB"), probe), serving
+
+
+def test_key_applies_to_every_camera_or_the_named_ones():
+    assert key_applies(b"*", CAM) and key_applies(None, CAM)
+    assert key_applies(b"RotA,RotB", CAM) and key_applies(b"RotB-host1", CAM)
+    assert not key_applies(b"RotA", CAM) and not key_applies(b"Rot", CAM)
+
+
+def test_the_last_record_for_this_camera_wins_and_is_saved(two_models, probe, tmp_path):
+    a, b = two_models
+    w, serving = watcher_for(a, tmp_path, probe)
+    env_b, env_other = model_envelope(b), model_envelope(a, targets=("RotA",))
+    w.feed([rec(env_b, 0), rec(env_other, 1)])  # a later record for another camera does not count
+    model = w.consider()
+    assert model is not None and serving.current().version == env_b.version == model.version
+    saved = tmp_path / "models-RotB" / f"{env_b.version}.skops"
+    assert model.path == saved and saved.read_bytes() == b.read_bytes()
+    card = json.loads(saved.with_suffix(".json").read_text())
+    assert (card["version"], card["sha256"]) == (env_b.version, env_b.sha256) and card["accepted"]
+    assert ModelStore(tmp_path / "models-RotB").current() == saved
+    # a restarted edge serves it at once, whatever --model says
+    assert initial_model(a, ModelStore(tmp_path / "models-RotB")).version == env_b.version
+    assert w.consider() is None and serving.pending_refusals() == ()
+
+
+def test_a_later_record_with_an_older_version_is_a_rollback(two_models, probe, tmp_path):
+    a, b = two_models
+    w, serving = watcher_for(a, tmp_path, probe)
+    env_a, env_b = model_envelope(a), model_envelope(b, parent=model_envelope(a).version)
+    w.feed([rec(env_b, 0)])
+    w.consider()
+    assert serving.current().version == env_b.version
+    w.feed([rec(env_a, 1)])
+    assert w.consider() is not None and serving.current().version == env_a.version
+    assert w.accepted == [env_b.version, env_a.version]
+    # the same model again at a new offset changes nothing
+    w.feed([rec(env_a, 2)])
+    assert w.consider() is None and serving.current().version == env_a.version
+
+
+def test_within_one_poll_topic_order_decides(two_models, probe, tmp_path):
+    a, b = two_models
+    w, serving = watcher_for(a, tmp_path, probe)
+    w.feed([rec(model_envelope(b), 0), rec(model_envelope(a, targets=("RotB",)), 1)])
+    w.consider()
+    assert serving.current().version == model_envelope(a).version and w.accepted == []
+
+
+def test_tampered_bytes_are_refused_once_and_never_retried(two_models, probe, tmp_path):
+    a, b = two_models
+    w, serving = watcher_for(a, tmp_path, probe)
+    good = model_envelope(b)
+    data = bytearray(good.data)
+    data[len(data) // 2] ^= 0xFF
+    bad = dataclasses.replace(good, data=bytes(data))  # card (version, sha256) kept
+    w.feed([rec(bad, 0)])
+    assert w.consider() is None
+    assert serving.current().version == model_envelope(a).version
+    (refusal,) = serving.pending_refusals()
+    assert refusal.version == good.version and "sha256" in refusal.reason and "tampered" in refusal.reason
+    w.feed([rec(bad, 0)])  # read again after a reconnect
+    w.feed([rec(bad, 5)])  # or published again
+    w.consider()
+    assert len(serving.pending_refusals()) == 1 and w.refused == [refusal]
+    serving.reported(1)
+    assert serving.pending_refusals() == ()
+    assert not (tmp_path / "models-RotB" / f"{good.version}.skops").exists()
+
+
+def test_the_serving_version_with_other_bytes_is_refused_too(two_models, probe, tmp_path):
+    a, _ = two_models
+    w, serving = watcher_for(a, tmp_path, probe)
+    same = model_envelope(a)
+    w.feed([rec(dataclasses.replace(same, data=same.data + b"x"), 0)])
+    w.consider()
+    assert [r.version for r in serving.pending_refusals()] == [same.version]
+
+
+def test_foreign_types_are_refused_before_anything_is_built(two_models, probe, tmp_path):
+    import skops.io as sio
+    from sklearn.tree import DecisionTreeClassifier
+
+    a, _ = two_models
+    tree = DecisionTreeClassifier().fit(np.eye(10), np.arange(10))
+    data = sio.dumps(tree)
+    env = ModelEnvelope("m-tree", hashlib.sha256(data).hexdigest(), data)
+    w, serving = watcher_for(a, tmp_path, probe)
+    w.feed([rec(env, 0)])
+    w.consider()
+    (refusal,) = serving.pending_refusals()
+    assert refusal.version == "m-tree" and "allow-list" in refusal.reason and "DecisionTree" in refusal.reason
+
+
+def test_malformed_envelopes_for_this_camera_are_refused_others_ignored(two_models, probe, tmp_path):
+    a, b = two_models
+    w, serving = watcher_for(a, tmp_path, probe)
+    w.feed([Rec(b"RotA", b"garbage", 0)])
+    assert w.consider() is None and serving.pending_refusals() == ()
+    key, value = model_envelope(b).to_record()
+    w.feed([Rec(b"*", value[:-10], 1)])  # size in the header no longer matches
+    w.consider()
+    (refusal,) = serving.pending_refusals()
+    assert refusal.version == model_envelope(b).version and "malformed envelope" in refusal.reason
+    w.feed([Rec(b"*", b"garbage", 2)])
+    w.consider()
+    assert serving.pending_refusals()[1].version == "models[0]@2"
+
+
+def test_a_model_with_wrong_output_fails_the_probe(two_models, probe, tmp_path, monkeypatch):
+    a, b = two_models
+
+    class OneRow:
+        classes_ = np.arange(10)
+
+        def predict_proba(self, x):
+            return np.full((1, 10), 0.1)
+
+    class NotNormalised(OneRow):
+        def predict_proba(self, x):
+            return np.full((len(x), 10), 0.5)
+
+    class NaNs(OneRow):
+        def predict_proba(self, x):
+            return np.full((len(x), 10), np.nan)
+
+    with pytest.raises(ModelError, match=r"output shape \(1, 10\), expected \(32, 10\)"):
+        probe_model(Model(OneRow(), "m-1", ""), probe)
+    with pytest.raises(ModelError, match="NaN"):
+        probe_model(Model(NaNs(), "m-nan", ""), probe)
+    with pytest.raises(ModelError, match="sum to 1"):
+        probe_model(Model(NotNormalised(), "m-n", ""), probe)
+    monkeypatch.setattr(
+        models_mod, "load_model_bytes", lambda data, **kw: Model(NotNormalised(), kw["version"], "")
+    )
+    w, serving = watcher_for(a, tmp_path, probe)
+    w.feed([rec(model_envelope(b), 0)])
+    w.consider()
+    assert serving.current().version == model_envelope(a).version
+    assert "probe" in serving.pending_refusals()[0].reason
+
+
+class FakeReader:
+    """The models topic missing at first, then holding `records`."""
+
+    def __init__(self, records, missing_first: int) -> None:
+        self.records, self.missing, self.opens, self.closed, self.made = list(records), missing_first, 0, 0, 0
+
+    def __call__(self) -> FakeReader:
+        self.made += 1
+        return self
+
+    def open(self) -> bool:
+        self.opens += 1
+        return self.opens > self.missing
+
+    def poll(self, timeout: float):
+        out, self.records = self.records, []
+        if not out:
+            time.sleep(timeout)
+        return out
+
+    def caught_up(self) -> bool:
+        return not self.records
+
+    def close(self) -> None:
+        self.closed += 1
+
+
+def test_the_thread_waits_for_the_topic_then_swaps(two_models, probe, tmp_path):
+    a, b = two_models
+    serving = ServingModel(load_model(a))
+    reader = FakeReader([rec(model_envelope(b), 0)], missing_first=2)
+    watcher = ModelWatcher(
+        reader, CAM, serving, ModelStore(tmp_path / "m"), probe, poll_timeout=0.05, retry=0.05
+    )
+    with watcher:
+        deadline = time.monotonic() + 30
+        while serving.current().version != model_envelope(b).version and time.monotonic() < deadline:
+            time.sleep(0.05)
+    assert serving.current().version == model_envelope(b).version and reader.opens == 3
+    assert (reader.made, reader.closed) == (1, 1)  # one reader, asked again while the topic was missing
+
+
+@pytest.mark.parametrize("parallelism", [1, 2])
+def test_run_edge_swaps_between_batches_and_windows_carry_one_version(two_models, tmp_path, parallelism):
+    """A whole edge in-process (worker processes for parallelism 2): every frame scored once."""
+    a, b = two_models
+    env_b = model_envelope(b)
+    gate = threading.Event()
+
+    class SlowReader(FakeReader):
+        def poll(self, timeout: float):
+            if not gate.wait(timeout):
+                return []
+            return super().poll(timeout)
+
+    reader = SlowReader([rec(env_b, 0)], missing_first=0)
+    out = io.StringIO()
+    settings = EdgeSettings(
+        model=a, camera="RotB", parallelism=parallelism, repeat=1, delay=0.004, batch_size=20,
+        metrics_duration=60, outbox=tmp_path / "o.db", source="bundled",
+    )  # fmt: skip
+
+    open_gate = threading.Timer(1.0, gate.set)  # the model arrives a second into a 4 s run
+    open_gate.start()
+    try:
+        stats = run_edge(settings, StdoutSink(out), models=reader)
+    finally:
+        open_gate.cancel()
+    msgs = [parse_message(line) for line in out.getvalue().splitlines()]
+    metrics = [m for m in msgs if isinstance(m, MetricsMessage)]
+    versions = [m.model_version for m in metrics]
+    a_version = load_model(a).version
+    assert stats.model_versions == [a_version, env_b.version], stats
+    assert versions[0] == a_version and versions[-1] == env_b.version
+    assert versions == sorted(versions, key=[a_version, env_b.version].index), "one swap, never back"
+    assert sum(m.total for m in metrics) == stats.scored == 1000
+    assert sum(m.labelled for m in metrics) == 1000
+    assert sum(m.correct for m in metrics) == stats.correct
+    images = [m for m in msgs if not isinstance(m, MetricsMessage)]
+    assert len({m.count for m in images}) == len(images) == stats.uncertain_sent
+    assert {m.model_version for m in images} <= {a_version, env_b.version}
+    assert (tmp_path / f"models-RotB/{env_b.version}.skops").is_file()
