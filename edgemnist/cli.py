@@ -47,32 +47,18 @@ def _train_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from edgemnist.data import load_training
-    from edgemnist.model import Model, evaluate, save_model, train_model
+    from edgemnist.model import train_default
 
     if not 0.0 < args.confidence < 1.0:
         raise ConfigError(f"--confidence must be between 0 and 1, got {args.confidence}")
-    train, held_out = load_training(args.data)
-    print(
-        f"training on {train.name} ({len(train)} images), holding out {held_out.name} ({len(held_out)} images)"
+    print(f"training on {args.data}'s training split, holding out its stream split")
+    model_path, metrics = train_default(
+        args.out, args.data, seed=args.seed, confidence=args.confidence, progress=not args.quiet
     )
-    estimator = train_model(train, seed=args.seed, progress=not args.quiet)
-    metrics = evaluate(Model(estimator, "unsaved", ""), held_out, args.confidence)
     print(f"held-out accuracy: {metrics['accuracy']:.4f}")
     print(f"uncertain share (max score <= {args.confidence:.2f}): {metrics['uncertain_share']:.4f}")
-    model_path, card_path = save_model(
-        estimator,
-        args.out,
-        dataset=args.data,
-        n_train=len(train),
-        n_test=int(metrics["n"]),
-        accuracy=metrics["accuracy"],
-        uncertain_share=metrics["uncertain_share"],
-        confidence=args.confidence,
-        extra={"seed": args.seed, "held_out": held_out.name},
-    )
     print(f"model: {model_path}")
-    print(f"card:  {card_path}")
+    print(f"card:  {model_path.with_suffix('.json')}")
     return 0
 
 

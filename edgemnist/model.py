@@ -40,11 +40,13 @@ __all__ = [
     "TRUSTED_TYPES",
     "Model",
     "dump_model",
+    "ensure_model",
     "evaluate",
     "load_model",
     "load_model_bytes",
     "prepared_dataset",
     "save_model",
+    "train_default",
     "train_model",
 ]
 
@@ -359,3 +361,50 @@ def load_model(path: str | Path) -> Model:
         data, expected_sha256=card.get("sha256"), version=card.get("version", path.stem), name=str(path)
     )
     return dataclasses.replace(model, path=path)
+
+
+def train_default(
+    out_dir: str | Path,
+    data: str = "bundled",
+    *,
+    seed: int = 0,
+    confidence: float = CONFIDENCE,
+    progress: bool = True,
+) -> tuple[Path, dict[str, float]]:
+    """Train the default model on `data`'s training split, evaluate it on the held-out split, save it.
+
+    What `edge-mnist train` does; returns the model file and its held-out figures.
+    """
+    from edgemnist.data import load_training
+
+    train, held_out = load_training(data)
+    estimator = train_model(train, seed=seed, progress=progress)
+    metrics = evaluate(Model(estimator, "unsaved", ""), held_out, confidence)
+    model_path, _ = save_model(
+        estimator,
+        out_dir,
+        dataset=data,
+        n_train=len(train),
+        n_test=int(metrics["n"]),
+        accuracy=metrics["accuracy"],
+        uncertain_share=metrics["uncertain_share"],
+        confidence=confidence,
+        extra={"seed": seed, "held_out": held_out.name},
+    )
+    return model_path, metrics
+
+
+def ensure_model(path: str | Path = "models", *, progress: bool = False) -> Path:
+    """The model file `load_model(path)` would load; when `path` holds none, the default model trained into it.
+
+    Lets a fresh checkout's hub or notebook start without a separate `edge-mnist train`.
+    """
+    path = Path(path)
+    if path.is_file():
+        return path
+    if path.is_dir() and any(p.is_file() for p in path.glob("*.skops")):
+        return _newest(path)
+    if path.suffix == ".skops":
+        raise ModelError(f"{path}: no such model file")
+    model_path, _ = train_default(path, progress=progress)
+    return model_path

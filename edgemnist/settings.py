@@ -312,7 +312,7 @@ ENV_VARS.update(
 # the hub's learning loop (metro-app run / retrain; flags in metro_app.settings and metro_app.retrain)
 ENV_VARS.update(
     {
-        "EDGE_MNIST_MODELS_TOPIC": "Topic of published models: the hub sends, edges hot-swap (default edge-mnist.models)",
+        "EDGE_MNIST_MODELS_TOPIC": "Topic of published models: the hub sends, edges hot-swap (default edge-mnist.models; empty disables at the edge)",
         "EDGE_MNIST_CONTROL_TOPIC": "Topic of retrain commands and training events the hub reads (default edge-mnist.control)",
         "EDGE_MNIST_BASE_DATA": "Retrain base data: bundled, mnist-idx:DIR, openml (default bundled)",
         "EDGE_MNIST_HOLDOUT": "Retrain: share of labelled field images held out, never trained on (default 0.2)",
@@ -348,6 +348,5 @@ ENV_VARS.update(
         "EDGE_MNIST_BATCH_SIZE": "Edge images per micro-batch (default 256)",
         "EDGE_MNIST_DRAIN_TIMEOUT": "Seconds a finite edge run waits for Kafka to acknowledge everything (default 300)",
         "EDGE_MNIST_DISTORT": "Edge distortion of every image, labels kept: rotate:DEG, thicken:PX, noise:SIGMA, comma-separated",
-        "EDGE_MNIST_MODELS_TOPIC": "Topic of published models that edges hot-swap (default edge-mnist.models; empty disables at the edge)",
     }
 )

@@ -29,7 +29,15 @@ from tqdm.auto import tqdm
 from edgemnist.cliargs import env_flag
 from edgemnist.data import load_training
 from edgemnist.errors import ConfigError, EdgeMnistError
-from edgemnist.model import Model, dump_model, load_model, load_model_bytes, prepared_dataset, train_model
+from edgemnist.model import (
+    Model,
+    dump_model,
+    ensure_model,
+    load_model,
+    load_model_bytes,
+    prepared_dataset,
+    train_model,
+)
 from metro_app.store import Store
 from metro_app.trainset import FieldSet, build_field_set
 
@@ -164,7 +172,7 @@ def current_model(store: Store, settings: RetrainSettings) -> Model:
     """The newest published model; on an empty registry, `--model`, registered as the first published one."""
     found = store.current_model()
     if found is None:
-        model = load_model(settings.model)
+        model = load_model(ensure_model(settings.model, progress=False))
         if model.path is None:  # pragma: no cover - load_model always sets it
             raise ConfigError(f"--model {settings.model}: no model file")
         reason = f"initial model from {model.path}"

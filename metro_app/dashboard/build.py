@@ -48,14 +48,9 @@ def run_command(
 
 def ensure_model(model: str | Path = "models") -> Path:
     """The model file to use: `model` itself, the newest .skops in it, or one trained into it now."""
-    path = Path(model)
-    if path.is_file():
-        return path
-    found = sorted(path.glob("*.skops"), key=lambda p: p.stat().st_mtime)
-    if not found:
-        run_command([sys.executable, "-m", "edgemnist.cli", "train", "--out", str(path), "--quiet"])
-        found = sorted(path.glob("*.skops"), key=lambda p: p.stat().st_mtime)
-    return found[-1]
+    from edgemnist.model import ensure_model as core_ensure_model
+
+    return core_ensure_model(model)
 
 
 def sample_predictions(model_path: str | Path, n: int = 8, source: str = "bundled") -> dict[str, Any]:

@@ -146,3 +146,13 @@ def test_evaluate_needs_labels() -> None:
     unlabelled = type(stream)("nolabels", stream.images[:5], None)
     with pytest.raises(DataError, match="nolabels: labels"):
         evaluate(Model(LogisticRegression(), "v", ""), unlabelled)
+
+
+def test_ensure_model_trains_once_into_an_empty_directory_then_reuses_it(tmp_path: Path) -> None:
+    from edgemnist.model import ensure_model
+
+    first = ensure_model(tmp_path / "models")
+    assert first.suffix == ".skops" and first.with_suffix(".json").exists()
+    assert ensure_model(tmp_path / "models") == first == load_model(tmp_path / "models").path
+    with pytest.raises(ModelError, match="no such model file"):
+        ensure_model(tmp_path / "missing.skops")
