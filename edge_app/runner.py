@@ -7,18 +7,18 @@ import logging
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol, TextIO
 
 from edge_app.outbox import IMAGE, METRICS, Outbox, Record
 from edge_app.scoring import score_batches
 from edge_app.settings import EdgeSettings
-from edge_app.stages import Enricher, ImageSource, MetricsWindow, UncertainFilter
+from edge_app.stages import Enricher, FrameBatch, ImageSource, MetricsWindow, Scored, UncertainFilter
 from edgemnist.messages import EdgeConfig, MetricsMessage, OutboxStats, UncertainImage
 from edgemnist.model import load_model
 
-__all__ = ["Sink", "StdoutSink", "OutboxSink", "RunStats", "run_edge"]
+__all__ = ["Sink", "Tap", "Feed", "StdoutSink", "OutboxSink", "RunStats", "run_edge"]
 
 log = logging.getLogger(__name__)
 
@@ -27,6 +27,20 @@ class Sink(Protocol):
     def put(self, messages: Sequence[UncertainImage | MetricsMessage], key: bytes) -> None: ...
 
     def stats(self) -> OutboxStats | None: ...
+
+
+class Tap(Protocol):
+    """Sees every scored batch after it was sent (results topic, HTTP answers); `finish` before the last window."""
+
+    def __call__(self, batch: FrameBatch, scored: Scored, sent: Sequence[UncertainImage]) -> None: ...
+
+    def finish(self) -> None: ...
+
+
+class Feed(Protocol):
+    """Merges frames from elsewhere (HTTP pushes) into the camera's own batches."""
+
+    def merge(self, source: Iterator[FrameBatch], stop: threading.Event) -> Iterator[FrameBatch]: ...
 
 
 class StdoutSink:
@@ -96,8 +110,15 @@ def _config(s: EdgeSettings) -> EdgeConfig:
     )
 
 
-def run_edge(settings: EdgeSettings, sink: Sink, stop: threading.Event | None = None) -> RunStats:
-    """Run the pipeline until the source ends (`repeat` passes) or `stop` is set."""
+def run_edge(
+    settings: EdgeSettings,
+    sink: Sink,
+    stop: threading.Event | None = None,
+    *,
+    feed: Feed | None = None,
+    taps: Sequence[Tap] = (),
+) -> RunStats:
+    """Run the pipeline until the source ends (`repeat` passes; with a `feed`, until `stop`) or `stop` is set."""
     stop = stop or threading.Event()
     model = load_model(settings.model)  # fail fast, with a clear error, before any worker starts
     stats = RunStats(model_version=model.version)
@@ -116,12 +137,15 @@ def run_edge(settings: EdgeSettings, sink: Sink, stop: threading.Event | None = 
             settings.repeat,
             settings.delay,
         )
-        batches = (enrich(b) for b in itertools.takewhile(lambda _: not stop.is_set(), source()))
+        frames = source() if feed is None else feed.merge(source(), stop)
+        batches = (enrich(b) for b in itertools.takewhile(lambda _: not stop.is_set(), frames))
         model_path = model.path or settings.model
         for batch, scored in score_batches(batches, model_path, settings.parallelism):
             window.add(scored)
             sent = uncertain(batch, scored)
             sink.put(sent, key)
+            for tap in taps:
+                tap(batch, scored, sent)
             stats.frames += len(batch)
             stats.scored += len(scored.index)
             stats.corrupt += len(scored.errors)
@@ -130,6 +154,8 @@ def run_edge(settings: EdgeSettings, sink: Sink, stop: threading.Event | None = 
             now = time.time()
             if window.due(now):
                 stats.metrics_sent += _close(window, now, batch.camera, batch.run_id, sink, key, stats)
+        for tap in taps:
+            tap.finish()
         stats.metrics_sent += _close(window, time.time(), enrich.camera, enrich.run_id, sink, key, stats)
     return stats
 

