@@ -3,20 +3,25 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
+import os
 import signal
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from types import FrameType
 
-from edge_app.outbox import Outbox
-from edge_app.runner import OutboxSink, RunStats, StdoutSink, run_edge
+from edge_app.outbox import RESULT, Outbox
+from edge_app.push import PushFeed
+from edge_app.results import ResultsSink, ResultWriter
+from edge_app.runner import OutboxSink, RunStats, Sink, StdoutSink, Tap, run_edge
 from edge_app.sender import Sender
 from edge_app.settings import EdgeSettings, add_edge_flags
+from edge_app.stages import camera_name
 from edgemnist.cliargs import env_flag, setup_logging
-from edgemnist.errors import EdgeMnistError
+from edgemnist.errors import ConfigError, EdgeMnistError
 
 __all__ = ["main", "build_parser"]
 
@@ -98,7 +103,12 @@ def _run(args: argparse.Namespace) -> int:
     if settings.dry_run:
         if settings.models_topic:
             log.info("--dry-run: not following the models topic %s", settings.models_topic)
-        stats = run_edge(settings, StdoutSink(), stop)
+        if settings.results_topic:
+            raise ConfigError(
+                "--results-topic sends to Kafka through the outbox; it cannot go with --dry-run"
+            )
+        with _http(settings) as feed:
+            stats = run_edge(settings, StdoutSink(), stop, feed=feed, taps=[feed] if feed else [])
         _summary(stats, pending=0)
         return 0
     from edgemnist.kafka import EventProducer, TopicReader
@@ -107,16 +117,24 @@ def _run(args: argparse.Namespace) -> int:
     kafka = resolve(bootstrap_servers=args.bootstrap_servers, credentials=args.credentials)
     log.info("Kafka %s, topic %s, outbox %s", kafka.masked(), settings.topic, settings.outbox_path)
     max_bytes = int(settings.outbox_max_mb * 2**20)
+    routes = {RESULT: settings.results_topic} if settings.results_topic else {}
     with (
         Outbox(settings.outbox_path, max_bytes) as outbox,
-        Sender(outbox, settings.topic, lambda: EventProducer(kafka)) as sender,
+        Sender(outbox, settings.topic, lambda: EventProducer(kafka), topics=routes) as sender,
+        _http(settings) as feed,
     ):
         models = None
         if settings.models_topic:
             topic = settings.models_topic
             models = lambda: TopicReader(kafka, topic)  # noqa: E731
             log.info("following models topic %s; accepted models go to %s", topic, settings.models_dir)
-        stats = run_edge(settings, OutboxSink(outbox), stop, models)
+        sink: Sink = OutboxSink(outbox)
+        taps: list[Tap] = [feed] if feed else []
+        if settings.results_topic:
+            results = ResultWriter(outbox, sender, stop, settings.drain_timeout)
+            sink, taps = ResultsSink(sink, results), [*taps, results]
+            log.info("results topic %s: one result per scored image", settings.results_topic)
+        stats = run_edge(settings, sink, stop, models, feed=feed, taps=taps)
         timeout = 10.0 if stop.is_set() else settings.drain_timeout
         drained = sender.drain(timeout)
         _summary(stats, pending=outbox.pending)
@@ -129,6 +147,30 @@ def _run(args: argparse.Namespace) -> int:
             )
             return 3
     return 0
+
+
+@contextlib.contextmanager
+def _http(settings: EdgeSettings) -> Iterator[PushFeed | None]:
+    """With --http-port, a PushFeed served over HTTP for the run; pushes left unanswered fail at the end."""
+    if settings.http_port is None:
+        yield None
+        return
+    from edge_app.http import EdgeHttp
+
+    feed = PushFeed(settings.batch_size)
+    server = EdgeHttp(
+        feed,
+        settings.http_host,
+        settings.http_port,
+        source=settings.source,
+        camera=camera_name(settings.camera),
+        token=os.environ.get("EDGE_MNIST_EDGE_TOKEN") or None,
+    ).start()
+    try:
+        yield feed
+    finally:
+        feed.close()
+        server.close()
 
 
 def _build(args: argparse.Namespace) -> int:

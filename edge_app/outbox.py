@@ -20,12 +20,13 @@ from pathlib import Path
 from edgemnist.errors import ConfigError
 from edgemnist.messages import OutboxStats
 
-__all__ = ["Record", "Outbox", "METRICS", "IMAGE"]
+__all__ = ["Record", "Outbox", "METRICS", "IMAGE", "RESULT"]
 
 log = logging.getLogger(__name__)
 
 METRICS = "metrics"
 IMAGE = "image"
+RESULT = "result"  # one per scored image, for the results topic; never dropped, like metrics
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS outbox (
@@ -146,6 +147,18 @@ class Outbox:
             return self.db.execute(
                 "SELECT seq, key, value FROM outbox ORDER BY seq LIMIT ?", (limit,)
             ).fetchall()
+
+    def peek_kinds(self, limit: int = 500) -> list[tuple[int, str, bytes | None, bytes]]:
+        """The oldest `limit` records as (seq, kind, key, value), not removed: for senders that route by kind."""
+        with self._lock:
+            return self.db.execute(
+                "SELECT seq, kind, key, value FROM outbox ORDER BY seq LIMIT ?", (limit,)
+            ).fetchall()
+
+    def pending_of(self, kind: str) -> int:
+        """Records of one kind not yet acknowledged."""
+        with self._lock:
+            return int(self.db.execute("SELECT COUNT(*) FROM outbox WHERE kind = ?", (kind,)).fetchone()[0])
 
     def ack(self, seqs: Sequence[int]) -> None:
         """Kafka has these: delete them."""

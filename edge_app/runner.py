@@ -7,7 +7,7 @@ import logging
 import sys
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol, TextIO
 
@@ -21,7 +21,7 @@ from edge_app.stages import Enricher, FrameBatch, ImageSource, MetricsWindow, Sc
 from edgemnist.messages import EdgeConfig, MetricsMessage, OutboxStats, UncertainImage
 from edgemnist.prep import prepare_frames
 
-__all__ = ["Sink", "StdoutSink", "OutboxSink", "RunStats", "run_edge"]
+__all__ = ["Sink", "Tap", "Feed", "StdoutSink", "OutboxSink", "RunStats", "run_edge"]
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +30,20 @@ class Sink(Protocol):
     def put(self, messages: Sequence[UncertainImage | MetricsMessage], key: bytes) -> None: ...
 
     def stats(self) -> OutboxStats | None: ...
+
+
+class Tap(Protocol):
+    """Sees every scored batch after it was sent (results topic, HTTP answers); `finish` before the last window."""
+
+    def __call__(self, batch: FrameBatch, scored: Scored, sent: Sequence[UncertainImage]) -> None: ...
+
+    def finish(self) -> None: ...
+
+
+class Feed(Protocol):
+    """Merges frames from elsewhere (HTTP pushes) into the camera's own batches."""
+
+    def merge(self, source: Iterator[FrameBatch], stop: threading.Event) -> Iterator[FrameBatch]: ...
 
 
 class StdoutSink:
@@ -149,14 +163,19 @@ def run_edge(
     sink: Sink,
     stop: threading.Event | None = None,
     models: Callable[[], Reader] | None = None,
+    *,
+    feed: Feed | None = None,
+    taps: Sequence[Tap] = (),
 ) -> RunStats:
-    """Run the pipeline until the source ends (`repeat` passes) or `stop` is set.
+    """Run the pipeline until the source ends (`repeat` passes; with a `feed`, until `stop`) or `stop` is set.
 
     Args:
         settings: the edge's settings.
         sink: where messages go (the outbox, or stdout for --dry-run).
         stop: set to finish the current batch and the metrics window, then return.
         models: opens a reader of the models topic; None serves the starting model throughout.
+        feed: frames pushed from elsewhere (HTTP), merged into the camera's own.
+        taps: see every scored batch after it was sent (results topic, HTTP answers).
     """
     stop = stop or threading.Event()
     store = ModelStore(settings.models_dir)
@@ -187,7 +206,8 @@ def run_edge(
             probe = _probe_images(source.frames.frames)
             watcher = ModelWatcher(models, enrich.camera, serving, store, probe).start()
         try:
-            batches = (enrich(b) for b in itertools.takewhile(lambda _: not stop.is_set(), source()))
+            frames = source() if feed is None else feed.merge(source(), stop)
+            batches = (enrich(b) for b in itertools.takewhile(lambda _: not stop.is_set(), frames))
             model_path = model.path or settings.model
             for batch, scored in score_batches(batches, model_path, settings.parallelism, serving.current):
                 if scored.model_version != stats.model_version and stats.model_versions:
@@ -197,6 +217,8 @@ def run_edge(
                 stats.served(scored.model_version)
                 sent = uncertain(batch, scored)
                 sink.put(sent, key)
+                for tap in taps:
+                    tap(batch, scored, sent)
                 stats.frames += len(batch)
                 stats.scored += len(scored.index)
                 stats.corrupt += len(scored.errors)
@@ -207,6 +229,8 @@ def run_edge(
                 now = time.time()
                 if window.window.due(now):
                     stats.metrics_sent += window.close(now, batch.camera, batch.run_id)
+            for tap in taps:
+                tap.finish()
             stats.metrics_sent += window.close(time.time(), enrich.camera, enrich.run_id)
         finally:
             if watcher is not None:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
 from typing import Protocol
 
 from edge_app.outbox import Outbox
@@ -29,6 +30,8 @@ class Sender:
 
     The producer is made lazily by `producer_factory`, so an edge that starts
     while the broker is down keeps scoring and buffering until it comes back.
+    Records whose kind is in `topics` go to that topic instead of `topic` (the
+    per-image results); `acked` and `failed` count sends per kind.
     """
 
     def __init__(
@@ -40,9 +43,13 @@ class Sender:
         send_timeout: float = 10.0,
         max_backoff: float = 5.0,
         linger: float = 0.05,
+        topics: Mapping[str, str] | None = None,
     ) -> None:
         self._outbox = outbox
         self._topic = topic
+        self._topics = dict(topics or {})
+        self.acked: Counter[str] = Counter()
+        self.failed: Counter[str] = Counter()
         self._factory = producer_factory
         self._batch = batch
         self._send_timeout = send_timeout
@@ -94,20 +101,31 @@ class Sender:
                 backoff = min(backoff * 2, self._max_backoff)
 
     def _send_once(self) -> bool:
-        rows = self._outbox.peek(self._batch)
+        rows = self._outbox.peek_kinds(self._batch)
         if not rows:
             return True
         producer = self._connect()
         if producer is None:
             return False
-        results = producer.send_batch(self._topic, [(k, v) for _, k, v in rows], self._send_timeout)
-        acked = [seq for (seq, _, _), err in zip(rows, results, strict=True) if err is None]
+        by_topic: dict[str, list[tuple[int, str, bytes | None, bytes]]] = {}
+        for row in rows:
+            by_topic.setdefault(self._topics.get(row[1], self._topic), []).append(row)
+        acked: list[int] = []
+        first: BaseException | None = None
+        for topic, group in by_topic.items():
+            results = producer.send_batch(topic, [(k, v) for _, _, k, v in group], self._send_timeout)
+            for (seq, kind, _, _), err in zip(group, results, strict=True):
+                if err is None:
+                    acked.append(seq)
+                    self.acked[kind] += 1
+                else:
+                    self.failed[kind] += 1
+                    first = first or err
         self.sent += len(acked)  # counted before the ack, so drain() never returns ahead of it
         self._outbox.ack(acked)
         failed = len(rows) - len(acked)
         if failed:
             self.failures += failed
-            first = next(e for e in results if e is not None)
             if self.connected:
                 log.warning(
                     "Kafka did not acknowledge %d of %d messages (%s); they stay in the outbox",

@@ -37,6 +37,9 @@ class EdgeSettings:
     dry_run: bool = False
     distort: str = ""
     models_topic: str = "edge-mnist.models"
+    results_topic: str | None = None  # one compact result per scored image, when set
+    http_port: int | None = None  # HTTP push into this camera, when set
+    http_host: str = "127.0.0.1"
 
     def __post_init__(self) -> None:
         parse_distortion(self.distort)  # a bad spec fails at start-up, naming the bad part
@@ -50,6 +53,8 @@ class EdgeSettings:
             ("batch_size", 1 <= self.batch_size <= 65536, "must be between 1 and 65536"),
             ("camera", bool(self.camera) and len(self.camera) <= 128, "must be 1 to 128 characters"),
             ("topic", bool(self.topic), "must not be empty"),
+            ("results_topic", self.results_topic != self.topic, "must differ from --topic"),
+            ("http_port", self.http_port is None or 0 <= self.http_port <= 65535, "must be a TCP port"),
         ]
         for name, ok, why in checks:
             if not ok:
@@ -130,6 +135,19 @@ EDGE_ENV: tuple[tuple[str, str, type, str], ...] = (
         "Kafka topic of published models; the newest one for this camera is verified and "
         "hot-swapped in; empty disables",
     ),
+    (
+        "--results-topic",
+        "EDGE_MNIST_RESULTS_TOPIC",
+        str,
+        "also send one compact result per scored image to this topic (default off)",
+    ),
+    (
+        "--http-port",
+        "EDGE_MNIST_HTTP_PORT",
+        int,
+        "serve HTTP push (POST /frames, /push?start_idx=&end_idx=, a form at /) on this port (default off)",
+    ),
+    ("--http-host", "EDGE_MNIST_HTTP_HOST", str, "address the HTTP push listens on"),
 )
 
 

@@ -32,6 +32,7 @@ __all__ = [
     "CameraCounts",
     "EdgeConfig",
     "OutboxStats",
+    "ResultStats",
     "ModelRefusal",
     "UncertainImage",
     "MetricsMessage",
@@ -261,6 +262,25 @@ class OutboxStats:
 
 
 @dataclass(frozen=True, slots=True)
+class ResultStats:
+    """The per-image results topic at window end: results Kafka acknowledged, sends that failed, waiting."""
+
+    acked: int = 0
+    failed: int = 0
+    pending: int = 0
+
+    def to_dict(self) -> dict[str, int]:
+        return {"acked": self.acked, "failed": self.failed, "pending": self.pending}
+
+    @classmethod
+    def from_dict(cls, obj: Any, origin: Origin) -> ResultStats:
+        if not isinstance(obj, Mapping):
+            raise SchemaError(f"{origin}: key 'results' must be an object")
+        c = _Check(obj, origin)
+        return cls(c.int_("acked", lo=0), c.int_("failed", lo=0), c.int_("pending", lo=0))
+
+
+@dataclass(frozen=True, slots=True)
 class ModelRefusal:
     """A model the edge was offered and refused (bad hash, foreign types, wrong output); the old one serves on."""
 
@@ -400,6 +420,7 @@ class MetricsMessage:
     labelled: int | None = None  # images in the window whose true class the source knows
     correct: int | None = None  # of those, scored right: live accuracy over every image
     model_refused: tuple[ModelRefusal, ...] | None = None  # models refused since the last window
+    results: ResultStats | None = None  # the per-image results topic, when the edge sends one
 
     @property
     def total(self) -> int:
@@ -436,6 +457,8 @@ class MetricsMessage:
             d["outbox"] = self.outbox.to_dict()
         if self.model_refused:
             d["model_refused"] = [r.to_dict() for r in self.model_refused]
+        if self.results is not None:
+            d["results"] = self.results.to_dict()
         return d
 
     def to_json(self) -> bytes:
@@ -479,6 +502,7 @@ class MetricsMessage:
             labelled=labelled,
             correct=correct,
             model_refused=_refusals(obj.get("model_refused"), origin),
+            results=None if obj.get("results") is None else ResultStats.from_dict(obj["results"], origin),
         )
 
     @classmethod

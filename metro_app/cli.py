@@ -180,6 +180,13 @@ def _run_args(args: argparse.Namespace, settings: HubSettings) -> list[str]:
         settings.dlq_topic,
         "--max-records",
         str(settings.max_records),
+        "--model",
+        settings.model,
+        "--predict-requests",
+        settings.predict_requests,
+        "--predict-responses",
+        settings.predict_responses,
+        "--train-model" if settings.train_model else "--no-train-model",
     ]
     out += ["--models-topic", settings.models_topic, "--control-topic", settings.control_topic]
     out += ["--model", settings.model]

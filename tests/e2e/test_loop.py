@@ -65,8 +65,14 @@ def loop(kafka, kafka_settings, model_path: Path, tmp_path_factory) -> Iterator[
         f"sqlite:///{tmp}/hub.db",
         tmp / "hub.log",
         extra=[
-            "--dlq-topic", topics["dlq"], "--control-topic", topics["control"],
-            "--models-topic", topics["models"], "--model", str(model_path),
+            "--dlq-topic",
+            topics["dlq"],
+            "--control-topic",
+            topics["control"],
+            "--models-topic",
+            topics["models"],
+            "--model",
+            str(model_path),
         ],  # fmt: skip
     ).start()
     host = socket.gethostname()
@@ -136,7 +142,9 @@ def test_labels_retrain_publish_hot_swap_and_live_accuracy_rises(loop: Loop, kaf
         after_a = [w for w in _metrics_of(hub, cam_a) if w.get("model_version") == version]
         return bool(after_a) and _live(after_b)[1] >= 2000
 
-    wait_until(swapped_and_measured, 240, f"both cameras scoring 2,000 labelled images with {version}", every=2)
+    wait_until(
+        swapped_and_measured, 240, f"both cameras scoring 2,000 labelled images with {version}", every=2
+    )
     summaries = {p: _stop_and_summary(loop.edges[p], loop.logs[p]) for p in ("LoopA", "LoopB")}
 
     for param, camera in loop.cameras.items():
