@@ -1,7 +1,7 @@
 """A drifting camera for the learning-loop tests: the bundled digits rotated, as uncertain-image messages.
 
-Rotation is done here (scipy.ndimage.rotate on the 28x28 digits, before they become camera
-frames) so the tests do not depend on the edge's --distort.
+Rotation is the edge's own `--distort rotate:DEG` (edgemnist.distort), applied to the 28x28 digits
+before they become camera frames.
 """
 
 from __future__ import annotations
@@ -9,10 +9,8 @@ from __future__ import annotations
 import base64
 from pathlib import Path
 
-import numpy as np
-from scipy import ndimage
-
 from edgemnist.data import Dataset, encode_frames, load_bundled
+from edgemnist.distort import parse_distortion
 from edgemnist.messages import UncertainImage, utc_timestamp
 from edgemnist.model import CONFIDENCE, load_model
 from edgemnist.prep import prepare_frames
@@ -21,12 +19,9 @@ __all__ = ["rotated", "rotated_uncertain"]
 
 
 def rotated(dataset: Dataset, degrees: float) -> Dataset:
-    """The digits turned by `degrees` (same size, corners cut), labels kept."""
-    turned = [
-        ndimage.rotate(img.astype(np.float64), degrees, reshape=False, order=1) for img in dataset.images
-    ]
-    images = np.clip(np.rint(np.stack(turned)), 0, 255).astype(np.uint8)
-    return Dataset(f"{dataset.name}-rotate{degrees:g}", images, dataset.labels)
+    """The digits turned by `degrees` as `edge-app run --distort rotate:DEG` turns them, labels kept."""
+    turn = parse_distortion(f"rotate:{degrees:g}")
+    return Dataset(f"{dataset.name}-rotate{degrees:g}", turn.apply(dataset.images), dataset.labels)
 
 
 def rotated_uncertain(
