@@ -26,10 +26,12 @@ from typing import Any, TextIO
 
 from edgemnist.broker import LocalBroker, port_in_use, terminate, wait_for_port
 from edgemnist.errors import BrokerUnavailable, ConfigError
+from edgemnist.model import ensure_model
 
 __all__ = ["DemoOptions", "run_demo", "camera_plan"]
 
 DELAYS = (0.005, 0.02, 0.05)
+DRIFT = "rotate:25"  # the demo's drifting camera
 HUB_JOB = "edge-mnist-demo-hub"
 DASHBOARD = Path(__file__).resolve().parent.parent / "notebooks" / "render-metro-views.ipynb"
 
@@ -77,12 +79,17 @@ def _die_with_parent() -> None:
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
-def camera_plan(n: int) -> list[tuple[str, float]]:
-    """N cameras with different delays; the last one is a Test camera (sends every image)."""
+def camera_plan(n: int) -> list[tuple[str, float, str]]:
+    """N cameras (name, delay, distortion) with different delays; the second one's frames are rotated
+    25 degrees (a drifting camera, so the learning loop has something to learn); the last one is a
+    Test camera (sends every image)."""
     if n < 1:
         raise ConfigError(f"--cameras must be at least 1, got {n}")
     names = [f"Camera{i + 1}" for i in range(n - 1)] + ["TestCamera"]
-    return [(name, DELAYS[i % len(DELAYS)]) for i, name in enumerate(names)]
+    plan = [(name, DELAYS[i % len(DELAYS)], "") for i, name in enumerate(names)]
+    if n >= 3:
+        plan[1] = ("Rotated25", plan[1][1], DRIFT)
+    return plan
 
 
 def _bin(name: str) -> str:
@@ -91,13 +98,9 @@ def _bin(name: str) -> str:
 
 
 def _ensure_model(model: Path, say: TextIO) -> Path:
-    if model.is_file() or (model.is_dir() and any(model.glob("*.skops"))):
-        return model
-    print(f"no model in {model}/: training one on the bundled digits (about 15 s)", file=say)
-    cmd = [_bin("edge-mnist"), "train", "--out", str(model)]
-    if subprocess.run(cmd, stdout=say, stderr=subprocess.STDOUT).returncode != 0:
-        raise ConfigError(f"training a model into {model} failed; run `{' '.join(cmd)}` to see why")
-    return model
+    if not (model.is_file() or (model.is_dir() and any(model.glob("*.skops")))):
+        print(f"no model in {model}/: training one on the bundled digits (about 15 s)", file=say)
+    return ensure_model(model, progress=True)
 
 
 def _check_ports(opts: DemoOptions) -> None:
@@ -173,6 +176,8 @@ def run_demo(opts: DemoOptions, say: TextIO = sys.stderr) -> dict[str, Any]:
                 "127.0.0.1",
                 "--port",
                 str(opts.port),
+                "--model",
+                str(model),
             ],
             env=env,
             capture_output=True,
@@ -185,7 +190,7 @@ def run_demo(opts: DemoOptions, say: TextIO = sys.stderr) -> dict[str, Any]:
                 f"the hub job did not start: {hub.stderr.strip()[-500:] or hub.stdout[-500:]}"
             )
         print(f"hub:    {hub.stdout.strip()}", file=say)
-        for name, delay in camera_plan(opts.cameras):
+        for name, delay, distort in camera_plan(opts.cameras):
             procs.start(
                 name,
                 [
@@ -205,11 +210,13 @@ def run_demo(opts: DemoOptions, say: TextIO = sys.stderr) -> dict[str, Any]:
                     str(state / f"outbox-{name}.db"),
                     "--metrics-duration",
                     "5",
+                    *(["--distort", distort] if distort else []),
                 ],
                 state / f"edge-{name}.log",
                 env,
             )
-            print(f"edge:   {name} (delay {delay}s), log {state / f'edge-{name}.log'}", file=say)
+            drift = f", frames {distort}" if distort else ""
+            print(f"edge:   {name} (delay {delay}s{drift}), log {state / f'edge-{name}.log'}", file=say)
         _start_dashboard(opts, procs, state, env, api, say)
         print(f"API:    {api}/docs  views {api}/views  cameras {api}/cameras", file=say)
         print(f"state:  {state}", file=say)

@@ -127,5 +127,6 @@ def test_demo_refuses_a_port_in_use(model_path, tmp_path):
 
 def test_camera_plan_names_and_delays():
     plan = camera_plan(3)
-    assert [n for n, _ in plan] == ["Camera1", "Camera2", "TestCamera"]
-    assert len({d for _, d in plan}) == 3
+    assert [n for n, _, _ in plan] == ["Camera1", "Rotated25", "TestCamera"]
+    assert len({d for _, d, _ in plan}) == 3
+    assert [x for _, _, x in plan] == ["", "rotate:25", ""]  # one drifting camera for the learning loop
