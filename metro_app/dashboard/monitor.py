@@ -66,7 +66,7 @@ def camera_table_html(cameras: list[dict[str, Any]]) -> str:
             _fmt(c["prep_p99"] * 1000 if c.get("prep_p99") is not None else None, ".2f"),
             _fmt(c["predict_p99"] * 1000 if c.get("predict_p99") is not None else None, ".2f"),
             _fmt(c.get("outbox_pending"), "d"),
-            html.escape(str(c.get("model_version") or "")[:16]),
+            f'<code style="font-size:10px">{html.escape(str(c.get("model_version") or ""))}</code>',
             '<b class="metro-alert" style="color:#c00">&#9888; departs from fleet</b>' if alert else "ok",
         ]
         style = ' style="background:#fee"' if alert else ""
