@@ -68,6 +68,14 @@ class HubProcess:
             "--port",
             str(self.port),
             "--no-train-model",  # tests name their model; a hub under test never trains one into the checkout
+            # its own side topics, so hubs and edges of other tests in the session never see them;
+            # prediction requests off unless a test asks (flags in `extra` come later and win)
+            "--models-topic",
+            f"{topic}.models",
+            "--control-topic",
+            f"{topic}.control",
+            "--predict-requests",
+            "",
             *extra,
         ]
         self.env = {**os.environ, "EDGE_MNIST_API_TOKEN": token, **(env or {})}

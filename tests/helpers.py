@@ -33,7 +33,7 @@ def edge_cmd(
     """`edge-app run` over the stream set once, 2 s metrics windows."""
     return [*EDGE_APP, "run", "--camera", camera, "--repeat", "1", "--metrics-duration", "2",
             "--bootstrap-servers", bootstrap_servers, "--topic", topic, "--model", str(model),
-            "--outbox", str(outbox), *extra]  # fmt: skip
+            "--outbox", str(outbox), "--models-topic", f"{topic}.models", *extra]  # fmt: skip
 
 
 def read_topic(

@@ -58,7 +58,7 @@ def _start_edge(cam: str, delay: float, kafka, topic: str, model: Path, tmp: Pat
         sys.executable, "-m", "edge_app.cli", "run",
         "--camera", cam, "--delay", str(delay), "--repeat", "0", "--metrics-duration", "2",
         "--bootstrap-servers", kafka.bootstrap_servers, "--topic", topic,
-        "--model", str(model), "--outbox", str(tmp / f"{cam}.db"),
+        "--model", str(model), "--outbox", str(tmp / f"{cam}.db"), "--models-topic", f"{topic}.models",
     ]  # fmt: skip
     log = open(tmp / f"edge-{cam}.log", "wb")  # noqa: SIM115 - the child keeps it open
     return subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
@@ -77,7 +77,9 @@ def live_stack(kafka, kafka_settings, model_path, tmp_path_factory) -> Iterator[
     topic = f"e2e-{time.time_ns()}"
     ensure_topics(kafka_settings, {topic: 1})
     store_url = f"sqlite:///{tmp}/hub.db"
-    hub = HubProcess(kafka.bootstrap_servers, topic, store_url, tmp / "hub.log").start()
+    hub = HubProcess(
+        kafka.bootstrap_servers, topic, store_url, tmp / "hub.log", extra=["--model", str(model_path)]
+    ).start()
     host = socket.gethostname()
     stack = Stack(hub, store_url, topic, kafka.bootstrap_servers, [f"{c}-{host}" for c, _ in EDGES])
     try:

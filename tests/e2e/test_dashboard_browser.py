@@ -124,6 +124,12 @@ def _drive(page, expect, stack: Stack, url: str, labeller: str) -> None:  # noqa
             "src", re.compile("^blob:|^data:"), timeout=30_000
         )
     expect(page.locator(".metro-camera-table")).to_contain_text(stack.cameras[0])
+    # live accuracy over every image of the labelled camera, charted per window
+    cam_a = panels.filter(has_text=stack.cameras[0])
+    expect(cam_a.locator(".metro-live-accuracy")).to_have_text(re.compile(r"^\d+\.\d%$"), timeout=60_000)
+    expect(cam_a.locator(".metro-accuracy-chart img, img.metro-accuracy-chart").first).to_have_attribute(
+        "src", re.compile("^blob:|^data:"), timeout=30_000
+    )
     page.locator(".metro-monitor").scroll_into_view_if_needed()
     charts_png = page.screenshot()
     (ARTIFACTS / "dashboard-charts.png").write_bytes(charts_png)
@@ -180,10 +186,29 @@ def _drive(page, expect, stack: Stack, url: str, labeller: str) -> None:  # noqa
     expect(station.locator(".metro-upload-done")).to_have_text("Uploaded 5 labels", timeout=60_000)
     expect(upload).to_be_enabled()
     page.screenshot(path=str(ARTIFACTS / "station-uploaded.png"))
+    # Retrain from the Models panel: the hub retrains on the stored labels and records the decision
+    models = page.locator(".metro-models")
+    models.scroll_into_view_if_needed()
+    models.locator(".metro-retrain").click()
+    expect(models.locator(".metro-retrain-done")).to_contain_text(
+        re.compile("accepted|refused"), timeout=180_000
+    )
+    expect(models.locator(".metro-models-table tr")).to_have_count(
+        3, timeout=30_000
+    )  # header, base, candidate
+    page.screenshot(path=str(ARTIFACTS / "dashboard-retrained.png"))
     page.locator(".metro-stop").click()  # the live updates end; the page stays usable
     expect(page.locator(".metro-ticker-status")).to_contain_text("stopped", timeout=30_000)
     (ARTIFACTS / "station-expected-labels.txt").write_text(repr(expected))
     stack.expected_labels = expected  # type: ignore[attr-defined]
+
+
+def store_models(stack: Stack) -> list[dict]:
+    from metro_app.client import ViewClient
+
+    models = ViewClient(stack.api_url).models()
+    assert len(models) == 2, models  # the edges' model, registered at the first retrain, and the candidate
+    return models
 
 
 def _check_store(stack: Stack, labeller: str) -> None:
@@ -197,6 +222,8 @@ def _check_store(stack: Stack, labeller: str) -> None:
     assert {lab["image_id"]: lab["label"] for lab in mine} == expected
     assert len(mine) == 5, "one upload sends the latest label of each image once"
     assert all(lab["previous_prediction"] is not None and lab["model_version"] for lab in mine)
+    registered = {m["status"] for m in store_models(stack)}
+    assert "published" in registered and registered & {"published", "refused"}, registered
     # reopening the station shows the stored labels
     from metro_app.client import ViewClient
     from metro_app.dashboard import CorrectionStation
