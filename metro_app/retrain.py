@@ -17,10 +17,12 @@ accepted or refused, is kept in the registry with its figures and reason.
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, fields
+from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
@@ -29,6 +31,7 @@ from tqdm.auto import tqdm
 from edgemnist.cliargs import env_flag
 from edgemnist.data import load_training
 from edgemnist.errors import ConfigError, EdgeMnistError
+from edgemnist.messages import parse_timestamp
 from edgemnist.model import (
     Model,
     dump_model,
@@ -176,9 +179,10 @@ def current_model(store: Store, settings: RetrainSettings) -> Model:
         if model.path is None:  # pragma: no cover - load_model always sets it
             raise ConfigError(f"--model {settings.model}: no model file")
         reason = f"initial model from {model.path}"
+        card = _file_card(model.path)
         if not store.add_model(
             model.version, model.sha256, model.path.read_bytes(), status="published", reason=reason,
-            card={"source": str(model.path)},
+            card={**card, "source": str(model.path)}, created=_created(card),
         ):  # fmt: skip
             store.set_model_status(model.version, "published", reason)
         log.info("registry was empty: %s registered as published (%s)", model.version, reason)
@@ -187,6 +191,23 @@ def current_model(store: Store, settings: RetrainSettings) -> Model:
     return load_model_bytes(
         data, expected_sha256=found["sha256"], version=found["version"], name=found["version"]
     )
+
+
+def _file_card(path: Path) -> dict[str, Any]:
+    """The model card beside a model file (it was verified when the model loaded)."""
+    try:
+        card = json.loads(path.with_suffix(".json").read_text())
+    except (OSError, ValueError):
+        return {}
+    return card if isinstance(card, dict) else {}
+
+
+def _created(card: Mapping[str, Any]) -> float | None:
+    """When the model was trained, so labels stored after it count as unseen by it."""
+    try:
+        return parse_timestamp(str(card["created"])).timestamp()
+    except (KeyError, ValueError):
+        return None
 
 
 class _Stages:
