@@ -26,10 +26,6 @@ Send = Callable[[Message], Awaitable[None]]
 App = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 
-class _TooLarge(Exception):
-    pass
-
-
 async def _reply(send: Send, status: int, detail: str, headers: list[tuple[bytes, bytes]] = ()) -> None:  # type: ignore[assignment]
     body = json.dumps({"detail": detail}).encode()
     await send(
@@ -80,24 +76,25 @@ class BodyGuard:
             await _reply(send, 413, f"request body larger than {self.max_body} bytes")
             return
         seen = 0
-        started = False
+        started = replied = False
 
         async def counted() -> Message:
-            nonlocal seen
+            nonlocal seen, replied
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > self.max_body:
-                    raise _TooLarge
+                    if not started and not replied:
+                        replied = True
+                        await _reply(send, 413, f"request body larger than {self.max_body} bytes")
+                    return {"type": "http.disconnect"}  # the app stops reading; its reply is dropped
             return message
 
         async def tracked(message: Message) -> None:
             nonlocal started
+            if replied:
+                return
             started = started or message["type"] == "http.response.start"
             await send(message)
 
-        try:
-            await self.app(scope, counted, tracked)
-        except _TooLarge:
-            if not started:
-                await _reply(send, 413, f"request body larger than {self.max_body} bytes")
+        await self.app(scope, counted, tracked)

@@ -121,9 +121,9 @@ class HubLoop:
         records = [r for recs in batch.values() for r in recs]
         if not records:
             return 0
-        good, bad, bodies, hashes = self._split(records)
+        good, repeats, bad, bodies, hashes = self._split(records)
         try:
-            result, refused = self._store_all(good, bad, bodies, hashes)
+            result, refused = self._store_all(good, repeats, bad, bodies, hashes)
             bad += refused
             if bad:
                 self._dead(bad)
@@ -137,7 +137,7 @@ class HubLoop:
         self.stats.store_failing = False
         self._commit()
         gone = {id(rec) for rec, _ in refused}
-        stored = [m for rec, m in good if id(rec) not in gone]
+        stored = [m for rec, m in good + repeats if id(rec) not in gone]
         self._count(len(records), len(stored), result.metrics + result.images, bad)
         self.stats.metrics_stored += result.metrics
         self.stats.images_stored += result.images
@@ -148,6 +148,7 @@ class HubLoop:
     def _store_all(
         self,
         good: list[tuple[RecordLike, Valid]],
+        repeats: list[tuple[RecordLike, Valid]],
         bad: list[Any],
         bodies: dict[str, str],
         hashes: dict[str, str],
@@ -155,21 +156,22 @@ class HubLoop:
         """Write the batch; a batch the database refuses is split until the refused records are found.
 
         Returns the totals and the extra dead letters: records the database refused (with its
-        reason) and records whose id was stored before with other content.
+        reason) and records whose id was stored (or came first in this batch) with other content.
         """
         total, refused = WriteResult(), []
         self._write_split(good, [d for _, d in bad], bodies, hashes, total, refused)
-        first: dict[str, RecordLike] = {}
-        for rec, msg in good:
-            first.setdefault(msg.id, rec)  # type: ignore[arg-type]
         conflicts = []
-        for msg_id in total.conflicts:
-            rec = first[msg_id]
-            why = f"{_origin(rec)}: id {msg_id!r} was stored before with different content; this copy is refused"
-            log.warning("dead letter: %s", why[:300])
-            conflicts.append((rec, DeadLetter(rec.topic, rec.partition, rec.offset, why)))
+        for rec, msg in good:
+            if msg.id in total.conflicts:
+                conflicts.append(_conflict(rec, msg.id, "was stored before"))
+        for rec, msg in repeats:
+            kept = total.conflicts.get(msg.id, hashes[msg.id])  # type: ignore[arg-type]
+            if _digest(rec) != kept:
+                conflicts.append(_conflict(rec, msg.id, "repeats an earlier message"))
         self.stats.conflicts += len(conflicts)
         if conflicts:
+            for _, letter in conflicts:
+                log.warning("dead letter: %s", letter.reason[:300])
             total.dead_letters += self._store.write_batch([], [], [d for _, d in conflicts]).dead_letters
         return total, refused + conflicts
 
@@ -206,7 +208,7 @@ class HubLoop:
         total.images += r.images
         total.dead_letters += r.dead_letters
         total.metric_ids += r.metric_ids
-        total.conflicts += r.conflicts
+        total.conflicts.update(r.conflicts)
 
     def run(self, stop: threading.Event) -> None:
         """Loop until `stop` is set; one bad record or a failed batch never ends it."""
@@ -219,13 +221,13 @@ class HubLoop:
 
     def _split(
         self, records: list[RecordLike]
-    ) -> tuple[list[tuple[RecordLike, Valid]], list[Any], dict[str, str], dict[str, str]]:
-        """Valid messages with their records, (record, dead letter) pairs, metrics bodies as
-        received, and each id's content hash (sha256 of the record's value)."""
+    ) -> tuple[list[Any], list[Any], list[Any], dict[str, str], dict[str, str]]:
+        """Valid messages with their records (the first of each id, then later copies), (record,
+        dead letter) pairs, metrics bodies as received, and each id's content hash."""
         good: list[tuple[RecordLike, Valid]] = []
+        repeats: list[tuple[RecordLike, Valid]] = []
         bodies: dict[str, str] = {}
         hashes: dict[str, str] = {}
-        first: dict[str, RecordLike] = {}
         bad: list[tuple[RecordLike, DeadLetter]] = []
         for rec in records:
             out = self._validate(rec)
@@ -233,27 +235,19 @@ class HubLoop:
                 log.warning("dead letter: %s", out.reason[:300])
                 bad.append((rec, out))
                 continue
-            digest = hashlib.sha256(rec.value or b"").hexdigest()
-            earlier = first.get(out.id)
-            if earlier is not None and hashes[out.id] != digest:
-                why = (
-                    f"{_origin(rec)}: id {out.id!r} repeats the message at offset {earlier.offset} "
-                    "with different content; this copy is refused"
-                )
-                log.warning("dead letter: %s", why[:300])
-                self.stats.conflicts += 1
-                bad.append((rec, DeadLetter(rec.topic, rec.partition, rec.offset, why)))
+            assert out.id is not None
+            if out.id in hashes:
+                repeats.append((rec, out))
                 continue
-            first.setdefault(out.id, rec)
-            hashes[out.id] = digest
+            hashes[out.id] = _digest(rec)
             good.append((rec, out))
             if (
                 isinstance(out, MetricsMessage)
                 and out.id != derived_id(rec.topic, rec.partition, rec.offset)
                 and isinstance(rec.value, bytes)
             ):
-                bodies.setdefault(out.id, rec.value.decode())  # valid UTF-8 JSON: it parsed
-        return good, bad, bodies, hashes
+                bodies[out.id] = rec.value.decode()  # valid UTF-8 JSON: it parsed
+        return good, repeats, bad, bodies, hashes
 
     def _count(self, n: int, good: int, new: int, bad: list[Any]) -> None:
         s = self.stats
@@ -289,6 +283,16 @@ class HubLoop:
             self.stats.lag = sum(max(0, ends[tp] - self._consumer.position(tp)) for tp in tps)
         except Exception as exc:
             log.debug("consumer lag unavailable: %s", exc)
+
+
+def _digest(rec: RecordLike) -> str:
+    """The content hash of a record: sha256 of its value as received (a resend is byte-identical)."""
+    return hashlib.sha256(rec.value or b"").hexdigest()
+
+
+def _conflict(rec: RecordLike, msg_id: str, what: str) -> tuple[RecordLike, DeadLetter]:
+    why = f"{_origin(rec)}: id {msg_id!r} {what} with different content; this copy is refused"
+    return rec, DeadLetter(rec.topic, rec.partition, rec.offset, why)
 
 
 def _origin(rec: RecordLike) -> Origin:

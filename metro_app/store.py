@@ -66,7 +66,7 @@ class WriteResult:
     images: int = 0
     dead_letters: int = 0
     metric_ids: list[int] = field(default_factory=list)
-    conflicts: list[str] = field(default_factory=list)
+    conflicts: dict[str, str] = field(default_factory=dict)  # msg id -> the stored content hash
 
 
 def _first(rows_by_id: dict[Any, dict[str, Any]]) -> list[dict[str, Any]]:
@@ -134,23 +134,25 @@ class Store:
             new_images = self._insert_new(conn, images, irows)
             out.images = len(new_images)
             out.conflicts = self._conflicts(conn, metrics, mrows, new_metrics)
-            out.conflicts += self._conflicts(conn, images, irows, new_images)
+            out.conflicts.update(self._conflicts(conn, images, irows, new_images))
             out.dead_letters = self._insert_dead(conn, dead, now)
         return out
 
     def _conflicts(
         self, conn: Connection, table: sa.Table, rows: list[dict[str, Any]], new: list[Any]
-    ) -> list[str]:
-        """Ids of rows not inserted because the id is stored already, with a different content hash."""
+    ) -> dict[str, str]:
+        """Rows not inserted because their id is stored with another content hash: id -> stored hash."""
         added = {r.msg_id for r in new}
         mine = {
             r["msg_id"]: r["content_hash"] for r in rows if r["msg_id"] not in added and r["content_hash"]
         }
-        out = []
+        out: dict[str, str] = {}
         ids = list(mine)
         for k in range(0, len(ids), 500):
             q = sa.select(table.c.msg_id, table.c.content_hash).where(table.c.msg_id.in_(ids[k : k + 500]))
-            out += [r.msg_id for r in conn.execute(q) if r.content_hash and r.content_hash != mine[r.msg_id]]
+            for r in conn.execute(q):
+                if r.content_hash and r.content_hash != mine[r.msg_id]:
+                    out[r.msg_id] = r.content_hash
         return out
 
     def _insert_dead(self, conn: Connection, dead: Sequence[DeadLetter], now: float) -> int:
