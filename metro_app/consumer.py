@@ -158,16 +158,16 @@ class HubLoop:
         Returns the totals and the extra dead letters: records the database refused (with its
         reason) and records whose id was stored (or came first in this batch) with other content.
         """
-        total, refused = WriteResult(), []
+        total, refused = WriteResult(), []  # type: tuple[WriteResult, list[tuple[RecordLike, DeadLetter]]]
         self._write_split(good, [d for _, d in bad], bodies, hashes, total, refused)
         conflicts = []
         for rec, msg in good:
             if msg.id in total.conflicts:
-                conflicts.append(_conflict(rec, msg.id, "was stored before"))
+                conflicts.append(_conflict(rec, str(msg.id), "was stored before"))
         for rec, msg in repeats:
-            kept = total.conflicts.get(msg.id, hashes[msg.id])  # type: ignore[arg-type]
-            if _digest(rec) != kept:
-                conflicts.append(_conflict(rec, msg.id, "repeats an earlier message"))
+            msg_id = str(msg.id)  # every valid message carries an id (derived when absent)
+            if _digest(rec) != total.conflicts.get(msg_id, hashes[msg_id]):
+                conflicts.append(_conflict(rec, msg_id, "repeats an earlier message"))
         self.stats.conflicts += len(conflicts)
         if conflicts:
             for _, letter in conflicts:
