@@ -85,7 +85,8 @@ class RunStats:
     frames: int = 0
     scored: int = 0
     corrupt: int = 0
-    uncertain_sent: int = 0
+    uncertain_sent: int = 0  # handed to the outbox and not dropped by its size bound
+    uncertain_dropped: int = 0  # dropped by the outbox's size bound during this run, oldest first
     metrics_sent: int = 0
     model_version: str = ""
     model_versions: list[str] = field(default_factory=list)  # every version that served, in order
@@ -105,6 +106,7 @@ class RunStats:
             "scored": self.scored,
             "corrupt": self.corrupt,
             "uncertain_sent": self.uncertain_sent,
+            "uncertain_dropped": self.uncertain_dropped,
             "metrics_sent": self.metrics_sent,
             "model_version": self.model_version,
             "model_versions": list(self.model_versions),
@@ -188,6 +190,7 @@ def run_edge(
         settings.source, settings.repeat, settings.delay, settings.batch_size, distort=settings.distort
     )
     uncertain = UncertainFilter(settings.confidence)
+    dropped_before = _dropped(sink)
     with source, Enricher(settings.camera) as enrich:
         stats.camera = enrich.camera
         key = enrich.camera.encode()
@@ -236,4 +239,16 @@ def run_edge(
             if watcher is not None:
                 watcher.stop()
                 stats.models_refused = [r.version for r in watcher.refused]
+    _count_dropped(stats, sink, dropped_before)
     return stats
+
+
+def _dropped(sink: Sink) -> int:
+    outbox = sink.stats()
+    return outbox.dropped if outbox is not None else 0
+
+
+def _count_dropped(stats: RunStats, sink: Sink, before: int) -> None:
+    """Split what went to the outbox into sent and dropped by its bound (the counter is durable)."""
+    stats.uncertain_dropped = max(0, _dropped(sink) - before)
+    stats.uncertain_sent = max(0, stats.uncertain_sent - stats.uncertain_dropped)

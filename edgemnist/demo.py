@@ -301,6 +301,7 @@ def _shutdown(
                 cameras[s.get("camera", name)] = {
                     "scored": s.get("scored", 0),
                     "uncertain_sent": s.get("uncertain_sent", 0),
+                    "uncertain_dropped": s.get("uncertain_dropped", 0),
                 }
         health = _wait_quiet(api) if hub_started else {}
         if hub_started:

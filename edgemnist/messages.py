@@ -14,7 +14,7 @@ import itertools
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import numpy as np
@@ -26,6 +26,11 @@ from edgemnist.uncertainty import CONFIDENCE
 __all__ = [
     "SCHEMA_VERSION",
     "MAX_MESSAGE_BYTES",
+    "MAX_INT",
+    "MAX_WINDOW_IMAGES",
+    "MAX_CAMERAS_PER_MESSAGE",
+    "MIN_TIMESTAMP",
+    "FUTURE_TOLERANCE",
     "LABEL_SLOTS",
     "Origin",
     "LatencyStats",
@@ -44,6 +49,13 @@ __all__ = [
 SCHEMA_VERSION = 1
 MAX_MESSAGE_BYTES = 1_000_000
 LABEL_SLOTS = 11  # ten digits and a slot that is always 0, as the reference sends
+# Limits that keep every accepted message storable (SQLite int64, PostgreSQL bigint/integer,
+# text without NUL) and cheap to show. A message outside them is dead-lettered with the reason.
+MAX_INT = 2**53 - 1  # any integer field: the largest a JSON reader holds exactly, well inside int64
+MAX_WINDOW_IMAGES = 10**9  # images one metrics message may count in all: fits a 32-bit column
+MAX_CAMERAS_PER_MESSAGE = 100  # an edge sends one camera per window; a gateway may bundle a few
+MIN_TIMESTAMP = datetime(2000, 1, 1, tzinfo=UTC)  # timestamps from MIN_TIMESTAMP ..
+FUTURE_TOLERANCE = timedelta(days=1)  # .. now + FUTURE_TOLERANCE (clock skew), nothing else
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,7 +109,9 @@ class _Check:
             return None
         if isinstance(v, bool) or not isinstance(v, int):
             raise self.fail(key, f"must be an integer, got {type(v).__name__}")
-        if (lo is not None and v < lo) or (hi is not None and v > hi):
+        hi = MAX_INT if hi is None else hi
+        lo = -MAX_INT if lo is None else lo
+        if v < lo or v > hi:
             raise self.fail(key, f"is {v}, outside {lo}..{hi}")
         return v
 
@@ -121,6 +135,8 @@ class _Check:
             raise self.fail(key, f"must be a string, got {type(v).__name__}")
         if len(v) > max_len:
             raise self.fail(key, f"is longer than {max_len} characters")
+        if "\x00" in v:
+            raise self.fail(key, "contains a NUL character")
         return v
 
     def timestamp(self, key: str, *, optional: bool = False) -> Any:
@@ -128,9 +144,14 @@ class _Check:
         if v is None:
             return None
         try:
-            parse_timestamp(v)
-        except ValueError as exc:
+            when = parse_timestamp(v)
+        except (ValueError, OverflowError) as exc:
             raise self.fail(key, f"is not an ISO-8601 timestamp: {v!r}") from exc
+        latest = datetime.now(UTC) + FUTURE_TOLERANCE
+        if not MIN_TIMESTAMP <= when <= latest:
+            raise self.fail(
+                key, f"is {v}, outside {MIN_TIMESTAMP:%Y-%m-%d} .. now + {FUTURE_TOLERANCE.days} day"
+            )
         return v
 
     def floats(self, key: str, n: int) -> tuple[float, ...]:
@@ -205,10 +226,13 @@ class CameraCounts:
             if (
                 not isinstance(v, list)
                 or len(v) != LABEL_SLOTS
-                or not all(isinstance(x, int) and not isinstance(x, bool) and x >= 0 for x in v)
+                or not all(
+                    isinstance(x, int) and not isinstance(x, bool) and 0 <= x <= MAX_WINDOW_IMAGES for x in v
+                )
             ):
                 raise SchemaError(
-                    f"{origin}: camera_metrics[{camera!r}].{key} must be {LABEL_SLOTS} non-negative integers"
+                    f"{origin}: camera_metrics[{camera!r}].{key} must be {LABEL_SLOTS} integers "
+                    f"0..{MAX_WINDOW_IMAGES}"
                 )
             out.append(tuple(v))
         return cls(out[0], out[1])
@@ -375,7 +399,7 @@ class UncertainImage:
             result_probability=c.float_("result_probability", lo=0, hi=1),
             predict_time=c.float_("predict_time", lo=0),
             id=c.str_("id", optional=True),
-            schema=c.int_("schema", optional=True, lo=1),
+            schema=c.int_("schema", optional=True, lo=1, hi=2**31 - 1),
             model_version=c.str_("model_version", optional=True),
             true_class=c.int_("true_class", optional=True, lo=0, hi=9),
         )
@@ -470,11 +494,23 @@ class MetricsMessage:
         cams = obj.get("camera_metrics")
         if not isinstance(cams, Mapping) or not cams:
             raise SchemaError(f"{origin}: key 'camera_metrics' must be a non-empty object")
+        if len(cams) > MAX_CAMERAS_PER_MESSAGE:
+            raise SchemaError(
+                f"{origin}: key 'camera_metrics' names {len(cams)} cameras, "
+                f"more than the {MAX_CAMERAS_PER_MESSAGE} allowed per message"
+            )
         counts = {}
         for cam, v in cams.items():
-            if len(cam) > 256:
-                raise SchemaError(f"{origin}: camera name longer than 256 characters")
+            if len(cam) > 256 or "\x00" in cam:
+                raise SchemaError(
+                    f"{origin}: camera name {cam[:40]!r} is longer than 256 characters or has a NUL"
+                )
             counts[cam] = CameraCounts.from_dict(v, cam, origin)
+        total = sum(c.total for c in counts.values())
+        if total > MAX_WINDOW_IMAGES:
+            raise SchemaError(
+                f"{origin}: key 'camera_metrics' counts {total} images, more than {MAX_WINDOW_IMAGES}"
+            )
         lat = obj.get("latency_metrics")
         if not isinstance(lat, Mapping):
             raise SchemaError(f"{origin}: key 'latency_metrics' must be an object")
@@ -493,7 +529,7 @@ class MetricsMessage:
             prep=LatencyStats.from_dict(lat.get("prep"), "latency_metrics.prep", origin),
             predict=LatencyStats.from_dict(lat.get("predict"), "latency_metrics.predict", origin),
             id=c.str_("id", optional=True),
-            schema=c.int_("schema", optional=True, lo=1),
+            schema=c.int_("schema", optional=True, lo=1, hi=2**31 - 1),
             model_version=c.str_("model_version", optional=True),
             window_start=c.timestamp("window_start", optional=True),
             window_end=c.timestamp("window_end", optional=True),

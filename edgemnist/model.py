@@ -348,7 +348,12 @@ def _newest(directory: Path) -> Path:
 
 
 def load_model(path: str | Path) -> Model:
-    """Load a .skops file, or the newest model in a directory, checking it against its card."""
+    """Load a .skops file, or the newest model in a directory, checking it against its card.
+
+    The card (``<name>.json`` beside the file, as ``edge-mnist train`` writes it) must exist
+    and carry the file's sha256: without it nothing ties the weights to the version name, and
+    altered weights could run under a genuine model's version.
+    """
     path = Path(path)
     if path.is_dir():
         path = _newest(path)
@@ -356,10 +361,23 @@ def load_model(path: str | Path) -> Model:
         data = path.read_bytes()
     except OSError as exc:
         raise ModelError(f"{path}: cannot read model file: {exc}") from exc
-    card = _card(path) or {}
-    model = load_model_bytes(
-        data, expected_sha256=card.get("sha256"), version=card.get("version", path.stem), name=str(path)
-    )
+    card = _card(path)
+    card_path = path.with_suffix(".json")
+    if card is None:
+        raise ModelError(
+            f"{path}: no model card {card_path.name} beside it to verify the file against; "
+            "refusing an unverified model (edge-mnist train writes the card)"
+        )
+    sha = card.get("sha256")
+    if not isinstance(sha, str) or len(sha) != 64 or not all(c in "0123456789abcdefABCDEF" for c in sha):
+        raise ModelError(
+            f"{path}: model card {card_path.name} has no valid 'sha256' to verify the file against; "
+            "refusing an unverified model"
+        )
+    version = card.get("version", path.stem)
+    if not isinstance(version, str) or not version:
+        raise ModelError(f"{path}: model card {card_path.name} has no valid 'version'")
+    model = load_model_bytes(data, expected_sha256=sha, version=version, name=str(path))
     return dataclasses.replace(model, path=path)
 
 

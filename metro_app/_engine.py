@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import sqlalchemy as sa
@@ -22,12 +23,16 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.close()
 
 
+def _masked(url: str) -> str:
+    return re.sub(r"(://[^/:@]*:)[^@/]*@", r"\1***@", url)
+
+
 def make_engine(url: str) -> Engine:
     """An engine for a SQLite path URL or a PostgreSQL URL; other dialects are refused."""
     try:
         parsed = sa.engine.make_url(url)
     except sa.exc.ArgumentError as exc:
-        raise ConfigError(f"store URL {url!r} is not a database URL") from exc
+        raise ConfigError(f"store URL {_masked(url)!r} is not a database URL") from exc
     backend = parsed.get_backend_name()
     if backend == "sqlite":
         memory = parsed.database in (None, "", ":memory:")
@@ -37,4 +42,5 @@ def make_engine(url: str) -> Engine:
         return engine
     if backend == "postgresql":
         return sa.create_engine(url, pool_size=8, pool_pre_ping=True)
-    raise ConfigError(f"store URL {url!r}: only sqlite:/// and postgresql+psycopg:// are supported")
+    masked = parsed.render_as_string(hide_password=True)
+    raise ConfigError(f"store URL {masked!r}: only sqlite:/// and postgresql+psycopg:// are supported")

@@ -8,7 +8,7 @@ from typing import Any
 from edgemnist.messages import LABEL_SLOTS, utc_timestamp
 from metro_app._rows import FLEET_BUCKET_SECONDS
 
-__all__ = ["DEPARTURE", "camera_health", "fleet_bucket", "camera_counts", "live_accuracy"]
+__all__ = ["DEPARTURE", "camera_health", "fleet_bucket", "camera_counts", "fleet_share", "live_accuracy"]
 
 # a camera "departs" when its uncertain share differs from the fleet's median share by more than this
 DEPARTURE = 0.2
@@ -52,7 +52,7 @@ def _p99(windows: Sequence[Mapping[str, Any]], stage: str) -> float | None:
     return max(vals) if vals else None
 
 
-def _fleet_share(recent: Mapping[str, Sequence[Mapping[str, Any]]]) -> float | None:
+def fleet_share(recent: Mapping[str, Sequence[Mapping[str, Any]]]) -> float | None:
     """The median of the cameras' uncertain shares: one odd camera cannot drag it."""
     shares = sorted(s for cam, w in recent.items() if (s := _ratio(*camera_counts(w, cam))) is not None)
     if not shares:
@@ -62,7 +62,10 @@ def _fleet_share(recent: Mapping[str, Sequence[Mapping[str, Any]]]) -> float | N
 
 
 def camera_health(
-    summary: Any, recent: Mapping[str, Sequence[Mapping[str, Any]]], image_stats: tuple[int, int, int]
+    summary: Any,
+    recent: Mapping[str, Sequence[Mapping[str, Any]]],
+    image_stats: tuple[int, int, int],
+    fleet: float | None | object = ...,
 ) -> dict[str, Any]:
     """A camera's health from its store summary, every camera's recent windows and its image stats.
 
@@ -70,11 +73,13 @@ def camera_health(
     live accuracy over every image the edge scored whose label its source knows (the
     metrics' `labelled`/`correct`). `uncertain_accuracy` covers only the uncertain
     images that reached the hub with a `true_class`: far lower by construction.
+    `fleet` is `fleet_share(recent)`: pass it when computing every camera, so it is computed once.
     """
     name = summary.camera
     mine = recent.get(name, [])
     unc, tot = camera_counts(mine, name)
-    share, fleet = _ratio(unc, tot), _fleet_share(recent)
+    share = _ratio(unc, tot)
+    fleet = fleet_share(recent) if fleet is ... else fleet
     last = mine[-1] if mine else {}
     duration = sum(float(w["config"]["metrics_duration"]) for w in mine)
     outbox = last.get("outbox") or {}
@@ -90,7 +95,9 @@ def camera_health(
         "images_per_second": _ratio(tot, duration),
         "uncertain_share": share,
         "fleet_uncertain_share": fleet,
-        "departs_from_fleet": share is not None and fleet is not None and abs(share - fleet) > DEPARTURE,
+        "departs_from_fleet": isinstance(fleet, float)
+        and share is not None
+        and abs(share - fleet) > DEPARTURE,
         "accuracy": _ratio(live_right, live_known),
         "accuracy_samples": live_known,
         "uncertain_accuracy": _ratio(right, known),

@@ -15,6 +15,7 @@ __all__ = [
     "model_registry",
     "model_events",
     "dead_letters",
+    "add_missing_columns",
 ]
 
 metadata = sa.MetaData()
@@ -33,6 +34,7 @@ metrics = sa.Table(
     sa.Column("images", sa.Integer, nullable=False),
     sa.Column("received", sa.Float, nullable=False),
     sa.Column("body", sa.Text, nullable=False),
+    sa.Column("content_hash", sa.String(64)),  # sha256 of the record as received: same id, other content?
 )
 
 metric_cameras = sa.Table(
@@ -65,6 +67,7 @@ images = sa.Table(
     sa.Column("model_version", sa.String(300)),
     sa.Column("true_class", sa.Integer),
     sa.Column("received", sa.Float, nullable=False),
+    sa.Column("content_hash", sa.String(64)),
     sa.Index("ix_uncertain_images_camera", "camera", "id"),
 )
 
@@ -130,3 +133,15 @@ dead_letters = sa.Table(
     sa.Column("received", sa.Float, nullable=False),
     sa.UniqueConstraint("topic", "partition", "offset", name="uq_dead_letters_origin"),
 )
+
+
+def add_missing_columns(engine: sa.engine.Engine) -> None:
+    """Add nullable columns that newer versions define to tables an older hub created."""
+    inspector = sa.inspect(engine)
+    with engine.begin() as conn:
+        for table in (metrics, images):
+            have = {c["name"] for c in inspector.get_columns(table.name)}
+            for col in table.columns:
+                if col.name not in have and col.nullable:
+                    kind = col.type.compile(dialect=engine.dialect)
+                    conn.execute(sa.text(f'ALTER TABLE {table.name} ADD COLUMN "{col.name}" {kind}'))

@@ -18,15 +18,17 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field, field_validator
 
+from metro_app._guard import MAX_BODY_BYTES, BodyGuard
 from metro_app._rows import png_bytes
 from metro_app.store import Store
 from metro_app.trainjobs import RetrainJobs
 from metro_app.views import View, Views
 
-__all__ = ["LABELS", "LabelIn", "create_app"]
+__all__ = ["LABELS", "MAX_SEQ", "LabelIn", "create_app"]
 
 LABELS = tuple(str(d) for d in range(10)) + ("Camera Error", "2nd Opinion", "Not a Digit", "Other")
 _POLL_SECONDS = 0.1
+MAX_SEQ = 2**63 - 1  # sequence numbers are 64-bit row ids; a larger ?after= is a 422, not a 500
 
 
 class LabelIn(BaseModel):
@@ -97,11 +99,17 @@ def create_app(
     token: str | None,
     health: Callable[[], dict[str, Any]] | None = None,
     retrain: RetrainJobs | None = None,
+    max_body: int = MAX_BODY_BYTES,
 ) -> FastAPI:
-    """The API over one store; `health` adds the consumer's figures to GET /health, `retrain` runs retrains."""
+    """The API over one store; `health` adds the consumer's figures to GET /health, `retrain` runs retrains.
+
+    Writes need the bearer token, checked before their body is read; bodies over `max_body`
+    bytes are refused (413).
+    """
     views = Views(store)
     started = time.time()
     app = FastAPI(title="edge-mnist hub", version="1", description=__doc__)
+    app.add_middleware(BodyGuard, token=token, max_body=max_body)
     app.add_exception_handler(RequestValidationError, _on_invalid)  # type: ignore[arg-type]
     require_token = _auth(token)
 
@@ -119,7 +127,7 @@ def create_app(
     @app.get("/views/{name}")
     async def read_view(
         name: str,
-        after: Annotated[int, Query(ge=0, description="return tuples with seq > after")] = 0,
+        after: Annotated[int, Query(ge=0, le=MAX_SEQ, description="return tuples with seq > after")] = 0,
         max: Annotated[int, Query(ge=1, le=1000, description="at most this many tuples")] = 100,
         wait: Annotated[float, Query(ge=0, le=60, description="seconds to wait for a newer tuple")] = 0,
     ) -> dict[str, Any]:
@@ -148,7 +156,7 @@ def create_app(
 
     @app.get("/labels")
     def list_labels(
-        after: Annotated[int, Query(ge=0)] = 0,
+        after: Annotated[int, Query(ge=0, le=MAX_SEQ)] = 0,
         max: Annotated[int, Query(ge=1, le=10000)] = 1000,
         image_id: str | None = None,
     ) -> dict[str, Any]:
@@ -204,7 +212,7 @@ def create_app(
         counts = store.counts()
         consumer = health() if health is not None else {}
         return {
-            "status": "ok",
+            "status": "degraded" if consumer.get("store_failing") else "ok",
             "uptime": time.time() - started,
             "consumer_lag": consumer.get("lag"),
             "stored": {k: counts[k] for k in ("metrics", "images", "labels", "models")},

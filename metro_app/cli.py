@@ -17,7 +17,7 @@ from edgemnist.cliargs import env_flag, setup_logging
 from edgemnist.errors import ConfigError, EdgeMnistError
 from metro_app.jobs import JobRegistry
 from metro_app.retrain import RETRAIN_ENV, RetrainSettings, add_retrain_flags
-from metro_app.settings import HUB_ENV, HubSettings, add_hub_flags
+from metro_app.settings import HUB_ENV, HubSettings, add_hub_flags, mask_secrets
 
 __all__ = ["main", "build_parser"]
 
@@ -167,11 +167,10 @@ def _pct(v: float | None) -> str:
 
 
 def _run_args(args: argparse.Namespace, settings: HubSettings) -> list[str]:
+    """The child's flags; the store URL (it may hold a password) goes by env, see `_run_env`."""
     out = [
         "--topic",
         settings.topic,
-        "--store",
-        settings.store_url,
         "--host",
         settings.host,
         "--port",
@@ -197,6 +196,10 @@ def _run_args(args: argparse.Namespace, settings: HubSettings) -> list[str]:
     return out
 
 
+def _run_env(settings: HubSettings) -> dict[str, str]:
+    return {"EDGE_MNIST_STORE": settings.store_url}
+
+
 def _submit(args: argparse.Namespace) -> int:
     settings = HubSettings.from_args(args)
     if args.target == "streams":
@@ -205,7 +208,9 @@ def _submit(args: argparse.Namespace) -> int:
         print(json.dumps(submit_to_streams(settings, args.name, _kafka(args))))
         return 0
     registry = JobRegistry()
-    job = registry.submit(args.name, _run_args(args, settings), settings.host, settings.port)
+    job = registry.submit(
+        args.name, _run_args(args, settings), settings.host, settings.port, env=_run_env(settings)
+    )
     print(f"job {args.name}: pid {job['pid']}, API http://{settings.host}:{settings.port}, log {job['log']}")
     return 0
 
@@ -215,7 +220,7 @@ def _jobs(args: argparse.Namespace) -> int:
         health = job.health() if job.alive() else None
         state = "running" if health else ("starting/unhealthy" if job.alive() else "stopped")
         if args.json:
-            print(json.dumps({**job, "state": state, "health": health}))
+            print(mask_secrets(json.dumps({**job, "state": state, "health": health})))
             continue
         started = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(job["started"]))
         extra = (

@@ -8,6 +8,7 @@ producer are handed in (kafka-python objects from `edgemnist.kafka`, or fakes).
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import threading
 import time
@@ -15,8 +16,10 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from edgemnist.messages import MetricsMessage, UncertainImage
-from metro_app.store import DeadLetter, Store
+import sqlalchemy as sa
+
+from edgemnist.messages import MetricsMessage, Origin, UncertainImage
+from metro_app.store import DeadLetter, Store, WriteResult
 from metro_app.validate import RecordLike, Valid, Validator, derived_id
 
 __all__ = ["DEFAULT_DLQ_TOPIC", "group_id", "HubStats", "DeadLetterSink", "HubLoop"]
@@ -44,6 +47,9 @@ class HubStats:
     batches: int = 0
     store_errors: int = 0
     commit_errors: int = 0
+    store_refused: int = 0  # records the database refused, found by splitting their batch
+    conflicts: int = 0  # records whose id repeats an earlier message with other content
+    store_failing: bool = False  # the last attempt to store failed for a reason no record explains
     lag: int | None = None
     last_batch: float | None = None
 
@@ -115,24 +121,94 @@ class HubLoop:
         records = [r for recs in batch.values() for r in recs]
         if not records:
             return 0
-        metrics, images, bad, bodies = self._split(records)
+        good, repeats, bad, bodies, hashes = self._split(records)
         try:
-            result = self._store.write_batch(metrics, images, [d for _, d in bad], bodies)
+            result, refused = self._store_all(good, repeats, bad, bodies, hashes)
+            bad += refused
             if bad:
                 self._dead(bad)
         except Exception:
             log.exception("storing a batch of %d records failed; it will be retried", len(records))
             self.stats.store_errors += 1
+            self.stats.store_failing = True
             self._rewind(batch)
             time.sleep(self.retry_seconds)
             return 0
+        self.stats.store_failing = False
         self._commit()
-        self._count(len(records), len(metrics) + len(images), result.metrics + result.images, bad)
+        gone = {id(rec) for rec, _ in refused}
+        stored = [m for rec, m in good + repeats if id(rec) not in gone]
+        self._count(len(records), len(stored), result.metrics + result.images, bad)
         self.stats.metrics_stored += result.metrics
         self.stats.images_stored += result.images
         if self._on_stored is not None:
-            self._on_stored([*metrics, *images])
+            self._on_stored(stored)
         return len(records)
+
+    def _store_all(
+        self,
+        good: list[tuple[RecordLike, Valid]],
+        repeats: list[tuple[RecordLike, Valid]],
+        bad: list[Any],
+        bodies: dict[str, str],
+        hashes: dict[str, str],
+    ) -> tuple[WriteResult, list[tuple[RecordLike, DeadLetter]]]:
+        """Write the batch; a batch the database refuses is split until the refused records are found.
+
+        Returns the totals and the extra dead letters: records the database refused (with its
+        reason) and records whose id was stored (or came first in this batch) with other content.
+        """
+        total, refused = WriteResult(), []  # type: tuple[WriteResult, list[tuple[RecordLike, DeadLetter]]]
+        self._write_split(good, [d for _, d in bad], bodies, hashes, total, refused)
+        conflicts = []
+        for rec, msg in good:
+            if msg.id in total.conflicts:
+                conflicts.append(_conflict(rec, str(msg.id), "was stored before"))
+        for rec, msg in repeats:
+            msg_id = str(msg.id)  # every valid message carries an id (derived when absent)
+            if _digest(rec) != total.conflicts.get(msg_id, hashes[msg_id]):
+                conflicts.append(_conflict(rec, msg_id, "repeats an earlier message"))
+        self.stats.conflicts += len(conflicts)
+        if conflicts:
+            for _, letter in conflicts:
+                log.warning("dead letter: %s", letter.reason[:300])
+            total.dead_letters += self._store.write_batch([], [], [d for _, d in conflicts]).dead_letters
+        return total, refused + conflicts
+
+    def _write_split(
+        self,
+        items: list[tuple[RecordLike, Valid]],
+        dead: list[DeadLetter],
+        bodies: dict[str, str],
+        hashes: dict[str, str],
+        total: WriteResult,
+        refused: list[tuple[RecordLike, DeadLetter]],
+    ) -> None:
+        metrics = [m for _, m in items if isinstance(m, MetricsMessage)]
+        images = [m for _, m in items if isinstance(m, UncertainImage)]
+        try:
+            r = self._store.write_batch(metrics, images, dead, bodies, hashes)
+        except Exception as exc:
+            if not items or not _refused_by_data(exc):
+                raise
+            if len(items) > 1:
+                mid = len(items) // 2
+                self._write_split(items[:mid], dead, bodies, hashes, total, refused)
+                self._write_split(items[mid:], [], bodies, hashes, total, refused)
+                return
+            rec, _ = items[0]
+            why = f"{_origin(rec)}: the store refused it: {_db_reason(exc)}"
+            log.warning("dead letter: %s", why[:300])
+            self.stats.store_refused += 1
+            letter = DeadLetter(rec.topic, rec.partition, rec.offset, why)
+            self._write_split([], [*dead, letter], bodies, hashes, total, refused)
+            refused.append((rec, letter))
+            return
+        total.metrics += r.metrics
+        total.images += r.images
+        total.dead_letters += r.dead_letters
+        total.metric_ids += r.metric_ids
+        total.conflicts.update(r.conflicts)
 
     def run(self, stop: threading.Event) -> None:
         """Loop until `stop` is set; one bad record or a failed batch never ends it."""
@@ -143,26 +219,35 @@ class HubLoop:
                 log.exception("hub loop: polling failed; retrying")
                 stop.wait(self.retry_seconds)
 
-    def _split(self, records: list[RecordLike]) -> tuple[list[Any], list[Any], list[Any], dict[str, str]]:
-        """Valid metrics, valid images, (record, dead letter) pairs, and metrics bodies as received."""
-        metrics: list[MetricsMessage] = []
+    def _split(
+        self, records: list[RecordLike]
+    ) -> tuple[list[Any], list[Any], list[Any], dict[str, str], dict[str, str]]:
+        """Valid messages with their records (the first of each id, then later copies), (record,
+        dead letter) pairs, metrics bodies as received, and each id's content hash."""
+        good: list[tuple[RecordLike, Valid]] = []
+        repeats: list[tuple[RecordLike, Valid]] = []
         bodies: dict[str, str] = {}
-        images: list[UncertainImage] = []
+        hashes: dict[str, str] = {}
         bad: list[tuple[RecordLike, DeadLetter]] = []
         for rec in records:
             out = self._validate(rec)
             if isinstance(out, DeadLetter):
                 log.warning("dead letter: %s", out.reason[:300])
                 bad.append((rec, out))
-            elif isinstance(out, MetricsMessage):
-                metrics.append(out)
-                if out.id != derived_id(rec.topic, rec.partition, rec.offset) and isinstance(
-                    rec.value, bytes
-                ):
-                    bodies[out.id] = rec.value.decode()  # valid UTF-8 JSON: it parsed
-            else:
-                images.append(out)
-        return metrics, images, bad, bodies
+                continue
+            assert out.id is not None
+            if out.id in hashes:
+                repeats.append((rec, out))
+                continue
+            hashes[out.id] = _digest(rec)
+            good.append((rec, out))
+            if (
+                isinstance(out, MetricsMessage)
+                and out.id != derived_id(rec.topic, rec.partition, rec.offset)
+                and isinstance(rec.value, bytes)
+            ):
+                bodies[out.id] = rec.value.decode()  # valid UTF-8 JSON: it parsed
+        return good, repeats, bad, bodies, hashes
 
     def _count(self, n: int, good: int, new: int, bad: list[Any]) -> None:
         s = self.stats
@@ -198,3 +283,33 @@ class HubLoop:
             self.stats.lag = sum(max(0, ends[tp] - self._consumer.position(tp)) for tp in tps)
         except Exception as exc:
             log.debug("consumer lag unavailable: %s", exc)
+
+
+def _digest(rec: RecordLike) -> str:
+    """The content hash of a record: sha256 of its value as received (a resend is byte-identical)."""
+    return hashlib.sha256(rec.value or b"").hexdigest()
+
+
+def _conflict(rec: RecordLike, msg_id: str, what: str) -> tuple[RecordLike, DeadLetter]:
+    why = f"{_origin(rec)}: id {msg_id!r} {what} with different content; this copy is refused"
+    return rec, DeadLetter(rec.topic, rec.partition, rec.offset, why)
+
+
+def _origin(rec: RecordLike) -> Origin:
+    return Origin(rec.topic, rec.partition, rec.offset)
+
+
+def _refused_by_data(exc: BaseException) -> bool:
+    """True when the database refused the data itself (a value out of range, a NUL in text...),
+    so the records are to blame; False for a store that is down, locked or full (retry later)."""
+    if isinstance(exc, sa.exc.DataError | sa.exc.IntegrityError):
+        return True
+    if isinstance(exc, sa.exc.StatementError) and not isinstance(exc, sa.exc.DBAPIError):
+        exc = exc.orig or exc  # a value the driver could not bind
+    return isinstance(exc, OverflowError | ValueError | UnicodeError | TypeError)
+
+
+def _db_reason(exc: BaseException) -> str:
+    orig = getattr(exc, "orig", None) or exc
+    lines = str(orig).strip().splitlines() or [""]
+    return f"{type(orig).__name__}: {lines[0][:500]}"

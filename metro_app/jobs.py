@@ -1,8 +1,10 @@
 """A registry of hub jobs started in the background: submit (cancelling an older job of the same name), list, cancel.
 
-One JSON file per job name under `<state dir>/jobs/`, holding pid, start time,
-port and command. A pid is only signalled while its command line is still a
-metro-app hub, so a recycled pid is never killed.
+One JSON file per job name under `<state dir>/jobs/` (mode 0600, in a 0700
+directory), holding pid, start time, port and command. Secrets (a store URL with
+a password) go to the child by environment, never argv, and every command kept
+or shown has passwords masked. A pid is only signalled while its command line
+is still a metro-app hub, so a recycled pid is never killed.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from edgemnist.errors import ConfigError
-from metro_app.settings import state_dir
+from metro_app.settings import mask_secrets, state_dir
 
 __all__ = ["Job", "JobRegistry"]
 
@@ -64,19 +66,32 @@ class JobRegistry:
     def list(self) -> list[Job]:
         return [j for p in sorted(self.root.glob("*.json")) if (j := self.get(p.stem)) is not None]
 
-    def submit(self, name: str, run_args: Sequence[str], host: str, port: int, wait: float = 60.0) -> Job:
-        """Cancel a running job of that name, start `metro-app run ARGS` detached, wait for /health."""
+    def submit(
+        self,
+        name: str,
+        run_args: Sequence[str],
+        host: str,
+        port: int,
+        wait: float = 60.0,
+        env: dict[str, str] | None = None,
+    ) -> Job:
+        """Cancel a running job of that name, start `metro-app run ARGS` detached, wait for /health.
+
+        `env` adds variables to the child's environment: the way to hand it secrets.
+        """
         self.cancel(name)
-        self.root.mkdir(parents=True, exist_ok=True)
+        self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
         log_path = self.root / f"{name}.log"
         command = [sys.executable, "-m", "metro_app.cli", "run", *run_args]
-        with open(log_path, "ab") as log:
+        fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        with open(fd, "ab") as log:
             proc = subprocess.Popen(
                 command,
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
                 start_new_session=True,
+                env={**os.environ, **(env or {})},
             )
         job = Job(
             name=name,
@@ -84,10 +99,10 @@ class JobRegistry:
             started=time.time(),
             host=host,
             port=port,
-            command=command,
+            command=[mask_secrets(arg) for arg in command],
             log=str(log_path),
         )
-        self._path(name).write_text(json.dumps(job, indent=1))
+        _write_private(self._path(name), json.dumps(job, indent=1))
         deadline = time.monotonic() + wait
         while time.monotonic() < deadline and proc.poll() is None and job.health() is None:
             time.sleep(0.3)
@@ -106,6 +121,16 @@ class JobRegistry:
             _terminate(job, timeout)
         self._path(name).unlink(missing_ok=True)
         return was_alive
+
+
+def _write_private(path: Path, text: str) -> None:
+    """Write a file only its owner can read (created 0600, never world-readable in between)."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with open(fd, "w") as f:
+        f.write(text)
+    os.chmod(tmp, 0o600)
+    os.replace(tmp, path)
 
 
 def _terminate(job: Job, timeout: float) -> None:

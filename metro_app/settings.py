@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 
@@ -11,7 +12,22 @@ from edgemnist.cliargs import env_flag
 from edgemnist.errors import ConfigError
 from edgemnist.settings import state_dir
 
-__all__ = ["HubSettings", "HUB_ENV", "add_hub_flags", "state_dir"]
+__all__ = ["HubSettings", "HUB_ENV", "add_hub_flags", "state_dir", "mask_url", "mask_secrets"]
+
+
+def mask_url(url: str) -> str:
+    """A database URL with its password shown as ***, for logs, job files and listings."""
+    import sqlalchemy as sa
+
+    try:
+        return sa.engine.make_url(url).render_as_string(hide_password=True)
+    except Exception:  # not a URL: mask whatever sits between "://user:" and "@"
+        return re.sub(r"(://[^/:@]*:)[^@/]*@", r"\1***@", url)
+
+
+def mask_secrets(text: str) -> str:
+    """`text` with the password of every URL in it (user:password@host) masked."""
+    return re.sub(r"(://[^/\s:@]*:)[^@/\s]*@", r"\1***@", text)
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,7 +83,7 @@ class HubSettings:
     def __repr__(self) -> str:
         token = "***" if self.api_token else None
         return (
-            f"HubSettings(topic={self.topic!r}, store={self.store_url!r}, host={self.host!r}, "
+            f"HubSettings(topic={self.topic!r}, store={mask_url(self.store_url)!r}, host={self.host!r}, "
             f"port={self.port}, dlq_topic={self.dlq_topic!r}, models_topic={self.models_topic!r}, "
             f"control_topic={self.control_topic!r}, api_token={token!r})"
         )

@@ -35,6 +35,7 @@ from metro_app._rows import (
 )
 from metro_app._schema import (
     MODEL_STATUSES,
+    add_missing_columns,
     dead_letters,
     images,
     labels,
@@ -63,12 +64,18 @@ class DeadLetter:
 
 @dataclass(slots=True)
 class WriteResult:
-    """How many rows one batch added (duplicates add none)."""
+    """How many rows one batch added (duplicates add none), and which ids conflict with stored content."""
 
     metrics: int = 0
     images: int = 0
     dead_letters: int = 0
     metric_ids: list[int] = field(default_factory=list)
+    conflicts: dict[str, str] = field(default_factory=dict)  # msg id -> the stored content hash
+
+
+def _first(rows_by_id: dict[Any, dict[str, Any]]) -> list[dict[str, Any]]:
+    """Rows built from reversed input: restore input order (the first message of an id won)."""
+    return list(reversed(rows_by_id.values()))
 
 
 class Store:
@@ -79,6 +86,7 @@ class Store:
         self.engine = make_engine(url)
         self._insert = postgresql.insert if self.engine.dialect.name == "postgresql" else sqlite.insert
         metadata.create_all(self.engine)
+        add_missing_columns(self.engine)
 
     def close(self) -> None:
         self.engine.dispose()
@@ -99,16 +107,22 @@ class Store:
         image_msgs: Sequence[UncertainImage],
         dead: Sequence[DeadLetter] = (),
         bodies: Mapping[str, str] | None = None,
+        hashes: Mapping[str, str] | None = None,
     ) -> WriteResult:
         """Store one consumer batch in one transaction; messages must carry an id.
 
         `bodies` maps a metrics message id to its JSON as received, stored as is (saves re-encoding).
+        `hashes` maps a message id to a hash of its content; an id already stored with another
+        hash is not written and comes back in `WriteResult.conflicts`. Within the batch the
+        first message of an id wins.
         """
         now = time.time()
-        bodies = bodies or {}
-        mrows = list({m.id: metrics_row(m, now, bodies.get(m.id)) for m in metric_msgs}.values())
-        irows = list({m.id: image_row(m, now) for m in image_msgs}.values())
-        by_id = {m.id: m for m in metric_msgs}
+        bodies, hashes = bodies or {}, hashes or {}
+        mrows = list(_first({m.id: metrics_row(m, now, bodies.get(m.id)) for m in reversed(metric_msgs)}))
+        irows = list(_first({m.id: image_row(m, now) for m in reversed(image_msgs)}))
+        for row in (*mrows, *irows):
+            row["content_hash"] = hashes.get(row["msg_id"])
+        by_id = {m.id: m for m in reversed(metric_msgs)}
         out = WriteResult()
         with self.engine.begin() as conn:
             self._begin_write(conn)
@@ -121,8 +135,28 @@ class Store:
             ]
             if cams:
                 conn.execute(sa.insert(metric_cameras), cams)
-            out.images = len(self._insert_new(conn, images, irows))
+            new_images = self._insert_new(conn, images, irows)
+            out.images = len(new_images)
+            out.conflicts = self._conflicts(conn, metrics, mrows, new_metrics)
+            out.conflicts.update(self._conflicts(conn, images, irows, new_images))
             out.dead_letters = self._insert_dead(conn, dead, now)
+        return out
+
+    def _conflicts(
+        self, conn: Connection, table: sa.Table, rows: list[dict[str, Any]], new: list[Any]
+    ) -> dict[str, str]:
+        """Rows not inserted because their id is stored with another content hash: id -> stored hash."""
+        added = {r.msg_id for r in new}
+        mine = {
+            r["msg_id"]: r["content_hash"] for r in rows if r["msg_id"] not in added and r["content_hash"]
+        }
+        out: dict[str, str] = {}
+        ids = list(mine)
+        for k in range(0, len(ids), 500):
+            q = sa.select(table.c.msg_id, table.c.content_hash).where(table.c.msg_id.in_(ids[k : k + 500]))
+            for r in conn.execute(q):
+                if r.content_hash and r.content_hash != mine[r.msg_id]:
+                    out[r.msg_id] = r.content_hash
         return out
 
     def _insert_dead(self, conn: Connection, dead: Sequence[DeadLetter], now: float) -> int:
@@ -133,7 +167,7 @@ class Store:
                 "topic": d.topic,
                 "partition": d.partition,
                 "offset": d.offset,
-                "reason": d.reason[:2000],
+                "reason": d.reason[:2000].replace("\x00", "\\x00"),
                 "received": now,
             }
             for d in dead
@@ -236,6 +270,26 @@ class Store:
             .limit(n)
         )
         return [orjson.loads(r.body) for r in reversed(self._rows(q))]
+
+    def recent_windows(self, n: int) -> dict[str, list[dict[str, Any]]]:
+        """Every camera's newest n metrics messages, oldest first; each message is parsed once.
+
+        A message naming many cameras is shared by all of them, so the cost is linear in the
+        rows read, not in cameras x cameras.
+        """
+        mc = metric_cameras.c
+        rank = sa.func.row_number().over(partition_by=mc.camera, order_by=mc.metric_id.desc()).label("rank")
+        ranked = sa.select(mc.camera, mc.metric_id, rank).subquery()
+        pairs = self._rows(sa.select(ranked.c.camera, ranked.c.metric_id).where(ranked.c.rank <= n))
+        ids = sorted({p.metric_id for p in pairs})
+        bodies: dict[int, dict[str, Any]] = {}
+        for k in range(0, len(ids), 500):
+            q = sa.select(metrics.c.id, metrics.c.body).where(metrics.c.id.in_(ids[k : k + 500]))
+            bodies.update((r.id, orjson.loads(r.body)) for r in self._rows(q))
+        out: dict[str, list[int]] = {}
+        for p in pairs:
+            out.setdefault(p.camera, []).append(p.metric_id)
+        return {cam: [bodies[i] for i in sorted(mids)] for cam, mids in out.items()}
 
     # labels and models --------------------------------------------------------------------------
 

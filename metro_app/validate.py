@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import io
 import logging
+import struct
 from typing import Any, Protocol
 
 from PIL import Image, UnidentifiedImageError
@@ -13,11 +14,14 @@ from edgemnist.errors import SchemaError
 from edgemnist.messages import MetricsMessage, Origin, UncertainImage, parse_message
 from metro_app.store import DeadLetter
 
-__all__ = ["RecordLike", "Validator", "derived_id", "Valid"]
+__all__ = ["MAX_IMAGE_SIDE", "RecordLike", "Validator", "derived_id", "Valid"]
 
 log = logging.getLogger(__name__)
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 Valid = MetricsMessage | UncertainImage
+# Camera frames are 28x28; a frame from a PNG folder may be larger. Checked in the PNG header,
+# before anything is decoded, so a small file cannot make the hub allocate gigabytes.
+MAX_IMAGE_SIDE = 1024
 
 
 class RecordLike(Protocol):
@@ -42,6 +46,13 @@ def _check_png(msg: UncertainImage, origin: Origin) -> None:
         raise SchemaError(f"{origin}: key 'image' is not valid base64") from exc
     if not data.startswith(_PNG_SIGNATURE):
         raise SchemaError(f"{origin}: key 'image' is not a PNG (bad signature)")
+    if len(data) < 24 or data[12:16] != b"IHDR":
+        raise SchemaError(f"{origin}: key 'image' is not a readable PNG (no IHDR header)")
+    width, height = struct.unpack(">II", data[16:24])
+    if not (0 < width <= MAX_IMAGE_SIDE and 0 < height <= MAX_IMAGE_SIDE):
+        raise SchemaError(
+            f"{origin}: key 'image' is a {width}x{height} PNG; each side must be 1..{MAX_IMAGE_SIDE} pixels"
+        )
     try:
         with Image.open(io.BytesIO(data), formats=["PNG"]) as img:
             img.load()

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any, Protocol
 
-from metro_app._health import camera_health, fleet_bucket
+from metro_app._health import camera_health, fleet_bucket, fleet_share
 from metro_app.store import Store
 
 __all__ = [
@@ -126,11 +126,12 @@ class CameraHealth(ClassificationMetrics):
     recent = 5
 
     def snapshot(self) -> Page:
-        """Every camera's health, ascending by seq."""
+        """Every camera's health, ascending by seq; linear in the recent windows read."""
         summaries = self._store.camera_summaries()
         stats = self._store.camera_image_stats()
-        recent = {s.camera: self._store.camera_windows(s.camera, self.recent) for s in summaries}
-        return [(s.seq, camera_health(s, recent, stats.get(s.camera, (0, 0, 0)))) for s in summaries]
+        recent = self._store.recent_windows(self.recent)
+        fleet = fleet_share(recent)
+        return [(s.seq, camera_health(s, recent, stats.get(s.camera, (0, 0, 0)), fleet)) for s in summaries]
 
     def page(self, after: int, limit: int) -> Page:
         return [(seq, t) for seq, t in self.snapshot() if seq > after][:limit]

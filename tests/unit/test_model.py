@@ -115,8 +115,7 @@ def test_types_outside_the_allow_list_refused(tmp_path: Path) -> None:
 
 def test_pickle_missing_and_card_less_files(saved, tmp_path: Path) -> None:
     estimator = load_model(saved[0]).estimator
-    pickled = tmp_path / "pickled.skops"
-    pickled.write_bytes(pickle.dumps(estimator))
+    pickled = _with_card(tmp_path / "pickled.skops", pickle.dumps(estimator))
     with pytest.raises(ModelError, match="pickled.skops.*not a skops model"):
         load_model(pickled)
     with pytest.raises(ModelError, match="absent.skops"):
@@ -126,9 +125,26 @@ def test_pickle_missing_and_card_less_files(saved, tmp_path: Path) -> None:
         load_model(tmp_path / "empty")
     bare = tmp_path / "bare.skops"
     shutil.copy(saved[0], bare)
-    assert load_model(bare).version == "bare"
     with pytest.raises(ModelError, match="<bytes>.*does not match"):
         load_model_bytes(bare.read_bytes(), expected_sha256="0" * 64)
+
+
+def test_a_model_without_a_verifiable_card_is_refused(saved, tmp_path: Path) -> None:
+    """Issue 14, item 6: without a card (or its sha256) altered weights ran under the genuine name."""
+    genuine = load_model(saved[0])
+    data = bytearray(saved[0].read_bytes())
+    altered = sio.dumps(LogisticRegression().fit(np.eye(10, 784), np.arange(10)))
+    bare = tmp_path / f"{genuine.version}.skops"
+    bare.write_bytes(altered)
+    with pytest.raises(ModelError, match=rf"{bare.name}: no model card {genuine.version}\.json.*unverified"):
+        load_model(bare)
+    for card in ({"version": genuine.version}, {"version": genuine.version, "sha256": "abc"}):
+        bare.with_suffix(".json").write_text(json.dumps(card))
+        with pytest.raises(ModelError, match=r"no valid 'sha256'.*unverified"):
+            load_model(bare)
+    bare.write_bytes(bytes(data))  # the genuine bytes with an honest card still load
+    bare.with_suffix(".json").write_text(json.dumps({"version": genuine.version, "sha256": genuine.sha256}))
+    assert load_model(bare).version == genuine.version
 
 
 def test_directory_loads_newest(saved, tmp_path: Path) -> None:
