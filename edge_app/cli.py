@@ -97,11 +97,12 @@ def _run(args: argparse.Namespace) -> int:
         stats = run_edge(settings, StdoutSink(), stop)
         _summary(stats, pending=0)
         return 0
-    from edgemnist.kafka import EventProducer
+    from edgemnist.kafka import EventProducer, check_access
     from edgemnist.settings import resolve
 
     kafka = resolve(bootstrap_servers=args.bootstrap_servers, credentials=args.credentials)
     log.info("Kafka %s, topic %s, outbox %s", kafka.masked(), settings.topic, settings.outbox_path)
+    check_access(kafka)  # a refused login or a TLS port exits now; an unreachable broker is buffered for
     max_bytes = int(settings.outbox_max_mb * 2**20)
     with (
         Outbox(settings.outbox_path, max_bytes) as outbox,

@@ -13,6 +13,7 @@ from edgemnist.data import load_bundled
 from edgemnist.model import evaluate, load_model, save_model, train_model
 from edgemnist.settings import KafkaSettings
 from tests.kafka_fixture import ApacheKafka, ExternalKafka, KafkaNotAvailable, TansuKafka, start_kafka
+from tests.kafka_secure import SecureKafka
 from tests.postgres_fixture import PostgresCluster, postgres_session
 
 Broker = ApacheKafka | ExternalKafka | TansuKafka
@@ -73,6 +74,26 @@ def kafka(request: pytest.FixtureRequest) -> Iterator[Broker]:
 @pytest.fixture(scope="session")
 def kafka_settings(kafka: Broker) -> KafkaSettings:
     return kafka.settings()
+
+
+@pytest.fixture(scope="session")
+def secure_kafka() -> Iterator[SecureKafka]:
+    """Apache Kafka whose only listener is SASL_SSL (SCRAM-SHA-512 user `edge`, a throwaway CA).
+
+    Started only by the tests that use it; never replaced by Tansu or KAFKA_BOOTSTRAP_SERVERS.
+    """
+    import secrets
+
+    broker = SecureKafka({"edge": f"edge-pw-{secrets.token_urlsafe(12)}"})
+    try:
+        broker.start()
+    except KafkaNotAvailable as exc:
+        broker.close()
+        pytest.fail(f"Apache Kafka with SASL_SSL could not start: {exc}")
+    try:
+        yield broker
+    finally:
+        broker.close()
 
 
 @pytest.fixture

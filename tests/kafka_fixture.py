@@ -162,8 +162,9 @@ class ApacheKafka:
     def settings(self) -> KafkaSettings:
         return KafkaSettings(bootstrap_servers=(self.bootstrap_servers,))
 
-    def _properties(self) -> str:
-        props = {
+    def _props(self) -> dict[str, str]:
+        """server.properties as a dict; subclasses change listeners, security, replication."""
+        return {
             "process.roles": "broker,controller",
             "node.id": "1",
             "controller.quorum.bootstrap.servers": f"127.0.0.1:{self.controller_port}",
@@ -184,7 +185,13 @@ class ApacheKafka:
             "min.insync.replicas": "1",
             "group.initial.rebalance.delay.ms": "0",
         }
-        return "".join(f"{k}={v}\n" for k, v in props.items())
+
+    def _properties(self) -> str:
+        return "".join(f"{k}={v}\n" for k, v in self._props().items())
+
+    def _format_args(self) -> list[str]:
+        """How `kafka-storage format` makes this node: one node, its own controller quorum."""
+        return ["-t", _random_cluster_id(), "--standalone"]
 
     def _java_cmd(self, main: str, *args: str) -> list[str]:
         assert self._java is not None
@@ -198,8 +205,7 @@ class ApacheKafka:
         (self.workdir / "log4j2.properties").write_text(LOG4J2)
         if (self.workdir / "data" / "meta.properties").exists():
             return
-        cmd = self._java_cmd("kafka.tools.StorageTool", "format", "-t", _random_cluster_id(),
-                             "-c", str(config), "--standalone")  # fmt: skip
+        cmd = self._java_cmd("kafka.tools.StorageTool", "format", "-c", str(config), *self._format_args())
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
         if proc.returncode != 0:
             raise KafkaNotAvailable(f"formatting Kafka storage failed:\n{proc.stdout}{proc.stderr}")
