@@ -319,10 +319,14 @@ def wait_for_broker(settings: KafkaSettings, timeout: float) -> None:
 def ensure_topics(
     settings: KafkaSettings,
     topics: Mapping[str, int],
-    replication_factor: int = 1,
+    replication_factor: int = -1,
     timeout: float = 30,
 ) -> list[str]:
     """Create the missing topics with the given partition counts; return the names created.
+
+    ``replication_factor`` -1 is the broker's ``default.replication.factor``: 1 on a single
+    broker, 3 on a three-broker cluster configured for it, so topics the hub creates survive
+    the loss of a broker where the cluster is built for that.
 
     Idempotent: existing topics are left as they are. Retries while the broker is still
     starting; raises BrokerUnavailable naming the bootstrap servers after ``timeout``.

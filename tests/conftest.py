@@ -12,6 +12,7 @@ import pytest
 from edgemnist.data import load_bundled
 from edgemnist.model import evaluate, load_model, save_model, train_model
 from edgemnist.settings import KafkaSettings
+from tests.kafka_cluster import KafkaCluster
 from tests.kafka_fixture import ApacheKafka, ExternalKafka, KafkaNotAvailable, TansuKafka, start_kafka
 from tests.kafka_secure import SecureKafka
 from tests.postgres_fixture import PostgresCluster, postgres_session
@@ -74,6 +75,25 @@ def kafka(request: pytest.FixtureRequest) -> Iterator[Broker]:
 @pytest.fixture(scope="session")
 def kafka_settings(kafka: Broker) -> KafkaSettings:
     return kafka.settings()
+
+
+@pytest.fixture(scope="session")
+def kafka_cluster() -> Iterator[KafkaCluster]:
+    """Three Apache Kafka KRaft nodes on loopback (replication 3, min.insync.replicas 2).
+
+    Started only by the tests that use it; tests may kill and restart nodes, and must leave all
+    three running.
+    """
+    cluster = KafkaCluster()
+    try:
+        cluster.start()
+    except KafkaNotAvailable as exc:
+        cluster.close()
+        pytest.fail(f"a three-broker Apache Kafka cluster could not start: {exc}")
+    try:
+        yield cluster
+    finally:
+        cluster.close()
 
 
 @pytest.fixture(scope="session")

@@ -214,6 +214,13 @@ class ApacheKafka:
         """Start (or start again, same port and data) and wait until it serves metadata."""
         if self.running:
             return self
+        began = self.launch()
+        self._wait_ready(began)
+        self.startup_seconds = time.monotonic() - began
+        return self
+
+    def launch(self) -> float:
+        """Format if new and start the JVM without waiting (a cluster starts all nodes first)."""
         began = time.monotonic()
         self._java = self._java or _check_java()
         resolve_jars(self.libs)
@@ -225,9 +232,14 @@ class ApacheKafka:
                 start_new_session=True, preexec_fn=_parent_death_hook(),
             )  # fmt: skip
         _LIVE.add(self)
-        self._wait_ready(began)
-        self.startup_seconds = time.monotonic() - began
-        return self
+        return began
+
+    def kill(self) -> None:
+        """SIGKILL, as a crashed machine: no flush, no controlled shutdown; data stays on disk."""
+        proc, self._proc = self._proc, None
+        if proc is not None and proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=30)
 
     def _wait_ready(self, began: float) -> None:
         remaining = self.start_timeout - (time.monotonic() - began)
