@@ -5,7 +5,8 @@
 # are cached in the storage, so a rebuild after a code change reinstalls nothing from PyPI.
 # Prints the image id on stdout; progress goes to stderr.
 #
-# Env: IMAGE_TAG, CA_BUNDLE (default /etc/ssl/certs/ca-certificates.crt; empty: none),
+# Env: IMAGE_TAG, IMAGE_EXTRAS (pyproject extras to add, e.g. `hub` for the hub image; default none:
+# the edge alone), CA_BUNDLE (default /etc/ssl/certs/ca-certificates.crt; empty: none),
 # EDGE_MNIST_CACHE (default ~/.cache/edge-mnist), BUILDAH_ROOT / BUILDAH_RUNROOT.
 set -euo pipefail
 
@@ -15,6 +16,7 @@ export EDGE_MNIST_CACHE=$CACHE
 export BUILDAH_ROOT=${BUILDAH_ROOT:-$CACHE/buildah/storage}
 export BUILDAH_RUNROOT=${BUILDAH_RUNROOT:-${TMPDIR:-/tmp}/edge-mnist-buildah-run}
 IMAGE_TAG=${IMAGE_TAG:-edge-camera-classifier-app:v1}
+IMAGE_EXTRAS=${IMAGE_EXTRAS:-}
 CA_BUNDLE=${CA_BUNDLE-/etc/ssl/certs/ca-certificates.crt}
 bah=(buildah --storage-driver vfs --root "$BUILDAH_ROOT" --runroot "$BUILDAH_RUNROOT")
 
@@ -31,6 +33,7 @@ log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 # --format docker: the OCI format has no HEALTHCHECK.
 "${bah[@]}" bud --isolation chroot --network host --layers --format docker --build-arg "BASE_IMAGE=$base" \
+    --build-arg "EXTRAS=$IMAGE_EXTRAS" \
     "${secret[@]}" -f "$repo/Dockerfile.edge" -t "$IMAGE_TAG" "$repo" 2>&1 | tee "$log" >&2
 # Name the builder stage's last layer (the last "--> ID" before the next stage's first step), so
 # pruning keeps it: it caches the PyPI install and the training.

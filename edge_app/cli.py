@@ -111,11 +111,12 @@ def _run(args: argparse.Namespace) -> int:
             stats = run_edge(settings, StdoutSink(), stop, feed=feed, taps=[feed] if feed else [])
         _summary(stats, pending=0)
         return 0
-    from edgemnist.kafka import EventProducer, TopicReader
+    from edgemnist.kafka import EventProducer, TopicReader, check_access
     from edgemnist.settings import resolve
 
     kafka = resolve(bootstrap_servers=args.bootstrap_servers, credentials=args.credentials)
     log.info("Kafka %s, topic %s, outbox %s", kafka.masked(), settings.topic, settings.outbox_path)
+    check_access(kafka)  # a refused login or a TLS port exits now; an unreachable broker is buffered for
     max_bytes = int(settings.outbox_max_mb * 2**20)
     routes = {RESULT: settings.results_topic} if settings.results_topic else {}
     with (

@@ -20,6 +20,7 @@ from kafka.consumer import KafkaConsumer
 from kafka.producer import KafkaProducer
 from kafka.structs import TopicPartition
 
+from edgemnist._diagnose import misconfiguration, reachable, watch_connections
 from edgemnist.errors import BrokerUnavailable, ConfigError
 from edgemnist.settings import KafkaSettings
 
@@ -30,6 +31,7 @@ __all__ = [
     "EventProducer",
     "ensure_topics",
     "wait_for_broker",
+    "check_access",
     "is_unavailable",
     "TopicRecord",
     "TopicReader",
@@ -96,8 +98,10 @@ def make_producer(
         budget = delivery_timeout_ms - config["linger_ms"]
         config["request_timeout_ms"] = max(1_000, min(config["request_timeout_ms"], budget))
     try:
-        return KafkaProducer(**config)
+        with watch_connections() as lines:
+            return KafkaProducer(**config)
     except kerrors.KafkaError as exc:
+        _raise_misconfiguration(settings, lines, exc)
         if is_unavailable(exc):
             raise _unavailable(settings, "creating a producer", exc) from exc
         raise
@@ -124,8 +128,10 @@ def make_consumer(
         **overrides,
     }
     try:
-        return KafkaConsumer(*topic_list, **config)
+        with watch_connections() as lines:
+            return KafkaConsumer(*topic_list, **config)
     except kerrors.KafkaError as exc:
+        _raise_misconfiguration(settings, lines, exc)
         if is_unavailable(exc):
             raise _unavailable(settings, f"creating a consumer of {topic_list}", exc) from exc
         raise
@@ -259,9 +265,38 @@ def _max_block(producer: Any, deadline: float) -> Iterator[None]:
         config["max_block_ms"] = saved
 
 
+def _raise_misconfiguration(settings: KafkaSettings, lines: list[str], exc: BaseException) -> None:
+    """A bootstrap that failed for a reason no retry fixes (refused login, TLS port) is a ConfigError."""
+    bad = misconfiguration(settings, lines)
+    if bad is not None:
+        raise bad from exc
+
+
 def _admin(settings: KafkaSettings, timeout: float) -> KafkaAdminClient:
     config = {**settings.to_kafka_config(), "bootstrap_timeout_ms": max(1, int(timeout * 1000))}
-    return KafkaAdminClient(**config)
+    try:
+        with watch_connections() as lines:
+            return KafkaAdminClient(**config)
+    except kerrors.KafkaError as exc:
+        _raise_misconfiguration(settings, lines, exc)
+        raise
+
+
+def check_access(settings: KafkaSettings, timeout: float = 10.0) -> None:
+    """Fail fast on settings that can never work (a refused login, plaintext to a TLS port).
+
+    Returns quietly when the cluster answers, and also when no broker is reachable at all:
+    an edge must start and buffer while Kafka is down. Raises ConfigError naming the broker.
+    """
+    if not reachable(settings):
+        return
+    try:
+        admin = _admin(settings, timeout)
+    except kerrors.KafkaError as exc:
+        if is_unavailable(exc):
+            return
+        raise
+    admin.close()
 
 
 def wait_for_broker(settings: KafkaSettings, timeout: float) -> None:
@@ -270,7 +305,8 @@ def wait_for_broker(settings: KafkaSettings, timeout: float) -> None:
     last: BaseException | None = None
     while time.monotonic() < deadline:
         try:
-            admin = _admin(settings, max(0.5, deadline - time.monotonic()))
+            # at most 10 s per attempt, so a refused login is reported (ConfigError) within seconds
+            admin = _admin(settings, min(10.0, max(0.5, deadline - time.monotonic())))
             try:
                 if admin.describe_cluster().get("brokers"):
                     return
@@ -287,11 +323,15 @@ def wait_for_broker(settings: KafkaSettings, timeout: float) -> None:
 def ensure_topics(
     settings: KafkaSettings,
     topics: Mapping[str, int],
-    replication_factor: int = 1,
+    replication_factor: int = -1,
     timeout: float = 30,
     configs: Mapping[str, Mapping[str, str]] | None = None,
 ) -> list[str]:
     """Create the missing topics with the given partition counts; return the names created.
+
+    ``replication_factor`` -1 is the broker's ``default.replication.factor``: 1 on a single
+    broker, 3 on a three-broker cluster configured for it, so topics the hub creates survive
+    the loss of a broker where the cluster is built for that.
 
     Idempotent: existing topics are left as they are (their configs too). Retries while the
     broker is still starting; raises BrokerUnavailable naming the bootstrap servers after

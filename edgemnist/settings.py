@@ -41,7 +41,7 @@ ENV_VARS: dict[str, str] = {
     ),
     "EDGE_MNIST_CREDENTIALS": (
         "Path of a Kafka credentials JSON file (IBM Event Streams service credentials as-is: "
-        "kafka_brokers_sasl, user, api_key)"
+        "kafka_brokers_sasl, user, api_key; optional sasl_mechanism, e.g. SCRAM-SHA-512, and ssl_cafile)"
     ),
     "EDGE_MNIST_SECURITY_PROTOCOL": "PLAINTEXT, SSL, SASL_SSL or SASL_PLAINTEXT (default: inferred)",
     "EDGE_MNIST_SASL_MECHANISM": "PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512 (default: PLAIN)",
@@ -259,13 +259,21 @@ def _fields_from_credentials(path: Path) -> dict[str, Any]:
     brokers = data["kafka_brokers_sasl"]
     if not isinstance(brokers, list | str):
         raise ConfigError(f"{where}: kafka_brokers_sasl must be a list of host:port")
-    return {
+    fields = {
         "bootstrap_servers": _parse_servers(brokers, f"{where}: kafka_brokers_sasl"),
         "security_protocol": "SASL_SSL",
-        "sasl_mechanism": "PLAIN",
+        "sasl_mechanism": str(data.get("sasl_mechanism") or "PLAIN").strip().upper(),
         "sasl_username": str(data["user"]),
         "sasl_password": str(password),
     }
+    # Beyond the Event Streams format, for self-run clusters: a SCRAM mechanism and a private CA
+    # (a relative path is relative to the credentials file).
+    if data.get("ssl_cafile"):
+        ca = path.parent / str(data["ssl_cafile"])
+        if not ca.is_file():
+            raise ConfigError(f"{where}: ssl_cafile {str(ca)!r} does not exist")
+        fields["ssl_cafile"] = str(ca)
+    return fields
 
 
 def resolve(

