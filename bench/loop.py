@@ -108,7 +108,7 @@ def retrain_runs(model_path: Path, labels: list[int], tmp: Path) -> list[dict[st
     rows = []
     for name, (uncertain, held_out) in cameras(parent).items():
         before = _accuracy(parent, held_out)
-        for n in labels:
+        for n in sorted({min(n, len(uncertain)) for n in labels}):  # a camera may have fewer to label
             msgs = uncertain[:n]
             db = tmp / f"hub-{name.replace(':', '')}-{n}.db"
             store = Store(f"sqlite:///{db}")
