@@ -13,6 +13,7 @@ from edgemnist.data import load_bundled
 from edgemnist.model import evaluate, load_model, save_model, train_model
 from edgemnist.settings import KafkaSettings
 from tests.kafka_fixture import ApacheKafka, ExternalKafka, KafkaNotAvailable, TansuKafka, start_kafka
+from tests.connect_fixture import ConnectSession, connect_session
 from tests.postgres_fixture import PostgresCluster, postgres_session
 
 Broker = ApacheKafka | ExternalKafka | TansuKafka
@@ -82,3 +83,9 @@ def model_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def postgres() -> Iterator[PostgresCluster]:
     """A real PostgreSQL cluster on a free loopback port, for the session."""
     yield from postgres_session()
+
+
+@pytest.fixture(scope="session")
+def connect_worker(kafka: Broker, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ConnectSession]:
+    """One Kafka Connect worker (Debezium PostgreSQL connector) for the session; see tests/connect_fixture.py."""
+    yield from connect_session(kafka, tmp_path_factory)
