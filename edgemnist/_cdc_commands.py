@@ -131,25 +131,31 @@ def cdc_arguments(parser: argparse.ArgumentParser) -> None:
     status.add_argument("--json", action="store_true", help="one JSON object")
     stop = sub.add_parser("stop", help="stop the worker (or, with --name, remove one connector)")
     stop.add_argument("--name", default=None, help="remove only this connector; the worker keeps running")
+    for p in (start, status, stop):
+        env_flag(p, "--worker-url", "EDGE_MNIST_CONNECT_URL",
+                 help="use the Kafka Connect worker you already run (its REST URL) instead of starting one")  # fmt: skip
 
 
-def _worker():  # noqa: ANN202 - ConnectWorker
+def _worker(args: argparse.Namespace):  # noqa: ANN202 - ConnectWorker
     from edgemnist.connect import ConnectWorker
 
-    return ConnectWorker()
+    return ConnectWorker(external_url=args.worker_url)
 
 
 def run_cdc(args: argparse.Namespace) -> int:
     from edgemnist.connect import specs_for
 
-    worker = _worker()
+    worker = _worker(args)
     if args.cdc_command == "start":
         _need_url(args)
         tables = [t.strip() for t in args.tables.split(",") if t.strip()]
         if not tables:
             raise ConfigError("--tables names no table")
         specs = specs_for(args.name, args.url, tables, args.topic_prefix, args.store)
-        state = worker.start(_kafka(args), port=args.port)
+        from edgemnist.settings import KafkaSettings
+
+        kafka = KafkaSettings() if args.worker_url else _kafka(args)
+        state = worker.start(kafka, port=args.port)
         print(f"Connect worker pid {state['pid']} on {worker.url} (log {state['log']})", file=sys.stderr)
         topics: dict[str, str] = {}
         for spec in specs:
@@ -179,7 +185,8 @@ def _status(worker: Any, as_json: bool) -> int:
             json.dumps({"running": False}) if as_json else f"no Connect worker running ({worker.state_path})"
         )
         return 1
-    state = worker.state() or {}
+    external = {"pid": None, "bootstrap_servers": "(its own)", "log": "(its own)"}
+    state = external if worker.external_url else (worker.state() or {})
     connectors = {name: worker.status(name) for name in worker.connectors()}
     if as_json:
         print(json.dumps({"running": True, "worker": worker.url, **state, "connectors": connectors}))

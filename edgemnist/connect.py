@@ -208,9 +208,10 @@ def _password(url: str) -> str:
 class ConnectWorker:
     """The standalone worker whose pid, port and log are recorded in ``<root>/worker.json``."""
 
-    def __init__(self, root: Path | None = None) -> None:
+    def __init__(self, root: Path | None = None, external_url: str | None = None) -> None:
         self.root = root or state_dir() / "connect"
         self.state_path = self.root / "worker.json"
+        self.external_url = external_url.rstrip("/") if external_url else None
 
     # ----- state ---------------------------------------------------------------------------------
 
@@ -222,6 +223,12 @@ class ConnectWorker:
 
     def alive(self) -> bool:
         """The recorded pid is still our worker (its command line names our properties file)."""
+        if self.external_url:
+            try:
+                self.request("GET", "/", timeout=5.0)
+                return True
+            except ConnectError:
+                return False
         state = self.state()
         if state is None:
             return False
@@ -233,6 +240,8 @@ class ConnectWorker:
 
     @property
     def url(self) -> str:
+        if self.external_url:
+            return self.external_url
         state = self.state()
         if state is None:
             raise ConnectError(f"no Connect worker recorded in {self.state_path}: run `edge-mnist cdc start`")
@@ -251,6 +260,12 @@ class ConnectWorker:
     ) -> dict[str, Any]:
         """Start the worker unless it runs; wait for its REST API. Returns the recorded state."""
         servers = ",".join(kafka.bootstrap_servers)
+        if self.external_url:
+            if not self.alive():
+                raise ConnectError(f"no Kafka Connect worker answers at {self.external_url}")
+            info = self.request("GET", "/")
+            return {"pid": None, "port": None, "bootstrap_servers": "(the worker's own)", "log": "(the worker's own)",
+                    "version": info.get("version")}  # fmt: skip
         if self.alive():
             state = self.state() or {}
             if state.get("bootstrap_servers") != servers:
@@ -323,6 +338,8 @@ class ConnectWorker:
 
     def stop(self, grace: float = 30.0) -> bool:
         """SIGTERM the worker's process group (connectors flush their offsets), SIGKILL after ``grace``."""
+        if self.external_url:
+            raise ConfigError(f"the Connect worker at {self.external_url} is not ours to stop; use --name")
         state = self.state()
         was_alive = self.alive()
         if state is not None and was_alive:
@@ -357,8 +374,11 @@ class ConnectWorker:
     def put_connector(self, spec: ConnectorSpec) -> dict[str, str]:
         """Create or update the connector; its database password goes to a private file first."""
         secret = self.root / "secrets" / f"{spec.name}.properties"
-        _write_private(secret, _properties({"password": _password(spec.url)}))
         config = debezium_config(spec, secret)
+        if self.external_url:  # its file system is not ours: the password goes in the config (REST only)
+            config["database.password"] = _password(spec.url)
+        else:
+            _write_private(secret, _properties({"password": _password(spec.url)}))
         self.request("PUT", f"/connectors/{urllib.parse.quote(spec.name)}/config", config)
         return config
 

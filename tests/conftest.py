@@ -12,8 +12,8 @@ import pytest
 from edgemnist.data import load_bundled
 from edgemnist.model import evaluate, load_model, save_model, train_model
 from edgemnist.settings import KafkaSettings
-from tests.kafka_fixture import ApacheKafka, ExternalKafka, KafkaNotAvailable, TansuKafka, start_kafka
 from tests.connect_fixture import ConnectSession, connect_session
+from tests.kafka_fixture import ApacheKafka, ExternalKafka, KafkaNotAvailable, TansuKafka, start_kafka
 from tests.postgres_fixture import PostgresCluster, postgres_session
 
 Broker = ApacheKafka | ExternalKafka | TansuKafka
