@@ -5,11 +5,13 @@ PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip
 KAFKA_VERSION := 4.1.1
 KAFKA_LIBS ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/edge-mnist/kafka-$(KAFKA_VERSION)/libs
+DEBEZIUM_VERSION := 3.6.1
+CONNECT_HOME ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/edge-mnist/connect-$(KAFKA_VERSION)-debezium-$(DEBEZIUM_VERSION)
 EXTRAS ?= dev,dashboards
 DASHBOARD_PORT ?= 8866
 PYTEST_ARGS ?=
 
-.PHONY: help install kafka-jars test test-unit lint bench demo dashboard image train clean
+.PHONY: help install kafka-jars connect-jars test test-unit lint bench demo dashboard image train clean
 
 help:
 	@echo "make demo   - train a model if none, start broker + hub + three edge cameras"
@@ -36,8 +38,18 @@ $(KAFKA_LIBS)/.resolved: kafka/pom.xml
 
 kafka-jars: $(KAFKA_LIBS)/.resolved
 
-test: install kafka-jars
-	EDGE_MNIST_KAFKA_LIBS=$(KAFKA_LIBS) $(PY) -m pytest tests $(PYTEST_ARGS)
+# Kafka Connect's runtime (classpath) and Debezium's PostgreSQL connector (a plugin folder), for `edge-mnist cdc`
+$(CONNECT_HOME)/.resolved: kafka/connect-pom.xml kafka/debezium-pom.xml
+	@command -v mvn >/dev/null || { echo "Maven (mvn) is needed to fetch Kafka Connect and Debezium: apt-get install maven"; exit 1; }
+	mkdir -p $(CONNECT_HOME)/libs $(CONNECT_HOME)/plugins/debezium-connector-postgres
+	mvn -q -B -f kafka/connect-pom.xml dependency:copy-dependencies -DoutputDirectory=$(CONNECT_HOME)/libs -Dkafka.version=$(KAFKA_VERSION)
+	mvn -q -B -f kafka/debezium-pom.xml dependency:copy-dependencies -DoutputDirectory=$(CONNECT_HOME)/plugins/debezium-connector-postgres
+	touch $@
+
+connect-jars: $(CONNECT_HOME)/.resolved
+
+test: install kafka-jars connect-jars
+	EDGE_MNIST_KAFKA_LIBS=$(KAFKA_LIBS) EDGE_MNIST_CONNECT_HOME=$(CONNECT_HOME) $(PY) -m pytest tests $(PYTEST_ARGS)
 
 test-unit: install
 	$(PY) -m pytest tests/unit $(PYTEST_ARGS)

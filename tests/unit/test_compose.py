@@ -41,3 +41,15 @@ def test_every_command_parses_with_our_cli_and_every_env_var_exists():
         argv = [*svc.get("entrypoint", dockerfile_entrypoint), *svc.get("command", [])]
         args = PARSERS[argv[0]]().parse_args(argv[1:])  # exits (fails the test) on an unknown flag
         assert args.command == "run", name
+
+
+def test_compose_runs_the_connect_worker_with_debezium_on_logical_postgres():
+    s = services()
+    connect, postgres = s["connect"], s["postgres"]
+    assert connect["profiles"] == postgres["profiles"] == ["cdc"]  # `docker compose up` alone leaves them off
+    assert connect["image"] == s["kafka"]["image"]  # Connect's runtime is the broker's own version
+    assert connect["command"][0].endswith("connect-standalone.sh")
+    assert any(v.endswith(":/opt/connect-plugins:ro") and "debezium" in v for v in connect["volumes"])
+    assert "wal_level=logical" in postgres["command"]
+    props = (COMPOSE.parent / "docker" / "connect-worker.properties").read_text()
+    assert "plugin.path=/opt/connect-plugins" in props and "bootstrap.servers=kafka:9092" in props
