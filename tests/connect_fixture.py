@@ -11,6 +11,8 @@ from __future__ import annotations
 import atexit
 import contextlib
 import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -61,8 +63,15 @@ def connect_session(kafka, tmp_path_factory: pytest.TempPathFactory) -> Iterator
 
     atexit.register(_last_resort)
     began = time.monotonic()
+    session = ConnectSession(worker, state_dir, kafka.bootstrap_servers, 0.0)
     try:
         worker.start(kafka.settings(), preexec_fn=_parent_death_hook(), timeout=240.0)
         yield ConnectSession(worker, state_dir, kafka.bootstrap_servers, time.monotonic() - began)
     finally:
+        # the user's way first (`edge-mnist cdc stop`), then make sure whatever happened
+        proc = subprocess.run([sys.executable, "-m", "edgemnist.cli", "cdc", "stop"], env=session.env(),
+                              capture_output=True, text=True, timeout=120)  # fmt: skip
+        left_running = worker.alive()
         worker.stop(grace=20.0)
+        if proc.returncode != 0 or left_running:
+            raise RuntimeError(f"`edge-mnist cdc stop` did not stop the worker: {proc.stdout} {proc.stderr}")
