@@ -82,7 +82,9 @@ def run_db(args: argparse.Namespace) -> int:
     _need_url(args)
     if args.db_command == "load":
         result = digitdb.load(args.url, args.data, test_later=args.test_later, limit=args.limit)
-        print(f"loaded {args.data}: added {result['added']}, now {result['rows']}", file=sys.stderr)
+        added = ", ".join(f"{t} +{n}" for t, n in result["added"].items())
+        rows = ", ".join(f"{t} {n}" for t, n in result["rows"].items())
+        print(f"loaded {args.data}: {added}; rows now: {rows}", file=sys.stderr)
         print(json.dumps(result))
         return 0
 
