@@ -82,19 +82,19 @@ def run_db(args: argparse.Namespace) -> int:
     _need_url(args)
     if args.db_command == "load":
         result = digitdb.load(args.url, args.data, test_later=args.test_later, limit=args.limit)
-        added = ", ".join(f"{t} +{n}" for t, n in result["added"].items())
+        new = ", ".join(f"{t} +{n}" for t, n in result["added"].items())
         rows = ", ".join(f"{t} {n}" for t, n in result["rows"].items())
-        print(f"loaded {args.data}: {added}; rows now: {rows}", file=sys.stderr)
+        print(f"loaded {args.data}: {new}; rows now: {rows}", file=sys.stderr)
         print(json.dumps(result))
         return 0
 
     def burst(done: int, added: int) -> None:
         print(f"inserted {done} rows ({added} new)", file=sys.stderr, flush=True)
 
-    added = digitdb.insert_test(
+    inserted = digitdb.insert_test(
         args.url, args.data, rate=args.rate, burst=args.burst, limit=args.limit, on_burst=burst
     )
-    print(json.dumps({"table": "mnist_test", "added": added}))
+    print(json.dumps({"table": "mnist_test", "added": inserted}))
     return 0
 
 
