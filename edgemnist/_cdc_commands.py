@@ -145,7 +145,7 @@ def _worker(args: argparse.Namespace):  # noqa: ANN202 - ConnectWorker
 
 
 def run_cdc(args: argparse.Namespace) -> int:
-    from edgemnist.connect import specs_for
+    from edgemnist.debezium import specs_for
 
     worker = _worker(args)
     if args.cdc_command == "start":

@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from edgemnist.cli import build_parser
-from edgemnist.connect import ConnectorSpec, ConnectWorker, _client_security, debezium_config, specs_for
+from edgemnist.connect import ConnectWorker, _client_security
+from edgemnist.debezium import ConnectorSpec, debezium_config, specs_for
 from edgemnist.errors import ConfigError
 from edgemnist.settings import ENV_VARS, KafkaSettings
 from metro_app.cli import build_parser as hub_parser
