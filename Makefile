@@ -5,11 +5,13 @@ PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip
 KAFKA_VERSION := 4.1.1
 KAFKA_LIBS ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/edge-mnist/kafka-$(KAFKA_VERSION)/libs
+DEBEZIUM_VERSION := 3.6.1
+CONNECT_HOME ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/edge-mnist/connect-$(KAFKA_VERSION)-debezium-$(DEBEZIUM_VERSION)
 EXTRAS ?= dev,hub,dashboards,demo
 DASHBOARD_PORT ?= 8866
 PYTEST_ARGS ?=
 
-.PHONY: help install system-deps kafka-jars test test-unit lint bench demo dashboard image hub-image train clean
+.PHONY: help install system-deps kafka-jars connect-jars test test-unit lint bench demo dashboard image hub-image train clean
 
 help:
 	@echo "make demo   - train a model if none, start broker + hub + three edge cameras"
@@ -39,6 +41,16 @@ $(KAFKA_LIBS)/.resolved: kafka/pom.xml
 
 kafka-jars: $(KAFKA_LIBS)/.resolved
 
+# Kafka Connect's runtime (classpath) and Debezium's PostgreSQL connector (a plugin folder), for `edge-mnist cdc`
+$(CONNECT_HOME)/.resolved: kafka/connect-pom.xml kafka/debezium-pom.xml
+	@command -v mvn >/dev/null || { echo "Maven (mvn) is needed to fetch Kafka Connect and Debezium: apt-get install -y maven"; exit 1; }
+	mkdir -p $(CONNECT_HOME)/libs $(CONNECT_HOME)/plugins/debezium-connector-postgres
+	mvn -q -B -f kafka/connect-pom.xml dependency:copy-dependencies -DoutputDirectory=$(CONNECT_HOME)/libs -Dkafka.version=$(KAFKA_VERSION)
+	mvn -q -B -f kafka/debezium-pom.xml dependency:copy-dependencies -DoutputDirectory=$(CONNECT_HOME)/plugins/debezium-connector-postgres
+	touch $@
+
+connect-jars: $(CONNECT_HOME)/.resolved
+
 # First what the system must provide (as root: installed with apt; else: stop with the command to run),
 # then the venv and the Kafka jars; no test may pass by skipping (EDGE_MNIST_NO_SKIPS turns a skip into
 # a failure that says what to install) or fall back to the Tansu broker (EDGE_MNIST_REQUIRE_APACHE_KAFKA).
@@ -46,8 +58,9 @@ system-deps:
 	@PYTHON=$(PYTHON) .ci/system-deps
 
 test: system-deps
-	@$(MAKE) --no-print-directory install kafka-jars
-	EDGE_MNIST_NO_SKIPS=1 EDGE_MNIST_REQUIRE_APACHE_KAFKA=1 EDGE_MNIST_KAFKA_LIBS=$(KAFKA_LIBS) \
+	@$(MAKE) --no-print-directory install kafka-jars connect-jars
+	EDGE_MNIST_KAFKA_LIBS=$(KAFKA_LIBS) EDGE_MNIST_CONNECT_HOME=$(CONNECT_HOME) \
+		EDGE_MNIST_NO_SKIPS=1 EDGE_MNIST_REQUIRE_APACHE_KAFKA=1 \
 		$(PY) -m pytest tests $(PYTEST_ARGS)
 
 test-unit: install

@@ -12,6 +12,16 @@ import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from edgemnist._cdc_commands import (
+    add_kafka_flags,
+    cdc_arguments,
+    db_arguments,
+    evaluate_arguments,
+    run_cdc,
+    run_db,
+    run_evaluate,
+    train_from_topic,
+)
 from edgemnist.errors import ConfigError, EdgeMnistError
 from edgemnist.uncertainty import CONFIDENCE
 
@@ -44,6 +54,19 @@ def _train_arguments(parser: argparse.ArgumentParser) -> None:
         help="threshold for the uncertain share reported on the card [default: %(default)s]",
     )
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument(
+        "--from-topic",
+        default=None,
+        help="train on the table a Debezium change topic describes (e.g. edge-mnist.cdc.public.mnist_train); "
+        "--data then only names the held-out split",
+    )
+    parser.add_argument(
+        "--until-idle",
+        type=float,
+        default=10.0,
+        help="with --from-topic: stop reading after this many seconds without new records [default: %(default)s]",
+    )
+    add_kafka_flags(parser)
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -51,6 +74,8 @@ def _train(args: argparse.Namespace) -> int:
 
     if not 0.0 < args.confidence < 1.0:
         raise ConfigError(f"--confidence must be between 0 and 1, got {args.confidence}")
+    if args.from_topic:
+        return train_from_topic(args)
     print(f"training on {args.data}'s training split, holding out its stream split")
     model_path, metrics = train_default(
         args.out, args.data, seed=args.seed, confidence=args.confidence, progress=not args.quiet
@@ -132,6 +157,17 @@ COMMANDS: dict[str, Command] = {
     ),
     "train": Command(
         "train a model on prepared digits and write it with its model card", _train_arguments, _train
+    ),
+    "db": Command("MNIST digits in PostgreSQL: load the tables, insert test rows", db_arguments, run_db),
+    "cdc": Command(
+        "Kafka Connect + Debezium: stream the digit tables (and the hub's labels) to Kafka",
+        cdc_arguments,
+        run_cdc,
+    ),
+    "evaluate": Command(
+        "score a model on a digit table's change topic: running accuracy and log loss",
+        evaluate_arguments,
+        run_evaluate,
     ),
 }
 

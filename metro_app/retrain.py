@@ -20,7 +20,7 @@ import argparse
 import json
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any, Protocol
@@ -238,8 +238,14 @@ def retrain(
     publisher: Publisher | None = None,
     console: bool = False,
     on_progress: Progress | None = None,
+    labels: Sequence[tuple[str, str]] | None = None,
 ) -> RetrainResult:
-    """Build, judge and record one candidate; publish it when accepted and a publisher is given."""
+    """Build, judge and record one candidate; publish it when accepted and a publisher is given.
+
+    Args:
+        labels: (image id, label) pairs to use instead of the store's latest labels (e.g. from
+            the labels table's change stream); the images still come from the store.
+    """
     started = time.monotonic()
     stage = _Stages(console, on_progress)
     try:
@@ -251,7 +257,8 @@ def retrain(
         base_train, base_test = prepared_dataset(train), prepared_dataset(held_out)
         stage.done()
         stage("field labels")
-        field = build_field_set(store.latest_labels(), settings.holdout, settings.seed)
+        rows = store.latest_labels() if labels is None else store.frames_for(labels)
+        field = build_field_set(rows, settings.holdout, settings.seed)
         stage.done()
         if not len(field.train_ids):
             reason = f"no labelled digit images to train on (excluded: {field.excluded or 'none'})"

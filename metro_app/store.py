@@ -368,6 +368,21 @@ class Store:
         )
         return [(r.image_id, r.label, r.png) for r in self._rows(q) if r.png is not None]
 
+    def frames_for(self, labelled: Sequence[tuple[str, str]]) -> list[tuple[str, str, str]]:
+        """(image id, label, base64 PNG) for (image id, label) pairs from elsewhere, as `latest_labels` returns them.
+
+        Lets a retrain take its labels from the labels table's change stream while the
+        images still come from this store; pairs whose image the store lacks are left out.
+        """
+        found: dict[str, str] = {}
+        wanted = sorted({image_id for image_id, _ in labelled})
+        for start in range(0, len(wanted), 500):
+            part = wanted[start : start + 500]
+            for table in (training_images, images):
+                q = sa.select(table.c.msg_id, table.c.image).where(table.c.msg_id.in_(part))
+                found |= {r.msg_id: r.image for r in self._rows(q)}
+        return [(i, label, found[i]) for i, label in labelled if i in found]
+
     # the model registry -------------------------------------------------------------------------
 
     def add_model(

@@ -12,6 +12,7 @@ import pytest
 from edgemnist.data import load_bundled
 from edgemnist.model import evaluate, load_model, save_model, train_model
 from edgemnist.settings import KafkaSettings
+from tests.connect_fixture import ConnectSession, connect_session
 from tests.kafka_cluster import KafkaCluster
 from tests.kafka_fixture import ApacheKafka, ExternalKafka, KafkaNotAvailable, TansuKafka, start_kafka
 from tests.kafka_secure import SecureKafka
@@ -148,3 +149,9 @@ def model_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def postgres() -> Iterator[PostgresCluster]:
     """A real PostgreSQL cluster on a free loopback port, for the session."""
     yield from postgres_session()
+
+
+@pytest.fixture(scope="session")
+def connect_worker(kafka: Broker, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ConnectSession]:
+    """One Kafka Connect worker (Debezium PostgreSQL connector) for the session; see tests/connect_fixture.py."""
+    yield from connect_session(kafka, tmp_path_factory)

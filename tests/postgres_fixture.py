@@ -61,6 +61,8 @@ class PostgresCluster:
         self._run(self.initdb, "-D", str(self.data), "-U", "postgres", "--auth=trust", "-E", "UTF8")
         opts = (
             f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=100"
+            # logical decoding for the Debezium (CDC) tests; costs the other tests nothing measurable
+            " -c wal_level=logical -c max_replication_slots=20 -c max_wal_senders=20"
         )
         self._run(
             self.pg_ctl, "-D", str(self.data), "-o", opts, "-l", str(self.root / "pg.log"), "-w", "start"

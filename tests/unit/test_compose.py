@@ -65,7 +65,7 @@ def test_the_hub_has_its_own_image_with_the_hub_extra_and_edges_the_slim_one():
 
 def test_cluster_file_runs_three_kraft_brokers_with_replication_3_and_min_isr_2():
     s = merged_cluster()
-    brokers = {n: svc for n, svc in s.items() if str(svc.get("image", "")).startswith("apache/kafka:")}
+    brokers = {n: svc for n, svc in s.items() if "KAFKA_NODE_ID" in (svc.get("environment") or {})}
     assert sorted(brokers) == ["kafka", "kafka2", "kafka3"]
     ids = {svc["environment"]["KAFKA_NODE_ID"] for svc in brokers.values()}
     assert ids == {1, 2, 3}
@@ -81,3 +81,15 @@ def test_cluster_file_runs_three_kraft_brokers_with_replication_3_and_min_isr_2(
         if svc.get("image") in OUR_IMAGES or name == "dashboard":
             servers = svc["environment"]["EDGE_MNIST_BOOTSTRAP_SERVERS"]
             assert servers == "kafka:9092,kafka2:9092,kafka3:9092", name
+
+
+def test_compose_runs_the_connect_worker_with_debezium_on_logical_postgres():
+    s = services()
+    connect, postgres = s["connect"], s["postgres"]
+    assert connect["profiles"] == postgres["profiles"] == ["cdc"]  # `docker compose up` alone leaves them off
+    assert connect["image"] == s["kafka"]["image"]  # Connect's runtime is the broker's own version
+    assert connect["command"][0].endswith("connect-standalone.sh")
+    assert any(v.endswith(":/opt/connect-plugins:ro") and "debezium" in v for v in connect["volumes"])
+    assert "wal_level=logical" in postgres["command"]
+    props = (COMPOSE.parent / "docker" / "connect-worker.properties").read_text()
+    assert "plugin.path=/opt/connect-plugins" in props and "bootstrap.servers=kafka:9092" in props
