@@ -118,7 +118,12 @@ def test_retrain_with_a_canary_registers_a_rollout_instead_of_publishing(tmp_pat
         assert result.accepted and result.status == "candidate" and result.rollout is not None, result.reason
         assert f"canary rollout {result.rollout} on RotA registered" in result.reason
         r = RolloutBook(store).get(result.rollout)
-        assert (r["version"], r["state"], r["targets"], r["windows"]) == (result.version, "pending", ["RotA"], 7)
+        assert (r["version"], r["state"], r["targets"], r["windows"]) == (
+            result.version,
+            "pending",
+            ["RotA"],
+            7,
+        )
         assert r["trigger"] == f"retrain of {result.version}"
     finally:
         store.close()
