@@ -15,6 +15,9 @@ __all__ = [
     "model_registry",
     "model_events",
     "dead_letters",
+    "ROLLOUT_STATES",
+    "rollouts",
+    "leases",
     "add_missing_columns",
 ]
 
@@ -132,6 +135,48 @@ dead_letters = sa.Table(
     sa.Column("reason", sa.Text, nullable=False),
     sa.Column("received", sa.Float, nullable=False),
     sa.UniqueConstraint("topic", "partition", "offset", name="uq_dead_letters_origin"),
+)
+
+
+# a canary rollout: pending (registered) -> canary (on the canary cameras) -> promoted | rolled_back;
+# failed when it could not start (unknown model, nothing to compare with)
+ROLLOUT_STATES = ("pending", "canary", "promoted", "rolled_back", "failed")
+
+rollouts = sa.Table(
+    "rollouts",
+    metadata,
+    sa.Column("id", _ID, primary_key=True, autoincrement=True),
+    sa.Column("version", sa.String(300), sa.ForeignKey("model_registry.version"), nullable=False, index=True),
+    sa.Column("parent", sa.String(300), nullable=False),  # what the fleet ran; published back on a rollback
+    sa.Column("targets", sa.Text, nullable=False),  # JSON list of canary camera names (as given)
+    sa.Column("cameras", sa.Text),  # JSON list of the full camera names matched when the canary started
+    sa.Column("windows", sa.Integer, nullable=False),
+    sa.Column("max_accuracy_drop", sa.Float, nullable=False),
+    sa.Column("max_uncertain_rise", sa.Float, nullable=False),
+    sa.Column("timeout", sa.Float, nullable=False),
+    sa.Column("min_images", sa.Integer, nullable=False),
+    sa.Column("state", sa.String(32), nullable=False, index=True),
+    sa.Column("trigger", sa.String(300), nullable=False),
+    sa.Column("created", sa.Float, nullable=False),
+    sa.Column("updated", sa.Float, nullable=False),
+    sa.Column("started", sa.Float),  # the canary's publication was acknowledged
+    sa.Column("finished", sa.Float),  # the promotion or rollback was acknowledged
+    sa.Column("upto", sa.BigInteger),  # newest metrics row id before the canary: the baseline ends here
+    sa.Column("baseline", sa.Text),  # JSON: camera -> figures of its windows before the canary
+    sa.Column("figures", sa.Text),  # JSON: camera -> figures of its windows scored by the canary
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.CheckConstraint(
+        "state IN (" + ", ".join(f"'{s}'" for s in ROLLOUT_STATES) + ")", name="ck_rollouts_state"
+    ),
+)
+
+# a lease: the one hub (of several sharing the store) that runs a singleton job, until it expires
+leases = sa.Table(
+    "leases",
+    metadata,
+    sa.Column("name", sa.String(100), primary_key=True),
+    sa.Column("holder", sa.String(300), nullable=False),
+    sa.Column("expires", sa.Float, nullable=False),
 )
 
 

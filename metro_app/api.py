@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable
 from typing import Annotated, Any
 
-from fastapi import Depends, FastAPI, Header, HTTPException, Query, Request, Response
+from fastapi import Depends, FastAPI, Header, HTTPException, Path, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -20,6 +20,8 @@ from pydantic import BaseModel, Field, field_validator
 
 from metro_app._guard import MAX_BODY_BYTES, BodyGuard
 from metro_app._rows import png_bytes
+from metro_app.canary import Policy
+from metro_app.rollouts import RolloutBook, with_rollouts
 from metro_app.store import Store
 from metro_app.trainjobs import RetrainJobs
 from metro_app.views import View, Views
@@ -45,6 +47,16 @@ class LabelIn(BaseModel):
         if text not in LABELS:
             raise ValueError(f"label must be one of {', '.join(LABELS)}")
         return text
+
+
+class RolloutIn(BaseModel):
+    """A canary rollout of a registered model; omitted bounds take the hub's settings."""
+
+    canary: list[str] = Field(min_length=1, max_length=1000, description="canary camera names")
+    windows: int | None = Field(default=None, ge=1, le=10_000)
+    max_accuracy_drop: float | None = Field(default=None, ge=0, le=100)
+    max_uncertain_rise: float | None = Field(default=None, ge=0, le=100)
+    timeout: float | None = Field(default=None, gt=0)
 
 
 def _validation_message(exc: RequestValidationError) -> str:
@@ -100,6 +112,7 @@ def create_app(
     health: Callable[[], dict[str, Any]] | None = None,
     retrain: RetrainJobs | None = None,
     max_body: int = MAX_BODY_BYTES,
+    rollout_policy: Policy | None = None,
 ) -> FastAPI:
     """The API over one store; `health` adds the consumer's figures to GET /health, `retrain` runs retrains.
 
@@ -162,10 +175,49 @@ def create_app(
     ) -> dict[str, Any]:
         return {"labels": store.labels(after, max, image_id)}
 
+    book = RolloutBook(store)
+    policy = rollout_policy or Policy()
+
     @app.get("/models")
     def list_models() -> dict[str, Any]:
-        """Every model in the registry, newest first, with its figures and status events."""
-        return {"models": store.models()}
+        """Every model in the registry, newest first, with its figures, status events and newest rollout."""
+        return {"models": with_rollouts(store.models(), book.latest_by_version())}
+
+    @app.post("/models/{version}/rollout", status_code=201, dependencies=[Depends(require_token)])
+    def start_rollout(version: str, body: RolloutIn) -> JSONResponse:
+        """Register a canary rollout (the hub's watcher starts it): 201, 404 unknown model, 409 one is running."""
+        from edgemnist.errors import ConfigError, ModelError
+        from metro_app.rollout import register_rollout
+        from metro_app.rollouts import RolloutBusy
+
+        chosen = Policy(
+            body.windows or policy.windows,
+            policy.max_accuracy_drop if body.max_accuracy_drop is None else body.max_accuracy_drop,
+            policy.max_uncertain_rise if body.max_uncertain_rise is None else body.max_uncertain_rise,
+            body.timeout or policy.timeout,
+            policy.min_images,
+        )
+        if store.model(version) is None:
+            raise HTTPException(status_code=404, detail=f"no model version {version!r} in the registry")
+        try:
+            r = register_rollout(store, version, body.canary, chosen, f"POST /models/{version}/rollout")
+        except RolloutBusy as exc:
+            raise HTTPException(status_code=409, detail=str(exc)) from exc
+        except (ConfigError, ModelError) as exc:
+            raise HTTPException(status_code=422, detail=str(exc)) from exc
+        return JSONResponse(status_code=201, content=r)
+
+    @app.get("/rollouts")
+    def list_rollouts(max: Annotated[int, Query(ge=1, le=1000)] = 100) -> dict[str, Any]:
+        """Canary rollouts, newest first: state, canary cameras, baseline and canary figures, reason."""
+        return {"rollouts": book.list(max)}
+
+    @app.get("/rollouts/{rollout_id}")
+    def get_rollout(rollout_id: Annotated[int, Path(ge=1, le=MAX_SEQ)]) -> dict[str, Any]:
+        found = book.get(rollout_id)
+        if found is None:
+            raise HTTPException(status_code=404, detail=f"no rollout {rollout_id}")
+        return found
 
     def jobs_or_503() -> RetrainJobs:
         if retrain is None:

@@ -38,10 +38,40 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _retrain_arguments(retrain)
     retrain.set_defaults(func=_retrain)
-    models = sub.add_parser("models", help="the model registry as a table (or JSON lines)")
+    models = sub.add_parser(
+        "models", help="the model registry as a table with its transitions (or JSON lines)"
+    )
     _store_flag(models)
     models.add_argument("--json", action="store_true", help="one JSON object per model, newest first")
     models.set_defaults(func=_models)
+    msub = models.add_subparsers(dest="models_command")
+    imp = msub.add_parser(
+        "import",
+        help="register a model trained elsewhere (edge-mnist train output), evaluated on the hold-outs",
+        description="Last line of output: the registered model as JSON.",
+    )
+    imp.add_argument("path", type=Path, help="the .skops file (its model card .json beside it)")
+    _retrain_arguments(imp, publish=False)
+    imp.set_defaults(func=_models_import)
+    rollout = sub.add_parser(
+        "rollout",
+        help="roll a registered model out through canary cameras: promoted or rolled back on live quality",
+        description="Registers the rollout in the store; the rollout watcher of a running hub "
+        "(`metro-app run`) publishes, watches and decides. With --wait, the last line is the outcome as "
+        "JSON and the exit status is 0 when promoted, 1 when rolled back or failed.",
+    )
+    rollout.add_argument("version", help="a registered model version (see `metro-app models`)")
+    _rollout_arguments(rollout)
+    rollout.set_defaults(func=_rollout)
+    back = sub.add_parser(
+        "rollback",
+        help="by hand: end a running canary, or publish VERSION (default: the current model's parent)",
+        description="Publishes directly on the models topic (needs Kafka). Last line: what was done, as JSON.",
+    )
+    back.add_argument("version", nargs="?", help="the version to serve (default: the current model's parent)")
+    back.add_argument("--cameras", help="only these cameras, comma-separated (default: every camera)")
+    _retrain_arguments(back, publish=False, retrain=False)
+    back.set_defaults(func=_rollback)
     submit = sub.add_parser(
         "submit", help="start the hub as a background job, cancelling an older job of that name"
     )
@@ -66,7 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
     build.add_argument("--out", required=True, type=Path, help="directory for the build archive")
     add_hub_flags(build)
     build.set_defaults(func=_build)
-    for p in (run, retrain, models, submit, jobs, cancel, build):
+    for p in (run, retrain, models, imp, rollout, back, submit, jobs, cancel, build):
         p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     return parser
 
@@ -76,19 +106,23 @@ def _store_flag(parser: argparse.ArgumentParser) -> None:
     env_flag(parser, flag, env, type=typ, help=text)
 
 
-def _retrain_arguments(parser: argparse.ArgumentParser) -> None:
+def _retrain_arguments(
+    parser: argparse.ArgumentParser, *, publish: bool = True, retrain: bool = True
+) -> None:
     _store_flag(parser)
-    add_retrain_flags(parser)
+    if retrain:
+        add_retrain_flags(parser)
     for flag, env, typ, text in HUB_ENV:
         if flag in ("--models-topic", "--model"):
             default = getattr(HubSettings(), flag[2:].replace("-", "_"))
             env_flag(parser, flag, env, default=default, type=typ, help=text)
-    parser.add_argument(
-        "--publish",
-        action=argparse.BooleanOptionalAction,
-        default=True,
-        help="publish an accepted model on the models topic (needs Kafka) (default: publish)",
-    )
+    if publish:
+        parser.add_argument(
+            "--publish",
+            action=argparse.BooleanOptionalAction,
+            default=True,
+            help="publish an accepted model on the models topic (needs Kafka) (default: publish)",
+        )
     env_flag(parser, "--bootstrap-servers", "EDGE_MNIST_BOOTSTRAP_SERVERS", help="Kafka bootstrap servers")
     env_flag(parser, "--credentials", "EDGE_MNIST_CREDENTIALS", help="JSON credentials file")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
@@ -104,6 +138,31 @@ def _retrain_arguments(parser: argparse.ArgumentParser) -> None:
         type=float,
         default=5.0,
         help="with --labels-from-topic: stop reading after this many quiet seconds (default 5)",
+    )
+
+
+def _rollout_arguments(parser: argparse.ArgumentParser) -> None:
+    from metro_app.canary import Policy
+
+    p = Policy()
+    _store_flag(parser)
+    [(flag, env, typ, text)] = [row for row in HUB_ENV if row[0] == "--model"]
+    env_flag(parser, flag, env, default=HubSettings().model, type=typ, help=text)
+    parser.add_argument(
+        "--canary",
+        required=True,
+        help="canary cameras, comma-separated (camera names as given to edge-app --camera, or full names)",
+    )
+    env_flag(parser, "--windows", "EDGE_MNIST_CANARY_WINDOWS", default=p.windows, type=int,
+             help="metrics windows each canary camera sends within bounds before promotion", dest="canary_windows")  # fmt: skip
+    env_flag(parser, "--max-accuracy-drop", "EDGE_MNIST_MAX_ACCURACY_DROP", default=p.max_accuracy_drop,
+             type=float, help="live accuracy points a canary camera may lose against its windows before")  # fmt: skip
+    env_flag(parser, "--max-uncertain-rise", "EDGE_MNIST_MAX_UNCERTAIN_RISE", default=p.max_uncertain_rise,
+             type=float, help="uncertain-share points a canary camera may gain against its windows before")  # fmt: skip
+    env_flag(parser, "--timeout", "EDGE_MNIST_CANARY_TIMEOUT", default=p.timeout, type=float,
+             help="seconds the canary has to send its windows; then it is rolled back", dest="canary_timeout")  # fmt: skip
+    parser.add_argument(
+        "--wait", action="store_true", help="wait for the outcome (promoted, rolled back, failed)"
     )
 
 
@@ -158,15 +217,23 @@ def _retrain(args: argparse.Namespace) -> int:
     print(result.reason, file=sys.stderr)
     print(json.dumps({k: v for k, v in result.to_dict().items() if k not in ("status", "seconds")}
                      | {"status": result.status, "seconds": round(result.seconds, 2)}))  # fmt: skip
+    if result.accepted and settings.canary:
+        return 0 if result.rollout is not None else 1
     return 1 if result.accepted and publisher is not None and result.status != "published" else 0
 
 
-def _models(args: argparse.Namespace) -> int:
+def _open_store(args: argparse.Namespace):  # noqa: ANN202 - metro_app.store is imported late (no SQLAlchemy at parse time)
     from metro_app.store import Store
 
-    store = Store(HubSettings(store=args.store or "").store_url)
+    return Store(HubSettings(store=args.store or "").store_url)
+
+
+def _models(args: argparse.Namespace) -> int:
+    from metro_app.rollouts import RolloutBook, with_rollouts
+
+    store = _open_store(args)
     try:
-        models = store.models()
+        models = with_rollouts(store.models(), RolloutBook(store).latest_by_version())
     finally:
         store.close()
     if args.json:
@@ -174,13 +241,72 @@ def _models(args: argparse.Namespace) -> int:
             print(json.dumps({k: v for k, v in m.items() if k != "card"}))
         return 0
     print(
-        f"{'version':34} {'status':11} {'parent':34} {'base':>6} {'field':>6} {'p.field':>7} {'n_field':>7}"
+        f"{'version':34} {'status':11} {'parent':34} {'base':>6} {'field':>6} {'p.field':>7} {'n_field':>7}  "
+        "rollout"
     )
     for m in models:
+        r = m.get("rollout")
+        where = f"{r['rollout']}: {r['state']} on {','.join(r['targets'])}" if r else "-"
         print(
             f"{m['version']:34} {m['status']:11} {m['parent'] or '-':34} {_pct(m['base_accuracy']):>6} "
-            f"{_pct(m['field_accuracy']):>6} {_pct(m['parent_field_accuracy']):>7} {m['n_field_train'] or 0:>7}"
+            f"{_pct(m['field_accuracy']):>6} {_pct(m['parent_field_accuracy']):>7} {m['n_field_train'] or 0:>7}  "
+            f"{where}"
         )
+        for e in m["events"]:
+            print(f"    {e['time']}  {e['status']:11}  {e['reason']}")
+    return 0
+
+
+def _models_import(args: argparse.Namespace) -> int:
+    from metro_app.modelimport import import_model
+
+    store = _open_store(args)
+    try:
+        model = import_model(store, args.path, RetrainSettings.from_args(args))
+    finally:
+        store.close()
+    print(model["reason"], file=sys.stderr)
+    print(json.dumps(model))
+    return 0
+
+
+def _rollout(args: argparse.Namespace) -> int:
+    from metro_app.canary import Policy
+    from metro_app.retrain import current_model
+    from metro_app.rollout import register_rollout, wait_for
+
+    policy = Policy(args.canary_windows, args.max_accuracy_drop, args.max_uncertain_rise, args.canary_timeout)
+    store = _open_store(args)
+    try:
+        if store.current_model() is None:  # the fleet's first model: registered as published, as retrain does
+            current_model(store, RetrainSettings(model=args.model))
+        r = register_rollout(store, args.version, args.canary, policy, "metro-app rollout")
+        print(f"rollout {r['rollout']} registered: {r['reason']}; a running hub's rollout watcher starts it",
+              file=sys.stderr)  # fmt: skip
+        if args.wait:
+            r = wait_for(store, r["rollout"], policy.timeout + 120)
+            print(f"rollout {r['rollout']}: {r['state']}: {r['reason']}", file=sys.stderr)
+    finally:
+        store.close()
+    print(json.dumps(r))
+    return 0 if not args.wait or r["state"] == "promoted" else 1
+
+
+def _rollback(args: argparse.Namespace) -> int:
+    from metro_app.publish import ModelPublisher
+    from metro_app.rollout import parse_cameras, rollback
+
+    if not args.models_topic:
+        raise ConfigError("--models-topic is empty: nowhere to publish the rollback")
+    cameras = parse_cameras(args.cameras) if args.cameras else None
+    publisher = ModelPublisher(_kafka(args), args.models_topic)
+    store = _open_store(args)
+    try:
+        done = rollback(store, publisher, args.version, cameras)
+    finally:
+        publisher.close()
+        store.close()
+    print(json.dumps(done))
     return 0
 
 

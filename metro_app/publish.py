@@ -82,8 +82,20 @@ class ModelPublisher:
             self._ready = True
         return self._producer
 
-    def publish(self, store: Store, version: str, targets: tuple[str, ...] | None = None) -> ModelEnvelope:
-        """Send the model, wait for the broker's ack, then record it as published (with an event)."""
+    def publish(
+        self,
+        store: Store,
+        version: str,
+        targets: tuple[str, ...] | None = None,
+        *,
+        status: str = "published",
+        why: str = "",
+    ) -> ModelEnvelope:
+        """Send the model, wait for the broker's ack, then record its `status` (with an event).
+
+        `targets` (camera names) limits it to those cameras: a canary (status "canary"), or a
+        rollback of one; `why` opens the event's reason.
+        """
         envelope = envelope_for(store, version, targets)
         key, value = envelope.to_record()
         producer = self._open()
@@ -95,8 +107,9 @@ class ModelPublisher:
             raise BrokerUnavailable(f"model {version}: not acknowledged on {self.topic!r}: {exc}") from exc
         audience = "every camera" if targets is None else ", ".join(targets)
         reason = f"on {self.topic} partition {meta.partition} offset {meta.offset} for {audience}"
-        store.set_model_status(version, "published", reason)
-        log.info("model %s published %s", version, reason)
+        reason = f"{why}: {reason}" if why else reason
+        store.set_model_status(version, status, reason)
+        log.info("model %s %s: %s", version, status, reason)
         return envelope
 
     def close(self) -> None:

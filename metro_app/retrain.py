@@ -41,6 +41,8 @@ from edgemnist.model import (
     prepared_dataset,
     train_model,
 )
+from metro_app.canary import Policy
+from metro_app.rollout import register_rollout
 from metro_app.store import Store
 from metro_app.trainset import FieldSet, build_field_set
 
@@ -51,6 +53,7 @@ __all__ = [
     "Scores",
     "add_retrain_flags",
     "decide",
+    "evaluate_pair",
     "retrain",
 ]
 
@@ -61,6 +64,9 @@ STAGES = ("current model", "base data", "field labels", "train", "evaluate", "re
 
 class Publisher(Protocol):
     def publish(self, store: Store, version: str) -> None: ...
+
+
+_POLICY = Policy()
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +80,11 @@ class RetrainSettings:
     max_base_drop: float = 1.5
     min_field_gain: float = 0.0
     field_weight: int = 1
+    canary: str = ""  # comma-separated cameras: an accepted model goes out through a canary rollout
+    canary_windows: int = _POLICY.windows
+    max_accuracy_drop: float = _POLICY.max_accuracy_drop
+    max_uncertain_rise: float = _POLICY.max_uncertain_rise
+    canary_timeout: float = _POLICY.timeout
 
     def __post_init__(self) -> None:
         checks = [
@@ -85,6 +96,13 @@ class RetrainSettings:
         for name, ok, why in checks:
             if not ok:
                 raise ConfigError(f"--{name.replace('_', '-')} {why}, got {getattr(self, name)!r}")
+        self.policy()
+
+    def policy(self) -> Policy:
+        """The canary rule for rollouts this retrain starts."""
+        return Policy(
+            self.canary_windows, self.max_accuracy_drop, self.max_uncertain_rise, self.canary_timeout
+        )
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> RetrainSettings:
@@ -106,6 +124,32 @@ RETRAIN_ENV: tuple[tuple[str, str, type, str], ...] = (
         "points the field hold-out must gain, more than",
     ),
     ("--field-weight", "EDGE_MNIST_FIELD_WEIGHT", int, "times each field image is repeated in training"),
+    (
+        "--canary",
+        "EDGE_MNIST_CANARY",
+        str,
+        "roll an accepted model out through these canary cameras (comma-separated) instead of "
+        "publishing it to every camera ('' = every camera at once)",
+    ),
+    (
+        "--canary-windows",
+        "EDGE_MNIST_CANARY_WINDOWS",
+        int,
+        "metrics windows each canary camera sends within bounds before the model is promoted",
+    ),
+    ("--max-accuracy-drop", "EDGE_MNIST_MAX_ACCURACY_DROP", float, "live accuracy points a canary may lose"),
+    (
+        "--max-uncertain-rise",
+        "EDGE_MNIST_MAX_UNCERTAIN_RISE",
+        float,
+        "uncertain-share points a canary may gain",
+    ),
+    (
+        "--canary-timeout",
+        "EDGE_MNIST_CANARY_TIMEOUT",
+        float,
+        "seconds a canary has to send its windows; then it is rolled back",
+    ),
 )
 
 
@@ -160,6 +204,7 @@ class RetrainResult:
     n_field_test: int = 0
     status: str | None = None
     seconds: float = 0.0
+    rollout: int | None = None  # the canary rollout registered for it (retrain --canary)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -169,6 +214,16 @@ def _accuracy(model: Model, images: np.ndarray, labels: np.ndarray) -> float | N
     if not len(labels):
         return None
     return float((model.predict_proba(images).argmax(axis=1) == labels).mean())
+
+
+def evaluate_pair(
+    candidate: Model, parent: Model, base_test: tuple[np.ndarray, np.ndarray], field: FieldSet
+) -> tuple[Scores, Scores]:
+    """Candidate and serving model on the same two hold-outs, in the same run."""
+    return tuple(  # type: ignore[return-value]
+        Scores(_accuracy(m, *base_test) or 0.0, _accuracy(m, field.test_images, field.test_labels))
+        for m in (candidate, parent)
+    )
 
 
 def current_model(store: Store, settings: RetrainSettings) -> Model:
@@ -275,10 +330,7 @@ def retrain(
         candidate = load_model_bytes(data, expected_sha256=sha, version=version, name=version)
         stage.done()
         stage("evaluate")
-        scores = [
-            Scores(_accuracy(m, *base_test) or 0.0, _accuracy(m, field.test_images, field.test_labels))
-            for m in (candidate, parent)
-        ]
+        scores = evaluate_pair(candidate, parent, base_test, field)
         accepted, reason = decide(
             scores[0], scores[1], max_base_drop=settings.max_base_drop, min_field_gain=settings.min_field_gain
         )
@@ -299,14 +351,29 @@ def retrain(
             status = "refused"
         stage.done()
         stage("publish")
-        if accepted and publisher is not None:
+        rollout = None
+        if accepted and settings.canary:
+            rollout, reason = _canary(store, settings, version, reason)
+        elif accepted and publisher is not None:
             status = _publish(publisher, store, version)
         stage.done()
         seconds = time.monotonic() - started
         log.info("retrain %s (parent %s) %s in %.1f s: %s", version, parent.version, status, seconds, reason)
-        return RetrainResult(**{**result.to_dict(), "status": status, "seconds": seconds})
+        return RetrainResult(
+            **{**result.to_dict(), "status": status, "seconds": seconds, "rollout": rollout, "reason": reason}
+        )
     finally:
         stage.close()
+
+
+def _canary(store: Store, settings: RetrainSettings, version: str, reason: str) -> tuple[int | None, str]:
+    """Register the canary rollout of an accepted model; the hub's rollout watcher starts it."""
+    try:
+        r = register_rollout(store, version, settings.canary, settings.policy(), f"retrain of {version}")
+    except EdgeMnistError as exc:
+        log.error("model %s was accepted but its canary rollout was not registered: %s", version, exc)
+        return None, f"{reason}; canary rollout not registered: {exc}"
+    return int(r["id"]), f"{reason}; canary rollout {r['id']} on {settings.canary} registered"
 
 
 def _publish(publisher: Publisher, store: Store, version: str) -> str:
@@ -321,7 +388,8 @@ def _publish(publisher: Publisher, store: Store, version: str) -> str:
 def _card(
     result: RetrainResult, settings: RetrainSettings, field: FieldSet, base_name: str, n_base: int
 ) -> dict[str, Any]:
-    out = {k: v for k, v in result.to_dict().items() if k not in ("version", "parent", "status", "seconds")}
+    skip = ("version", "parent", "status", "seconds", "rollout")
+    out = {k: v for k, v in result.to_dict().items() if k not in skip}
     return {
         **out,
         "n_base_train": n_base,

@@ -18,6 +18,7 @@ from metro_app.control import ControlLoop, control_group_id
 from metro_app.predict import PathModels, RegistryModels, predict_group, start_predictions
 from metro_app.publish import ModelPublisher
 from metro_app.retrain import Progress, RetrainSettings, retrain
+from metro_app.rollout import RolloutWatcher
 from metro_app.settings import HubSettings
 from metro_app.store import Store
 from metro_app.trainjobs import RetrainJobs
@@ -109,6 +110,9 @@ def run_hub(settings: HubSettings, kafka: Any, retrain_settings: RetrainSettings
                 target=_consume, args=(control, stop, control_consumer, None), name="hub-control", daemon=True
             )
         )
+    rollouts = RolloutWatcher(store, publisher) if publisher is not None else None
+    if rollouts is not None:  # acts only while this hub holds the store's lease
+        threads.append(threading.Thread(target=rollouts.run, args=(stop,), name="hub-rollouts", daemon=True))
     predictions = None
     if settings.predict_requests:
         models = RegistryModels(store, PathModels(settings.model, train_missing=settings.train_model))
@@ -130,9 +134,12 @@ def run_hub(settings: HubSettings, kafka: Any, retrain_settings: RetrainSettings
             "control": None if control is None else {**control.stats, "alive": threads[-1].is_alive()},
             "retrain_running": jobs.running(),
             "predict": predictions.stats.as_dict() if predictions else None,
+            "rollouts": None if rollouts is None else dict(rollouts.stats),
         }
 
-    app = create_app(store, token=settings.api_token, health=health, retrain=jobs)
+    app = create_app(
+        store, token=settings.api_token, health=health, retrain=jobs, rollout_policy=retrain_settings.policy()
+    )
     server = uvicorn.Server(
         uvicorn.Config(
             app,

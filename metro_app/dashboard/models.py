@@ -20,12 +20,35 @@ def _pct(v: Any) -> str:
     return "&ndash;" if v is None else f"{100 * float(v):.1f}%"
 
 
+def _rollout(r: dict[str, Any] | None) -> str:
+    """The model's newest rollout: its state on its canary cameras."""
+    if not r:
+        return ""
+    targets = ", ".join(str(t) for t in r.get("targets") or [])
+    return f'<span class="metro-rollout" title="{html.escape(str(r.get("reason") or ""))}">{html.escape(str(r.get("state")))} on {html.escape(targets)}</span>'
+
+
+def _transitions(events: list[dict[str, Any]]) -> str:
+    """candidate -> canary -> rolled_back, each with its time; the reason shows on hover."""
+    return " &rarr; ".join(
+        f'<span title="{html.escape(str(e.get("time")))}: {html.escape(str(e.get("reason") or ""))}">'
+        f"{html.escape(str(e.get('status')))} {html.escape(str(e.get('time') or '')[11:19])}</span>"
+        for e in events
+    )
+
+
 def models_table_html(models: list[dict[str, Any]], cameras: list[dict[str, Any]]) -> str:
     """One row per registered model, newest first, with the cameras now running it.
 
     >>> t = models_table_html([{"version": "m-2", "status": "published", "field_accuracy": 0.9}],
     ...                       [{"name": "Cam-h", "model_version": "m-2"}])
     >>> "m-2" in t and "Cam-h" in t and "90.0%" in t
+    True
+    >>> t = models_table_html([{"version": "m-3", "status": "rolled_back", "rollout": {"state": "rolled_back",
+    ...     "targets": ["CamA"], "reason": "bound broken"}, "events": [{"status": "candidate",
+    ...     "time": "2026-01-01T10:00:00Z", "reason": "imported"}, {"status": "canary", "time": "2026-01-01T10:01:00Z",
+    ...     "reason": "for CamA"}]}], [])
+    >>> "rolled_back on CamA" in t and "candidate 10:00:00</span> &rarr; " in t
     True
     """
     if not models:
@@ -44,6 +67,8 @@ def models_table_html(models: list[dict[str, Any]], cameras: list[dict[str, Any]
         "field acc",
         "parent field acc",
         "reason",
+        "rollout",
+        "transitions",
         "cameras",
     )
     rows = []
@@ -58,6 +83,8 @@ def models_table_html(models: list[dict[str, Any]], cameras: list[dict[str, Any]
             _pct(m.get("field_accuracy")),
             _pct(m.get("parent_field_accuracy")),
             html.escape(str(m.get("reason") or ""))[:160],
+            _rollout(m.get("rollout")),
+            _transitions(m.get("events") or []),
             html.escape(", ".join(running.get(str(m["version"]), []))),
         ]
         rows.append("<tr>" + "".join(f"<td>{x}</td>" for x in cells) + "</tr>")
