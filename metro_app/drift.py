@@ -258,7 +258,7 @@ def _spread(ones: int, n: int) -> list[int]:
     """n bits with `ones` ones spread evenly (the window's order is unknown; clumping would fake a change).
 
     >>> _spread(2, 5)
-    [0, 1, 0, 0, 1]
+    [0, 0, 1, 0, 1]
     """
     return [(i + 1) * ones // n - i * ones // n for i in range(n)]
 
