@@ -12,6 +12,7 @@ from typing import Any
 
 import uvicorn
 
+from metro_app.alerts import AlertMonitor
 from metro_app.api import create_app
 from metro_app.consumer import DeadLetterSink, HubLoop, group_id
 from metro_app.control import ControlLoop, control_group_id
@@ -76,6 +77,20 @@ def _consume(loop: Any, stop: threading.Event, consumer: Any, producer: Any | No
                 log.warning("closing Kafka client: %s", exc)
 
 
+def _alert_sender(kafka: Any, producer: Any, topic: str) -> Any:
+    """(key, value) -> None that waits for the broker's ack; None when no alerts topic is set."""
+    if not topic:
+        return None
+    from edgemnist.kafka import ensure_topics
+
+    ensure_topics(kafka, {topic: 1})
+
+    def publish(key: bytes, value: bytes) -> None:
+        producer.send(topic, value=value, key=key).get(timeout=30)
+
+    return publish
+
+
 def run_hub(settings: HubSettings, kafka: Any, retrain_settings: RetrainSettings | None = None) -> int:
     """Consume, store and serve until SIGINT/SIGTERM; returns the exit status."""
     retrain_settings = retrain_settings or RetrainSettings()
@@ -93,6 +108,8 @@ def run_hub(settings: HubSettings, kafka: Any, retrain_settings: RetrainSettings
     threads = [
         threading.Thread(target=_consume, args=(loop, stop, consumer, producer), name="hub-loop", daemon=True)
     ]
+    alerts = AlertMonitor(store, settings.drift, _alert_sender(kafka, producer, settings.alerts_topic))
+    alert_thread = threading.Thread(target=alerts.run, args=(stop,), name="hub-alerts", daemon=True)
     control: ControlLoop | None = None
     if settings.control_topic:
 
@@ -130,6 +147,8 @@ def run_hub(settings: HubSettings, kafka: Any, retrain_settings: RetrainSettings
             "control": None if control is None else {**control.stats, "alive": threads[-1].is_alive()},
             "retrain_running": jobs.running(),
             "predict": predictions.stats.as_dict() if predictions else None,
+            "alerts_topic": settings.alerts_topic,
+            "alerts": {**alerts.stats, "alive": alert_thread.is_alive()},
         }
 
     app = create_app(store, token=settings.api_token, health=health, retrain=jobs)
@@ -145,6 +164,7 @@ def run_hub(settings: HubSettings, kafka: Any, retrain_settings: RetrainSettings
     )
     for thread in threads:
         thread.start()
+    alert_thread.start()
     log.info(
         "hub: %r, Kafka %s, group %s; API on http://%s:%d",
         settings,
@@ -157,7 +177,7 @@ def run_hub(settings: HubSettings, kafka: Any, retrain_settings: RetrainSettings
         server.run()
     finally:
         stop.set()
-        for thread in threads:
+        for thread in [*threads, alert_thread]:
             thread.join(timeout=30)
         jobs.join(timeout=60)
         if publisher is not None:
