@@ -143,15 +143,31 @@ def main(argv: list[str] | None = None) -> int:
                 "runs": runs,
             }
             rows.append(
-                [images, spec, f"{bad[0].mean():.1%}", f"{bad[1].mean():.1%}", med, max(hit) if hit else None,
-                 f"{missed}/{runs}", f"{per_1000:.2f}"]  # fmt: skip
+                [
+                    images,
+                    spec,
+                    f"{bad[0].mean():.1%}",
+                    f"{bad[1].mean():.1%}",
+                    med,
+                    max(hit) if hit else None,
+                    f"{missed}/{runs}",
+                    f"{per_1000:.2f}",
+                ]  # fmt: skip
             )
         result["sizes"][str(images)] = size
     print(f"clean stream: uncertain {clean[0].mean():.1%}, accuracy {clean[1].mean():.1%}")
     print(
         table(
-            ["images/window", "distortion", "uncertain", "accuracy", "delay p50", "delay max", "missed",
-             "false alarms /1000"],  # fmt: skip
+            [
+                "images/window",
+                "distortion",
+                "uncertain",
+                "accuracy",
+                "delay p50",
+                "delay max",
+                "missed",
+                "false alarms /1000",
+            ],  # fmt: skip
             rows,
         )
     )
@@ -160,7 +176,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _settings(s: DriftSettings) -> dict[str, Any]:
-    return {k: getattr(s, k) for k in ("detector", "delta", "threshold", "min_windows", "min_images", "min_change")}
+    return {
+        k: getattr(s, k)
+        for k in ("detector", "delta", "threshold", "min_windows", "min_images", "min_change")
+    }
 
 
 if __name__ == "__main__":

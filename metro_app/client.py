@@ -116,7 +116,9 @@ class ViewClient:
 
     def resolve(self, image_id: str, label: str, resolver: str) -> dict[str, Any]:
         """POST a reviewer's final label for an image its labellers disagree on (needs the token)."""
-        return self._json("/labels/resolve", body={"image_id": image_id, "label": label, "resolver": resolver})
+        return self._json(
+            "/labels/resolve", body={"image_id": image_id, "label": label, "resolver": resolver}
+        )
 
     def conflicts(self) -> list[dict[str, Any]]:
         """Images whose labellers disagree, with each labeller's latest label."""

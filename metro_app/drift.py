@@ -57,9 +57,9 @@ class DriftSettings:
 
     Attributes:
         detector: ``adwin`` (default) or ``page_hinkley``.
-        delta: ADWIN's significance (false-positive bound per check), or Page-Hinkley's tolerated
-            drift per observation.
-        threshold: Page-Hinkley's alarm threshold (lambda); unused by ADWIN.
+        delta: ADWIN's significance (false-positive bound per check); Page-Hinkley tolerates
+            ``min_change / 2`` per observation instead.
+        threshold: Page-Hinkley's alarm threshold (lambda, in units of the signal); unused by ADWIN.
         min_windows: observations a signal needs (after start or a reset) before it may fire.
         min_images: images pooled into one observation.
         min_change: the smallest change of the mean (absolute, share or accuracy) that alerts.
@@ -101,8 +101,9 @@ class DriftSettings:
         if self.detector == "adwin":
             # fed one 0/1 value per image (uncertain, or correct): checks every 32 images
             return drift.ADWIN(delta=self.delta, clock=32)
+        # tolerated drift = half the smallest change worth an alert, the classic Page-Hinkley choice
         return drift.PageHinkley(
-            min_instances=self.min_windows, delta=self.delta, threshold=self.threshold, mode="both"
+            min_instances=self.min_windows, delta=self.min_change / 2, threshold=self.threshold, mode="both"
         )
 
 

@@ -16,7 +16,9 @@ __all__ = ["CAMERA_ERROR", "labeller_stats", "conflicts", "camera_error_counts"]
 CAMERA_ERROR = "Camera Error"
 
 
-def labeller_stats(votes: Iterable[Mapping[str, Any]], settled: Mapping[str, Settled]) -> list[dict[str, Any]]:
+def labeller_stats(
+    votes: Iterable[Mapping[str, Any]], settled: Mapping[str, Settled]
+) -> list[dict[str, Any]]:
     """Per labeller: labels given, images labelled, and agreement with the settled label.
 
     `compared` counts the labeller's images that someone else also labelled (or a reviewer

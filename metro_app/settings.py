@@ -101,8 +101,7 @@ class HubSettings:
             ),
             (
                 "alerts_topic",
-                self.alerts_topic
-                not in (self.topic, self.dlq_topic, self.models_topic, self.control_topic)
+                self.alerts_topic not in (self.topic, self.dlq_topic, self.models_topic, self.control_topic)
                 or not self.alerts_topic,
                 "must differ from the events, dead-letter, models and control topics (empty: none)",
             ),
@@ -184,15 +183,30 @@ HUB_ENV: tuple[tuple[str, str, type, str], ...] = (
         bool,
         "with no model in the --model directory, train the default one there at start",
     ),
-    ("--alerts-topic", "EDGE_MNIST_ALERTS_TOPIC", str, "topic camera alerts are sent on, once each (empty: none)"),
+    (
+        "--alerts-topic",
+        "EDGE_MNIST_ALERTS_TOPIC",
+        str,
+        "topic camera alerts are sent on, once each (empty: none)",
+    ),
     (
         "--drift-detector",
         "EDGE_MNIST_DRIFT_DETECTOR",
         str,
         "adwin (river's ADWIN on the per-image uncertain/correct bits) or page_hinkley (on window values)",
     ),
-    ("--drift-delta", "EDGE_MNIST_DRIFT_DELTA", float, "ADWIN's significance; Page-Hinkley's tolerated drift"),
-    ("--drift-threshold", "EDGE_MNIST_DRIFT_THRESHOLD", float, "Page-Hinkley's alarm threshold (ADWIN: unused)"),
+    (
+        "--drift-delta",
+        "EDGE_MNIST_DRIFT_DELTA",
+        float,
+        "ADWIN's significance (Page-Hinkley tolerates min-change / 2)",
+    ),
+    (
+        "--drift-threshold",
+        "EDGE_MNIST_DRIFT_THRESHOLD",
+        float,
+        "Page-Hinkley's alarm threshold (ADWIN: unused)",
+    ),
     (
         "--drift-min-windows",
         "EDGE_MNIST_DRIFT_MIN_WINDOWS",

@@ -34,7 +34,6 @@ from metro_app._rows import (
     label_dict,
     metrics_row,
 )
-from metro_app.trainset import CONFLICT, settle_labels
 from metro_app._schema import (
     MODEL_STATUSES,
     add_missing_columns,
@@ -50,6 +49,7 @@ from metro_app._schema import (
     model_registry,
     training_images,
 )
+from metro_app.trainset import CONFLICT, settle_labels
 
 __all__ = ["DeadLetter", "WriteResult", "Store", "FLEET_BUCKET_SECONDS", "image_row_to_dict"]
 
@@ -517,9 +517,7 @@ class Store:
         """(highest label id, highest resolution id): label quality changes only when these do."""
         with self.engine.connect() as conn:
             a = conn.execute(sa.select(sa.func.coalesce(sa.func.max(labels.c.id), 0))).scalar_one()
-            b = conn.execute(
-                sa.select(sa.func.coalesce(sa.func.max(label_resolutions.c.id), 0))
-            ).scalar_one()
+            b = conn.execute(sa.select(sa.func.coalesce(sa.func.max(label_resolutions.c.id), 0))).scalar_one()
         return int(a), int(b)
 
     # alerts ---------------------------------------------------------------------------------------
@@ -578,7 +576,9 @@ class Store:
         for r in self._rows(sa.select(alerts).where(alerts.c.sent.is_(None)).order_by(alerts.c.id)):
             with self.engine.begin() as conn:
                 got = conn.execute(
-                    sa.update(alerts).where(alerts.c.id == r.id, alerts.c.sent.is_(None)).values(sent=time.time())
+                    sa.update(alerts)
+                    .where(alerts.c.id == r.id, alerts.c.sent.is_(None))
+                    .values(sent=time.time())
                 ).rowcount
             if got:
                 out.append(_alert_dict(r))
