@@ -77,7 +77,9 @@ def test_a_camera_rotated_mid_run_raises_one_drift_alert_and_the_others_none(
 
         def drift_alert() -> list[dict]:
             cams = {c["name"]: c for c in hub.client.cameras()}
-            return [a for a in cams[names[DISTURBED]]["alerts"] if a["signal"] in ("uncertain_share", "accuracy")]
+            return [
+                a for a in cams[names[DISTURBED]]["alerts"] if a["signal"] in ("uncertain_share", "accuracy")
+            ]
 
         [alert, *_] = wait_until(drift_alert, 90, f"a drift alert on {names[DISTURBED]} in /cameras")
         rotated = [w for w in _windows(hub, names[DISTURBED]) if w["id"] not in before]
@@ -88,9 +90,11 @@ def test_a_camera_rotated_mid_run_raises_one_drift_alert_and_the_others_none(
         assert alert["evidence"]["after_mean"] - alert["evidence"]["before_mean"] != 0
         if alert["signal"] == "uncertain_share":
             assert alert["evidence"]["before_mean"] < 0.08 and alert["evidence"]["after_mean"] > 0.12
-        assert alert["started"] >= rotated[0]["timestamp"] or delay == 1 or alert["started"] in {
-            w["timestamp"] for w in rotated
-        }
+        assert (
+            alert["started"] >= rotated[0]["timestamp"]
+            or delay == 1
+            or alert["started"] in {w["timestamp"] for w in rotated}
+        )
         # on the alerts topic, once per alert
         msgs = read_topic(
             kafka_settings, f"{topic}.alerts", lambda m: any(x["key"] == alert["key"] for x in m),

@@ -146,3 +146,29 @@ def with_held_back(msg, n):
     from dataclasses import replace
 
     return replace(msg, held_back=n)
+
+
+def test_station_orders_and_dashboard_banner():
+    from metro_app.dashboard.monitor import alert_banner_html, camera_table_html
+    from metro_app.dashboard.station import ORDERS, labellers_html, order_items
+
+    items = [
+        {"id": "new", "result_probability": 0.6, "predictions": [0.6, 0.35] + [0.005] * 8},
+        {"id": "mid", "result_probability": 0.4, "predictions": [0.4, 0.1] + [0.0625] * 8},
+        {"id": "old", "result_probability": 0.5, "predictions": [0.5, 0.48] + [0.0025] * 8},
+    ]
+    assert list(ORDERS.values()) == ["lowest", "margin", "newest"]
+    assert [t["id"] for t in order_items(items, "lowest")] == ["mid", "old", "new"]
+    assert [t["id"] for t in order_items(items, "margin")] == ["old", "new", "mid"]
+    assert [t["id"] for t in order_items(items, "newest")] == ["new", "mid", "old"]
+    alert = {"camera": "CamB", "signal": "uncertain_share", "started": "2026-01-01T00:00:00Z",
+             "message": "camera CamB: uncertain share changed from 1.5% to 19.9%"}  # fmt: skip
+    cams = [{"name": "CamB", "images": 10, "accuracy": None, "alerts": [alert], "held_back": 3}]
+    banner = alert_banner_html(cams)
+    assert 'class="metro-alert-banner"' in banner and "19.9%" in banner and "CamB" in banner
+    assert alert_banner_html([{**cams[0], "alerts": []}]) == ""
+    table = camera_table_html(cams)
+    assert "uncertain share" in table and "<td>3</td>" in table
+    body = {"labellers": [{"labeller": "ana", "labels": 4, "compared": 2, "agreement": 0.5, "conflicts": 1}],
+            "images": 3, "conflicts": 1}  # fmt: skip
+    assert "50%" in labellers_html(body) and 'metro-conflict-count">1<' in labellers_html(body)
