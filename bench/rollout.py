@@ -36,6 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np  # noqa: E402
 
 from bench._common import bench_model, broker, print_json, table  # noqa: E402
+from bench.drift import measure  # noqa: E402
 from edgemnist.data import Dataset, load_bundled  # noqa: E402
 from edgemnist.model import load_model, save_model, train_model  # noqa: E402
 
@@ -142,6 +143,7 @@ def main() -> None:
     parser.add_argument("--bootstrap-servers", help="a Kafka to use (default: the embedded Tansu broker)")
     parser.add_argument("--model", type=Path, help="the fleet's model (default: trained now)")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--quick", action="store_true", help="fewer drift runs and windows")
     args = parser.parse_args()
     result: dict[str, Any] = {}
     with (
@@ -164,6 +166,10 @@ def main() -> None:
         ],
     ))  # fmt: skip
     print(f"other camera ran a bad model: {rb['other_camera_ran_bad_model'] or 'never'}")
+    with tempfile.TemporaryDirectory(
+        prefix="bench-drift-"
+    ) as d:  # offline: windows simulated from real scores
+        result["drift"] = measure(bench_model(args.model, Path(d)), "adwin", args.quick)
     print_json(result)
 
 

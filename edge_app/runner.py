@@ -17,7 +17,15 @@ from edge_app.models import ModelStore, ModelWatcher, Reader, ServingModel, init
 from edge_app.outbox import IMAGE, METRICS, Outbox, Record
 from edge_app.scoring import score_batches
 from edge_app.settings import EdgeSettings
-from edge_app.stages import Enricher, FrameBatch, ImageSource, MetricsWindow, Scored, UncertainFilter
+from edge_app.stages import (
+    Enricher,
+    FrameBatch,
+    ImageSource,
+    MetricsWindow,
+    Scored,
+    UncertainFilter,
+    UploadCap,
+)
 from edgemnist.messages import EdgeConfig, MetricsMessage, OutboxStats, UncertainImage
 from edgemnist.prep import prepare_frames
 
@@ -87,6 +95,7 @@ class RunStats:
     corrupt: int = 0
     uncertain_sent: int = 0  # handed to the outbox and not dropped by its size bound
     uncertain_dropped: int = 0  # dropped by the outbox's size bound during this run, oldest first
+    uncertain_held_back: int = 0  # kept home by --max-uncertain-per-minute
     metrics_sent: int = 0
     model_version: str = ""
     model_versions: list[str] = field(default_factory=list)  # every version that served, in order
@@ -107,6 +116,7 @@ class RunStats:
             "corrupt": self.corrupt,
             "uncertain_sent": self.uncertain_sent,
             "uncertain_dropped": self.uncertain_dropped,
+            "uncertain_held_back": self.uncertain_held_back,
             "metrics_sent": self.metrics_sent,
             "model_version": self.model_version,
             "model_versions": list(self.model_versions),
@@ -136,9 +146,11 @@ def _probe_images(frames: tuple[bytes, ...], n: int = 64) -> np.ndarray:
 class _Window:
     """The metrics window with the model that scored it: closed whenever the model changes."""
 
-    def __init__(self, settings: EdgeSettings, sink: Sink, key: bytes, serving: ServingModel) -> None:
+    def __init__(
+        self, settings: EdgeSettings, sink: Sink, key: bytes, serving: ServingModel, cap: UploadCap
+    ) -> None:
         self.window = MetricsWindow(settings.metrics_duration, _config(settings), settings.confidence)
-        self._sink, self._key, self._serving = sink, key, serving
+        self._sink, self._key, self._serving, self._cap = sink, key, serving, cap
         self.version: str | None = None
 
     def add(self, batch: FrameBatch, scored: Scored) -> int:
@@ -152,9 +164,11 @@ class _Window:
 
     def close(self, now: float, camera: str, run_id: str) -> int:
         refused = self._serving.pending_refusals()
-        msg = self.window.close(now, camera, run_id, self._sink.stats(), self.version, refused)
+        held = self._cap.held_back  # per window: what the cap kept home since the last message
+        msg = self.window.close(now, camera, run_id, self._sink.stats(), self.version, refused, held)
         if msg is None:
             return 0
+        self._cap.take_held_back()
         self._serving.reported(len(refused))
         self._sink.put([msg], self._key)
         return 1
@@ -190,6 +204,7 @@ def run_edge(
         settings.source, settings.repeat, settings.delay, settings.batch_size, distort=settings.distort
     )
     uncertain = UncertainFilter(settings.confidence)
+    cap = UploadCap(settings.max_uncertain_per_minute)
     dropped_before = _dropped(sink)
     with source, Enricher(settings.camera) as enrich:
         stats.camera = enrich.camera
@@ -203,7 +218,7 @@ def run_edge(
             settings.repeat,
             settings.delay,
         )
-        window = _Window(settings, sink, key, serving)
+        window = _Window(settings, sink, key, serving, cap)
         watcher = None
         if models is not None:
             probe = _probe_images(source.frames.frames)
@@ -218,7 +233,9 @@ def run_edge(
                              scored.model_version, stats.model_version)  # fmt: skip
                 stats.metrics_sent += window.add(batch, scored)
                 stats.served(scored.model_version)
-                sent = uncertain(batch, scored)
+                picked = uncertain(batch, scored)
+                sent = cap(picked)
+                stats.uncertain_held_back += len(picked) - len(sent)
                 sink.put(sent, key)
                 for tap in taps:
                     tap(batch, scored, sent)

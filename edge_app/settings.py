@@ -40,6 +40,7 @@ class EdgeSettings:
     results_topic: str | None = None  # one compact result per scored image, when set
     http_port: int | None = None  # HTTP push into this camera, when set
     http_host: str = "127.0.0.1"
+    max_uncertain_per_minute: int = 0  # 0 = no cap
 
     def __post_init__(self) -> None:
         parse_distortion(self.distort)  # a bad spec fails at start-up, naming the bad part
@@ -55,6 +56,7 @@ class EdgeSettings:
             ("topic", bool(self.topic), "must not be empty"),
             ("results_topic", self.results_topic != self.topic, "must differ from --topic"),
             ("http_port", self.http_port is None or 0 <= self.http_port <= 65535, "must be a TCP port"),
+            ("max_uncertain_per_minute", self.max_uncertain_per_minute >= 0, "must be 0 (no cap) or more"),
         ]
         for name, ok, why in checks:
             if not ok:
@@ -148,6 +150,13 @@ EDGE_ENV: tuple[tuple[str, str, type, str], ...] = (
         "serve HTTP push (POST /frames, /push?start_idx=&end_idx=, a form at /) on this port (default off)",
     ),
     ("--http-host", "EDGE_MNIST_HTTP_HOST", str, "address the HTTP push listens on"),
+    (
+        "--max-uncertain-per-minute",
+        "EDGE_MNIST_MAX_UNCERTAIN_PER_MINUTE",
+        int,
+        "send at most this many uncertain images in any 60 s (sliding window); the rest are held back "
+        "and counted in each metrics message's held_back; metrics are never capped; 0 = no cap",
+    ),
 )
 
 

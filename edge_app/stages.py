@@ -13,7 +13,8 @@ import itertools
 import socket
 import time
 import uuid
-from collections.abc import Iterator
+from collections import deque
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -46,6 +47,7 @@ __all__ = [
     "Scorer",
     "UncertainFilter",
     "MetricsWindow",
+    "UploadCap",
     "camera_name",
 ]
 
@@ -302,6 +304,38 @@ class UncertainFilter:
         )
 
 
+class UploadCap:
+    """At most `per_minute` uncertain images sent in any 60 seconds (a sliding window); 0 = no cap.
+
+    A line with a broken camera must not flood the hub: images over the cap are held back
+    (not sent, not stored, only counted), the earliest of a batch going first. Metrics are
+    never capped. `clock` is handed in so tests can drive time.
+    """
+
+    def __init__(self, per_minute: int = 0, clock: Callable[[], float] = time.monotonic) -> None:
+        self._limit = per_minute
+        self._clock = clock
+        self._sent: deque[float] = deque()
+        self.held_back = 0  # since the last `take_held_back`
+
+    def __call__(self, messages: list[UncertainImage]) -> list[UncertainImage]:
+        if self._limit <= 0 or not messages:
+            return messages
+        now = self._clock()
+        while self._sent and now - self._sent[0] >= 60.0:
+            self._sent.popleft()
+        room = max(0, self._limit - len(self._sent))
+        kept = messages[:room]
+        self._sent.extend([now] * len(kept))
+        self.held_back += len(messages) - len(kept)
+        return kept
+
+    def take_held_back(self) -> int:
+        """The count held back since the last call (one metrics window's worth), reset to 0."""
+        n, self.held_back = self.held_back, 0
+        return n
+
+
 class MetricsWindow:
     """A tumbling window over every scored image; emits one metrics message per non-empty window.
 
@@ -367,6 +401,7 @@ class MetricsWindow:
         outbox: OutboxStats | None,
         model_version: str | None,
         refused: tuple[ModelRefusal, ...] = (),
+        held_back: int | None = None,
     ) -> MetricsMessage | None:
         """End the window at `now`; return its message, or None when it saw no image.
 
@@ -394,4 +429,5 @@ class MetricsWindow:
             labelled=labelled,
             correct=None if labelled is None else correct,
             model_refused=tuple(refused) or None,
+            held_back=held_back,
         )

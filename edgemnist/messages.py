@@ -445,6 +445,7 @@ class MetricsMessage:
     correct: int | None = None  # of those, scored right: live accuracy over every image
     model_refused: tuple[ModelRefusal, ...] | None = None  # models refused since the last window
     results: ResultStats | None = None  # the per-image results topic, when the edge sends one
+    held_back: int | None = None  # uncertain images of this window the upload cap kept home (not sent)
 
     @property
     def total(self) -> int:
@@ -473,6 +474,7 @@ class MetricsMessage:
             "images",
             "labelled",
             "correct",
+            "held_back",
         ):
             value = getattr(self, key)
             if value is not None:
@@ -539,6 +541,7 @@ class MetricsMessage:
             correct=correct,
             model_refused=_refusals(obj.get("model_refused"), origin),
             results=None if obj.get("results") is None else ResultStats.from_dict(obj["results"], origin),
+            held_back=c.int_("held_back", optional=True, lo=0, hi=MAX_WINDOW_IMAGES),
         )
 
     @classmethod

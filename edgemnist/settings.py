@@ -384,3 +384,20 @@ ENV_VARS.update(
         "EDGE_MNIST_LABELS_TOPIC": "`metro-app retrain --labels-from-topic`: the labels table's change topic",
     }
 )
+
+# fleet monitoring: edge upload cap, hub alerts (flags in edge_app.settings and metro_app.settings)
+ENV_VARS.update(
+    {
+        "EDGE_MNIST_MAX_UNCERTAIN_PER_MINUTE": "Edge: uncertain images sent in any 60 s at most; the rest are held back and counted (default 0 = no cap)",
+        "EDGE_MNIST_ALERTS_TOPIC": "Hub: topic camera alerts are sent on, once each; '' = none (default edge-mnist.alerts)",
+        "EDGE_MNIST_DRIFT_DETECTOR": "Hub: drift detector, adwin or page_hinkley (default adwin)",
+        "EDGE_MNIST_DRIFT_DELTA": "Hub: ADWIN's significance delta (default 0.002)",
+        "EDGE_MNIST_DRIFT_THRESHOLD": "Hub: Page-Hinkley's alarm threshold (default 0.5)",
+        "EDGE_MNIST_DRIFT_MIN_WINDOWS": "Hub: observations before a camera's detector may alert (default 8)",
+        "EDGE_MNIST_DRIFT_MIN_IMAGES": "Hub: images pooled into one drift observation (default 50)",
+        "EDGE_MNIST_DRIFT_MIN_CHANGE": "Hub: smallest change of uncertain share or accuracy that alerts (default 0.05)",
+        "EDGE_MNIST_FLEET_WINDOWS": "Hub: checks in a row a camera departs from the fleet before an alert (default 3)",
+        "EDGE_MNIST_CAMERA_ERROR_SHARE": "Hub: share of a camera's labels that are Camera Error above which it alerts (default 0.2)",
+        "EDGE_MNIST_CAMERA_ERROR_MIN_LABELS": "Hub: labels a camera needs before the Camera Error share can alert (default 10)",
+    }
+)

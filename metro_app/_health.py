@@ -66,6 +66,7 @@ def camera_health(
     recent: Mapping[str, Sequence[Mapping[str, Any]]],
     image_stats: tuple[int, int, int],
     fleet: float | None | object = ...,
+    alerts: Sequence[Mapping[str, Any]] = (),
 ) -> dict[str, Any]:
     """A camera's health from its store summary, every camera's recent windows and its image stats.
 
@@ -74,6 +75,8 @@ def camera_health(
     metrics' `labelled`/`correct`). `uncertain_accuracy` covers only the uncertain
     images that reached the hub with a `true_class`: far lower by construction.
     `fleet` is `fleet_share(recent)`: pass it when computing every camera, so it is computed once.
+    `alerts` are the camera's open alerts (drift, fleet, Camera Error labels), newest first.
+    `held_back` sums the uncertain images the edge's upload cap kept home over the recent windows.
     """
     name = summary.camera
     mine = recent.get(name, [])
@@ -107,6 +110,8 @@ def camera_health(
         "outbox_pending": outbox.get("pending"),
         "outbox_dropped": outbox.get("dropped"),
         "model_version": last.get("model_version"),
+        "held_back": sum(int(w.get("held_back") or 0) for w in mine),
+        "alerts": [dict(a) for a in alerts],
     }
 
 

@@ -18,6 +18,8 @@ __all__ = [
     "ROLLOUT_STATES",
     "rollouts",
     "leases",
+    "alerts",
+    "label_resolutions",
     "add_missing_columns",
 ]
 
@@ -135,6 +137,35 @@ dead_letters = sa.Table(
     sa.Column("reason", sa.Text, nullable=False),
     sa.Column("received", sa.Float, nullable=False),
     sa.UniqueConstraint("topic", "partition", "offset", name="uq_dead_letters_origin"),
+)
+
+# camera alerts (drift, departs from fleet, Camera Error labels); `key` makes raising one idempotent
+alerts = sa.Table(
+    "alerts",
+    metadata,
+    sa.Column("id", _ID, primary_key=True, autoincrement=True),
+    sa.Column("key", sa.String(700), nullable=False, unique=True),
+    sa.Column("camera", sa.String(300), nullable=False, index=True),
+    sa.Column("signal", sa.String(64), nullable=False),
+    sa.Column("started", sa.String(64), nullable=False),
+    sa.Column("raised", sa.Float, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),  # open | closed
+    sa.Column("closed", sa.Float),
+    sa.Column("close_reason", sa.Text),
+    sa.Column("message", sa.Text, nullable=False),
+    sa.Column("evidence", sa.Text, nullable=False),
+    sa.Column("sent", sa.Float),  # when a hub claimed it for the alerts topic (once)
+)
+
+# a reviewer's decision that settles an image's label whatever the labellers said
+label_resolutions = sa.Table(
+    "label_resolutions",
+    metadata,
+    sa.Column("id", _ID, primary_key=True, autoincrement=True),
+    sa.Column("image_id", sa.String(300), nullable=False, index=True),
+    sa.Column("label", sa.String(32), nullable=False),
+    sa.Column("resolver", sa.String(300), nullable=False),
+    sa.Column("created", sa.Float, nullable=False),
 )
 
 

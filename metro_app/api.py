@@ -21,12 +21,13 @@ from pydantic import BaseModel, Field, field_validator
 from metro_app._guard import MAX_BODY_BYTES, BodyGuard
 from metro_app._rows import png_bytes
 from metro_app.canary import Policy
+from metro_app.labelling import conflicts, labeller_stats
 from metro_app.rollouts import RolloutBook, with_rollouts
 from metro_app.store import Store
 from metro_app.trainjobs import RetrainJobs
 from metro_app.views import View, Views
 
-__all__ = ["LABELS", "MAX_SEQ", "LabelIn", "create_app"]
+__all__ = ["LABELS", "MAX_SEQ", "LabelIn", "ResolveIn", "create_app"]
 
 LABELS = tuple(str(d) for d in range(10)) + ("Camera Error", "2nd Opinion", "Not a Digit", "Other")
 _POLL_SECONDS = 0.1
@@ -57,6 +58,16 @@ class RolloutIn(BaseModel):
     max_accuracy_drop: float | None = Field(default=None, ge=0, le=100)
     max_uncertain_rise: float | None = Field(default=None, ge=0, le=100)
     timeout: float | None = Field(default=None, gt=0)
+
+
+class ResolveIn(BaseModel):
+    """A reviewer's final label for an image its labellers disagree on."""
+
+    image_id: str = Field(min_length=1, max_length=300)
+    label: str = Field(description=f"one of {', '.join(LABELS)}")
+    resolver: str = Field(min_length=1, max_length=300)
+
+    _known_label = field_validator("label", mode="before")(LabelIn._known_label.__func__)  # type: ignore[attr-defined]
 
 
 def _validation_message(exc: RequestValidationError) -> str:
@@ -174,6 +185,37 @@ def create_app(
         image_id: str | None = None,
     ) -> dict[str, Any]:
         return {"labels": store.labels(after, max, image_id)}
+
+    @app.post("/labels/resolve", status_code=201, dependencies=[Depends(require_token)])
+    def resolve_label(body: ResolveIn) -> dict[str, Any]:
+        """Settle an image's label whatever its labellers said (rule 2 of `trainset.settle_labels`)."""
+        stored = store.add_resolution(body.image_id, body.label, body.resolver)
+        if stored is None:
+            raise HTTPException(status_code=404, detail=f"no image with id {body.image_id!r}")
+        return stored
+
+    @app.get("/labels/conflicts")
+    def label_conflicts() -> dict[str, Any]:
+        """Images whose labellers disagree (excluded from retrain until settled), newest first."""
+        return {"conflicts": conflicts(store.settled_labels())}
+
+    @app.get("/labellers")
+    def labellers() -> dict[str, Any]:
+        """Each labeller's label count and agreement rate with the settled labels."""
+        settled = store.settled_labels()
+        return {
+            "labellers": labeller_stats(store.label_votes(), settled),
+            "images": len(settled),
+            "conflicts": sum(1 for s in settled.values() if s.conflict),
+        }
+
+    @app.get("/alerts")
+    def list_alerts(
+        status: Annotated[str | None, Query(pattern="^(open|closed)$")] = None,
+        max: Annotated[int, Query(ge=1, le=10000)] = 1000,
+    ) -> dict[str, Any]:
+        """Camera alerts (drift, departs from fleet, Camera Error labels), newest first."""
+        return {"alerts": store.alerts(status, max)}
 
     book = RolloutBook(store)
     policy = rollout_policy or Policy()

@@ -114,6 +114,24 @@ class ViewClient:
         body = {**context, "image_id": image_id, "label": label, "labeller": labeller}
         return self._json("/labels", body=body)
 
+    def resolve(self, image_id: str, label: str, resolver: str) -> dict[str, Any]:
+        """POST a reviewer's final label for an image its labellers disagree on (needs the token)."""
+        return self._json(
+            "/labels/resolve", body={"image_id": image_id, "label": label, "resolver": resolver}
+        )
+
+    def conflicts(self) -> list[dict[str, Any]]:
+        """Images whose labellers disagree, with each labeller's latest label."""
+        return self._json("/labels/conflicts")["conflicts"]
+
+    def labellers(self) -> dict[str, Any]:
+        """Each labeller's count and agreement rate, plus the images and open conflicts in all."""
+        return self._json("/labellers")
+
+    def alerts(self, status: str | None = None) -> list[dict[str, Any]]:
+        """Camera alerts, newest first (status: open, closed, or None for all)."""
+        return self._json("/alerts" + (f"?status={status}" if status else ""))["alerts"]
+
     def models(self) -> list[dict[str, Any]]:
         """The model registry, newest first."""
         return self._json("/models")["models"]

@@ -12,6 +12,7 @@ from typing import Any
 
 import uvicorn
 
+from metro_app.alerts import AlertMonitor
 from metro_app.api import create_app
 from metro_app.consumer import DeadLetterSink, HubLoop, group_id
 from metro_app.control import ControlLoop, control_group_id
@@ -77,6 +78,20 @@ def _consume(loop: Any, stop: threading.Event, consumer: Any, producer: Any | No
                 log.warning("closing Kafka client: %s", exc)
 
 
+def _alert_sender(kafka: Any, producer: Any, topic: str) -> Any:
+    """(key, value) -> None that waits for the broker's ack; None when no alerts topic is set."""
+    if not topic:
+        return None
+    from edgemnist.kafka import ensure_topics
+
+    ensure_topics(kafka, {topic: 1})
+
+    def publish(key: bytes, value: bytes) -> None:
+        producer.send(topic, value=value, key=key).get(timeout=30)
+
+    return publish
+
+
 def run_hub(settings: HubSettings, kafka: Any, retrain_settings: RetrainSettings | None = None) -> int:
     """Consume, store and serve until SIGINT/SIGTERM; returns the exit status."""
     retrain_settings = retrain_settings or RetrainSettings()
@@ -94,6 +109,8 @@ def run_hub(settings: HubSettings, kafka: Any, retrain_settings: RetrainSettings
     threads = [
         threading.Thread(target=_consume, args=(loop, stop, consumer, producer), name="hub-loop", daemon=True)
     ]
+    alerts = AlertMonitor(store, settings.drift, _alert_sender(kafka, producer, settings.alerts_topic))
+    alert_thread = threading.Thread(target=alerts.run, args=(stop,), name="hub-alerts", daemon=True)
     control: ControlLoop | None = None
     if settings.control_topic:
 
@@ -135,6 +152,8 @@ def run_hub(settings: HubSettings, kafka: Any, retrain_settings: RetrainSettings
             "retrain_running": jobs.running(),
             "predict": predictions.stats.as_dict() if predictions else None,
             "rollouts": None if rollouts is None else dict(rollouts.stats),
+            "alerts_topic": settings.alerts_topic,
+            "alerts": {**alerts.stats, "alive": alert_thread.is_alive()},
         }
 
     app = create_app(
@@ -152,6 +171,7 @@ def run_hub(settings: HubSettings, kafka: Any, retrain_settings: RetrainSettings
     )
     for thread in threads:
         thread.start()
+    alert_thread.start()
     log.info(
         "hub: %r, Kafka %s, group %s; API on http://%s:%d",
         settings,
@@ -164,7 +184,7 @@ def run_hub(settings: HubSettings, kafka: Any, retrain_settings: RetrainSettings
         server.run()
     finally:
         stop.set()
-        for thread in threads:
+        for thread in [*threads, alert_thread]:
             thread.join(timeout=30)
         jobs.join(timeout=60)
         if publisher is not None:

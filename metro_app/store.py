@@ -30,14 +30,17 @@ from metro_app._rows import (
     camera_row,
     image_row,
     image_row_to_dict,
+    iso,
     label_dict,
     metrics_row,
 )
 from metro_app._schema import (
     MODEL_STATUSES,
     add_missing_columns,
+    alerts,
     dead_letters,
     images,
+    label_resolutions,
     labels,
     metadata,
     metric_cameras,
@@ -46,6 +49,7 @@ from metro_app._schema import (
     model_registry,
     training_images,
 )
+from metro_app.trainset import CONFLICT, settle_labels
 
 __all__ = ["DeadLetter", "WriteResult", "Store", "FLEET_BUCKET_SECONDS", "image_row_to_dict"]
 
@@ -353,20 +357,29 @@ class Store:
         return rows[0] if rows else None
 
     def latest_labels(self) -> list[tuple[str, str, str]]:
-        """(image id, label, base64 PNG) of every labelled image, its latest label only, oldest first."""
-        latest = sa.select(sa.func.max(labels.c.id).label("id")).group_by(labels.c.image_id).subquery()
-        q = (
-            sa.select(
-                labels.c.image_id,
-                labels.c.label,
-                sa.func.coalesce(images.c.image, training_images.c.image).label("png"),
-            )
-            .join(latest, labels.c.id == latest.c.id)
-            .outerjoin(images, images.c.msg_id == labels.c.image_id)
-            .outerjoin(training_images, training_images.c.msg_id == labels.c.image_id)
-            .order_by(labels.c.id)
-        )
-        return [(r.image_id, r.label, r.png) for r in self._rows(q) if r.png is not None]
+        """(image id, settled label, base64 PNG) of every labelled image, by its latest label, oldest first.
+
+        The label is settled by `metro_app.trainset.settle_labels` (each labeller's latest label,
+        the majority, a resolution); an image whose labellers disagree comes back with the label
+        `trainset.CONFLICT`, which retrain leaves out and counts.
+        """
+        settled = self.settled_labels()
+        pngs = self._pngs(list(settled))
+        order = sorted(settled.values(), key=lambda s: s.last_id)
+        return [
+            (s.image_id, s.label if s.label is not None else CONFLICT, pngs[s.image_id])
+            for s in order
+            if s.image_id in pngs
+        ]
+
+    def _pngs(self, ids: Sequence[str]) -> dict[str, str]:
+        out: dict[str, str] = {}
+        for k in range(0, len(ids), 500):
+            part = list(ids[k : k + 500])
+            for table in (training_images, images):  # an uncertain image wins over a training image
+                q = sa.select(table.c.msg_id, table.c.image).where(table.c.msg_id.in_(part))
+                out.update((r.msg_id, r.image) for r in self._rows(q))
+        return out
 
     def frames_for(self, labelled: Sequence[tuple[str, str]]) -> list[tuple[str, str, str]]:
         """(image id, label, base64 PNG) for (image id, label) pairs from elsewhere, as `latest_labels` returns them.
@@ -478,6 +491,134 @@ class Store:
     def dead_letters(self, after: int = 0, limit: int = 1000) -> list[DeadLetter]:
         q = sa.select(dead_letters).where(dead_letters.c.id > after).order_by(dead_letters.c.id).limit(limit)
         return [DeadLetter(r.topic, r.partition, r.offset, r.reason) for r in self._rows(q)]
+
+    # label quality --------------------------------------------------------------------------------
+
+    def label_votes(self) -> list[dict[str, Any]]:
+        """Every label row (id, image_id, label, labeller, created), oldest first."""
+        c = labels.c
+        q = sa.select(c.id, c.image_id, c.label, c.labeller, c.created).order_by(c.id)
+        return [r._asdict() for r in self._rows(q)]
+
+    def add_resolution(self, image_id: str, label: str, resolver: str) -> dict[str, Any] | None:
+        """Settle an image's label whatever its labellers said; None when the image is unknown."""
+        if self.image(image_id) is None and self.training_image(image_id) is None:
+            return None
+        row = {"image_id": image_id, "label": label, "resolver": resolver, "created": time.time()}
+        with self.engine.begin() as conn:
+            row["id"] = conn.execute(
+                sa.insert(label_resolutions).returning(label_resolutions.c.id), row
+            ).scalar_one()
+        return {**row, "created": iso(row["created"])}
+
+    def resolutions(self) -> list[dict[str, Any]]:
+        c = label_resolutions.c
+        q = sa.select(c.id, c.image_id, c.label, c.resolver, c.created).order_by(c.id)
+        return [r._asdict() for r in self._rows(q)]
+
+    def settled_labels(self) -> dict[str, Any]:
+        """Image id -> `trainset.Settled` for every labelled image."""
+        return settle_labels(self.label_votes(), self.resolutions())
+
+    def image_cameras(self, ids: Sequence[str]) -> dict[str, str]:
+        """Image id -> camera, for the uncertain images among `ids`."""
+        out: dict[str, str] = {}
+        for k in range(0, len(ids), 500):
+            q = sa.select(images.c.msg_id, images.c.camera).where(images.c.msg_id.in_(list(ids[k : k + 500])))
+            out.update((r.msg_id, r.camera) for r in self._rows(q))
+        return out
+
+    def label_marks(self) -> tuple[int, int]:
+        """(highest label id, highest resolution id): label quality changes only when these do."""
+        with self.engine.connect() as conn:
+            a = conn.execute(sa.select(sa.func.coalesce(sa.func.max(labels.c.id), 0))).scalar_one()
+            b = conn.execute(sa.select(sa.func.coalesce(sa.func.max(label_resolutions.c.id), 0))).scalar_one()
+        return int(a), int(b)
+
+    # alerts ---------------------------------------------------------------------------------------
+
+    def metrics_after(self, after: int, limit: int) -> list[tuple[int, dict[str, Any]]]:
+        """Metrics rows with id > after, ascending: what the drift monitor has not seen yet."""
+        return self.metrics_page(after, limit)
+
+    def add_alert(
+        self, key: str, camera: str, signal: str, started: str, message: str, evidence: Mapping[str, Any]
+    ) -> int | None:
+        """Open an alert; None when its key exists or the camera has an open alert on that signal."""
+        c = alerts.c
+        row = {
+            "key": key,
+            "camera": camera,
+            "signal": signal,
+            "started": started,
+            "raised": time.time(),
+            "status": "open",
+            "message": message,
+            "evidence": json.dumps(dict(evidence)),
+        }
+        with self.engine.begin() as conn:
+            self._begin_write(conn)
+            open_q = sa.select(c.id).where(c.camera == camera, c.signal == signal, c.status == "open")
+            if conn.execute(open_q.limit(1)).first() is not None:
+                return None
+            stmt = self._insert(alerts).on_conflict_do_nothing().returning(c.id)
+            got = list(conn.execute(stmt, [row]))
+        return int(got[0].id) if got else None
+
+    def close_alerts(self, camera: str, signal: str, reason: str) -> int:
+        """Close the camera's open alerts on `signal`; returns how many."""
+        c = alerts.c
+        with self.engine.begin() as conn:
+            self._begin_write(conn)
+            return int(
+                conn.execute(
+                    sa.update(alerts)
+                    .where(c.camera == camera, c.signal == signal, c.status == "open")
+                    .values(status="closed", closed=time.time(), close_reason=reason)
+                ).rowcount
+            )
+
+    def alerts(self, status: str | None = None, limit: int = 1000) -> list[dict[str, Any]]:
+        """Alerts, newest first; `status` = open | closed | None (all)."""
+        q = sa.select(alerts)
+        if status is not None:
+            q = q.where(alerts.c.status == status)
+        return [_alert_dict(r) for r in self._rows(q.order_by(alerts.c.id.desc()).limit(limit))]
+
+    def claim_unsent_alerts(self) -> list[dict[str, Any]]:
+        """Alerts no hub has sent yet, each claimed by this call (so one hub sends each once)."""
+        out = []
+        for r in self._rows(sa.select(alerts).where(alerts.c.sent.is_(None)).order_by(alerts.c.id)):
+            with self.engine.begin() as conn:
+                got = conn.execute(
+                    sa.update(alerts)
+                    .where(alerts.c.id == r.id, alerts.c.sent.is_(None))
+                    .values(sent=time.time())
+                ).rowcount
+            if got:
+                out.append(_alert_dict(r))
+        return out
+
+    def unclaim_alert(self, alert_id: int) -> None:
+        """The send failed: another try later."""
+        with self.engine.begin() as conn:
+            conn.execute(sa.update(alerts).where(alerts.c.id == alert_id).values(sent=None))
+
+
+def _alert_dict(r: Any) -> dict[str, Any]:
+    return {
+        "id": r.id,
+        "key": r.key,
+        "camera": r.camera,
+        "signal": r.signal,
+        "started": r.started,
+        "raised": iso(r.raised),
+        "status": r.status,
+        "closed": iso(r.closed) if r.closed is not None else None,
+        "close_reason": r.close_reason,
+        "message": r.message,
+        "evidence": json.loads(r.evidence),
+    }
 
 
 def _check_status(status: str) -> None:

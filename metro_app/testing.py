@@ -74,6 +74,8 @@ class HubProcess:
             f"{topic}.models",
             "--control-topic",
             f"{topic}.control",
+            "--alerts-topic",
+            f"{topic}.alerts",
             "--predict-requests",
             "",
             *extra,

@@ -131,7 +131,13 @@ class CameraHealth(ClassificationMetrics):
         stats = self._store.camera_image_stats()
         recent = self._store.recent_windows(self.recent)
         fleet = fleet_share(recent)
-        return [(s.seq, camera_health(s, recent, stats.get(s.camera, (0, 0, 0)), fleet)) for s in summaries]
+        alerts: dict[str, list[dict[str, Any]]] = {}
+        for a in self._store.alerts("open"):
+            alerts.setdefault(a["camera"], []).append(a)
+        return [
+            (s.seq, camera_health(s, recent, stats.get(s.camera, (0, 0, 0)), fleet, alerts.get(s.camera, [])))
+            for s in summaries
+        ]
 
     def page(self, after: int, limit: int) -> Page:
         return [(seq, t) for seq, t in self.snapshot() if seq > after][:limit]

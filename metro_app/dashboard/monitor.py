@@ -12,7 +12,7 @@ from metro_app.client import ApiError, ViewClient
 from metro_app.dashboard import charts
 from metro_app.dashboard._data import accuracy_series, active_cameras, camera_totals, window_shares
 
-__all__ = ["HubMonitor", "health_html", "camera_table_html"]
+__all__ = ["HubMonitor", "health_html", "camera_table_html", "alert_banner_html"]
 
 _KEEP = 400
 
@@ -36,6 +36,31 @@ def health_html(health: dict[str, Any] | None, error: str = "") -> str:
     )
 
 
+_SIGNALS = {
+    "uncertain_share": "uncertain share",
+    "accuracy": "live accuracy",
+    "departs_from_fleet": "departs from fleet",
+    "camera_error_labels": "Camera Error labels",
+}
+
+
+def alert_banner_html(cameras: list[dict[str, Any]]) -> str:
+    """A red banner listing every open camera alert (empty when there is none)."""
+    alerts = [a for c in cameras for a in c.get("alerts") or []]
+    if not alerts:
+        return ""
+    items = "".join(
+        f"<li><b>{html.escape(a['camera'])}</b> &middot; {html.escape(_SIGNALS.get(a['signal'], a['signal']))}"
+        f" since {html.escape(a.get('started') or a.get('raised') or '')}: {html.escape(a['message'])}</li>"
+        for a in alerts
+    )
+    return (
+        '<div class="metro-alert-banner" style="background:#fdd;border:2px solid #c00;padding:6px 10px;'
+        f'margin:4px 0"><b style="color:#c00">&#9888; {len(alerts)} open camera alert'
+        f'{"s" if len(alerts) != 1 else ""}</b><ul style="margin:4px 0">{items}</ul></div>'
+    )
+
+
 def camera_table_html(cameras: list[dict[str, Any]]) -> str:
     """The CameraHealth view as a table; a camera that departs from the fleet is flagged in red."""
     head = (
@@ -48,12 +73,17 @@ def camera_table_html(cameras: list[dict[str, Any]]) -> str:
         "prep p99 ms",
         "predict p99 ms",
         "outbox",
+        "held back",
         "model",
         "alert",
     )
     rows = []
     for c in cameras:
-        alert = c.get("departs_from_fleet")
+        open_alerts = c.get("alerts") or []
+        alert = c.get("departs_from_fleet") or bool(open_alerts)
+        what = ", ".join(_SIGNALS.get(a["signal"], a["signal"]) for a in open_alerts)
+        if c.get("departs_from_fleet") and "departs from fleet" not in what:
+            what = ", ".join(x for x in ("departs from fleet", what) if x)
         share, fleet = c.get("uncertain_share"), c.get("fleet_uncertain_share")
         cells = [
             html.escape(c["name"]),
@@ -66,8 +96,9 @@ def camera_table_html(cameras: list[dict[str, Any]]) -> str:
             _fmt(c["prep_p99"] * 1000 if c.get("prep_p99") is not None else None, ".2f"),
             _fmt(c["predict_p99"] * 1000 if c.get("predict_p99") is not None else None, ".2f"),
             _fmt(c.get("outbox_pending"), "d"),
+            _fmt(c.get("held_back"), "d"),
             f'<code style="font-size:10px">{html.escape(str(c.get("model_version") or ""))}</code>',
-            '<b class="metro-alert" style="color:#c00">&#9888; departs from fleet</b>' if alert else "ok",
+            f'<b class="metro-alert" style="color:#c00">&#9888; {html.escape(what)}</b>' if alert else "ok",
         ]
         style = ' style="background:#fee"' if alert else ""
         rows.append(f"<tr{style}>" + "".join(f"<td>{x}</td>" for x in cells) + "</tr>")
@@ -147,6 +178,7 @@ class HubMonitor:
         self.active: list[str] = []
         self.panels: dict[str, _CameraPanel] = {}
         self.health_box = widgets.HTML("connecting to the hub&hellip;")
+        self.banner = widgets.HTML()
         self.fleet = widgets.HTML()
         self.fleet.add_class("metro-fleet")
         self.table = widgets.HTML()
@@ -154,6 +186,7 @@ class HubMonitor:
         self.widget = widgets.VBox(
             [
                 self.health_box,
+                self.banner,
                 widgets.HTML("<h3>Cameras</h3>"),
                 self.panel_box,
                 widgets.HTML("<h3>Fleet</h3>"),
@@ -199,6 +232,7 @@ class HubMonitor:
         children = tuple(self.panels[c].widget for c in self.active)
         if self.panel_box.children != children:
             self.panel_box.children = children
+        self.banner.value = alert_banner_html(self.cameras)
         self.table.value = camera_table_html(self.cameras)
         self.fleet.value = self._fleet_html()
 

@@ -17,10 +17,49 @@ from metro_app.client import ApiError, ViewClient
 from metro_app.dashboard.gallery import ImageCard
 from metro_app.dashboard.keys import KeyListener
 
-__all__ = ["LABELS", "CorrectionStation", "StationState"]
+__all__ = ["LABELS", "ORDERS", "CorrectionStation", "StationState", "order_items", "margin", "labellers_html"]
 
 LABELS = tuple(str(d) for d in range(10)) + ("Camera Error", "2nd Opinion", "Not a Digit", "Other")
-ORDERS = {"least confident first": "lowest", "newest first": "newest"}
+ORDERS = {"least confident first": "lowest", "smallest margin first": "margin", "newest first": "newest"}
+
+
+def margin(item: dict[str, Any]) -> float:
+    """Top score minus the runner-up: small when the model hesitates between two digits.
+
+    >>> margin({"predictions": [0.1, 0.45, 0.4] + [0.05] * 7})
+    0.05
+    """
+    top = sorted(item["predictions"], reverse=True)
+    return round(top[0] - top[1], 12)
+
+
+def order_items(items: list[dict[str, Any]], order: str) -> list[dict[str, Any]]:
+    """Newest-first `items` in the station's order: ``lowest`` probability, smallest ``margin``, ``newest``."""
+    if order == "lowest":
+        return sorted(items, key=lambda t: t["result_probability"])
+    if order == "margin":
+        return sorted(items, key=margin)
+    return list(items)
+
+
+def _percent(v: float | None) -> str:
+    return "&ndash;" if v is None else f"{v:.0%}"
+
+
+def labellers_html(body: dict[str, Any]) -> str:
+    """Each labeller's count and agreement rate (GET /labellers) as a small table."""
+    rows = "".join(
+        f"<tr><td>{html.escape(r['labeller'])}</td><td>{r['labels']}</td><td>{r['compared']}</td>"
+        f"<td>{_percent(r['agreement'])}</td><td>{r['conflicts']}</td></tr>"
+        for r in body.get("labellers", [])
+    )
+    return (
+        f'<div class="metro-labellers"><b>Labellers</b> ({body.get("images", 0)} images labelled, '
+        f'<span class="metro-conflict-count">{body.get("conflicts", 0)}</span> in conflict, left out of '
+        'retrain until settled)<table border="1" cellpadding="2" style="border-collapse:collapse;font-size:12px">'
+        "<tr><th>labeller</th><th>labels</th><th>shared images</th><th>agreement</th><th>open conflicts</th></tr>"
+        f"{rows}</table></div>"
+    )
 
 
 @dataclass
@@ -39,6 +78,7 @@ class StationState:
     chosen: dict[str, str] = field(default_factory=dict)
     index: int = 0
     history: list[tuple[int, str, str | None]] = field(default_factory=list)
+    conflicts: dict[str, dict[str, str]] = field(default_factory=dict)  # image id -> labeller -> label
 
     @property
     def current(self) -> dict[str, Any] | None:
@@ -120,6 +160,7 @@ class CorrectionStation:
         self.counter.add_class("metro-station-counter")
         self.unseen = widgets.HTML()
         self.unseen.add_class("metro-unseen-labels")
+        self.labellers = widgets.HTML()
         self.buttons = []
         for k, label in enumerate(LABELS):
             b = widgets.Button(description=label, layout={"width": "42px" if len(label) == 1 else "104px"})
@@ -153,6 +194,7 @@ class CorrectionStation:
                 widgets.HBox([self.camera, self.order, self.size, self.reload]),
                 widgets.HBox([self.labeller, self.counter]),
                 self.unseen,
+                self.labellers,
                 self.card.widget,
                 widgets.HBox(self.buttons[:10], layout={"flex_flow": "row wrap"}),
                 widgets.HBox(self.buttons[10:]),
@@ -174,9 +216,7 @@ class CorrectionStation:
         if camera:
             items = [t for t in items if t["camera"] == camera]
         items.reverse()  # newest first
-        if ORDERS[self.order.value] == "lowest":
-            items.sort(key=lambda t: t["result_probability"])
-        return items[:n]
+        return order_items(items, ORDERS[self.order.value])[:n]
 
     def load(self) -> CorrectionStation:
         """Take a new snapshot of uncertain images and read their stored labels from the hub."""
@@ -187,10 +227,12 @@ class CorrectionStation:
                 labels = self.client.labels(t["id"])
                 if labels:
                     stored[t["id"]] = labels[-1]
+            conflicts = {c["image_id"]: c["votes"] for c in self.client.conflicts()}
+            self.labellers.value = labellers_html(self.client.labellers())
         except ApiError as exc:
             self.status.value = f'<b style="color:#c00">{html.escape(str(exc))}</b>'
             return self
-        self.state = StationState(items, stored)
+        self.state = StationState(items, stored, conflicts=conflicts)
         self.status.value = f"loaded {len(items)} uncertain images, {len(stored)} already labelled"
         self._show()
         return self
@@ -241,6 +283,13 @@ class CorrectionStation:
             else ""
         )
         chosen = f" &middot; your label <b>{html.escape(label)}</b>" if item["id"] in s.chosen else where
+        votes = s.conflicts.get(item["id"])
+        if votes:
+            said = ", ".join(f"{html.escape(k)} says {html.escape(v)}" for k, v in sorted(votes.items()))
+            chosen += (
+                f' &middot; <b class="metro-conflict" style="color:#c00">&#9888; labellers disagree: {said}'
+                "</b> (not used for training until settled)"
+            )
         self.card.show(item, f" &middot; image <b>{s.index + 1}</b> of {len(s.items)}{chosen}")
         shown = s.shown_label(item)
         for b in self.buttons:

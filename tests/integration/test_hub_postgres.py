@@ -81,7 +81,7 @@ def test_model_registry_and_training_labels_on_postgresql(postgres):
     assert store.add_training_images([item]) == 1 and store.add_training_images([item]) == 0
     store.write_batch([], [make_image("CamA", 0)])
     store.add_label(make_image("CamA", 0).id, "3", "ana")
-    store.add_label(make_image("CamA", 0).id, "8", "bo")
+    store.add_label(make_image("CamA", 0).id, "8", "ana")  # her correction wins
     assert {(i, label) for i, label, _ in store.latest_labels()} == {
         ("scan-1", "2"),
         (make_image("CamA", 0).id, "8"),

@@ -83,11 +83,13 @@ def test_training_images_are_stored_once_with_their_label(store):
     assert store.latest_labels() == [("scanner-1", "3", png)]
 
 
-def test_latest_labels_keep_only_each_images_newest_label(store):
+def test_latest_labels_keep_each_labellers_newest_label_and_flag_disagreement(store):
     store.write_batch([], [make_image("CamA", i) for i in range(3)])
     ids = [make_image("CamA", i).id for i in range(3)]
     store.add_label(ids[0], "4", "ana")
     store.add_label(ids[1], "Other", "ana")
-    store.add_label(ids[0], "9", "bo")  # a correction: this one wins
+    store.add_label(ids[0], "9", "ana")  # ana corrects herself: this one wins
+    store.add_label(ids[2], "1", "ana")
+    store.add_label(ids[2], "7", "bo")  # bo disagrees with ana: a conflict, not a correction
     latest = {image_id: label for image_id, label, _ in store.latest_labels()}
-    assert latest == {ids[0]: "9", ids[1]: "Other"}
+    assert latest == {ids[0]: "9", ids[1]: "Other", ids[2]: "conflict"}

@@ -107,8 +107,8 @@ def field_store(tmp_path, model_path):
     msgs = rotated_uncertain(model_path, 150)
     store.write_batch([], msgs)
     for m in msgs:
-        store.add_label(m.id, str((m.true_class + 1) % 10), "first try")
-        store.add_label(m.id, str(m.true_class), "corrected")
+        store.add_label(m.id, str((m.true_class + 1) % 10), "ana")
+        store.add_label(m.id, str(m.true_class), "ana")  # ana corrects herself: her latest label counts
     store.add_label(msgs[0].id, "Not a Digit", "ana")  # the latest label wins: excluded
     yield store
     store.close()
