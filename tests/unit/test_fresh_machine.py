@@ -94,8 +94,19 @@ def test_not_root_with_everything_installed_it_still_stops_as_the_image_build_ne
     assert "need root" in err and "sudo make test" in err
 
 
+# run by `make test` itself: the outer make's flags must not leak into the make under test
+_MAKE_ENV = {
+    k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MAKELEVEL", "MFLAGS", "MAKEOVERRIDES")
+}
+
+
+def _make(*args: str) -> subprocess.CompletedProcess[str]:
+    cmd = ["make", "--no-print-directory", *args]
+    return subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=60, env=_MAKE_ENV)
+
+
 def test_make_test_checks_the_system_first_and_forbids_skips_and_the_tansu_fallback(tmp_path):
-    proc = subprocess.run(["make", "-n", "test"], cwd=REPO, capture_output=True, text=True, timeout=60)
+    proc = _make("-n", "test")
     assert proc.returncode == 0, proc.stderr
     lines = [line.strip() for line in proc.stdout.splitlines() if line.strip()]
     assert lines[0].endswith(".ci/system-deps")
@@ -103,7 +114,8 @@ def test_make_test_checks_the_system_first_and_forbids_skips_and_the_tansu_fallb
     assert "EDGE_MNIST_NO_SKIPS=1 EDGE_MNIST_REQUIRE_APACHE_KAFKA=1" in lines[pytest_line - 1]
     # as on a fresh clone (no venv yet, whatever this checkout's state): every extra the suite needs
     fresh = subprocess.run(
-        ["make", "-n", "install", f"VENV={tmp_path / 'venv'}"],
+        ["make", "--no-print-directory", "-n", "install", f"VENV={tmp_path / 'venv'}"],
+        env=_MAKE_ENV,
         cwd=REPO,
         capture_output=True,
         text=True,
