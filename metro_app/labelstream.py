@@ -2,7 +2,9 @@
 
 A trainer away from the hub's database reads the topic instead of the store:
 the same rows (one per label given, primary key ``id``), so the same rule
-applies as in `Store.latest_labels`: the newest label row of an image wins.
+applies as in `Store.latest_labels`: `metro_app.trainset.settle_labels` (each labeller's
+latest label, the majority; an image its labellers disagree on is a conflict, which retrain
+leaves out and counts). Resolutions live in their own table: stream it too to see them.
 """
 
 from __future__ import annotations
@@ -13,21 +15,29 @@ from typing import Any
 from edgemnist.cdcstream import read_view
 from edgemnist.errors import SchemaError
 from edgemnist.settings import KafkaSettings
+from metro_app.trainset import CONFLICT, settle_labels
 
 __all__ = ["latest_labels", "labels_from_topic"]
 
 
 def latest_labels(rows: Iterable[Mapping[str, Any]]) -> list[tuple[str, str]]:
-    """(image id, label) of each image's newest label row (highest ``id``), oldest first."""
-    newest: dict[str, tuple[int, str]] = {}
+    """(image id, settled label or `trainset.CONFLICT`) of each labelled image, by its newest row, oldest first.
+
+    >>> latest_labels([{"id": 1, "image_id": "a", "label": "3", "labeller": "ana"},
+    ...                {"id": 2, "image_id": "a", "label": "5", "labeller": "ana"}])
+    [('a', '5')]
+    """
+    votes = []
     for row in rows:
         try:
-            row_id, image_id, label = int(row["id"]), str(row["image_id"]), str(row["label"])
+            votes.append(
+                {"id": int(row["id"]), "image_id": str(row["image_id"]), "label": str(row["label"]),
+                 "labeller": str(row.get("labeller") or "")}
+            )  # fmt: skip
         except (KeyError, TypeError, ValueError) as exc:
             raise SchemaError(f"labels row needs id, image_id and label: {dict(row)}") from exc
-        if image_id not in newest or row_id > newest[image_id][0]:
-            newest[image_id] = (row_id, label)
-    return [(image_id, label) for image_id, (_, label) in sorted(newest.items(), key=lambda kv: kv[1][0])]
+    settled = sorted(settle_labels(votes).values(), key=lambda s: s.last_id)
+    return [(s.image_id, s.label if s.label is not None else CONFLICT) for s in settled]
 
 
 def labels_from_topic(

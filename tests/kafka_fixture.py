@@ -111,7 +111,12 @@ def _parent_death_hook():  # type: ignore[no-untyped-def]
 
 
 def _random_cluster_id() -> str:
-    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+    """Kafka's form (22 url-safe base64 characters), never starting with "-": kafka-storage's
+    argument parser would read such an id as an option (one start in 64 failed that way)."""
+    while True:
+        cid = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not cid.startswith("-"):
+            return cid
 
 
 LOG4J2 = """\

@@ -172,12 +172,13 @@ def test_hub_labels_in_postgres_stream_to_the_labels_topic_and_retrain_from_it(
     assert topic == "cdc-hub.public.labels" and "mnist_train" in started["topics"]
     for img in images[25:]:  # labelled while streaming
         store.add_label(img.id, str(img.true_class), "bob")
-    store.add_label(images[0].id, "Not a Digit", "carol")  # a correction: the newest label wins
-    store.add_label(images[1].id, str((images[1].true_class + 1) % 10), "carol")
+    store.add_label(images[0].id, "Not a Digit", "alice")  # she corrects herself: her newest label counts
+    store.add_label(images[1].id, str((images[1].true_class + 1) % 10), "alice")
+    store.add_label(images[2].id, str((images[2].true_class + 1) % 10), "carol")  # disagrees: a conflict
     n_label_rows = len(store.labels(limit=10_000))
 
     view, _ = _wait_view(kafka_settings, topic, lambda v: len(v) == n_label_rows)
-    assert len(view) == n_label_rows == 42
+    assert len(view) == n_label_rows == 43
     by_id = {r["id"]: r for r in view}
     for label in store.labels(limit=10_000):
         assert (by_id[label["id"]]["image_id"], by_id[label["id"]]["label"]) == (
@@ -191,7 +192,7 @@ def test_hub_labels_in_postgres_stream_to_the_labels_topic_and_retrain_from_it(
     assert from_topic.train_ids == from_store.train_ids and from_topic.test_ids == from_store.test_ids
     assert np.array_equal(from_topic.train_labels, from_store.train_labels)
     assert np.array_equal(from_topic.train_images, from_store.train_images)
-    assert from_topic.excluded == from_store.excluded == {"Not a Digit": 1}
+    assert from_topic.excluded == from_store.excluded == {"Not a Digit": 1, "conflict": 1}
     store.close()
 
     common = ["retrain", "--store", url, "--model", str(model_path), "--no-publish", "-q"]
@@ -199,7 +200,7 @@ def test_hub_labels_in_postgres_stream_to_the_labels_topic_and_retrain_from_it(
     via_store = _cli("metro_app.cli", *common, env=env)
     for key in ("n_field_train", "n_field_test", "n_train", "field_accuracy", "base_accuracy"):
         assert via_topic[key] == via_store[key], key
-    assert via_topic["n_field_train"] + via_topic["n_field_test"] == 39
+    assert via_topic["n_field_train"] + via_topic["n_field_test"] == 38  # 40 images: a non-digit, a conflict
     store = Store(url)
     cards = {
         m["version"]: json.loads(m["card"]) if isinstance(m["card"], str) else m["card"]

@@ -101,10 +101,12 @@ def test_cli_flags_parse_and_env_vars_are_registered() -> None:
         assert name in ENV_VARS
 
 
-def test_latest_label_per_image_wins_by_row_id() -> None:
+def test_labels_from_the_stream_are_settled_like_the_store_settles_them() -> None:
     rows = [
-        {"id": 3, "image_id": "a", "label": "7"},
-        {"id": 1, "image_id": "a", "label": "1"},
-        {"id": 2, "image_id": "b", "label": "Other"},
+        {"id": 3, "image_id": "a", "label": "7", "labeller": "ana"},  # ana corrects herself: 7
+        {"id": 1, "image_id": "a", "label": "1", "labeller": "ana"},
+        {"id": 2, "image_id": "b", "label": "Other", "labeller": "ana"},
+        {"id": 4, "image_id": "c", "label": "3", "labeller": "ana"},  # two people disagree: a conflict
+        {"id": 5, "image_id": "c", "label": "5", "labeller": "bo"},
     ]
-    assert latest_labels(rows) == [("b", "Other"), ("a", "7")]
+    assert latest_labels(rows) == [("b", "Other"), ("a", "7"), ("c", "conflict")]
