@@ -8,6 +8,7 @@ import math
 from typing import Any
 
 import numpy as np
+import orjson
 
 from edgemnist.messages import MetricsMessage, UncertainImage, parse_timestamp, utc_timestamp
 
@@ -53,7 +54,7 @@ def image_row(m: UncertainImage, now: float) -> dict[str, Any]:
         "image": m.image,
         "prepared": m.prepared_image.astype(np.uint8).tobytes(),
         "prep_time": m.prep_time,
-        "predictions": json.dumps(list(m.predictions)),
+        "predictions": orjson.dumps(m.predictions).decode(),
         "result_class": m.result_class,
         "result_probability": m.result_probability,
         "predict_time": m.predict_time,
