@@ -564,6 +564,11 @@ def parse_message(data: bytes | str | None, origin: Origin = Origin()) -> Uncert
     fast = fast_parse(data, datetime.now(UTC) + FUTURE_TOLERANCE, sys.modules[__name__])
     if fast is not None:
         return fast  # type: ignore[no-any-return]
+    return _parse_slow(data, origin)
+
+
+def _parse_slow(data: bytes | str, origin: Origin) -> UncertainImage | MetricsMessage:
+    """orjson, then every key checked in Python: decides what the fast pass refused, naming the reason."""
     try:
         obj = orjson.loads(data)
     except orjson.JSONDecodeError as exc:

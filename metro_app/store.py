@@ -137,7 +137,7 @@ class Store:
                 for cam, c in by_id[r.msg_id].camera_metrics.items()
             ]
             if cams:
-                conn.execute(sa.insert(metric_cameras), cams)
+                conn.exec_driver_sql(*_plain_insert(conn, metric_cameras, cams))
             new_images = self._insert_new(conn, images, irows)
             out.images = len(new_images)
             out.conflicts = self._conflicts(conn, metrics, mrows, new_metrics)
@@ -484,6 +484,15 @@ def _insert_new_sqlite(conn: Connection, table: sa.Table, rows: list[dict[str, A
         return []
     newest = f'SELECT id, msg_id FROM "{table.name}" ORDER BY id DESC LIMIT ?'
     return list(reversed(list(conn.exec_driver_sql(newest, (added,)))))
+
+
+def _plain_insert(conn: Connection, table: sa.Table, rows: list[dict[str, Any]]) -> tuple[str, Any]:
+    """An executemany INSERT in the connection's own parameter style (no SQLAlchemy compile per batch)."""
+    cols = list(rows[0])
+    mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
+    names = ", ".join(f'"{c}"' for c in cols)
+    sql = f'INSERT INTO "{table.name}" ({names}) VALUES ({", ".join([mark] * len(cols))})'
+    return sql, [tuple(r[c] for c in cols) for r in rows]
 
 
 def _check_status(status: str) -> None:

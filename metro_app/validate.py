@@ -147,6 +147,18 @@ def _row_starts(width: int, height: int, bits: int) -> list[int]:
     return out
 
 
+class _LazyOrigin:
+    """The record's Origin, built only when an error message needs it (most records have none)."""
+
+    __slots__ = ("_rec",)
+
+    def __init__(self, rec: RecordLike) -> None:
+        self._rec = rec
+
+    def __str__(self) -> str:
+        return str(Origin(self._rec.topic, self._rec.partition, self._rec.offset))
+
+
 class Validator:
     """Turn a record into a message carrying an id, or a DeadLetter naming why not.
 
@@ -157,9 +169,9 @@ class Validator:
         self.check_png = check_png
 
     def __call__(self, rec: RecordLike) -> Valid | DeadLetter:
-        origin = Origin(rec.topic, rec.partition, rec.offset)
+        origin = _LazyOrigin(rec)
         try:
-            msg = parse_message(rec.value, origin)
+            msg = parse_message(rec.value, origin)  # type: ignore[arg-type]
             if isinstance(msg, UncertainImage) and self.check_png:
                 _check_png(msg, origin)
         except SchemaError as exc:
