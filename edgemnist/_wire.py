@@ -38,7 +38,9 @@ _Digit = Annotated[int, Meta(ge=0, le=9)]
 _Schema = Annotated[int, Meta(ge=1, le=2**31 - 1)]
 _Pixel = Annotated[int, Meta(ge=0, le=255)]
 _Row = Annotated[list[_Pixel], Meta(min_length=28, max_length=28)]
-_Slots = Annotated[list[Annotated[int, Meta(ge=0, le=_MAX_WINDOW_IMAGES)]], Meta(min_length=11, max_length=11)]
+_Slots = Annotated[
+    list[Annotated[int, Meta(ge=0, le=_MAX_WINDOW_IMAGES)]], Meta(min_length=11, max_length=11)
+]
 # orjson reads integers inside the 64-bit range exactly and larger ones as floats; keep to where both agree
 _Source = Annotated[int, Meta(ge=-(2**63), le=2**63 - 1)] | float | str | None
 

@@ -239,7 +239,9 @@ class SteadyConsumer:
     def _waiting(self) -> dict[Any, int]:
         """Partitions with records past their committed offset -> that committed offset."""
         c = self._consumer
-        tps = [TopicPartition(t, p) for t in sorted(c.subscription() or ()) for p in c.partitions_for_topic(t)]
+        tps = [
+            TopicPartition(t, p) for t in sorted(c.subscription() or ()) for p in c.partitions_for_topic(t)
+        ]
         ends = c.end_offsets(tps) if tps else {}
         out = {}
         for tp in tps:
