@@ -143,7 +143,10 @@ def _stamp(v: str | None, latest: datetime) -> None:
     if "\x00" in v:
         raise _Refuse
     try:
-        when = datetime.fromisoformat(v.replace("Z", "+00:00")).astimezone(UTC)
+        if v[-1:] == "Z" and v.count("Z") == 1:  # what edges send: Python reads the Z as UTC itself
+            when = datetime.fromisoformat(v)
+        else:
+            when = datetime.fromisoformat(v.replace("Z", "+00:00")).astimezone(UTC)
     except (ValueError, OverflowError):
         raise _Refuse from None
     if not _MIN_TIMESTAMP <= when <= latest:
@@ -185,7 +188,7 @@ def _metrics(m: _Metrics, latest: datetime, t: Any) -> Any:
         if "\x00" in cam:
             raise _Refuse
         total += sum(c.certain) + sum(c.uncertain)
-        counts[cam] = t.CameraCounts(tuple(c.certain), tuple(c.uncertain))
+        counts[cam] = t.CameraCounts(c.certain, c.uncertain)
     if total > _MAX_WINDOW_IMAGES:
         raise _Refuse
     if m.correct is not None and m.labelled is not None and m.correct > m.labelled:
@@ -198,11 +201,13 @@ def _metrics(m: _Metrics, latest: datetime, t: Any) -> Any:
     if m.model_refused is not None:
         _text(*(r.version for r in m.model_refused), *(r.reason for r in m.model_refused))
         refused = tuple(t.ModelRefusal(r.version, r.reason) for r in m.model_refused)
-    c = m.config
+    cfg = m.config
     return t.MetricsMessage(
         counts,
         m.timestamp,
-        t.EdgeConfig(c.delay, c.repeat, c.source, c.confidence, c.classify_parallel, c.metrics_duration),
+        t.EdgeConfig(
+            cfg.delay, cfg.repeat, cfg.source, cfg.confidence, cfg.classify_parallel, cfg.metrics_duration
+        ),
         _latency(m.latency_metrics.prep, t),
         _latency(m.latency_metrics.predict, t),
         m.id, m.schema, m.model_version, m.window_start, m.window_end, m.images,

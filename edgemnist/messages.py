@@ -561,10 +561,13 @@ def parse_message(data: bytes | str | None, origin: Origin = Origin()) -> Uncert
         raise SchemaError(f"{origin}: empty value (tombstone)")
     if len(data) > MAX_MESSAGE_BYTES:
         raise SchemaError(f"{origin}: {len(data)} bytes, more than the {MAX_MESSAGE_BYTES} allowed")
-    fast = fast_parse(data, datetime.now(UTC) + FUTURE_TOLERANCE, sys.modules[__name__])
+    fast = fast_parse(data, datetime.now(UTC) + FUTURE_TOLERANCE, _THIS)
     if fast is not None:
         return fast  # type: ignore[no-any-return]
     return _parse_slow(data, origin)
+
+
+_THIS = sys.modules[__name__]
 
 
 def _parse_slow(data: bytes | str, origin: Origin) -> UncertainImage | MetricsMessage:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import math
+from datetime import datetime
 from typing import Any
 
 import numpy as np
@@ -26,6 +27,8 @@ FLEET_BUCKET_SECONDS = 10
 
 
 def epoch(ts: str) -> float:
+    if ts[-1:] == "Z" and ts.count("Z") == 1:  # the wire form: Python reads the Z as UTC itself
+        return datetime.fromisoformat(ts).timestamp()
     return parse_timestamp(ts).timestamp()
 
 
