@@ -36,6 +36,7 @@ from bench._common import table  # noqa: E402
 from bench._hubpeers import Run, run_minimal, run_ours, run_quix, stored_ids  # noqa: E402
 from edgemnist.kafka import ensure_topics, make_consumer, make_producer  # noqa: E402
 from metro_app.samples import make_image, make_metrics  # noqa: E402
+from metro_app.store import Store  # noqa: E402
 from metro_app.testing import HubProcess  # noqa: E402
 
 SCENARIOS = {"metrics": (20_000, 0), "images": (0, 8_000)}
@@ -150,8 +151,13 @@ def race(bootstrap: str, tmp: Path, repeat: int, label: str) -> dict[str, dict[s
     return out
 
 
-def _instance(bootstrap: str, topic: str, total: int, url: str, group: str, q: Any) -> None:
-    """One hub process of the two-instance run: consume until the shared store holds every message."""
+def _instance(bootstrap: str, topic: str, total: int, url: str, group: str, q: Any, go: Any) -> None:
+    """One hub process of the two-instance run.
+
+    It joins the group and waits until the group has split the partitions (one each) and the
+    parent says go; then it rewinds (nothing was committed) and consumes until the shared store
+    holds every message, so the clock runs only while both instances work.
+    """
     from metro_app.consumer import HUB_CONSUMER_CONFIG, DeadLetterSink, HubLoop
     from metro_app.store import Store
 
@@ -160,19 +166,42 @@ def _instance(bootstrap: str, topic: str, total: int, url: str, group: str, q: A
     store = Store(url)
     producer = make_producer(settings)
     loop = HubLoop(consumer, store, DeadLetterSink(producer, "bench.dlq"))
-    first = last = None
+    ready = False
+    while not go.is_set():
+        consumer.poll(timeout_ms=100, max_records=1)
+        if len(consumer.assignment()) == 1 and not ready:
+            ready = True
+            q.put(("ready", None))
+    consumer.seek_to_beginning()
+    cpu, last = time.process_time(), None
     end = time.monotonic() + 300
     while time.monotonic() < end:
         if loop.step():
-            first = first or time.time()
             last = time.time()
-        elif first and sum(store.counts()[k] for k in ("metrics", "images")) >= total:
+        elif sum(store.counts()[k] for k in ("metrics", "images")) >= total:
             break
     loop.flush_commits()
-    q.put((first, last, loop.stats.records, time.process_time()))
+    q.put(("done", (last, loop.stats.records, time.process_time() - cpu)))
     consumer.close(autocommit=False)
     producer.close()
     store.close()
+
+
+def _gather(q: Any, procs: list[Any], kind: str, timeout: float = 400) -> list[Any]:
+    """Each instance's `kind` report; fails as soon as one instance dies without reporting."""
+    import queue
+
+    got, deadline = [], time.monotonic() + timeout
+    while len(got) < len(procs):
+        try:
+            what, value = q.get(timeout=1)
+            if what == kind:
+                got.append(value)
+        except queue.Empty:
+            dead = [p.exitcode for p in procs if p.exitcode not in (None, 0)]
+            if dead or time.monotonic() > deadline:
+                raise SystemExit(f"a hub instance failed (exit codes {dead}) or timed out") from None
+    return got
 
 
 def postgres(bootstrap: str, repeat: int) -> dict[str, Any]:
@@ -198,22 +227,25 @@ def postgres(bootstrap: str, repeat: int) -> dict[str, Any]:
             ctx = multiprocessing.get_context("spawn")
             for r in range(repeat):
                 url = cluster.fresh_database(f"two_{name}_{r}")
+                Store(url).close()  # the tables, before two processes race to create them
                 group = f"bench-pg2-{time.time_ns()}"
-                q = ctx.Queue()
-                procs = [ctx.Process(target=_instance, args=(bootstrap, two_topic, total, url, group, q))
+                q, go = ctx.Queue(), ctx.Event()
+                procs = [ctx.Process(target=_instance, args=(bootstrap, two_topic, total, url, group, q, go))
                          for _ in range(2)]  # fmt: skip
                 for p in procs:
                     p.start()
-                got = [q.get(timeout=400) for _ in procs]
+                _gather(q, procs, "ready")
+                first = time.time()
+                go.set()
+                got = _gather(q, procs, "done")
                 for p in procs:
                     p.join(60)
-                first = min(g[0] for g in got if g[0])
-                last = max(g[1] for g in got if g[1])
-                run = Run(sum(g[2] for g in got), last - first, sum(g[3] for g in got), group)
+                last = max(g[0] for g in got if g[0])
+                run = Run(sum(g[1] for g in got), last - first, sum(g[2] for g in got), group)
                 verify(settings, two_topic, run, total, url)
-                two.append((run, [g[2] for g in got]))
+                two.append((run, [g[1] for g in got]))
                 print(f"  pg {name} two instances #{r + 1}: {run.rate:,.0f} msg/s combined, "
-                      f"split {[g[2] for g in got]} (verified)", flush=True)  # fmt: skip
+                      f"split {[g[1] for g in got]} (verified)", flush=True)  # fmt: skip
             med1 = sorted(one, key=lambda x: x.rate)[(len(one) - 1) // 2]
             med2, split = sorted(two, key=lambda x: x[0].rate)[(len(two) - 1) // 2]
             out[name] = {"one_msgs_per_s": round(med1.rate), "two_msgs_per_s": round(med2.rate),
