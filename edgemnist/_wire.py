@@ -13,6 +13,7 @@ both paths on mutated messages.
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from math import copysign
 from typing import Annotated, Any
 
 import msgspec
@@ -181,6 +182,26 @@ def _latency(s: _Latency, t: Any) -> Any:
     return t.LatencyStats(s.min, s.max, s.mean, s.std, s.percentiles)
 
 
+_CONFIGS: dict[tuple[Any, ...], Any] = {}
+
+
+def _config(c: _Config, t: Any) -> Any:
+    """An edge sends the same configuration in every window: share one (immutable) EdgeConfig."""
+    src = c.source
+    # -0.0 == 0.0 and 1 == 1.0 as keys, yet they print differently: the key keeps signs and types
+    signs = (copysign(1, c.delay), copysign(1, c.confidence), copysign(1, c.metrics_duration))
+    key = (c.delay, c.repeat, type(src), src, c.confidence, c.classify_parallel, c.metrics_duration, signs,
+           copysign(1, src) if type(src) is float else 0)  # fmt: skip
+    got = _CONFIGS.get(key)
+    if got is None:
+        if len(_CONFIGS) >= 1024:
+            _CONFIGS.clear()
+        got = _CONFIGS[key] = t.EdgeConfig(
+            c.delay, c.repeat, src, c.confidence, c.classify_parallel, c.metrics_duration
+        )
+    return got
+
+
 def _metrics(m: _Metrics, latest: datetime, t: Any) -> Any:
     total = 0
     counts = {}
@@ -201,13 +222,10 @@ def _metrics(m: _Metrics, latest: datetime, t: Any) -> Any:
     if m.model_refused is not None:
         _text(*(r.version for r in m.model_refused), *(r.reason for r in m.model_refused))
         refused = tuple(t.ModelRefusal(r.version, r.reason) for r in m.model_refused)
-    cfg = m.config
     return t.MetricsMessage(
         counts,
         m.timestamp,
-        t.EdgeConfig(
-            cfg.delay, cfg.repeat, cfg.source, cfg.confidence, cfg.classify_parallel, cfg.metrics_duration
-        ),
+        _config(m.config, t),
         _latency(m.latency_metrics.prep, t),
         _latency(m.latency_metrics.predict, t),
         m.id, m.schema, m.model_version, m.window_start, m.window_end, m.images,

@@ -64,3 +64,15 @@ def test_edge_values_agree(change):
         fast, slow = both(json.dumps(d).encode())
         if fast is not None:
             assert not isinstance(slow, SchemaError) and fast.to_dict() == slow.to_dict(), (change, slow)
+
+
+def test_shared_edge_configs_keep_signs_and_types():
+    seen = []
+    for delay, source in ((0.0, 0), (-0.0, 0), (0.0, 0.0), (0.0, -0.0), (0.0, False), (0.0, 0)):
+        d = make_metrics("Cam", 1).to_dict()
+        d["config"].update(delay=delay, source=source)
+        fast, slow = both(json.dumps(d).encode())
+        assert isinstance(slow, SchemaError) or fast is None or fast.to_dict() == slow.to_dict()
+        if fast is not None:
+            seen.append(json.dumps(fast.to_dict()["config"]))
+    assert len(set(seen)) == 4, seen  # 0/0, -0.0/0, 0.0/0.0, 0.0/-0.0; False takes the slow path
