@@ -27,6 +27,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +41,14 @@ from metro_app.store import Store  # noqa: E402
 from metro_app.testing import HubProcess  # noqa: E402
 
 SCENARIOS = {"metrics": (20_000, 0), "images": (0, 8_000)}
+
+
+@dataclass(frozen=True, slots=True)
+class Fill:
+    """What a topic holds: messages, and each partition's end offset as the producer was told."""
+
+    total: int
+    ends: dict[int, int]
 
 
 @contextlib.contextmanager
@@ -70,42 +79,51 @@ def kafka_settings(bootstrap: str) -> Any:
     return resolve(bootstrap_servers=bootstrap)
 
 
-def fill(settings: Any, topic: str, n_metrics: int, n_images: int, partitions: int = 1) -> int:
-    """Produce the scenario's messages once (templates re-used with fresh ids, so building is cheap)."""
+def fill(settings: Any, topic: str, n_metrics: int, n_images: int, partitions: int = 1) -> Fill:
+    """Produce the scenario's messages once (templates re-used with fresh ids, so building is cheap).
+
+    The end offsets come from the producer's acknowledgements: Tansu's ListOffsets answers the
+    last batch's base offset, not the end of the log.
+    """
     ensure_topics(settings, {topic: partitions})
     m = make_metrics("BenchCam", 0).to_dict()
     i = make_image("BenchCam", 0).to_dict()
     producer = make_producer(settings)
     total = n_metrics + n_images
+    futures = []
     for k in range(total):
         body = {**(m if n_metrics else i), "id": f"BenchCam/{topic}/{k}"}
-        producer.send(topic, value=json.dumps(body).encode(), key=f"BenchCam{k % 16}".encode())
+        futures.append(
+            producer.send(topic, value=json.dumps(body).encode(), key=f"BenchCam{k % 16}".encode())
+        )
     producer.flush()
+    ends: dict[int, int] = {}
+    for fut in futures:
+        meta = fut.get(timeout=60)
+        ends[meta.partition] = max(ends.get(meta.partition, 0), meta.offset + 1)
     producer.close()
-    return total
+    return Fill(total, ends)
 
 
-def verify(settings: Any, topic: str, run: Run, total: int, url: str) -> None:
+def verify(settings: Any, topic: str, run: Run, fill: Fill, url: str) -> None:
     """One row per message and the group's committed offsets at the end of every partition."""
     from kafka.structs import TopicPartition
 
     rows, distinct = stored_ids(url)
     consumer = make_consumer(settings, [], run.group)
     try:
-        tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic))]
         deadline = time.monotonic() + 30
-        while True:  # Tansu's end offsets can lag a moment behind its log: ask again
-            ends = consumer.end_offsets(tps)
-            committed = {tp: consumer.committed(tp) or 0 for tp in tps}
-            if committed == ends or time.monotonic() > deadline:
+        while True:
+            committed = {p: consumer.committed(TopicPartition(topic, p)) or 0 for p in fill.ends}
+            if committed == fill.ends or time.monotonic() > deadline:
                 break
             time.sleep(0.2)
     finally:
         consumer.close(autocommit=False)
-    if not (run.messages == rows == distinct == total) or committed != ends:
+    if not (run.messages == rows == distinct == fill.total) or committed != fill.ends:
         raise SystemExit(
             f"run {run.group} failed verification: {run.messages} handled, {rows} rows, {distinct} ids, "
-            f"{total} messages; committed {committed} vs end {ends}"
+            f"{fill.total} messages; committed {committed} vs end {fill.ends}"
         )
 
 
@@ -115,7 +133,8 @@ def race(bootstrap: str, tmp: Path, repeat: int, label: str) -> dict[str, dict[s
     out: dict[str, dict[str, Any]] = {}
     for name, (n_metrics, n_images) in SCENARIOS.items():
         topic = f"bench-{name}-{time.time_ns()}"
-        total = fill(settings, topic, n_metrics, n_images)
+        filled = fill(settings, topic, n_metrics, n_images)
+        total = filled.total
         runners: dict[str, Callable[[str, str], Run]] = {
             "ours": lambda url, g, topic=topic, total=total: run_ours(settings, topic, total, url, g),
             "quix": lambda url, g, topic=topic, total=total: run_quix(
@@ -132,7 +151,7 @@ def race(bootstrap: str, tmp: Path, repeat: int, label: str) -> dict[str, dict[s
             for who, runner in runners.items():
                 url = f"sqlite:///{tmp}/{label}-{name}-{who}-{r}.db"
                 run = runner(url, f"bench-{who}-{time.time_ns()}")
-                verify(settings, topic, run, total, url)
+                verify(settings, topic, run, filled, url)
                 runs[who].append(run)
                 print(f"  {label} {name} {who} #{r + 1}: {run.rate:,.0f} msg/s, "
                       f"{run.cpu_per_1000:.3f} CPU-s/1000 (verified)", flush=True)  # fmt: skip
@@ -214,15 +233,16 @@ def postgres(bootstrap: str, repeat: int) -> dict[str, Any]:
     try:
         for name, (n_metrics, n_images) in SCENARIOS.items():
             topic = f"bench-pg-{name}-{time.time_ns()}"
-            total = fill(settings, topic, n_metrics, n_images)
+            filled = fill(settings, topic, n_metrics, n_images)
+            total = filled.total
             one = []
             for r in range(repeat):
                 url = cluster.fresh_database(f"one_{name}_{r}")
                 run = run_ours(settings, topic, total, url, f"bench-pg-{time.time_ns()}")
-                verify(settings, topic, run, total, url)
+                verify(settings, topic, run, filled, url)
                 one.append(run)
             two_topic = f"bench-pg2-{name}-{time.time_ns()}"
-            fill(settings, two_topic, n_metrics, n_images, partitions=2)
+            filled2 = fill(settings, two_topic, n_metrics, n_images, partitions=2)
             two = []
             ctx = multiprocessing.get_context("spawn")
             for r in range(repeat):
@@ -242,7 +262,7 @@ def postgres(bootstrap: str, repeat: int) -> dict[str, Any]:
                     p.join(60)
                 last = max(g[0] for g in got if g[0])
                 run = Run(sum(g[1] for g in got), last - first, sum(g[2] for g in got), group)
-                verify(settings, two_topic, run, total, url)
+                verify(settings, two_topic, run, filled2, url)
                 two.append((run, [g[1] for g in got]))
                 print(f"  pg {name} two instances #{r + 1}: {run.rate:,.0f} msg/s combined, "
                       f"split {[g[1] for g in got]} (verified)", flush=True)  # fmt: skip
