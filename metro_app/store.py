@@ -100,8 +100,11 @@ class Store:
             conn.execute(sa.select(sa.func.pg_advisory_xact_lock(_PG_WRITE_LOCK)))
 
     def _insert_new(self, conn: Connection, table: sa.Table, rows: list[dict[str, Any]]) -> list[Any]:
+        """Insert rows whose msg_id is new; returns (id, msg_id) of the rows added."""
         if not rows:
             return []
+        if self.engine.dialect.name == "sqlite":
+            return _insert_new_sqlite(conn, table, rows)
         stmt = self._insert(table).on_conflict_do_nothing().returning(table.c.id, table.c.msg_id)
         return list(conn.execute(stmt, rows))
 
@@ -138,7 +141,7 @@ class Store:
                 for cam, c in by_id[r.msg_id].camera_metrics.items()
             ]
             if cams:
-                conn.execute(sa.insert(metric_cameras), cams)
+                conn.exec_driver_sql(*_plain_insert(conn, metric_cameras, cams))
             new_images = self._insert_new(conn, images, irows)
             out.images = len(new_images)
             out.conflicts = self._conflicts(conn, metrics, mrows, new_metrics)
@@ -619,6 +622,33 @@ def _alert_dict(r: Any) -> dict[str, Any]:
         "message": r.message,
         "evidence": json.loads(r.evidence),
     }
+
+
+def _insert_new_sqlite(conn: Connection, table: sa.Table, rows: list[dict[str, Any]]) -> list[Any]:
+    """One plain executemany (about 3x faster than a multi-row INSERT .. RETURNING through SQLAlchemy).
+
+    ON CONFLICT DO NOTHING skips only rows whose msg_id is stored; any other constraint still
+    raises (and the hub splits the batch to find the record). The INSERT holds SQLite's write lock
+    until the transaction ends and new row ids are max(id) + 1, so the rows added are the
+    `rowcount` highest ids, read in the same transaction.
+    """
+    cols = list(rows[0])
+    names = ", ".join(f'"{c}"' for c in cols)
+    sql = f'INSERT INTO "{table.name}" ({names}) VALUES ({", ".join("?" * len(cols))}) ON CONFLICT DO NOTHING'
+    added = conn.exec_driver_sql(sql, [tuple(r[c] for c in cols) for r in rows]).rowcount
+    if added <= 0:
+        return []
+    newest = f'SELECT id, msg_id FROM "{table.name}" ORDER BY id DESC LIMIT ?'
+    return list(reversed(list(conn.exec_driver_sql(newest, (added,)))))
+
+
+def _plain_insert(conn: Connection, table: sa.Table, rows: list[dict[str, Any]]) -> tuple[str, Any]:
+    """An executemany INSERT in the connection's own parameter style (no SQLAlchemy compile per batch)."""
+    cols = list(rows[0])
+    mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
+    names = ", ".join(f'"{c}"' for c in cols)
+    sql = f'INSERT INTO "{table.name}" ({names}) VALUES ({", ".join([mark] * len(cols))})'
+    return sql, [tuple(r[c] for c in cols) for r in rows]
 
 
 def _check_status(status: str) -> None:

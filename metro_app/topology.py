@@ -35,6 +35,8 @@ __all__ = [
 _PIP_PACKAGES = (
     "kafka-python>=3.0",
     "crc32c>=2.4",
+    "msgspec>=0.18",
+    "orjson>=3.9",
     "sqlalchemy>=2.0",
     "psycopg[binary]>=3.1",
     "numpy",
