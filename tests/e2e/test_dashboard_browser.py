@@ -141,7 +141,10 @@ def _drive(page, expect, stack: Stack, url: str, labeller: str) -> None:  # noqa
     expect(counter).to_have_text(re.compile(r"^0 of (2[0-9]|[3-9]\d|\d{3}) labelled"), timeout=90_000)
     station.locator(".metro-labeller input").fill(labeller)
     station.scroll_into_view_if_needed()
+    # a person starts a session with Load snapshot (the live thread's first load may still be drawing)
+    station.locator(".metro-reload").click()
     image_id = station.locator(".metro-image-id")
+    expect(image_id).to_have_text(re.compile(r"\S"), timeout=60_000)
 
     def current() -> str:
         return image_id.inner_text()
