@@ -55,7 +55,7 @@ class MetroDashboard:
         self.station.show_unseen(*unseen_labels(self.client.labels(), self.models.models))
         self.gallery.refresh()
         if not self.station.state.items and len(self.gallery.items) >= self.station.size.value:
-            self.station.load()
+            self.station.load_if_empty()
 
     def start(self) -> MetroDashboard:
         self.ticker.start()

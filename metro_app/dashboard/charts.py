@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 import math
+import threading
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -29,10 +30,16 @@ __all__ = [
 _CERTAIN, _UNCERTAIN, _HIGHLIGHT = "#4c78a8", "#f58518", "#e45756"
 
 
+# Matplotlib's font cache is shared and not thread-safe: the live thread and a person's clicks
+# (the kernel thread) draw at the same time, so drawing is serialised.
+_DRAW = threading.Lock()
+
+
 def _png(fig: Figure) -> bytes:
     FigureCanvasAgg(fig)
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=fig.dpi)
+    with _DRAW:
+        fig.savefig(buf, format="png", dpi=fig.dpi)
     return buf.getvalue()
 
 

@@ -205,6 +205,8 @@ class CorrectionStation:
         )
         self.widget.add_class("metro-station")
         self._uploading = threading.Lock()
+        # the live thread's first load and a person's clicks (kernel thread) must not interleave
+        self._lock = threading.RLock()
 
     # loading ------------------------------------------------------------------------------------
 
@@ -220,6 +222,16 @@ class CorrectionStation:
 
     def load(self) -> CorrectionStation:
         """Take a new snapshot of uncertain images and read their stored labels from the hub."""
+        with self._lock:
+            return self._load()
+
+    def load_if_empty(self) -> None:
+        """Load a first snapshot unless one is shown already (the live thread's call)."""
+        with self._lock:
+            if not self.state.items:
+                self._load()
+
+    def _load(self) -> CorrectionStation:
         try:
             items = self._snapshot()
             stored = {}
@@ -257,18 +269,32 @@ class CorrectionStation:
             self.undo()
 
     def choose(self, label: str) -> None:
-        self.state.choose(label)
-        self._show()
+        with self._lock:
+            self.state.choose(label)
+            self._show()
 
     def move(self, delta: int) -> None:
-        self.state.move(delta)
-        self._show()
+        with self._lock:
+            self.state.move(delta)
+            self._show()
 
     def undo(self) -> None:
-        self.state.undo()
-        self._show()
+        with self._lock:
+            self.state.undo()
+            self._show()
 
     def _show(self) -> None:
+        with self._lock:
+            try:
+                self._draw()
+            except Exception as exc:  # noqa: BLE001 - say what went wrong instead of a blank card
+                self.status.value = (
+                    f'<b style="color:#c00">cannot show the image: {html.escape(type(exc).__name__)}: '
+                    f"{html.escape(str(exc))}</b>"
+                )
+                raise
+
+    def _draw(self) -> None:
         s = self.state
         self.counter.value = f'<b class="metro-counter">{s.counter()}</b> ({len(s.pending())} not uploaded)'
         item = s.current

@@ -144,7 +144,10 @@ def _drive(page, expect, stack: Stack, url: str, labeller: str) -> None:  # noqa
     # a person starts a session with Load snapshot (the live thread's first load may still be drawing)
     station.locator(".metro-reload").click()
     image_id = station.locator(".metro-image-id")
-    expect(image_id).to_have_text(re.compile(r"\S"), timeout=60_000)
+    try:
+        expect(image_id).to_have_text(re.compile(r"\S"), timeout=60_000)
+    except AssertionError as exc:  # say what the station shows instead of an image id
+        raise AssertionError(f"{exc}\nstation shows: {station.inner_text()[:3000]}") from None
 
     def current() -> str:
         return image_id.inner_text()
