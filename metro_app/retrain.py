@@ -9,7 +9,8 @@ labelled field images that is never trained on.
 The decision rule (`decide`): a candidate is accepted when its field
 accuracy is more than ``min_field_gain`` points above the current model's
 (default 0: it must rise) and its base accuracy is at most ``max_base_drop``
-points below the current model's (default 1.5). Without a field hold-out
+points below the current model's (default 2.0: the base hold-out has 1,000
+digits, so the same retrain differs by about 0.5 points from run to run). Without a field hold-out
 nothing shows the candidate is better, so it is refused. Every candidate,
 accepted or refused, is kept in the registry with its figures and reason.
 """
@@ -77,7 +78,7 @@ class RetrainSettings:
     model: str = "models"
     holdout: float = 0.2
     seed: int = 0
-    max_base_drop: float = 1.5
+    max_base_drop: float = 2.0
     min_field_gain: float = 0.0
     field_weight: int = 1
     canary: str = ""  # comma-separated cameras: an accepted model goes out through a canary rollout
@@ -169,7 +170,7 @@ class Scores:
 
 
 def decide(
-    candidate: Scores, parent: Scores, *, max_base_drop: float = 1.5, min_field_gain: float = 0.0
+    candidate: Scores, parent: Scores, *, max_base_drop: float = 2.0, min_field_gain: float = 0.0
 ) -> tuple[bool, str]:
     """Accept or refuse a candidate against the serving model; the reason carries the figures."""
     if candidate.field is None or parent.field is None:

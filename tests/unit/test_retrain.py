@@ -69,7 +69,7 @@ def test_a_class_with_one_image_is_trained_on_and_small_classes_keep_one_out():
         (Scores(0.965, 0.90), Scores(0.974, 0.40), {}, True, "accepted: field accuracy 0.400 -> 0.900"),
         (Scores(0.974, 0.40), Scores(0.974, 0.40), {}, False, "field accuracy must rise"),
         (Scores(0.990, 0.35), Scores(0.974, 0.40), {}, False, "field accuracy must rise"),
-        (Scores(0.950, 0.90), Scores(0.974, 0.40), {}, False, "base accuracy may fall at most 1.5 points"),
+        (Scores(0.950, 0.90), Scores(0.974, 0.40), {}, False, "base accuracy may fall at most 2 points"),
         (Scores(0.959, 0.90), Scores(0.974, 0.40), {}, True, "-1.5 points"),
         (Scores(0.950, 0.90), Scores(0.974, 0.40), {"max_base_drop": 3}, True, "accepted"),
         (Scores(0.974, 0.45), Scores(0.974, 0.40), {"min_field_gain": 10}, False, "more than 10 points"),
