@@ -16,9 +16,10 @@ from types import FrameType
 from edge_app.outbox import RESULT, Outbox
 from edge_app.push import PushFeed
 from edge_app.results import ResultsSink, ResultWriter
-from edge_app.runner import OutboxSink, RunStats, Sink, StdoutSink, Tap, run_edge
+from edge_app.runner import RunStats, Tap, run_edge
 from edge_app.sender import Sender
 from edge_app.settings import EdgeSettings, add_edge_flags
+from edge_app.sinks import OutboxSink, Sink, StdoutSink
 from edge_app.stages import camera_name
 from edgemnist.cliargs import env_flag, setup_logging
 from edgemnist.errors import ConfigError, EdgeMnistError
@@ -37,18 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     add_edge_flags(run)
-    env_flag(
-        run,
-        "--bootstrap-servers",
-        "EDGE_MNIST_BOOTSTRAP_SERVERS",
-        help="Kafka bootstrap servers, host:port[,host:port]",
-    )
-    env_flag(
-        run,
-        "--credentials",
-        "EDGE_MNIST_CREDENTIALS",
-        help="JSON credentials file (IBM Event Streams format: kafka_brokers_sasl, user, api_key)",
-    )
+    _kafka_flags(run)
     run.add_argument(
         "--dry-run",
         action="store_true",
@@ -62,6 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     add_edge_flags(build)
+    _kafka_flags(build)  # read by the Outbox operator when the job starts; nothing secret is archived
     build.add_argument(
         "--target", choices=["streams-archive"], default="streams-archive", help="what to build"
     )
@@ -69,6 +60,21 @@ def build_parser() -> argparse.ArgumentParser:
     build.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     build.set_defaults(func=_build)
     return parser
+
+
+def _kafka_flags(parser: argparse.ArgumentParser) -> None:
+    env_flag(
+        parser,
+        "--bootstrap-servers",
+        "EDGE_MNIST_BOOTSTRAP_SERVERS",
+        help="Kafka bootstrap servers, host:port[,host:port]",
+    )
+    env_flag(
+        parser,
+        "--credentials",
+        "EDGE_MNIST_CREDENTIALS",
+        help="JSON credentials file (IBM Event Streams format: kafka_brokers_sasl, user, api_key)",
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -179,7 +185,9 @@ def _build(args: argparse.Namespace) -> int:
 
     from edge_app.topology import build_archive, build_topology
 
-    archive = build_archive(build_topology(EdgeSettings.from_args(args)), Path(args.out))
+    settings = EdgeSettings.from_args(args)
+    topo = build_topology(settings, bootstrap_servers=args.bootstrap_servers, credentials=args.credentials)
+    archive = build_archive(topo, Path(args.out))
     print(archive)
     return 0
 

@@ -1,43 +1,32 @@
-"""Our runner: wires the stages, source -> enrich -> prepare -> score -> filter -> sink, plus metrics."""
+"""Our runner: the stages of `edge_app.pipeline` in a plain Python process, plus model updates and taps.
+
+source -> enrich -> score (N worker processes) -> uncertain filter + metrics window -> sink
+"""
 
 from __future__ import annotations
 
 import itertools
 import logging
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol, TextIO
+from typing import Protocol
 
 import numpy as np
 
 from edge_app.models import ModelStore, ModelWatcher, Reader, ServingModel, initial_model
-from edge_app.outbox import IMAGE, METRICS, Outbox, Record
+from edge_app.pipeline import edge_stages
 from edge_app.scoring import score_batches
 from edge_app.settings import EdgeSettings
-from edge_app.stages import (
-    Enricher,
-    FrameBatch,
-    ImageSource,
-    MetricsWindow,
-    Scored,
-    UncertainFilter,
-    UploadCap,
-)
-from edgemnist.messages import EdgeConfig, MetricsMessage, OutboxStats, UncertainImage
+from edge_app.sinks import OutboxSink, Sink, StdoutSink
+from edge_app.stages import FrameBatch, Scored, UploadCap
+from edgemnist.messages import MetricsMessage, ModelRefusal, OutboxStats, UncertainImage
 from edgemnist.prep import prepare_frames
 
 __all__ = ["Sink", "Tap", "Feed", "StdoutSink", "OutboxSink", "RunStats", "run_edge"]
 
 log = logging.getLogger(__name__)
-
-
-class Sink(Protocol):
-    def put(self, messages: Sequence[UncertainImage | MetricsMessage], key: bytes) -> None: ...
-
-    def stats(self) -> OutboxStats | None: ...
 
 
 class Tap(Protocol):
@@ -52,37 +41,6 @@ class Feed(Protocol):
     """Merges frames from elsewhere (HTTP pushes) into the camera's own batches."""
 
     def merge(self, source: Iterator[FrameBatch], stop: threading.Event) -> Iterator[FrameBatch]: ...
-
-
-class StdoutSink:
-    """--dry-run: one JSON message per line on stdout instead of Kafka."""
-
-    def __init__(self, out: TextIO | None = None) -> None:
-        self._out = out or sys.stdout
-
-    def put(self, messages: Sequence[UncertainImage | MetricsMessage], key: bytes) -> None:
-        for m in messages:
-            self._out.write(m.to_json().decode())
-            self._out.write("\n")
-        self._out.flush()
-
-    def stats(self) -> OutboxStats | None:
-        return None
-
-
-class OutboxSink:
-    """Everything goes into the durable outbox first; the Sender takes it to Kafka."""
-
-    def __init__(self, outbox: Outbox) -> None:
-        self._outbox = outbox
-
-    def put(self, messages: Sequence[UncertainImage | MetricsMessage], key: bytes) -> None:
-        self._outbox.put(
-            [Record(METRICS if isinstance(m, MetricsMessage) else IMAGE, key, m.to_json()) for m in messages]
-        )
-
-    def stats(self) -> OutboxStats | None:
-        return self._outbox.stats()
 
 
 @dataclass
@@ -126,52 +84,30 @@ class RunStats:
         }
 
 
-def _config(s: EdgeSettings) -> EdgeConfig:
-    return EdgeConfig(
-        delay=s.delay,
-        repeat=s.repeat,
-        source=s.source,
-        confidence=s.confidence,
-        classify_parallel=s.parallelism,
-        metrics_duration=s.metrics_duration,
-    )
-
-
 def _probe_images(frames: tuple[bytes, ...], n: int = 64) -> np.ndarray:
     """A few of the camera's own frames, prepared, plus a blank one: what a new model must score."""
     images = prepare_frames(frames[:n]).images
     return np.concatenate([images, np.zeros((1, 28, 28), dtype=np.uint8)])
 
 
-class _Window:
-    """The metrics window with the model that scored it: closed whenever the model changes."""
+class _Report:
+    """What a window's message says about this process: the outbox, refused models, the upload cap."""
 
-    def __init__(
-        self, settings: EdgeSettings, sink: Sink, key: bytes, serving: ServingModel, cap: UploadCap
-    ) -> None:
-        self.window = MetricsWindow(settings.metrics_duration, _config(settings), settings.confidence)
-        self._sink, self._key, self._serving, self._cap = sink, key, serving, cap
-        self.version: str | None = None
+    def __init__(self, sink: Sink, serving: ServingModel, cap: UploadCap) -> None:
+        self._sink, self._serving, self._cap = sink, serving, cap
 
-    def add(self, batch: FrameBatch, scored: Scored) -> int:
-        """Count a scored batch; returns the metrics messages sent (a model change closes the window)."""
-        sent = 0
-        if scored.model_version != self.version and self.window.images:
-            sent = self.close(time.time(), batch.camera, batch.run_id)
-        self.version = scored.model_version
-        self.window.add(scored, batch.labels)
-        return sent
+    def outbox(self) -> OutboxStats | None:
+        return self._sink.stats()
 
-    def close(self, now: float, camera: str, run_id: str) -> int:
-        refused = self._serving.pending_refusals()
-        held = self._cap.held_back  # per window: what the cap kept home since the last message
-        msg = self.window.close(now, camera, run_id, self._sink.stats(), self.version, refused, held)
-        if msg is None:
-            return 0
+    def refused(self) -> tuple[ModelRefusal, ...]:
+        return self._serving.pending_refusals()
+
+    def held_back(self) -> int | None:
+        return self._cap.held_back  # per window: what the cap kept home since the last message
+
+    def reported(self, refused: int) -> None:
         self._cap.take_held_back()
-        self._serving.reported(len(refused))
-        self._sink.put([msg], self._key)
-        return 1
+        self._serving.reported(refused)
 
 
 def run_edge(
@@ -200,13 +136,12 @@ def run_edge(
     model = serving.current()
     stats = RunStats()
     log.info("model %s (sha256 %s…) from %s", model.version, model.sha256[:12], model.path or settings.model)
-    source = ImageSource(
-        settings.source, settings.repeat, settings.delay, settings.batch_size, distort=settings.distort
-    )
-    uncertain = UncertainFilter(settings.confidence)
-    cap = UploadCap(settings.max_uncertain_per_minute)
+    model_path = model.path or settings.model
+    stages = edge_stages(settings, model_path)  # the sink stands in for stages.send
+    source, uncertain, window = stages.source, stages.uncertain, stages.window
+    window.report = _Report(sink, serving, uncertain.cap)
     dropped_before = _dropped(sink)
-    with source, Enricher(settings.camera) as enrich:
+    with source, stages.enrich as enrich:
         stats.camera = enrich.camera
         key = enrich.camera.encode()
         log.info(
@@ -218,7 +153,6 @@ def run_edge(
             settings.repeat,
             settings.delay,
         )
-        window = _Window(settings, sink, key, serving, cap)
         watcher = None
         if models is not None:
             probe = _probe_images(source.frames.frames)
@@ -226,16 +160,15 @@ def run_edge(
         try:
             frames = source() if feed is None else feed.merge(source(), stop)
             batches = (enrich(b) for b in itertools.takewhile(lambda _: not stop.is_set(), frames))
-            model_path = model.path or settings.model
-            for batch, scored in score_batches(batches, model_path, settings.parallelism, serving.current):
+            for batch, scored in score_batches(batches, model_path, stages.parallelism, serving.current):
                 if scored.model_version != stats.model_version and stats.model_versions:
                     log.info("from frame %d on, model %s serves (was %s)", batch.first_count,
                              scored.model_version, stats.model_version)  # fmt: skip
-                stats.metrics_sent += window.add(batch, scored)
+                stats.metrics_sent += _put(sink, window.add(batch, scored, time.time()), key)
                 stats.served(scored.model_version)
-                picked = uncertain(batch, scored)
-                sent = cap(picked)
-                stats.uncertain_held_back += len(picked) - len(sent)
+                held_before = uncertain.held_back
+                sent = uncertain((batch, scored))
+                stats.uncertain_held_back += uncertain.held_back - held_before
                 sink.put(sent, key)
                 for tap in taps:
                     tap(batch, scored, sent)
@@ -246,18 +179,22 @@ def run_edge(
                 if batch.labels is not None and len(scored.index):
                     stats.labelled += len(scored.index)
                     stats.correct += int((scored.result_class == batch.labels[scored.index]).sum())
-                now = time.time()
-                if window.window.due(now):
-                    stats.metrics_sent += window.close(now, batch.camera, batch.run_id)
+                stats.metrics_sent += _put(sink, window.close_if_due(time.time()), key)
             for tap in taps:
                 tap.finish()
-            stats.metrics_sent += window.close(time.time(), enrich.camera, enrich.run_id)
+            stats.metrics_sent += _put(sink, window.close(time.time()), key)
         finally:
             if watcher is not None:
                 watcher.stop()
                 stats.models_refused = [r.version for r in watcher.refused]
     _count_dropped(stats, sink, dropped_before)
     return stats
+
+
+def _put(sink: Sink, metrics: Sequence[MetricsMessage], key: bytes) -> int:
+    if metrics:
+        sink.put(metrics, key)
+    return len(metrics)
 
 
 def _dropped(sink: Sink) -> int:

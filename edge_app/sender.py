@@ -58,7 +58,6 @@ class Sender:
         self._producer: Producer | None = None
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="outbox-sender", daemon=True)
-        self.sent = 0
         self.failures = 0
         self.connected = False
 
@@ -121,7 +120,6 @@ class Sender:
                 else:
                     self.failed[kind] += 1
                     first = first or err
-        self.sent += len(acked)  # counted before the ack, so drain() never returns ahead of it
         self._outbox.ack(acked)
         failed = len(rows) - len(acked)
         if failed:

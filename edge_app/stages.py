@@ -67,6 +67,7 @@ class FrameBatch:
     first_count: int = 0
     camera: str = ""
     run_id: str = ""
+    last: bool = False  # the final batch of a finite source: a streamsx window closes on it
 
     def __len__(self) -> int:
         return len(self.frames)
@@ -143,6 +144,7 @@ class ImageSource:
         start = time.time()
         batch: list[int] = []
         stamps: list[float] = []
+        final = len(self.frames.frames) * self._repeat - 1  # the last position's index; -1 = forever
         for i, pos in enumerate(self._positions()):
             if self._delay:
                 due = start + i * self._delay
@@ -155,15 +157,15 @@ class ImageSource:
             batch.append(pos)
             stamps.append(time.time())
             if len(batch) >= self._batch_size:
-                yield self._batch(batch, stamps)
+                yield self._batch(batch, stamps, last=i == final)
                 batch, stamps = [], []
         if batch:
-            yield self._batch(batch, stamps)
+            yield self._batch(batch, stamps, last=True)
 
-    def _batch(self, positions: list[int], stamps: list[float]) -> FrameBatch:
+    def _batch(self, positions: list[int], stamps: list[float], last: bool = False) -> FrameBatch:
         data = self.frames
         labels = None if data.labels is None else data.labels[positions]
-        return FrameBatch(tuple(data.frames[p] for p in positions), labels, np.asarray(stamps))
+        return FrameBatch(tuple(data.frames[p] for p in positions), labels, np.asarray(stamps), last=last)
 
 
 class Enricher:
@@ -187,7 +189,9 @@ class Enricher:
     def __call__(self, batch: FrameBatch) -> FrameBatch:
         first = self._count
         self._count += len(batch)
-        return FrameBatch(batch.frames, batch.labels, batch.emitted, first, self.camera, self.run_id)
+        return FrameBatch(
+            batch.frames, batch.labels, batch.emitted, first, self.camera, self.run_id, batch.last
+        )
 
 
 class ImagePrep:

@@ -1,126 +1,55 @@
 """The edge as a streamsx Topology, for users who own an IBM Streams / Cloud Pak for Data instance.
 
-The same stage objects as our runner, wired as streamsx operators:
-ImageSource -> Enrich -> (parallel) Score -> UncertainFilter -> Outbox
-                                          \\-> MetricsWindow  -> Outbox
+The operators are `edge_app.pipeline.edge_stages(...).specs()`, the same stage objects our
+runner uses, wired in the order and shape the specs give:
+ImageSource -> Enrich -> (parallel) Score -> UncertainFilter -> Outbox -> Kafka
+                                          \\-> MetricsWindow  -/
 `edge-app build --target streams-archive --out DIR` writes the build archive.
 """
 
 from __future__ import annotations
 
-import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from edge_app.outbox import Outbox
-from edge_app.runner import OutboxSink
+from edge_app.pipeline import StageSpec, edge_stages
 from edge_app.settings import EdgeSettings
-from edge_app.stages import Enricher, FrameBatch, ImageSource, MetricsWindow, Scored, Scorer, UncertainFilter
-from edgemnist.messages import EdgeConfig, MetricsMessage, UncertainImage
 
-__all__ = ["build_topology", "build_archive", "OPERATORS"]
-
-OPERATORS = ("ImageSource", "Enrich", "Score", "UncertainFilter", "MetricsWindow", "Outbox")
+__all__ = ["build_topology", "build_archive", "wire"]
 
 
-class ScoreStage:
-    """Scorer over a FrameBatch, keeping the batch beside its scores."""
-
-    def __init__(self, model_path: str) -> None:
-        self._model_path = model_path
-        self._scorer: Scorer | None = None
-
-    def __enter__(self) -> ScoreStage:
-        self._scorer = Scorer(self._model_path).__enter__()
-        return self
-
-    def __exit__(self, *exc: object) -> bool:
-        self._scorer = None
-        return False
-
-    def __call__(self, batch: FrameBatch) -> tuple[FrameBatch, Scored]:
-        assert self._scorer is not None
-        return batch, self._scorer(batch.frames)
-
-
-class FilterStage:
-    def __init__(self, confidence: float) -> None:
-        self._filter = UncertainFilter(confidence)
-
-    def __call__(self, item: tuple[FrameBatch, Scored]) -> list[UncertainImage]:
-        return self._filter(*item)
+def wire(topo: Any, specs: Sequence[StageSpec]) -> dict[str, Any]:
+    """Add the operators of `specs` to a streamsx Topology; returns each operator's output stream."""
+    streams: dict[str, Any] = {}
+    previous: Any = None
+    for spec in specs:
+        if spec.kind == "source":
+            out = topo.source(spec.stage, name=spec.name)
+        else:
+            ups = [streams[n] for n in spec.inputs] if spec.inputs else [previous]
+            up = ups[0].union(set(ups[1:])) if len(ups) > 1 else ups[0]
+            if spec.parallel > 1:
+                up = up.parallel(spec.parallel)
+            out = getattr(up, spec.kind)(spec.stage, name=spec.name)
+            if spec.parallel > 1:
+                out = out.end_parallel()
+        streams[spec.name] = previous = out
+    return streams
 
 
-class WindowStage:
-    """Emits a metrics message when the tumbling window is due."""
-
-    def __init__(self, duration: float, config: EdgeConfig, confidence: float) -> None:
-        self._args = (duration, config, confidence)
-        self._window: MetricsWindow | None = None
-
-    def __call__(self, item: tuple[FrameBatch, Scored]) -> list[MetricsMessage]:
-        if self._window is None:
-            self._window = MetricsWindow(*self._args)
-        batch, scored = item
-        self._window.add(scored, batch.labels)
-        now = time.time()
-        if not self._window.due(now):
-            return []
-        msg = self._window.close(now, batch.camera, batch.run_id, None, scored.model_version)
-        return [msg] if msg else []
-
-
-class OutboxStage:
-    """Writes each message to the durable outbox; a Sender (kafka) drains it, as in our runner."""
-
-    def __init__(self, path: str, max_bytes: int) -> None:
-        self._path, self._max_bytes = path, max_bytes
-        self._box: Outbox | None = None
-
-    def __enter__(self) -> OutboxStage:
-        self._box = Outbox(self._path, self._max_bytes).__enter__()
-        return self
-
-    def __exit__(self, *exc: object) -> bool:
-        if self._box is not None:
-            self._box.close()
-        return False
-
-    def __call__(self, msg: UncertainImage | MetricsMessage) -> None:
-        assert self._box is not None
-        OutboxSink(self._box).put(
-            [msg],
-            msg.camera.encode()
-            if isinstance(msg, UncertainImage)
-            else next(iter(msg.camera_metrics)).encode(),
-        )
-
-
-def build_topology(settings: EdgeSettings, name: str = "EdgeCameraClassifier") -> Any:
-    """The streamsx Topology of one edge camera."""
+def build_topology(
+    settings: EdgeSettings,
+    name: str = "EdgeCameraClassifier",
+    bootstrap_servers: str | None = None,
+    credentials: str | None = None,
+) -> Any:
+    """The streamsx Topology of one edge camera; Kafka is resolved when the job's Outbox operator starts."""
     from streamsx.topology.topology import Topology
 
-    from edge_app.runner import _config
-
     topo = Topology(name)
-    batches = topo.source(
-        ImageSource(
-            settings.source, settings.repeat, settings.delay, settings.batch_size, distort=settings.distort
-        ),
-        name="ImageSource",
-    )
-    enriched = batches.map(Enricher(settings.camera), name="Enrich")
-    if settings.parallelism > 1:
-        enriched = enriched.parallel(settings.parallelism)
-    scored = enriched.map(ScoreStage(str(settings.model)), name="Score")
-    if settings.parallelism > 1:
-        scored = scored.end_parallel()
-    uncertain = scored.flat_map(FilterStage(settings.confidence), name="UncertainFilter")
-    metrics = scored.flat_map(
-        WindowStage(settings.metrics_duration, _config(settings), settings.confidence), name="MetricsWindow"
-    )
-    outbox = OutboxStage(str(settings.outbox_path), int(settings.outbox_max_mb * 2**20))
-    uncertain.union({metrics}).for_each(outbox, name="Outbox")
+    stages = edge_stages(settings, bootstrap_servers=bootstrap_servers, credentials=credentials)
+    wire(topo, stages.specs())
     return topo
 
 

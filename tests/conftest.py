@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Iterator
+import re
+import uuid
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -123,6 +125,22 @@ def restartable_kafka(kafka: Broker) -> Broker:
     if not kafka.can_restart:
         pytest.skip(kafka.restart_skip_reason)
     return kafka
+
+
+@pytest.fixture
+def make_topic(request: pytest.FixtureRequest) -> Callable[[str], str]:
+    """Topic names of this test's own: `make_topic("events")` -> "<test name>-<8 hex>.events".
+
+    Names never repeat, across tests and across runs against one broker, so no test reads
+    another's messages; the test's name in them says whose a topic is.
+    """
+    stem = re.sub(r"[^a-zA-Z0-9]+", "-", request.node.name.removeprefix("test_"))[:80].strip("-")
+    tag = uuid.uuid4().hex[:8]
+
+    def make(suffix: str = "events") -> str:
+        return f"{stem}-{tag}.{suffix}"
+
+    return make
 
 
 @pytest.fixture(scope="session")

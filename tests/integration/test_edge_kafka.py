@@ -14,13 +14,14 @@ import pytest
 from edgemnist.data import load_frames
 from edgemnist.model import load_model
 from edgemnist.prep import prepare_batch
+from metro_app.testing import wait_until
 from tests.helpers import EDGE_APP, edge_cmd, metric_total, outbox_rows, read_full_pass, read_topic, split
 
 pytestmark = pytest.mark.integration
 
 
-def test_edge_streams_the_stream_set_once(kafka, kafka_settings, model_path, tmp_path):
-    topic = "edge-once"
+def test_edge_streams_the_stream_set_once(kafka, kafka_settings, model_path, tmp_path, make_topic):
+    topic = make_topic("events")
     proc = subprocess.run(
         edge_cmd(kafka.bootstrap_servers, topic, model_path, tmp_path / "o.db", "Cam"),
         capture_output=True,
@@ -48,12 +49,11 @@ def test_edge_streams_the_stream_set_once(kafka, kafka_settings, model_path, tmp
     assert outbox_rows(tmp_path / "o.db") == 0
 
 
-def test_broker_down_for_20s_loses_nothing(kafka, kafka_settings, model_path, tmp_path):
-    if not kafka.can_restart:
-        pytest.skip(
-            "this broker cannot be stopped and restarted by the test (KAFKA_BOOTSTRAP_SERVERS or Tansu)"
-        )
-    topic = "edge-outage"
+def test_broker_down_for_20s_loses_nothing(
+    restartable_kafka, kafka_settings, model_path, tmp_path, make_topic
+):
+    kafka = restartable_kafka
+    topic = make_topic("events")
     outbox = tmp_path / "o.db"
     # A Test camera sends all 1,000 frames, 30 s of them at 0.03 s apart.
     proc = subprocess.Popen(
@@ -63,11 +63,12 @@ def test_broker_down_for_20s_loses_nothing(kafka, kafka_settings, model_path, tm
         text=True,
     )
     try:
-        time.sleep(6)
-        kafka.stop()
-        time.sleep(20)
-        buffered = outbox_rows(outbox)
-        kafka.start()
+        read_topic(kafka_settings, topic, lambda ms: len(ms) > 0, timeout=120)  # the edge is delivering
+        with kafka.stopped():
+            back = time.monotonic() + 20  # the outage lasts 20 s, and until the edge has buffered
+            buffered = wait_until(
+                lambda: time.monotonic() >= back and outbox_rows(outbox), 120, "a backlog", every=0.2
+            )
         out, err = proc.communicate(timeout=300)
     finally:
         proc.kill()
@@ -79,8 +80,10 @@ def test_broker_down_for_20s_loses_nothing(kafka, kafka_settings, model_path, tm
     assert outbox_rows(outbox) == 0
 
 
-def test_restarted_edge_resends_what_was_not_delivered(kafka, kafka_settings, model_path, tmp_path):
-    topic = "edge-resend"
+def test_restarted_edge_resends_what_was_not_delivered(
+    kafka, kafka_settings, model_path, tmp_path, make_topic
+):
+    topic = make_topic("events")
     outbox = tmp_path / "o.db"
     # Nothing listens on this port: the run ends with everything still in the outbox.
     dead = edge_cmd(kafka.bootstrap_servers, topic, model_path, outbox, "TestResend", "--drain-timeout", "1")

@@ -397,12 +397,12 @@ def test_an_id_repeated_with_other_content_is_dead_lettered_and_the_first_copy_k
     assert all("with different content; this copy is refused" in why for why in reasons.values())
 
 
-def test_the_edge_summary_reports_uncertain_images_sent_and_dropped_apart(model_path, tmp_path):
+def test_the_edge_summary_reports_uncertain_images_sent_and_dropped_apart(model_path, tmp_path, make_topic):
     """Before: `uncertain_sent` counted images the outbox bound had dropped."""
     outbox = tmp_path / "outbox.db"
     dead_port = free_port()
     cmd = [*EDGE_APP, "run", "--camera", "Test", "--repeat", "1", "--metrics-duration", "1",
-           "--bootstrap-servers", f"127.0.0.1:{dead_port}", "--topic", "t", "--model", str(model_path),
+           "--bootstrap-servers", f"127.0.0.1:{dead_port}", "--topic", make_topic("events"), "--model", str(model_path),
            "--outbox", str(outbox), "--outbox-max-mb", "0.5", "--drain-timeout", "1"]  # fmt: skip
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=180)
     assert proc.returncode == 3, proc.stderr[-2000:]  # nothing delivered: the broker is unreachable

@@ -20,7 +20,7 @@ from edgemnist.model import load_model
 from edgemnist.prep import prepare_batch
 from edgemnist.servewire import PredictResponse
 from metro_app.testing import HubProcess, free_port, wait_until
-from tests.helpers import edge_cmd, read_topic, read_values, split
+from tests.helpers import edge_cmd, outbox_rows, read_topic, read_values, split
 
 pytestmark = pytest.mark.integration
 
@@ -42,8 +42,8 @@ def _up(url: str) -> bool:
         return False
 
 
-def test_http_push_scores_through_the_pipeline(kafka, kafka_settings, model_path, tmp_path):
-    topic = f"serve-push-{time.time_ns()}"
+def test_http_push_scores_through_the_pipeline(kafka, kafka_settings, model_path, tmp_path, make_topic):
+    topic = make_topic("events")
     port = free_port()
     # The camera's own source emits its first frame, then waits an hour: everything else is pushed.
     cmd = edge_cmd(kafka.bootstrap_servers, topic, model_path, tmp_path / "o.db", "TestPush",
@@ -80,17 +80,23 @@ def test_http_push_scores_through_the_pipeline(kafka, kafka_settings, model_path
     assert len(images) == 1 + 100 + 5  # the camera's own first frame, the two pushes
 
 
-def _results_run(kafka, kafka_settings, model_path, tmp_path, camera: str, *extra: str, outage: bool = False):
-    topic, results_topic = f"serve-ev-{time.time_ns()}", f"serve-res-{time.time_ns()}"
+def _results_run(
+    kafka, kafka_settings, model_path, tmp_path, make_topic, camera: str, *extra: str, outage: bool = False
+):
+    topic, results_topic = make_topic("events"), make_topic("results")
     ensure_topics(kafka_settings, {topic: 1, results_topic: 1})
-    cmd = edge_cmd(kafka.bootstrap_servers, topic, model_path, tmp_path / "o.db", camera,
+    outbox = tmp_path / "o.db"
+    cmd = edge_cmd(kafka.bootstrap_servers, topic, model_path, outbox, camera,
                    "--results-topic", results_topic, *extra)  # fmt: skip
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         if outage:
-            time.sleep(5)
+            read_values(kafka_settings, results_topic, 1)  # the edge is delivering
             with kafka.stopped():
-                time.sleep(10)
+                back = time.monotonic() + 10  # the outage lasts 10 s, and until results are buffered
+                wait_until(
+                    lambda: time.monotonic() >= back and outbox_rows(outbox), 120, "a backlog", every=0.2
+                )
         out, err = proc.communicate(timeout=300)
     finally:
         proc.kill()
@@ -100,8 +106,8 @@ def _results_run(kafka, kafka_settings, model_path, tmp_path, camera: str, *extr
     return results, sorted(metrics, key=lambda m: m.window_end or "")
 
 
-def test_results_topic_one_per_image_all_acked(kafka, kafka_settings, model_path, tmp_path):
-    results, metrics = _results_run(kafka, kafka_settings, model_path, tmp_path, "ResCam")
+def test_results_topic_one_per_image_all_acked(kafka, kafka_settings, model_path, tmp_path, make_topic):
+    results, metrics = _results_run(kafka, kafka_settings, model_path, tmp_path, make_topic, "ResCam")
     assert len(results) == 1000 and len({r["id"] for r in results}) == 1000
     assert sorted(r["count"] for r in results) == list(range(1000))
     labels = load_frames("bundled").labels
@@ -112,10 +118,18 @@ def test_results_topic_one_per_image_all_acked(kafka, kafka_settings, model_path
 
 
 def test_results_topic_loses_nothing_while_the_broker_is_down(
-    restartable_kafka, kafka_settings, model_path, tmp_path
+    restartable_kafka, kafka_settings, model_path, tmp_path, make_topic
 ):
     results, metrics = _results_run(
-        restartable_kafka, kafka_settings, model_path, tmp_path, "ResOut", "--delay", "0.02", outage=True
+        restartable_kafka,
+        kafka_settings,
+        model_path,
+        tmp_path,
+        make_topic,
+        "ResOut",
+        "--delay",
+        "0.02",
+        outage=True,
     )
     assert len({r["id"] for r in results}) == 1000  # none lost (a resend after a lost ack may duplicate)
     assert sorted({r["count"] for r in results}) == list(range(1000))
@@ -128,8 +142,8 @@ def _png_b64(frame: bytes) -> str:
     return base64.b64encode(frame).decode()
 
 
-def test_prediction_requests_get_one_answer_each(kafka, kafka_settings, model_path, tmp_path):
-    req_topic, resp_topic = f"serve-req-{time.time_ns()}", f"serve-resp-{time.time_ns()}"
+def test_prediction_requests_get_one_answer_each(kafka, kafka_settings, model_path, tmp_path, make_topic):
+    req_topic, resp_topic = make_topic("requests"), make_topic("responses")
     frames = load_frames("bundled").frames
     model = load_model(model_path)
     png_frames, pixel_frames = frames[:240], frames[240:480]
@@ -153,7 +167,7 @@ def test_prediction_requests_get_one_answer_each(kafka, kafka_settings, model_pa
     requests += [(k, json.dumps(v).encode()) for k, v in bad.items()]
     requests += [(f"bad-json{i}", b"{not json") for i in range(500 - len(requests))]
     assert len(requests) == 500
-    hub = HubProcess(kafka.bootstrap_servers, f"serve-hub-{time.time_ns()}", f"sqlite:///{tmp_path}/hub.db",
+    hub = HubProcess(kafka.bootstrap_servers, make_topic("events"), f"sqlite:///{tmp_path}/hub.db",
                      tmp_path / "hub.log", extra=["--model", str(model_path), "--predict-requests", req_topic,
                                                   "--predict-responses", resp_topic])  # fmt: skip
     with hub:

@@ -1,7 +1,6 @@
 """metro-app's CLI and settings, the job registry's guards, and ViewClient against a live API server."""
 
 import threading
-import time
 
 import pytest
 import uvicorn
@@ -14,7 +13,7 @@ from metro_app.jobs import JobRegistry
 from metro_app.samples import make_image, make_metrics, png_frame
 from metro_app.settings import HubSettings
 from metro_app.store import Store
-from metro_app.testing import free_port
+from metro_app.testing import free_port, wait_until
 
 
 def test_help_shows_env_names(capsys):
@@ -65,8 +64,7 @@ def live(tmp_path):
     )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
-    while not server.started:
-        time.sleep(0.05)
+    wait_until(lambda: server.started, 30, "the API server to start", every=0.05)
     yield store, f"http://127.0.0.1:{port}"
     server.should_exit = True
     thread.join(timeout=10)

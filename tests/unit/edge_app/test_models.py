@@ -24,6 +24,7 @@ from edgemnist.messages import MetricsMessage, parse_message
 from edgemnist.model import Model, load_model
 from edgemnist.modelwire import ModelEnvelope
 from edgemnist.prep import prepare_frames
+from metro_app.testing import wait_until
 from tests.helpers import model_envelope, train_small_model
 
 CAM = "RotB-host1"
@@ -43,7 +44,8 @@ class Rec:
 def two_models(tmp_path_factory) -> tuple[Path, Path]:
     out = tmp_path_factory.mktemp("two-models")
     a = train_small_model(out, n=800, seed=0)
-    time.sleep(1.1)  # versions carry the second they were made
+    made = int(time.time())  # versions carry the second they were made: the next model, the next second
+    wait_until(lambda: int(time.time()) > made, 5, "the next second", every=0.01)
     b = train_small_model(out, n=1200, seed=1)
     return a, b
 
@@ -239,9 +241,7 @@ def test_the_thread_waits_for_the_topic_then_swaps(two_models, probe, tmp_path):
         reader, CAM, serving, ModelStore(tmp_path / "m"), probe, poll_timeout=0.05, retry=0.05
     )
     with watcher:
-        deadline = time.monotonic() + 30
-        while serving.current().version != model_envelope(b).version and time.monotonic() < deadline:
-            time.sleep(0.05)
+        wait_until(lambda: serving.current().version == model_envelope(b).version, 30, "the swap", every=0.05)
     assert serving.current().version == model_envelope(b).version and reader.opens == 3
     assert (reader.made, reader.closed) == (1, 1)  # one reader, asked again while the topic was missing
 
