@@ -13,7 +13,7 @@ from edgemnist.errors import ConfigError
 from edgemnist.settings import state_dir
 from edgemnist.uncertainty import CONFIDENCE
 
-__all__ = ["EdgeSettings", "add_edge_flags", "EDGE_ENV"]
+__all__ = ["EdgeSettings", "add_edge_flags", "EDGE_ENV", "EDGE_ENV_VARS"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,6 +158,12 @@ EDGE_ENV: tuple[tuple[str, str, type, str], ...] = (
         "and counted in each metrics message's held_back; metrics are never capped; 0 = no cap",
     ),
 )
+
+
+#: The edge's ``EDGE_MNIST_*`` env vars (name -> help text): its flags' and the secret it reads.
+EDGE_ENV_VARS: dict[str, str] = {env: text for _, env, _, text in EDGE_ENV} | {
+    "EDGE_MNIST_EDGE_TOKEN": "bearer token that HTTP pushes need, when set (secret; never a flag)",
+}
 
 
 def add_edge_flags(parser: argparse.ArgumentParser, environ: Mapping[str, str] | None = None) -> None:
