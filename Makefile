@@ -68,9 +68,9 @@ test-unit: install
 	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
 
 lint: install
-	$(VENV)/bin/ruff check edgemnist edge_app metro_app tests bench notebooks
-	$(VENV)/bin/ruff format --check edgemnist edge_app metro_app tests bench notebooks
-	$(VENV)/bin/mypy edgemnist
+	$(VENV)/bin/ruff check edgemnist edgemnist_demo edge_app metro_app tests bench notebooks
+	$(VENV)/bin/ruff format --check edgemnist edgemnist_demo edge_app metro_app tests bench notebooks
+	$(VENV)/bin/mypy edgemnist edgemnist_demo
 
 bench: install
 	$(PY) bench/edge.py

@@ -18,10 +18,11 @@ from edge_app.push import PushFeed
 from edge_app.results import ResultsSink, ResultWriter
 from edge_app.runner import OutboxSink, RunStats, Sink, StdoutSink, Tap, run_edge
 from edge_app.sender import Sender
-from edge_app.settings import EdgeSettings, add_edge_flags
+from edge_app.settings import SUMMARY_ENV, EdgeSettings, add_edge_flags
 from edge_app.stages import camera_name
 from edgemnist.cliargs import env_flag, setup_logging
 from edgemnist.errors import ConfigError, EdgeMnistError
+from edgemnist.runsummary import write_summary
 
 __all__ = ["main", "build_parser"]
 
@@ -48,6 +49,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--credentials",
         "EDGE_MNIST_CREDENTIALS",
         help="JSON credentials file (IBM Event Streams format: kafka_brokers_sasl, user, api_key)",
+    )
+    env_flag(
+        run,
+        "--summary",
+        SUMMARY_ENV,
+        help="when the run ends, append its summary (scored, sent, dropped, outbox pending) to this file "
+        "as one JSON line",
     )
     run.add_argument(
         "--dry-run",
@@ -109,7 +117,7 @@ def _run(args: argparse.Namespace) -> int:
             )
         with _http(settings) as feed:
             stats = run_edge(settings, StdoutSink(), stop, feed=feed, taps=[feed] if feed else [])
-        _summary(stats, pending=0)
+        _summary(stats, 0, args.summary)
         return 0
     from edgemnist.kafka import EventProducer, TopicReader, check_access
     from edgemnist.settings import resolve
@@ -138,7 +146,7 @@ def _run(args: argparse.Namespace) -> int:
         stats = run_edge(settings, sink, stop, models, feed=feed, taps=taps)
         timeout = 10.0 if stop.is_set() else settings.drain_timeout
         drained = sender.drain(timeout)
-        _summary(stats, pending=outbox.pending)
+        _summary(stats, outbox.pending, args.summary)
         if not drained:
             log.error(
                 "%d messages not yet acknowledged by Kafka stay in the outbox %s; "
@@ -184,8 +192,12 @@ def _build(args: argparse.Namespace) -> int:
     return 0
 
 
-def _summary(stats: RunStats, pending: int) -> None:
-    log.info("done: %s", json.dumps({**stats.to_dict(), "outbox_pending": pending}))
+def _summary(stats: RunStats, pending: int, path: str | None) -> None:
+    """The run's closing figures: logged for a person, and as a JSON line in `path` for programs."""
+    summary = {**stats.to_dict(), "outbox_pending": pending}
+    log.info("done: %s", json.dumps(summary))
+    if path:
+        write_summary(path, summary)
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ from edgemnist.errors import ConfigError
 from edgemnist.settings import state_dir
 from edgemnist.uncertainty import CONFIDENCE
 
-__all__ = ["EdgeSettings", "add_edge_flags", "EDGE_ENV", "EDGE_ENV_VARS"]
+__all__ = ["EdgeSettings", "add_edge_flags", "EDGE_ENV", "EDGE_ENV_VARS", "SUMMARY_ENV"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,9 +160,12 @@ EDGE_ENV: tuple[tuple[str, str, type, str], ...] = (
 )
 
 
+SUMMARY_ENV = "EDGE_MNIST_SUMMARY"  # edge-app run --summary: the run summary's JSON-lines file
+
 #: The edge's ``EDGE_MNIST_*`` env vars (name -> help text): its flags' and the secret it reads.
 EDGE_ENV_VARS: dict[str, str] = {env: text for _, env, _, text in EDGE_ENV} | {
     "EDGE_MNIST_EDGE_TOKEN": "bearer token that HTTP pushes need, when set (secret; never a flag)",
+    SUMMARY_ENV: "file the run's summary is appended to as one JSON line when the run ends",
 }
 
 
