@@ -20,7 +20,7 @@ from edge_app.runner import OutboxSink, RunStats, Sink, StdoutSink, Tap, run_edg
 from edge_app.sender import Sender
 from edge_app.settings import SUMMARY_ENV, EdgeSettings, add_edge_flags
 from edge_app.stages import camera_name
-from edgemnist.cliargs import env_flag, setup_logging
+from edgemnist.cliargs import env_flag, run_command, setup_logging
 from edgemnist.errors import ConfigError, EdgeMnistError
 from edgemnist.runsummary import write_summary
 
@@ -80,14 +80,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """`edge-app`; errors print one line and exit 2 (edgemnist.cliargs.run_command)."""
     try:
-        parser = build_parser()
-        args = parser.parse_args(argv)
-        setup_logging(args.verbose)
-        return int(args.func(args))
-    except EdgeMnistError as exc:
+        args = build_parser().parse_args(argv)
+    except EdgeMnistError as exc:  # a bad EDGE_MNIST_* value, found while reading the env defaults
         print(f"edge-app: error: {exc}", file=sys.stderr)
         return 2
+    setup_logging(args.verbose)
+    return run_command("edge-app", args, args.func)
 
 
 def _stop_on_signals(stop: threading.Event) -> None:

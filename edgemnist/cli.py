@@ -22,7 +22,8 @@ from edgemnist._cdc_commands import (
     run_evaluate,
     train_from_topic,
 )
-from edgemnist.errors import ConfigError, EdgeMnistError
+from edgemnist.cliargs import run_command
+from edgemnist.errors import ConfigError
 from edgemnist.uncertainty import CONFIDENCE
 
 __all__ = ["COMMANDS", "Command", "build_parser", "main"]
@@ -140,14 +141,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
     )
-    try:
-        return args._run(args)
-    except EdgeMnistError as exc:
-        print(f"edge-mnist {args.command}: error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print(f"edge-mnist {args.command}: interrupted", file=sys.stderr)
-        return 130
+    return run_command("edge-mnist", args, args._run)
 
 
 if __name__ == "__main__":
