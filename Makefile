@@ -62,15 +62,15 @@ test: system-deps
 	@$(MAKE) --no-print-directory install kafka-jars connect-jars
 	EDGE_MNIST_KAFKA_LIBS=$(KAFKA_LIBS) EDGE_MNIST_CONNECT_HOME=$(CONNECT_HOME) \
 		EDGE_MNIST_NO_SKIPS=1 EDGE_MNIST_REQUIRE_APACHE_KAFKA=1 \
-		$(PY) -m pytest tests edgemnist edge_app metro_app --doctest-modules $(PYTEST_ARGS)
+		$(PY) -m pytest tests edgemnist edgemnist_demo edge_app metro_app --doctest-modules $(PYTEST_ARGS)
 
 test-unit: install
 	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
 
 lint: install
-	$(VENV)/bin/ruff check edgemnist edge_app metro_app tests bench notebooks
-	$(VENV)/bin/ruff format --check edgemnist edge_app metro_app tests bench notebooks
-	$(VENV)/bin/mypy edgemnist
+	$(VENV)/bin/ruff check edgemnist edgemnist_demo edge_app metro_app tests bench notebooks
+	$(VENV)/bin/ruff format --check edgemnist edgemnist_demo edge_app metro_app tests bench notebooks
+	$(VENV)/bin/mypy edgemnist edgemnist_demo
 
 bench: install
 	$(PY) bench/edge.py

@@ -28,7 +28,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from edge_app.outbox import METRICS
+from edge_app.outbox import Outbox
 from edge_app.settings import EdgeSettings, add_edge_flags
 from edgemnist.errors import EdgeMnistError
 
@@ -117,19 +117,6 @@ def _outbox_path(edge: Edge, settings: EdgeSettings) -> Path:
     return path if path.is_absolute() else edge.cwd / path
 
 
-def _oldest(outbox: Path) -> tuple[int | None, int]:
-    """(seq of the oldest pending metrics message, else of any message; pending count)."""
-    db = sqlite3.connect(f"file:{outbox}?mode=ro", uri=True, timeout=5)
-    try:
-        pending = db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0]
-        seq = db.execute("SELECT MIN(seq) FROM outbox WHERE kind = ?", (METRICS,)).fetchone()[0]
-        if seq is None:
-            seq = db.execute("SELECT MIN(seq) FROM outbox").fetchone()[0]
-        return seq, pending
-    finally:
-        db.close()
-
-
 def _pending_since(outbox: Path, seq: int | None, now: float) -> float:
     """When `seq` was first seen as the oldest pending message (remembered across checks)."""
     memo = outbox.with_name(outbox.name + ".health")
@@ -174,9 +161,10 @@ def check(
             f"(limit {silence:.0f} s): the pipeline is stuck"
         )
     try:
-        seq, pending = _oldest(outbox)
+        backlog = Outbox.backlog(outbox)
     except sqlite3.Error as exc:
         return f"camera {settings.camera}: cannot read outbox {outbox}: {exc}"
+    seq, pending = backlog.oldest_seq, backlog.pending
     if seq is None:
         _pending_since(outbox, None, now)
         return None

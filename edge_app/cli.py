@@ -18,11 +18,12 @@ from edge_app.push import PushFeed
 from edge_app.results import ResultsSink, ResultWriter
 from edge_app.runner import RunStats, Tap, run_edge
 from edge_app.sender import Sender
-from edge_app.settings import EdgeSettings, add_edge_flags
+from edge_app.settings import SUMMARY_ENV, EdgeSettings, add_edge_flags
 from edge_app.sinks import OutboxSink, Sink, StdoutSink
 from edge_app.stages import camera_name
-from edgemnist.cliargs import env_flag, setup_logging
+from edgemnist.cliargs import env_flag, run_command, setup_logging
 from edgemnist.errors import ConfigError, EdgeMnistError
+from edgemnist.runsummary import write_summary
 
 __all__ = ["main", "build_parser"]
 
@@ -39,6 +40,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_edge_flags(run)
     _kafka_flags(run)
+    env_flag(
+        run,
+        "--summary",
+        SUMMARY_ENV,
+        help="when the run ends, append its summary (scored, sent, dropped, outbox pending) to this file "
+        "as one JSON line",
+    )
     run.add_argument(
         "--dry-run",
         action="store_true",
@@ -78,14 +86,14 @@ def _kafka_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """`edge-app`; errors print one line and exit 2 (edgemnist.cliargs.run_command)."""
     try:
-        parser = build_parser()
-        args = parser.parse_args(argv)
-        setup_logging(args.verbose)
-        return int(args.func(args))
-    except EdgeMnistError as exc:
+        args = build_parser().parse_args(argv)
+    except EdgeMnistError as exc:  # a bad EDGE_MNIST_* value, found while reading the env defaults
         print(f"edge-app: error: {exc}", file=sys.stderr)
         return 2
+    setup_logging(args.verbose)
+    return run_command("edge-app", args, args.func)
 
 
 def _stop_on_signals(stop: threading.Event) -> None:
@@ -115,7 +123,7 @@ def _run(args: argparse.Namespace) -> int:
             )
         with _http(settings) as feed:
             stats = run_edge(settings, StdoutSink(), stop, feed=feed, taps=[feed] if feed else [])
-        _summary(stats, pending=0)
+        _summary(stats, 0, args.summary)
         return 0
     from edgemnist.kafka import EventProducer, TopicReader, check_access
     from edgemnist.settings import resolve
@@ -144,7 +152,7 @@ def _run(args: argparse.Namespace) -> int:
         stats = run_edge(settings, sink, stop, models, feed=feed, taps=taps)
         timeout = 10.0 if stop.is_set() else settings.drain_timeout
         drained = sender.drain(timeout)
-        _summary(stats, pending=outbox.pending)
+        _summary(stats, outbox.pending, args.summary)
         if not drained:
             log.error(
                 "%d messages not yet acknowledged by Kafka stay in the outbox %s; "
@@ -192,8 +200,12 @@ def _build(args: argparse.Namespace) -> int:
     return 0
 
 
-def _summary(stats: RunStats, pending: int) -> None:
-    log.info("done: %s", json.dumps({**stats.to_dict(), "outbox_pending": pending}))
+def _summary(stats: RunStats, pending: int, path: str | None) -> None:
+    """The run's closing figures: logged for a person, and as a JSON line in `path` for programs."""
+    summary = {**stats.to_dict(), "outbox_pending": pending}
+    log.info("done: %s", json.dumps(summary))
+    if path:
+        write_summary(path, summary)
 
 
 if __name__ == "__main__":

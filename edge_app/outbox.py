@@ -13,14 +13,14 @@ from __future__ import annotations
 import logging
 import sqlite3
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from edgemnist.errors import ConfigError
 from edgemnist.messages import OutboxStats
 
-__all__ = ["Record", "Outbox", "METRICS", "IMAGE", "RESULT"]
+__all__ = ["Record", "Backlog", "Outbox", "METRICS", "IMAGE", "RESULT"]
 
 log = logging.getLogger(__name__)
 
@@ -51,8 +51,37 @@ class Record:
     value: bytes
 
 
+@dataclass(frozen=True, slots=True)
+class Backlog:
+    """What an outbox file holds, as another process sees it: per kind, and which message is oldest."""
+
+    by_kind: Mapping[str, int]
+    oldest_seq: int | None  # the oldest pending metrics message, else the oldest of any kind
+
+    @property
+    def pending(self) -> int:
+        return sum(self.by_kind.values())
+
+
 class Outbox:
     """The SQLite queue; thread-safe (one connection behind a lock)."""
+
+    @staticmethod
+    def backlog(path: Path | str) -> Backlog:
+        """Read an outbox file without writing to it, while its edge may be running (healthchecks, tests).
+
+        Metrics are never dropped, so an oldest metrics message that stays the oldest means nothing
+        is being delivered. Raises sqlite3.Error when the file is missing or not an outbox.
+        """
+        db = sqlite3.connect(f"{Path(path).resolve().as_uri()}?mode=ro", uri=True, timeout=5)
+        try:
+            kinds = dict(db.execute("SELECT kind, COUNT(*) FROM outbox GROUP BY kind").fetchall())
+            seq = db.execute("SELECT MIN(seq) FROM outbox WHERE kind = ?", (METRICS,)).fetchone()[0]
+            if seq is None:
+                seq = db.execute("SELECT MIN(seq) FROM outbox").fetchone()[0]
+            return Backlog({str(k): int(n) for k, n in kinds.items()}, seq)
+        finally:
+            db.close()
 
     def __init__(self, path: Path | str, max_bytes: int = 256 * 2**20) -> None:
         if max_bytes <= 0:

@@ -13,7 +13,7 @@ from edgemnist.errors import ConfigError
 from edgemnist.settings import state_dir
 from edgemnist.uncertainty import CONFIDENCE
 
-__all__ = ["EdgeSettings", "add_edge_flags", "EDGE_ENV"]
+__all__ = ["EdgeSettings", "add_edge_flags", "EDGE_ENV", "EDGE_ENV_VARS", "SUMMARY_ENV"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,6 +158,15 @@ EDGE_ENV: tuple[tuple[str, str, type, str], ...] = (
         "and counted in each metrics message's held_back; metrics are never capped; 0 = no cap",
     ),
 )
+
+
+SUMMARY_ENV = "EDGE_MNIST_SUMMARY"  # edge-app run --summary: the run summary's JSON-lines file
+
+#: The edge's ``EDGE_MNIST_*`` env vars (name -> help text): its flags' and the secret it reads.
+EDGE_ENV_VARS: dict[str, str] = {env: text for _, env, _, text in EDGE_ENV} | {
+    "EDGE_MNIST_EDGE_TOKEN": "bearer token that HTTP pushes need, when set (secret; never a flag)",
+    SUMMARY_ENV: "file the run's summary is appended to as one JSON line when the run ends",
+}
 
 
 def add_edge_flags(parser: argparse.ArgumentParser, environ: Mapping[str, str] | None = None) -> None:

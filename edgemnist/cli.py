@@ -22,7 +22,8 @@ from edgemnist._cdc_commands import (
     run_evaluate,
     train_from_topic,
 )
-from edgemnist.errors import ConfigError, EdgeMnistError
+from edgemnist.cliargs import run_command
+from edgemnist.errors import ConfigError
 from edgemnist.uncertainty import CONFIDENCE
 
 __all__ = ["COMMANDS", "Command", "build_parser", "main"]
@@ -88,65 +89,15 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _demo_arguments(parser: argparse.ArgumentParser) -> None:
-    from edgemnist.cliargs import env_flag
+    from edgemnist_demo.cli import add_arguments  # the demo drives both apps: it lives outside the core
 
-    parser.add_argument(
-        "--cameras",
-        type=int,
-        default=3,
-        help="edge cameras; the last is a Test camera [default: %(default)s]",
-    )
-    parser.add_argument(
-        "--duration",
-        type=float,
-        default=0.0,
-        help="seconds to run, then stop and print the summary; 0 = until Ctrl-C",
-    )
-    env_flag(
-        parser,
-        "--bootstrap-servers",
-        "EDGE_MNIST_BOOTSTRAP_SERVERS",
-        default=None,
-        help="use this Kafka instead of starting the embedded broker",
-    )
-    parser.add_argument(
-        "--model",
-        default="models",
-        help="model file or directory; trained there if missing [default: %(default)s]",
-    )
-    parser.add_argument("--port", type=int, default=8000, help="hub API port [default: %(default)s]")
-    parser.add_argument("--dashboard-port", type=int, default=8866, help="Voila port [default: %(default)s]")
-    parser.add_argument("--no-dashboard", action="store_true", help="do not start the Voila dashboard")
-    parser.add_argument("--no-browser", action="store_true", help="do not open a browser")
-    parser.add_argument(
-        "--state-dir",
-        default=None,
-        help="where logs, outboxes and the hub store go [default: a new temporary directory]",
-    )
+    add_arguments(parser)
 
 
 def _demo(args: argparse.Namespace) -> int:
-    import json
-    import os
-    from pathlib import Path
+    from edgemnist_demo.cli import run
 
-    from edgemnist.demo import DemoOptions, run_demo
-
-    servers = args.bootstrap_servers or os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
-    opts = DemoOptions(
-        cameras=args.cameras,
-        duration=args.duration,
-        bootstrap_servers=servers,
-        model=Path(args.model),
-        port=args.port,
-        dashboard_port=args.dashboard_port,
-        dashboard=not args.no_dashboard,
-        browser=not args.no_browser,
-        state_dir=Path(args.state_dir) if args.state_dir else None,
-    )
-    summary = run_demo(opts)
-    print(json.dumps(summary), flush=True)
-    return 0
+    return run(args)
 
 
 COMMANDS: dict[str, Command] = {
@@ -190,14 +141,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
     )
-    try:
-        return args._run(args)
-    except EdgeMnistError as exc:
-        print(f"edge-mnist {args.command}: error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print(f"edge-mnist {args.command}: interrupted", file=sys.stderr)
-        return 130
+    return run_command("edge-mnist", args, args._run)
 
 
 if __name__ == "__main__":

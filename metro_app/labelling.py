@@ -11,9 +11,11 @@ from typing import Any
 
 from metro_app.trainset import Settled
 
-__all__ = ["CAMERA_ERROR", "labeller_stats", "conflicts", "camera_error_counts"]
+__all__ = ["CAMERA_ERROR", "LABELS", "labeller_stats", "conflicts", "camera_error_counts"]
 
 CAMERA_ERROR = "Camera Error"
+#: What a person may answer for an image: a digit, or why it is none (the Correction Station's buttons).
+LABELS = tuple(str(d) for d in range(10)) + (CAMERA_ERROR, "2nd Opinion", "Not a Digit", "Other")
 
 
 def labeller_stats(

@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from edgemnist.errors import ConfigError
-from metro_app._health import fleet_bucket
+from edgemnist.messages import KIND_KEYS, message_kind
+from metro_app.camerahealth import fleet_bucket
 from metro_app.settings import HubSettings
 
 __all__ = [
@@ -85,13 +86,20 @@ class KafkaHub:
 
 
 class IsKind:
-    """Filter: metrics messages (`camera_metrics`) or uncertain images (`image`), as the reference splits."""
+    """Filter: metrics messages (`camera_metrics`) or uncertain images (`image`), as the reference splits.
+
+    The kind is decided by `edgemnist.messages.message_kind`, the rule the hub's parser uses.
+    """
 
     def __init__(self, key: str) -> None:
+        kinds = {k: kind for kind, k in KIND_KEYS.items()}
+        if key not in kinds:
+            raise ConfigError(f"IsKind: {key!r} is not a message kind key ({', '.join(kinds)})")
         self.key = key
+        self._kind = kinds[key]
 
     def __call__(self, msg: dict[str, Any]) -> bool:
-        return self.key in msg
+        return message_kind(msg) is self._kind
 
 
 class AsList:

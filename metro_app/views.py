@@ -12,7 +12,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any, Protocol
 
-from metro_app._health import camera_health, fleet_bucket, fleet_share
+from edgemnist.figures import typed_windows
+from metro_app.camerahealth import camera_health, fleet_bucket, fleet_share
 from metro_app.store import Store
 
 __all__ = [
@@ -129,7 +130,7 @@ class CameraHealth(ClassificationMetrics):
         """Every camera's health, ascending by seq; linear in the recent windows read."""
         summaries = self._store.camera_summaries()
         stats = self._store.camera_image_stats()
-        recent = self._store.recent_windows(self.recent)
+        recent = typed_windows(self._store.recent_windows(self.recent))
         fleet = fleet_share(recent)
         alerts: dict[str, list[dict[str, Any]]] = {}
         for a in self._store.alerts("open"):

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import sqlite3
 import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from edge_app.outbox import Outbox
 from edgemnist.kafka import make_consumer
 from edgemnist.messages import MetricsMessage, UncertainImage, parse_message
 from edgemnist.settings import KafkaSettings
@@ -98,8 +98,7 @@ def read_full_pass(
 
 def outbox_rows(path: Path) -> int:
     """Messages still waiting in an edge's outbox file."""
-    with sqlite3.connect(path) as db:
-        return int(db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0])
+    return Outbox.backlog(path).pending
 
 
 def train_small_model(out: Path, *, n: int = 1500, seed: int = 0) -> Path:

@@ -1,4 +1,8 @@
-"""Pure figures a dashboard shows, computed from view tuples (no widgets, no network)."""
+"""Pure figures a dashboard shows, computed from view tuples (no widgets, no network).
+
+Metrics tuples are read as `edgemnist.messages.MetricsMessage` (the monitor converts each once);
+the per-message figures come from `edgemnist.figures`.
+"""
 
 from __future__ import annotations
 
@@ -6,12 +10,12 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from edgemnist.messages import parse_timestamp
+from edgemnist.figures import camera_totals
+from edgemnist.messages import MetricsMessage, parse_timestamp
 
 __all__ = [
     "active_cameras",
     "window_shares",
-    "derived_rates",
     "latest_labels",
     "camera_totals",
     "accuracy_series",
@@ -27,14 +31,15 @@ def _when(ts: str | None) -> datetime | None:
 
 
 def active_cameras(
-    metrics: Iterable[Mapping[str, Any]], seconds: float = 60.0, now: datetime | None = None
+    metrics: Iterable[MetricsMessage], seconds: float = 60.0, now: datetime | None = None
 ) -> list[str]:
     """Cameras that sent a metrics window in the last `seconds`, or every camera seen when none did.
 
     The fallback keeps a dashboard useful against a stack that stopped a while ago.
 
-    >>> m = [{"timestamp": "2020-06-01T12:00:00Z", "camera_metrics": {"A": {}}},
-    ...      {"timestamp": "2020-06-01T12:05:00Z", "camera_metrics": {"B": {}}}]
+    >>> from metro_app.samples import make_metrics
+    >>> june = datetime(2020, 6, 1, 12, tzinfo=UTC).timestamp()
+    >>> m = [make_metrics("A", 1, when=june), make_metrics("B", 1, when=june + 300)]
     >>> active_cameras(m, 60, now=datetime(2020, 6, 1, 12, 5, 30, tzinfo=UTC))
     ['B']
     >>> active_cameras(m, 60, now=datetime(2021, 1, 1, tzinfo=UTC))
@@ -43,24 +48,27 @@ def active_cameras(
     now = now or datetime.now(UTC)
     seen: dict[str, datetime | None] = {}
     for m in metrics:
-        when = _when(m.get("timestamp"))
-        for cam in m.get("camera_metrics", {}):
+        when = _when(m.timestamp)
+        for cam in m.camera_metrics:
             prev = seen.get(cam)
             seen[cam] = when if prev is None or (when is not None and when > prev) else prev
     recent = [c for c, w in seen.items() if w is not None and (now - w).total_seconds() <= seconds]
     return sorted(recent or seen)
 
 
-def window_shares(window: Mapping[str, Any], camera: str) -> dict[str, Any]:
+def window_shares(window: MetricsMessage, camera: str) -> dict[str, Any]:
     """Per digit, the percent of the window's images predicted certain / uncertain.
 
-    >>> w = {"camera_metrics": {"A": {"certain": [3, 0] + [0] * 9, "uncertain": [1] + [0] * 10}}}
+    >>> from metro_app.samples import make_metrics
+    >>> w = make_metrics("A", 1)
+    >>> w = MetricsMessage.of(w.to_dict() | {"camera_metrics": {"A": {"certain": [3] + [0] * 10,
+    ...                                                              "uncertain": [1] + [0] * 10}}})
     >>> s = window_shares(w, "A")
     >>> s["total"], s["certain"][:2], s["uncertain"][:2]
     (4, [75.0, 0.0], [25.0, 0.0])
     """
-    c = window["camera_metrics"][camera]
-    certain, uncertain = list(c["certain"])[:10], list(c["uncertain"])[:10]
+    c = window.camera_metrics[camera]
+    certain, uncertain = list(c.certain)[:10], list(c.uncertain)[:10]
     total = sum(certain) + sum(uncertain)
     pct = [100.0 / total if total else 0.0] * 10
     return {
@@ -68,38 +76,6 @@ def window_shares(window: Mapping[str, Any], camera: str) -> dict[str, Any]:
         "certain": [n * p for n, p in zip(certain, pct, strict=True)],
         "uncertain": [n * p for n, p in zip(uncertain, pct, strict=True)],
         "uncertain_count": sum(uncertain),
-    }
-
-
-def camera_totals(metrics: Iterable[Mapping[str, Any]]) -> dict[str, int]:
-    """Images scored per camera over some metrics messages."""
-    out: dict[str, int] = {}
-    for m in metrics:
-        for cam, c in m.get("camera_metrics", {}).items():
-            out[cam] = out.get(cam, 0) + sum(c["certain"]) + sum(c["uncertain"])
-    return out
-
-
-def derived_rates(metrics: Mapping[str, Any]) -> dict[str, float | None]:
-    """REFERENCE.md's figures from one metrics message: rates and overheads, in seconds.
-
-    >>> m = {"camera_metrics": {"A": {"certain": [8] + [0] * 10, "uncertain": [2] + [0] * 10}},
-    ...      "config": {"delay": 0.05, "classify_parallel": 2, "metrics_duration": 10},
-    ...      "latency_metrics": {"prep": {"mean": 0.01}, "predict": {"mean": 0.1}}}
-    >>> r = derived_rates(m)
-    >>> r["image_rate"], r["score_rate"], round(r["ingest_overhead"], 3), round(r["queueing_overhead"], 3)
-    (1.0, 0.5, 0.94, 1.9)
-    """
-    total = sum(sum(c["certain"]) + sum(c["uncertain"]) for c in metrics["camera_metrics"].values())
-    cfg, lat = metrics["config"], metrics["latency_metrics"]
-    rate = total / float(cfg["metrics_duration"]) if cfg["metrics_duration"] else None
-    score = rate / max(1, int(cfg["classify_parallel"])) if rate else None
-    return {
-        "images": float(total),
-        "image_rate": rate,
-        "score_rate": score,
-        "ingest_overhead": 1 / rate - float(cfg["delay"]) - lat["prep"]["mean"] if rate else None,
-        "queueing_overhead": 1 / score - lat["predict"]["mean"] if score else None,
     }
 
 
@@ -115,28 +91,27 @@ def latest_labels(labels: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, An
     return out
 
 
-def accuracy_series(metrics: Iterable[Mapping[str, Any]], camera: str) -> list[dict[str, Any]]:
+def accuracy_series(metrics: Iterable[MetricsMessage], camera: str) -> list[dict[str, Any]]:
     """Per metrics window of one camera: when, live accuracy, how many labelled, which model.
 
     Windows without labels (a source that knows none) are left out.
 
-    >>> m = [{"timestamp": "t1", "camera_metrics": {"A": {}}, "labelled": 10, "correct": 8, "model_version": "m1"},
-    ...      {"timestamp": "t2", "camera_metrics": {"B": {}}, "labelled": 10, "correct": 1},
-    ...      {"timestamp": "t3", "camera_metrics": {"A": {}}, "labelled": 4, "correct": 4, "model_version": "m2"}]
-    >>> [(p["timestamp"], p["accuracy"], p["model_version"]) for p in accuracy_series(m, "A")]
-    [('t1', 0.8, 'm1'), ('t3', 1.0, 'm2')]
+    >>> from metro_app.samples import make_metrics
+    >>> m = [make_metrics("A", 1, images=10, correct=8), make_metrics("B", 1, images=10, correct=1),
+    ...      make_metrics("A", 2, images=4, correct=4), make_metrics("A", 3)]
+    >>> [(p["accuracy"], p["labelled"], p["model_version"]) for p in accuracy_series(m, "A")]
+    [(0.8, 10, 'm-test'), (1.0, 4, 'm-test')]
     """
     out = []
     for m in metrics:
-        cams = m.get("camera_metrics", {})
-        if camera not in cams or len(cams) != 1 or not m.get("labelled"):
+        if m.single_camera != camera or not m.labelled:
             continue
         out.append(
             {
-                "timestamp": m.get("window_end") or m.get("timestamp"),
-                "accuracy": int(m.get("correct") or 0) / int(m["labelled"]),
-                "labelled": int(m["labelled"]),
-                "model_version": m.get("model_version"),
+                "timestamp": m.window_end or m.timestamp,
+                "accuracy": (m.correct or 0) / m.labelled,
+                "labelled": m.labelled,
+                "model_version": m.model_version,
             }
         )
     return out

@@ -5,15 +5,17 @@ The edge is driven through its `edge-app` command (never imported: apps do not i
 
 from __future__ import annotations
 
-import json
 import shlex
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+
+from edgemnist.runsummary import read_summary
 
 __all__ = [
     "EDGE_IMAGE",
@@ -118,15 +120,17 @@ def metro_command(*args: str) -> list[str]:
 
 def run_edge(args: Sequence[str], background: bool = False, timeout: float = 600) -> Any:
     """Run `edge-app run ARGS`: to completion (prints its closing summary), or in the background."""
-    cmd = edge_command("run", *args)
+    summary = Path(tempfile.mkdtemp(prefix="edge-summary-")) / "summary.jsonl"
+    cmd = edge_command("run", *args) if background else edge_command("run", *args, "--summary", str(summary))
     if background:
         print("$", shlex.join(cmd), "&", flush=True)
         proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         print(f"edge running as pid {proc.pid}; stop it with proc.terminate()")
         return proc
-    result = run_command(cmd, timeout=timeout)
-    done = [line.split("done: ", 1)[1] for line in result.stderr.splitlines() if "done: {" in line]
-    return json.loads(done[-1]) if done else None
+    run_command(cmd, timeout=timeout)
+    got = read_summary(summary)
+    shutil.rmtree(summary.parent, ignore_errors=True)
+    return got
 
 
 def _poll(check: Any, timeout: float, what: str) -> Any:

@@ -8,6 +8,7 @@ from typing import Any
 
 import ipywidgets as widgets
 
+from edgemnist.messages import MetricsMessage
 from metro_app.client import ApiError, ViewClient
 from metro_app.dashboard import charts
 from metro_app.dashboard._data import accuracy_series, active_cameras, camera_totals, window_shares
@@ -133,7 +134,7 @@ class _CameraPanel:
         self.accuracy_points = 0
 
     def update(
-        self, window: dict[str, Any], health: dict[str, Any] | None, series: list[dict[str, Any]]
+        self, window: MetricsMessage, health: dict[str, Any] | None, series: list[dict[str, Any]]
     ) -> None:
         shares = window_shares(window, self.name)
         self.accuracy_points = len(series)
@@ -147,7 +148,7 @@ class _CameraPanel:
         self.title.value = (
             f'<b class="metro-camera-name">{html.escape(self.name)}</b>: '
             f'<span class="metro-window-images">{shares["total"]}</span> images in the last window '
-            f"({shares['uncertain_count']} uncertain) at {html.escape(window.get('timestamp', ''))}"
+            f"({shares['uncertain_count']} uncertain) at {html.escape(window.timestamp)}"
         )
         self.stats.value = (
             f'live accuracy <b class="metro-live-accuracy">'
@@ -171,7 +172,7 @@ class HubMonitor:
     def __init__(self, client: ViewClient, active_seconds: float = 60.0) -> None:
         self.client = client
         self.active_seconds = active_seconds
-        self.metrics: deque[dict[str, Any]] = deque(maxlen=_KEEP)
+        self.metrics: deque[MetricsMessage] = deque(maxlen=_KEEP)
         self._after = -1
         self.health: dict[str, Any] | None = None
         self.cameras: list[dict[str, Any]] = []
@@ -204,7 +205,7 @@ class HubMonitor:
             page = self.client.page("ClassificationMetrics", self._after, 500)["items"]
             if not page:
                 break
-            self.metrics.extend(it["tuple"] for it in page)
+            self.metrics.extend(MetricsMessage.of(it["tuple"]) for it in page)
             self._after = page[-1]["seq"]
 
     def refresh(self) -> None:
@@ -219,9 +220,9 @@ class HubMonitor:
         self.cameras = self.client.cameras()
         self.active = active_cameras(self.metrics, self.active_seconds)
         by_name = {c["name"]: c for c in self.cameras}
-        latest: dict[str, dict[str, Any]] = {}
+        latest: dict[str, MetricsMessage] = {}
         for m in self.metrics:
-            for cam in m["camera_metrics"]:
+            for cam in m.camera_metrics:
                 latest[cam] = m
         for cam in self.active:
             panel = self.panels.get(cam)

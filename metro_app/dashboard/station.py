@@ -16,10 +16,10 @@ import ipywidgets as widgets
 from metro_app.client import ApiError, ViewClient
 from metro_app.dashboard.gallery import ImageCard
 from metro_app.dashboard.keys import KeyListener
+from metro_app.labelling import LABELS
 
 __all__ = ["LABELS", "ORDERS", "CorrectionStation", "StationState", "order_items", "margin", "labellers_html"]
 
-LABELS = tuple(str(d) for d in range(10)) + ("Camera Error", "2nd Opinion", "Not a Digit", "Other")
 ORDERS = {"least confident first": "lowest", "smallest margin first": "margin", "newest first": "newest"}
 
 

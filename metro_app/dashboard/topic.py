@@ -7,31 +7,32 @@ image beside its prepared image with the ten scores.
 
 from __future__ import annotations
 
-import base64
-import json
 import time
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
-from metro_app.dashboard._data import derived_rates
+from edgemnist.errors import SchemaError
+from edgemnist.figures import derived_rates
+from edgemnist.messages import MetricsMessage, Origin, UncertainImage, parse_message
 
 __all__ = ["format_metrics", "read_topic", "show_topic"]
 
 
-def format_metrics(m: Mapping[str, Any]) -> str:
+def format_metrics(m: MetricsMessage | Mapping[str, Any]) -> str:
     """A metrics message as the lines the reference's debug notebook prints."""
-    lines = [f"metrics window at {m['timestamp']}"]
-    for cam, c in m["camera_metrics"].items():
+    m = MetricsMessage.of(m)
+    lines = [f"metrics window at {m.timestamp}"]
+    for cam, c in m.camera_metrics.items():
         lines.append(
-            f"  camera {cam}: certain {sum(c['certain'])} {list(c['certain'][:10])}, "
-            f"uncertain {sum(c['uncertain'])} {list(c['uncertain'][:10])}"
+            f"  camera {cam}: certain {sum(c.certain)} {list(c.certain[:10])}, "
+            f"uncertain {c.n_uncertain} {list(c.uncertain[:10])}"
         )
     for stage in ("prep", "predict"):
-        s = m["latency_metrics"][stage]
-        p = ", ".join(f"{v * 1000:.2f}" for v in s["percentiles"])
+        s = m.latency(stage)
+        p = ", ".join(f"{v * 1000:.2f}" for v in s.percentiles)
         lines.append(
-            f"  {stage} ms: min {s['min'] * 1000:.2f} mean {s['mean'] * 1000:.2f} max {s['max'] * 1000:.2f} "
-            f"std {s['std'] * 1000:.2f} p50/75/90/99 {p}"
+            f"  {stage} ms: min {s.min * 1000:.2f} mean {s.mean * 1000:.2f} max {s.max * 1000:.2f} "
+            f"std {s.std * 1000:.2f} p50/75/90/99 {p}"
         )
     r = derived_rates(m)
 
@@ -39,16 +40,16 @@ def format_metrics(m: Mapping[str, Any]) -> str:
         return "n/a" if v is None else f"{v * scale:.3f}"
 
     lines.append(
-        f"  image rate {f(r['image_rate'])}/s, score rate per channel {f(r['score_rate'])}/s, "
-        f"ingest overhead {f(r['ingest_overhead'], 1000)} ms, queueing overhead {f(r['queueing_overhead'], 1000)} ms"
+        f"  image rate {f(r.image_rate)}/s, score rate per channel {f(r.score_rate)}/s, "
+        f"ingest overhead {f(r.ingest_overhead, 1000)} ms, queueing overhead {f(r.queueing_overhead, 1000)} ms"
     )
     return "\n".join(lines)
 
 
 def read_topic(
     bootstrap_servers: str, topic: str, *, from_beginning: bool = False, timeout: float = 60.0
-) -> Iterator[dict[str, Any]]:
-    """Yield decoded messages of either kind until `timeout` seconds pass; the caller may stop early."""
+) -> Iterator[MetricsMessage | UncertainImage]:
+    """Yield the valid messages of either kind until `timeout` seconds pass; the caller may stop early."""
     from edgemnist.kafka import make_consumer
     from edgemnist.settings import resolve
 
@@ -62,14 +63,9 @@ def read_topic(
             for records in consumer.poll(timeout_ms=500).values():
                 for rec in records:
                     try:
-                        msg = json.loads(rec.value)
-                    except (ValueError, TypeError):
-                        print(
-                            f"skipping a record that is not JSON at {rec.topic}/{rec.partition}@{rec.offset}"
-                        )
-                        continue
-                    if isinstance(msg, dict):
-                        yield msg
+                        yield parse_message(rec.value, Origin(rec.topic, rec.partition, rec.offset))
+                    except SchemaError as exc:
+                        print(f"skipping a record that is not a valid message: {exc}")
     finally:
         consumer.close()
 
@@ -95,27 +91,27 @@ def show_topic(
     seen = {"windows": 0, "images": 0, "shown": 0}
     cameras: set[str] = set()
     for msg in read_topic(bootstrap_servers, topic, from_beginning=from_beginning, timeout=timeout):
-        if "camera_metrics" in msg:
+        if isinstance(msg, MetricsMessage):
             seen["windows"] += 1
-            cameras.update(msg["camera_metrics"])
+            cameras.update(msg.camera_metrics)
             print(format_metrics(msg), flush=True)
-        elif "image" in msg:
+        else:
             seen["images"] += 1
             if show_images and seen["shown"] < max_images:
                 seen["shown"] += 1
                 print(
-                    f"uncertain image from {msg['camera']} #{msg['count']}: predicted {msg['result_class']} "
-                    f"({msg['result_probability']:.2f}); scores {[round(p, 3) for p in msg['predictions']]}"
+                    f"uncertain image from {msg.camera} #{msg.count}: predicted {msg.result_class} "
+                    f"({msg.result_probability:.2f}); scores {[round(p, 3) for p in msg.predictions]}"
                 )
                 row = {
-                    "frame": base64.b64decode(msg["image"]),
-                    "prepared": msg["prepared_image"],
-                    "predicted": msg["result_class"],
-                    "probability": msg["result_probability"],
-                    "true_class": msg.get("true_class"),
+                    "frame": msg.image_bytes(),
+                    "prepared": msg.prepared_image,
+                    "predicted": msg.result_class,
+                    "probability": msg.result_probability,
+                    "true_class": msg.true_class,
                 }
                 display(Image(data=charts.grid_png([row]), format="png"))
-                display(Image(data=charts.scores_png(msg["predictions"], msg["result_class"]), format="png"))
+                display(Image(data=charts.scores_png(list(msg.predictions), msg.result_class), format="png"))
         if seen["windows"] >= max_windows and (not show_images or seen["shown"] >= max_images):
             break
     print(f"read {seen['windows']} metrics windows and {seen['images']} uncertain images "

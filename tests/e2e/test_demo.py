@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from edgemnist.broker import free_port
-from edgemnist.demo import camera_plan
+from edgemnist_demo import camera_plan
 
 pytestmark = pytest.mark.e2e
 

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import json
 import os
-import sqlite3
 import subprocess
 import time
 
 import numpy as np
 import pytest
 
+from edge_app.outbox import Outbox
 from edgemnist.data import load_frames
 from edgemnist.model import load_model
 from edgemnist.prep import prepare_batch
@@ -90,8 +90,7 @@ def test_restarted_edge_resends_what_was_not_delivered(
     dead[dead.index("--bootstrap-servers") + 1] = "127.0.0.1:9"
     proc = subprocess.run(dead, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 3 and "stay in the outbox" in proc.stderr
-    with sqlite3.connect(outbox) as db:
-        kinds = dict(db.execute("SELECT kind, COUNT(*) FROM outbox GROUP BY kind").fetchall())
+    kinds = Outbox.backlog(outbox).by_kind
     assert kinds["image"] == 1000 and kinds["metrics"] >= 1
     # Run again against the real broker: the backlog goes out, then the new run's messages.
     proc = subprocess.run(

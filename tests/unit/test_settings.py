@@ -202,12 +202,17 @@ def test_settings_are_frozen():
 
 
 def test_every_flag_env_var_is_registered():
-    from edge_app.settings import EDGE_ENV
-    from metro_app.settings import HUB_ENV
+    from edge_app.settings import EDGE_ENV, EDGE_ENV_VARS
+    from metro_app.settings import HUB_ENV, HUB_ENV_VARS
 
-    for table in (EDGE_ENV, HUB_ENV):
+    for table, names in ((EDGE_ENV, EDGE_ENV_VARS), (HUB_ENV, HUB_ENV_VARS)):
         for row in table:
-            assert row[1] in ENV_VARS, row
+            assert row[1] in names and names[row[1]], row
+    apps = {**EDGE_ENV_VARS, **HUB_ENV_VARS}
+    assert all(name.startswith("EDGE_MNIST_") for name in apps)
+    assert not {"EDGE_MNIST_CAMERA", "EDGE_MNIST_STORE", "EDGE_MNIST_API_TOKEN"} & set(
+        ENV_VARS
+    )  # apps own theirs
 
 
 def test_credentials_file_may_name_a_scram_mechanism_and_a_ca_next_to_it(tmp_path):

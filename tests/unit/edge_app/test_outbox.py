@@ -1,5 +1,6 @@
 """The durable outbox: nothing acknowledged is kept, nothing unacknowledged is lost, metrics never dropped."""
 
+import sqlite3
 import threading
 
 import pytest
@@ -102,3 +103,20 @@ def test_sender_retries_when_producer_cannot_be_made(tmp_path):
         box.put([met(i) for i in range(5)])
         assert sender.drain(10)
     assert len(got) == 5 and len(attempts) == 3
+
+
+def test_backlog_reads_an_open_outbox_without_writing_and_names_the_oldest_metrics(tmp_path):
+    path = tmp_path / "outbox.db"
+    with Outbox(path) as box:
+        box.put([Record(IMAGE, b"c", b"i1"), Record(METRICS, b"c", b"m1"), Record(IMAGE, b"c", b"i2")])
+        seqs = [seq for seq, _, _ in box.peek()]
+        got = Outbox.backlog(path)  # while the edge holds it open
+        assert got.by_kind == {IMAGE: 2, METRICS: 1} and got.pending == 3
+        assert got.oldest_seq == seqs[1]  # the metrics message, though an image is older
+        box.ack([seqs[1]])
+        assert Outbox.backlog(path).oldest_seq == seqs[0]  # no metrics left: the oldest of any kind
+        box.ack([seqs[0], seqs[2]])
+    assert Outbox.backlog(path) == type(got)({}, None)
+    with pytest.raises(sqlite3.Error):
+        Outbox.backlog(tmp_path / "missing.db")
+    assert not (tmp_path / "missing.db").exists()

@@ -1,4 +1,4 @@
-"""`edge-mnist demo`: the whole system on one machine, started and stopped by one command.
+"""The demo: the whole system on one machine, started and stopped by one command.
 
 A Kafka-compatible broker (the embedded Tansu binary unless bootstrap servers
 are given), the hub as a submitted job, N edge cameras (different delays, the
@@ -27,6 +27,7 @@ from typing import Any, TextIO
 from edgemnist.broker import LocalBroker, port_in_use, terminate, wait_for_port
 from edgemnist.errors import BrokerUnavailable, ConfigError
 from edgemnist.model import ensure_model
+from edgemnist.runsummary import read_summary
 
 __all__ = ["DemoOptions", "run_demo", "camera_plan"]
 
@@ -34,6 +35,7 @@ DELAYS = (0.005, 0.02, 0.05)
 DRIFT = "rotate:25"  # the demo's drifting camera
 HUB_JOB = "edge-mnist-demo-hub"
 DASHBOARD = Path(__file__).resolve().parent.parent / "notebooks" / "render-metro-views.ipynb"
+SUMMARY = "edge-{}.summary.jsonl"  # in the state dir: each edge's run summary (edge-app run --summary)
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,14 +115,6 @@ def _check_ports(opts: DemoOptions) -> None:
 def _get(url: str, timeout: float = 5.0) -> Any:
     with urllib.request.urlopen(url, timeout=timeout) as r:
         return json.load(r)
-
-
-def _edge_summary(log: Path) -> dict[str, Any]:
-    """The edge's own count of what it scored and sent, from its last 'done:' line."""
-    for line in reversed(log.read_text(errors="replace").splitlines()):
-        if "done: {" in line:
-            return json.loads(line.split("done: ", 1)[1])
-    return {}
 
 
 def _wait_quiet(api: str, timeout: float = 30.0) -> dict[str, Any]:
@@ -210,6 +204,8 @@ def run_demo(opts: DemoOptions, say: TextIO = sys.stderr) -> dict[str, Any]:
                     str(state / f"outbox-{name}.db"),
                     "--metrics-duration",
                     "5",
+                    "--summary",
+                    str(state / SUMMARY.format(name)),
                     *(["--distort", distort] if distort else []),
                 ],
                 state / f"edge-{name}.log",
@@ -296,7 +292,7 @@ def _shutdown(
         _stop_all(procs)
         cameras = {}
         for name, _ in procs.children:
-            s = _edge_summary(state / f"edge-{name}.log") if name != "dashboard" else {}
+            s = read_summary(state / SUMMARY.format(name)) if name != "dashboard" else None
             if s:
                 cameras[s.get("camera", name)] = {
                     "scored": s.get("scored", 0),

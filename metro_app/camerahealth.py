@@ -1,58 +1,29 @@
-"""Pure figures derived from metrics messages: a camera's health, a fleet time bucket."""
+"""A camera's health and a fleet time bucket, from typed metrics messages (pure, no store).
+
+The per-message figures (counts, p99, live accuracy) come from `edgemnist.figures`; this module
+only combines them into the CameraHealth and FleetMetrics tuples the hub serves.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from edgemnist.messages import LABEL_SLOTS, utc_timestamp
+from edgemnist.figures import camera_counts, live_accuracy, worst_p99
+from edgemnist.messages import LABEL_SLOTS, MetricsMessage, utc_timestamp
 from metro_app._rows import FLEET_BUCKET_SECONDS
 
-__all__ = ["DEPARTURE", "camera_health", "fleet_bucket", "camera_counts", "fleet_share", "live_accuracy"]
+__all__ = ["DEPARTURE", "camera_health", "fleet_bucket", "fleet_share"]
 
 # a camera "departs" when its uncertain share differs from the fleet's median share by more than this
 DEPARTURE = 0.2
-
-
-def camera_counts(windows: Sequence[Mapping[str, Any]], camera: str) -> tuple[int, int]:
-    """(uncertain, total) images of one camera over some metrics messages."""
-    unc = tot = 0
-    for w in windows:
-        c = w["camera_metrics"].get(camera)
-        if c is not None:
-            unc += sum(c["uncertain"])
-            tot += sum(c["certain"]) + sum(c["uncertain"])
-    return unc, tot
-
-
-def live_accuracy(windows: Sequence[Mapping[str, Any]], camera: str) -> tuple[int, int]:
-    """(correct, labelled) of one camera over some metrics messages, counted over every image it scored.
-
-    Only single-camera messages (what an edge sends) carry counts that belong to one camera.
-
-    >>> w = {"camera_metrics": {"A": {}}, "labelled": 10, "correct": 9}
-    >>> live_accuracy([w, {**w, "correct": 7}, {"camera_metrics": {"B": {}}, "labelled": 5}], "A")
-    (16, 20)
-    """
-    right = known = 0
-    for w in windows:
-        cams = w["camera_metrics"]
-        if camera in cams and len(cams) == 1 and w.get("labelled"):
-            known += int(w["labelled"])
-            right += int(w.get("correct") or 0)
-    return right, known
 
 
 def _ratio(a: float, b: float) -> float | None:
     return a / b if b else None
 
 
-def _p99(windows: Sequence[Mapping[str, Any]], stage: str) -> float | None:
-    vals = [w["latency_metrics"][stage]["percentiles"][3] for w in windows]
-    return max(vals) if vals else None
-
-
-def fleet_share(recent: Mapping[str, Sequence[Mapping[str, Any]]]) -> float | None:
+def fleet_share(recent: Mapping[str, Sequence[MetricsMessage]]) -> float | None:
     """The median of the cameras' uncertain shares: one odd camera cannot drag it."""
     shares = sorted(s for cam, w in recent.items() if (s := _ratio(*camera_counts(w, cam))) is not None)
     if not shares:
@@ -63,7 +34,7 @@ def fleet_share(recent: Mapping[str, Sequence[Mapping[str, Any]]]) -> float | No
 
 def camera_health(
     summary: Any,
-    recent: Mapping[str, Sequence[Mapping[str, Any]]],
+    recent: Mapping[str, Sequence[MetricsMessage]],
     image_stats: tuple[int, int, int],
     fleet: float | None | object = ...,
     alerts: Sequence[Mapping[str, Any]] = (),
@@ -83,14 +54,14 @@ def camera_health(
     unc, tot = camera_counts(mine, name)
     share = _ratio(unc, tot)
     fleet = fleet_share(recent) if fleet is ... else fleet
-    last = mine[-1] if mine else {}
-    duration = sum(float(w["config"]["metrics_duration"]) for w in mine)
-    outbox = last.get("outbox") or {}
+    last = mine[-1] if mine else None
+    duration = sum(w.config.metrics_duration for w in mine)
+    outbox = last.outbox if last is not None else None
     stored, known, right = image_stats
     live_right, live_known = live_accuracy(mine, name)
     return {
         "name": name,
-        "last_seen": last.get("timestamp"),
+        "last_seen": last.timestamp if last is not None else None,
         "windows": int(summary.windows),
         "images": int(summary.images or 0),
         "uncertain": int(summary.uncertain or 0),
@@ -105,26 +76,26 @@ def camera_health(
         "accuracy_samples": live_known,
         "uncertain_accuracy": _ratio(right, known),
         "uncertain_accuracy_samples": known,
-        "prep_p99": _p99(mine, "prep"),
-        "predict_p99": _p99(mine, "predict"),
-        "outbox_pending": outbox.get("pending"),
-        "outbox_dropped": outbox.get("dropped"),
-        "model_version": last.get("model_version"),
-        "held_back": sum(int(w.get("held_back") or 0) for w in mine),
+        "prep_p99": worst_p99(mine, "prep"),
+        "predict_p99": worst_p99(mine, "predict"),
+        "outbox_pending": outbox.pending if outbox is not None else None,
+        "outbox_dropped": outbox.dropped if outbox is not None else None,
+        "model_version": last.model_version if last is not None else None,
+        "held_back": sum(w.held_back or 0 for w in mine),
         "alerts": [dict(a) for a in alerts],
     }
 
 
-def fleet_bucket(bucket: int, windows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+def fleet_bucket(bucket: int, windows: Sequence[MetricsMessage | Mapping[str, Any]]) -> dict[str, Any]:
     """Every camera's counts summed over the metrics messages stamped within one bucket."""
     cams: dict[str, dict[str, Any]] = {}
-    for w in windows:
-        for cam, c in w["camera_metrics"].items():
+    for w in map(MetricsMessage.of, windows):
+        for cam, c in w.camera_metrics.items():
             acc = cams.setdefault(
                 cam, {"certain": [0] * LABEL_SLOTS, "uncertain": [0] * LABEL_SLOTS, "windows": 0}
             )
-            acc["certain"] = [a + b for a, b in zip(acc["certain"], c["certain"], strict=True)]
-            acc["uncertain"] = [a + b for a, b in zip(acc["uncertain"], c["uncertain"], strict=True)]
+            acc["certain"] = [a + b for a, b in zip(acc["certain"], c.certain, strict=True)]
+            acc["uncertain"] = [a + b for a, b in zip(acc["uncertain"], c.uncertain, strict=True)]
             acc["windows"] += 1
     for acc in cams.values():
         acc["images"] = sum(acc["certain"]) + sum(acc["uncertain"])
