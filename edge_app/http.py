@@ -312,7 +312,7 @@ def _handler(app: EdgeHttp) -> type[BaseHTTPRequestHandler]:
                 self._serve(
                     lambda: app.range_request(params),
                     form=form,
-                    form_token=(params.get("token") or [None])[0],
+                    form_token=next(iter(params.get("token") or ()), None),
                 )
             else:
                 self._json(404, {"error": f"no such path {url.path!r}: try /, /push, /frames, /health"})

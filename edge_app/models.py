@@ -320,9 +320,8 @@ class ModelWatcher:
     def __enter__(self) -> ModelWatcher:
         return self.start()
 
-    def __exit__(self, *exc: object) -> bool:
+    def __exit__(self, *exc: object) -> None:
         self.stop()
-        return False
 
     def _run(self) -> None:
         reader: Reader | None = None

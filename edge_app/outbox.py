@@ -98,9 +98,8 @@ class Outbox:
         self.open()
         return self
 
-    def __exit__(self, *exc: object) -> bool:
+    def __exit__(self, *exc: object) -> None:
         self.close()
-        return False
 
     def open(self) -> None:
         self._path.parent.mkdir(parents=True, exist_ok=True)

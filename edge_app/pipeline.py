@@ -81,9 +81,8 @@ class ScoreStage:
         self._scorer = Scorer(self.model_path).__enter__()
         return self
 
-    def __exit__(self, *exc: object) -> bool:
+    def __exit__(self, *exc: object) -> None:
         self._scorer = None
-        return False
 
     def __call__(self, batch: FrameBatch) -> tuple[FrameBatch, Scored]:
         if self._scorer is None:
@@ -214,7 +213,7 @@ class SendStage:
         self._sender = Sender(self._outbox, self.topic, lambda: EventProducer(kafka)).__enter__()
         return self
 
-    def __exit__(self, *exc: object) -> bool:
+    def __exit__(self, *exc: object) -> None:
         if self._sender is not None:
             if not self._sender.drain(self._drain_timeout):
                 log.error("%d messages stay in the outbox %s", self._outbox.pending, self.outbox_path)
@@ -223,7 +222,6 @@ class SendStage:
         if self._outbox is not None:
             self._outbox.close()
             self._outbox = None
-        return False
 
     def __call__(self, msg: UncertainImage | MetricsMessage) -> None:
         if self._outbox is None:

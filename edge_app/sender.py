@@ -65,9 +65,8 @@ class Sender:
         self._thread.start()
         return self
 
-    def __exit__(self, *exc: object) -> bool:
+    def __exit__(self, *exc: object) -> None:
         self.stop()
-        return False
 
     def stop(self) -> None:
         self._stop.set()

@@ -124,9 +124,8 @@ class ImageSource:
         )
         return self
 
-    def __exit__(self, *exc: object) -> bool:
+    def __exit__(self, *exc: object) -> None:
         self._data = None
-        return False
 
     @property
     def frames(self) -> Frames:
@@ -183,8 +182,8 @@ class Enricher:
         self.run_id = uuid.uuid4().hex[:12]
         return self
 
-    def __exit__(self, *exc: object) -> bool:
-        return False
+    def __exit__(self, *exc: object) -> None:
+        return None
 
     def __call__(self, batch: FrameBatch) -> FrameBatch:
         first = self._count
@@ -200,8 +199,8 @@ class ImagePrep:
     def __enter__(self) -> ImagePrep:
         return self
 
-    def __exit__(self, *exc: object) -> bool:
-        return False
+    def __exit__(self, *exc: object) -> None:
+        return None
 
     def __call__(self, frames: tuple[bytes, ...]) -> tuple[np.ndarray, np.ndarray, tuple, float]:
         t0 = time.perf_counter()
@@ -222,9 +221,8 @@ class DigitPredictor:
         self._model = load_model(self._model_path)
         return self
 
-    def __exit__(self, *exc: object) -> bool:
+    def __exit__(self, *exc: object) -> None:
         self._model = None
-        return False
 
     @property
     def model(self) -> Model:
@@ -256,9 +254,9 @@ class Scorer:
         self._predictor.__enter__()
         return self
 
-    def __exit__(self, *exc: object) -> bool:
+    def __exit__(self, *exc: object) -> None:
         self._predictor.__exit__(*exc)
-        return self._prep.__exit__(*exc)
+        self._prep.__exit__(*exc)
 
     @property
     def model_version(self) -> str:

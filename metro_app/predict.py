@@ -262,8 +262,8 @@ def _score(model: Model, reqs: list[PredictRequest]) -> list[PredictResponse]:
     rows = np.flatnonzero(good)
     if len(rows):
         proba = model.predict_proba(images[rows])
-        for k, i in enumerate(rows):
-            out[int(i)] = PredictResponse(reqs[int(i)].id, model.version, tuple(proba[k].tolist()))
+        for k, row in enumerate(rows.tolist()):
+            out[row] = PredictResponse(reqs[row].id, model.version, tuple(proba[k].tolist()))
     return [
         r if r is not None else PredictResponse.failed(q.id, "not scored")
         for r, q in zip(out, reqs, strict=True)

@@ -64,7 +64,7 @@ STAGES = ("current model", "base data", "field labels", "train", "evaluate", "re
 
 
 class Publisher(Protocol):
-    def publish(self, store: Store, version: str) -> None: ...
+    def publish(self, store: Store, version: str) -> object: ...
 
 
 _POLICY = Policy()

@@ -6,6 +6,7 @@ Every change of state is a compare-and-set (`move`): two hubs, or a hub and
 
 from __future__ import annotations
 
+import builtins
 import json
 import time
 from collections.abc import Iterable, Sequence
@@ -126,7 +127,7 @@ class RolloutBook:
             for r in self._rows(sa.select(rollouts).order_by(rollouts.c.id.desc()).limit(limit))
         ]
 
-    def active(self) -> list[dict[str, Any]]:
+    def active(self) -> builtins.list[dict[str, Any]]:
         """Rollouts still pending or on their canary, oldest first, with epoch-second times."""
         q = sa.select(rollouts).where(rollouts.c.state.in_(ACTIVE)).order_by(rollouts.c.id)
         return [_parsed(r) for r in self._rows(q)]
@@ -143,7 +144,7 @@ class RolloutBook:
     def last_metric_id(self) -> int:
         return int(self._rows(sa.select(sa.func.coalesce(sa.func.max(metrics.c.id), 0)))[0][0])
 
-    def cameras_matching(self, targets: Iterable[str]) -> list[str]:
+    def cameras_matching(self, targets: Iterable[str]) -> builtins.list[str]:
         """Full names of the cameras with stored windows that a canary to `targets` reaches."""
         targets = list(targets)
         names = self._rows(sa.select(metric_cameras.c.camera).distinct())
@@ -151,7 +152,7 @@ class RolloutBook:
 
     def windows(
         self, camera: str, *, after: int = 0, upto: int | None = None, newest: int | None = None
-    ) -> list[tuple[int, dict[str, Any]]]:
+    ) -> builtins.list[tuple[int, dict[str, Any]]]:
         """(metrics row id, message) of one camera's windows with after < id <= upto, oldest first.
 
         With `newest`, only the newest that many.
@@ -180,6 +181,8 @@ def check_model(store: Store, version: str) -> dict[str, Any]:
     return model
 
 
-def with_rollouts(models: list[dict[str, Any]], latest: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+def with_rollouts(
+    models: list[dict[str, Any]], latest: dict[str, dict[str, Any]]
+) -> builtins.list[dict[str, Any]]:
     """Registry rows with each model's newest rollout (state, canary cameras, figures) under "rollout"."""
     return [{**m, "rollout": latest.get(m["version"])} for m in models]

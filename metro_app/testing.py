@@ -129,6 +129,5 @@ class HubProcess:
     def __enter__(self) -> HubProcess:
         return self.start()
 
-    def __exit__(self, *exc: object) -> bool:
+    def __exit__(self, *exc: object) -> None:
         self.stop()
-        return False

@@ -74,9 +74,8 @@ class KafkaHub:
         )
         return self
 
-    def __exit__(self, *exc: object) -> bool:
+    def __exit__(self, *exc: object) -> None:
         self._stop.set()
-        return False
 
     def __call__(self) -> Iterator[dict[str, Any]]:
         while not self._stop.is_set():

@@ -89,7 +89,7 @@ class RetrainJobs:
             result = self._run(progress)
         except Exception as exc:  # one failed retrain must not take the hub down; the job reports it
             log.exception("retrain job %s failed", job_id)
-            changes = {"state": "failed", "error": f"{type(exc).__name__}: {exc}"}
+            changes: dict[str, Any] = {"state": "failed", "error": f"{type(exc).__name__}: {exc}"}
         else:
             changes = {"state": "done", "result": result.to_dict(), "progress": 1.0, "stage": "done"}
         with self._lock:

@@ -186,5 +186,5 @@ class Validator:
     def __enter__(self) -> Validator:
         return self
 
-    def __exit__(self, *exc: Any) -> bool:
-        return False
+    def __exit__(self, *exc: Any) -> None:
+        return None

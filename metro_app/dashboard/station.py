@@ -308,7 +308,9 @@ class CorrectionStation:
             if stored
             else ""
         )
-        chosen = f" &middot; your label <b>{html.escape(label)}</b>" if item["id"] in s.chosen else where
+        chosen = (
+            f" &middot; your label <b>{html.escape(label or '')}</b>" if item["id"] in s.chosen else where
+        )
         votes = s.conflicts.get(item["id"])
         if votes:
             said = ", ".join(f"{html.escape(k)} says {html.escape(v)}" for k, v in sorted(votes.items()))

@@ -82,11 +82,12 @@ def show_topic(
     display: Callable[[Any], None] | None = None,
 ) -> dict[str, int]:
     """Print metrics windows (and show uncertain images) until `max_windows` or `timeout`; return counts."""
+    from IPython.display import Image
+    from IPython.display import display as ipython_display
+
     from metro_app.dashboard import charts
 
-    if display is None:
-        from IPython.display import display
-    from IPython.display import Image
+    show = display or ipython_display
 
     seen = {"windows": 0, "images": 0, "shown": 0}
     cameras: set[str] = set()
@@ -110,8 +111,8 @@ def show_topic(
                     "probability": msg.result_probability,
                     "true_class": msg.true_class,
                 }
-                display(Image(data=charts.grid_png([row]), format="png"))
-                display(Image(data=charts.scores_png(list(msg.predictions), msg.result_class), format="png"))
+                show(Image(data=charts.grid_png([row]), format="png"))
+                show(Image(data=charts.scores_png(list(msg.predictions), msg.result_class), format="png"))
         if seen["windows"] >= max_windows and (not show_images or seen["shown"] >= max_images):
             break
     print(f"read {seen['windows']} metrics windows and {seen['images']} uncertain images "
