@@ -13,6 +13,7 @@ from edgemnist.errors import ConfigError
 from edgemnist.settings import state_dir
 from metro_app.consumer import DEFAULT_DLQ_TOPIC
 from metro_app.drift import DriftSettings
+from metro_app.retrain import RETRAIN_ENV
 
 __all__ = ["HubSettings", "HUB_ENV", "HUB_ENV_VARS", "add_hub_flags", "state_dir", "mask_url", "mask_secrets"]
 
@@ -249,17 +250,15 @@ HUB_ENV: tuple[tuple[str, str, type, str], ...] = (
 
 #: The hub's ``EDGE_MNIST_*`` env vars (name -> help text): its run flags' and those of its other
 #: commands (retrain, dashboards), and the secret it reads.
-HUB_ENV_VARS: dict[str, str] = {env: text for _, env, _, text in HUB_ENV} | {
-    "EDGE_MNIST_API_TOKEN": "Bearer token that POST /labels on the hub requires (secret; never a flag)",
-    "EDGE_MNIST_API_URL": "Dashboards: the hub API they read (default http://127.0.0.1:8000)",
-    "EDGE_MNIST_BASE_DATA": "Retrain base data: bundled, mnist-idx:DIR, openml (default bundled)",
-    "EDGE_MNIST_HOLDOUT": "Retrain: share of labelled field images held out, never trained on (default 0.2)",
-    "EDGE_MNIST_SEED": "Retrain: seed of the hold-out split and the training (default 0)",
-    "EDGE_MNIST_MAX_BASE_DROP": "Retrain: accuracy points the base hold-out may lose (default 1.5)",
-    "EDGE_MNIST_MIN_FIELD_GAIN": "Retrain: points the field hold-out must gain, more than (default 0)",
-    "EDGE_MNIST_FIELD_WEIGHT": "Retrain: times each field image is repeated in training (default 1)",
-    "EDGE_MNIST_LABELS_TOPIC": "`metro-app retrain --labels-from-topic`: the labels table's change topic",
-}
+HUB_ENV_VARS: dict[str, str] = (
+    {env: text for _, env, _, text in HUB_ENV}
+    | {env: f"Retrain: {text}" for _, env, _, text in RETRAIN_ENV}
+    | {
+        "EDGE_MNIST_API_TOKEN": "Bearer token that POST /labels on the hub requires (secret; never a flag)",
+        "EDGE_MNIST_API_URL": "Dashboards: the hub API they read (default http://127.0.0.1:8000)",
+        "EDGE_MNIST_LABELS_TOPIC": "`metro-app retrain --labels-from-topic`: the labels table's change topic",
+    }
+)
 
 
 def add_hub_flags(parser: argparse.ArgumentParser, environ: Mapping[str, str] | None = None) -> None:
