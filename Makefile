@@ -70,7 +70,7 @@ test-unit: install
 lint: install
 	$(VENV)/bin/ruff check edgemnist edgemnist_demo edge_app metro_app tests bench notebooks
 	$(VENV)/bin/ruff format --check edgemnist edgemnist_demo edge_app metro_app tests bench notebooks
-	$(VENV)/bin/mypy edgemnist edgemnist_demo
+	$(VENV)/bin/mypy edgemnist edgemnist_demo edge_app metro_app
 
 bench: install
 	$(PY) bench/edge.py

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import re
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -15,6 +13,7 @@ from edgemnist.data import load_bundled
 from edgemnist.model import evaluate, load_model, save_model, train_model
 from edgemnist.settings import KafkaSettings
 from tests.connect_fixture import ConnectSession, connect_session
+from tests.helpers import topic_names
 from tests.kafka_cluster import KafkaCluster
 from tests.kafka_fixture import ApacheKafka, ExternalKafka, KafkaNotAvailable, TansuKafka, start_kafka
 from tests.kafka_secure import SecureKafka
@@ -131,16 +130,9 @@ def restartable_kafka(kafka: Broker) -> Broker:
 def make_topic(request: pytest.FixtureRequest) -> Callable[[str], str]:
     """Topic names of this test's own: `make_topic("events")` -> "<test name>-<8 hex>.events".
 
-    Names never repeat, across tests and across runs against one broker, so no test reads
-    another's messages; the test's name in them says whose a topic is.
+    See `tests.helpers.topic_names`, which fixtures that outlive one test call directly.
     """
-    stem = re.sub(r"[^a-zA-Z0-9]+", "-", request.node.name.removeprefix("test_"))[:80].strip("-")
-    tag = uuid.uuid4().hex[:8]
-
-    def make(suffix: str = "events") -> str:
-        return f"{stem}-{tag}.{suffix}"
-
-    return make
+    return topic_names(request.node.name.removeprefix("test_"))
 
 
 @pytest.fixture(scope="session")

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import re
 import sys
 import time
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -22,9 +24,27 @@ __all__ = [
     "metric_total",
     "read_full_pass",
     "outbox_rows",
+    "topic_names",
 ]
 
 EDGE_APP = [sys.executable, "-m", "edge_app.cli"]
+
+
+def topic_names(owner: str) -> Callable[[str], str]:
+    """The one way tests name topics: `topic_names("loop-hub")("events")` -> "loop-hub-<8 hex>.events".
+
+    The `make_topic` fixture is this with the test's name as owner; module- and session-scoped
+    fixtures, which cannot take `make_topic`, call it with their own name. Names never repeat,
+    across tests and across runs against one broker, so no test reads another's messages, and the
+    owner in them says whose a topic is.
+    """
+    stem = re.sub(r"[^a-zA-Z0-9]+", "-", owner)[:80].strip("-")
+    tag = uuid.uuid4().hex[:8]
+
+    def make(suffix: str = "events") -> str:
+        return f"{stem}-{tag}.{suffix}"
+
+    return make
 
 
 def edge_cmd(

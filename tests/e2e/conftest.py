@@ -6,7 +6,6 @@ import os
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,6 +14,7 @@ import pytest
 
 from edgemnist.kafka import ensure_topics
 from metro_app.testing import HubProcess, wait_until
+from tests.helpers import topic_names
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 NOTEBOOKS = Path(__file__).resolve().parents[2] / "notebooks"
@@ -74,7 +74,7 @@ def live_stack(kafka, kafka_settings, model_path, tmp_path_factory) -> Iterator[
     """Hub on a free loopback port with a SQLite store, and two edges streaming until the module ends."""
     tmp = tmp_path_factory.mktemp("stack")
     ARTIFACTS.mkdir(exist_ok=True)
-    topic = f"e2e-{time.time_ns()}"
+    topic = topic_names("live-stack")("events")
     ensure_topics(kafka_settings, {topic: 1})
     store_url = f"sqlite:///{tmp}/hub.db"
     hub = HubProcess(

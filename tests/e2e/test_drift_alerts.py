@@ -11,7 +11,6 @@ import json
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -53,9 +52,9 @@ def _windows(hub: HubProcess, camera: str) -> list[dict]:
 
 
 def test_a_camera_rotated_mid_run_raises_one_drift_alert_and_the_others_none(
-    kafka, kafka_settings, model_path, tmp_path
+    kafka, kafka_settings, model_path, tmp_path, make_topic
 ):
-    topic = f"e2e-drift-{time.time_ns()}"
+    topic = make_topic("events")
     ensure_topics(kafka_settings, {topic: 1})
     hub = HubProcess(
         kafka.bootstrap_servers, topic, f"sqlite:///{tmp_path}/hub.db", tmp_path / "hub.log",

@@ -227,13 +227,13 @@ def test_image_holds_the_edge_and_none_of_the_hub_or_dashboard_packages(edge_ima
     assert _megabytes(size) < MAX_IMAGE_MB, f"the edge image is {size}, over {MAX_IMAGE_MB} MB"
 
 
-def test_image_runs_against_kafka(edge_image, kafka, kafka_settings, tmp_path):
+def test_image_runs_against_kafka(edge_image, kafka, kafka_settings, tmp_path, make_topic):
     config = _image_config(edge_image)
     uid, gid = (int(x) for x in config["User"].split(":"))
     state = tmp_path / "state"
     state.mkdir()
     os.chown(state, uid, gid)  # what a Docker volume gets from the image's /var/lib/edge-mnist
-    topic = f"edge-image-{time.time_ns()}"
+    topic = make_topic("events")
     env = {
         "EDGE_MNIST_CAMERA": "TestImage",  # a Test camera sends all 1,000 images
         "EDGE_MNIST_REPEAT": "1",
@@ -274,7 +274,7 @@ def test_image_runs_against_kafka(edge_image, kafka, kafka_settings, tmp_path):
 
 
 def test_image_swaps_to_a_published_model_and_keeps_it_in_its_volume(
-    edge_image, kafka, kafka_settings, tmp_path
+    edge_image, kafka, kafka_settings, tmp_path, make_topic
 ):
     """Inside the image, as the non-root user: follow the models topic, swap, save the model in the volume."""
     config = _image_config(edge_image)
@@ -282,8 +282,7 @@ def test_image_swaps_to_a_published_model_and_keeps_it_in_its_volume(
     state = tmp_path / "state"
     state.mkdir()
     os.chown(state, uid, gid)
-    stamp = time.time_ns()
-    topic, models = f"edge-image-swap-{stamp}", f"edge-image-models-{stamp}"
+    topic, models = make_topic("events"), make_topic("models")
     create_models_topic(kafka_settings, models)
     new = model_envelope(train_small_model(tmp_path / "new"))
     publish_records(kafka_settings, models, [new.to_record()])

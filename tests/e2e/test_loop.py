@@ -14,7 +14,6 @@ import re
 import signal
 import socket
 import subprocess
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +23,7 @@ import pytest
 
 from edgemnist.kafka import ensure_topics, make_producer
 from metro_app.testing import HubProcess, wait_until
-from tests.helpers import EDGE_APP
+from tests.helpers import EDGE_APP, topic_names
 
 pytestmark = pytest.mark.e2e
 
@@ -56,8 +55,8 @@ def _edge(param: str, source: str, kafka, topics: dict[str, str], model: Path, t
 @pytest.fixture(scope="module")
 def loop(kafka, kafka_settings, model_path: Path, tmp_path_factory) -> Iterator[Loop]:
     tmp = tmp_path_factory.mktemp("loop-e2e")
-    stamp = time.time_ns()
-    topics = {k: f"loop-{k}-{stamp}" for k in ("events", "dlq", "control", "models")}
+    name = topic_names("loop")
+    topics = {k: name(k) for k in ("events", "dlq", "control", "models")}
     ensure_topics(kafka_settings, {topics["events"]: 1, topics["control"]: 1})
     hub = HubProcess(
         kafka.bootstrap_servers,

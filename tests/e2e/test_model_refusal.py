@@ -14,7 +14,6 @@ import json
 import re
 import signal
 import subprocess
-import time
 
 import numpy as np
 import pytest
@@ -43,10 +42,9 @@ def _refused(msgs: list) -> list[tuple[str, str]]:
 
 
 def test_tampered_and_foreign_models_are_refused_and_nothing_runs(
-    kafka, kafka_settings, model_path, tmp_path
+    kafka, kafka_settings, model_path, tmp_path, make_topic
 ):
-    stamp = time.time_ns()
-    events, models = f"e2e-refuse-{stamp}", f"e2e-refuse-models-{stamp}"
+    events, models = make_topic("events"), make_topic("models")
     ensure_topics(kafka_settings, {events: 1})
     create_models_topic(kafka_settings, models)
     serving = load_model(model_path).version

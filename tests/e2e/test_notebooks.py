@@ -109,8 +109,8 @@ def test_build_edge_application(live_stack: Stack, tmp_path: Path, model_path: P
     assert re.search(rf"the hub sees camera {camera}-\S+: \d+ images", text), text[-3000:]
 
 
-def test_build_metro_application(live_stack: Stack, tmp_path: Path, kafka_settings) -> None:
-    topic = f"{live_stack.topic}-nb-hub"
+def test_build_metro_application(live_stack: Stack, tmp_path: Path, kafka_settings, make_topic) -> None:
+    topic = make_topic("events")
     ensure_topics(kafka_settings, {topic: 1})
     job = f"nb-hub-{time.time_ns() % 100000}"
     text, _ = run_notebook(

@@ -14,7 +14,6 @@ import os
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -28,7 +27,7 @@ from edgemnist.data import Dataset, load_bundled
 from edgemnist.kafka import ensure_topics
 from edgemnist.model import load_model, save_model, train_model
 from metro_app.testing import HubProcess, wait_until
-from tests.helpers import EDGE_APP
+from tests.helpers import EDGE_APP, topic_names
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(420)]
 
@@ -73,7 +72,7 @@ def _edge(param: str, kafka, topic: str, model: Path, tmp: Path) -> subprocess.P
 @pytest.fixture(scope="module")
 def fleet(kafka, kafka_settings, model_path: Path, tmp_path_factory) -> Iterator[Fleet]:
     tmp = tmp_path_factory.mktemp("rollout-e2e")
-    topic = f"e2e-rollout-{time.time_ns()}"
+    topic = topic_names("fleet")("events")
     ensure_topics(kafka_settings, {topic: 1})
     store_url = f"sqlite:///{tmp}/hub.db"
     with ThreadPoolExecutor(2) as pool:  # the two new models train while the stack starts

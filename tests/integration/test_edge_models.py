@@ -39,9 +39,10 @@ def _edge(kafka, events: str, models: str, model, outbox, *extra: str) -> list[s
             "--outbox", str(outbox), "--models-topic", models, *extra]  # fmt: skip
 
 
-def test_running_edge_swaps_to_a_published_model_and_keeps_it(kafka, kafka_settings, model_path, tmp_path):
-    stamp = time.time_ns()
-    events, models = f"edge-swap-{stamp}", f"edge-swap-models-{stamp}"
+def test_running_edge_swaps_to_a_published_model_and_keeps_it(
+    kafka, kafka_settings, model_path, tmp_path, make_topic
+):
+    events, models = make_topic("events"), make_topic("models")
     ensure_topics(kafka_settings, {events: 1})
     create_models_topic(kafka_settings, models)
     old = load_model(model_path).version
@@ -123,10 +124,10 @@ def test_running_edge_swaps_to_a_published_model_and_keeps_it(kafka, kafka_setti
     assert second and {m.model_version for m in second} == {new_env.version}
 
 
-def test_topic_reader_waits_for_the_topic_without_creating_it(kafka_settings):
+def test_topic_reader_waits_for_the_topic_without_creating_it(kafka_settings, make_topic):
     from edgemnist.kafka import TopicReader
 
-    topic = f"edge-models-late-{time.time_ns()}"
+    topic = make_topic("models")
     reader = TopicReader(kafka_settings, topic)
     try:
         assert reader.open() is False

@@ -82,8 +82,8 @@ def stored_everything(hubs: list[HubProcess], stats: dict[str, dict]) -> bool:
     return h["images"] == want_images and h["metrics"] == want_metrics
 
 
-def test_three_edges_and_a_hub(kafka, kafka_settings, model_path, tmp_path):
-    topic = f"hub-edges-{time.time_ns()}"
+def test_three_edges_and_a_hub(kafka, kafka_settings, model_path, tmp_path, make_topic):
+    topic = make_topic("events")
     ensure_topics(kafka_settings, {topic: 1})
     cams = ["TestCamA", "CamB", "CamC"]
     with HubProcess(
@@ -97,8 +97,8 @@ def test_three_edges_and_a_hub(kafka, kafka_settings, model_path, tmp_path):
         assert hub.health()["dlq"] == 0
 
 
-def test_two_hubs_share_a_postgresql_store(kafka, kafka_settings, model_path, tmp_path, postgres):
-    topic = f"hub-scale-{time.time_ns()}"
+def test_two_hubs_share_a_postgresql_store(kafka, kafka_settings, model_path, tmp_path, postgres, make_topic):
+    topic = make_topic("events")
     ensure_topics(kafka_settings, {topic: 3})
     url = postgres.fresh_database(f"scale{time.time_ns()}")
     hubs = [

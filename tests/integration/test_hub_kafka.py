@@ -32,10 +32,6 @@ BULK_KINDS = [
 ]
 
 
-def unique_topic(name: str) -> str:
-    return f"hub-{name}-{time.time_ns()}"
-
-
 def produce(kafka_settings, topic: str, values: list[tuple[bytes | None, bytes]]) -> list[tuple[int, int]]:
     """Send (value, key) pairs; returns each one's (partition, offset)."""
     producer = make_producer(kafka_settings)
@@ -67,8 +63,10 @@ def stored_counts(hub: HubProcess) -> tuple[int, int, int]:
     return s["images"], s["metrics"], hub.health()["dlq"]
 
 
-def test_malformed_messages_go_to_the_dlq_and_every_good_one_is_stored(kafka, kafka_settings, tmp_path):
-    topic, dlq = unique_topic("dlq"), unique_topic("dead")
+def test_malformed_messages_go_to_the_dlq_and_every_good_one_is_stored(
+    kafka, kafka_settings, tmp_path, make_topic
+):
+    topic, dlq = make_topic("events"), make_topic("dlq")
     ensure_topics(kafka_settings, {topic: 3, dlq: 1})
     values, bad_kinds, good_images, good_metrics = [], [], set(), set()
     for i in range(1500):
@@ -114,8 +112,8 @@ def test_malformed_messages_go_to_the_dlq_and_every_good_one_is_stored(kafka, ka
     assert origins == bad_at
 
 
-def test_sigkill_mid_run_loses_nothing_and_duplicates_nothing(kafka, kafka_settings, tmp_path):
-    topic = unique_topic("kill")
+def test_sigkill_mid_run_loses_nothing_and_duplicates_nothing(kafka, kafka_settings, tmp_path, make_topic):
+    topic = make_topic("events")
     ensure_topics(kafka_settings, {topic: 2})
     msgs = [make_image(f"Cam{i % 2}", i) if i % 4 else make_metrics(f"Cam{i % 2}", i) for i in range(3000)]
     sent = threading.Event()
@@ -163,8 +161,8 @@ def _metro(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     )
 
 
-def test_submit_jobs_cancel(kafka, tmp_path):
-    topic = unique_topic("jobs")
+def test_submit_jobs_cancel(kafka, tmp_path, make_topic):
+    topic = make_topic("events")
     env = {**os.environ, "EDGE_MNIST_STATE_DIR": str(tmp_path / "state"), "EDGE_MNIST_API_TOKEN": "t"}
     flags = [
         "--bootstrap-servers",

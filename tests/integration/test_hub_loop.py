@@ -19,6 +19,7 @@ from metro_app.publish import MAX_RECORD_BYTES
 from metro_app.samples import png_frame
 from metro_app.store import Store
 from metro_app.testing import HubProcess, wait_until
+from tests.helpers import topic_names
 from tests.loop_data import rotated_uncertain
 
 pytestmark = pytest.mark.integration
@@ -57,8 +58,8 @@ class LoopHub:
 def loop_hub(kafka, kafka_settings, model_path: Path, tmp_path_factory) -> Iterator[LoopHub]:
     """A hub whose store holds 150 labelled uncertain images of a camera rotated 25 degrees."""
     tmp = tmp_path_factory.mktemp("loop")
-    stamp = time.time_ns()
-    topics = {k: f"loop-{k}-{stamp}" for k in ("events", "dlq", "models", "control")}
+    name = topic_names("loop-hub")
+    topics = {k: name(k) for k in ("events", "dlq", "models", "control")}
     store_url = f"sqlite:///{tmp / 'hub.db'}"
     store = Store(store_url)
     msgs = rotated_uncertain(model_path, 150)

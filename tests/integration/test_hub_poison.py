@@ -20,6 +20,7 @@ import time
 import urllib.error
 import urllib.request
 import zlib
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +32,7 @@ from metro_app.samples import make_image, make_metrics
 from metro_app.store import Store
 from metro_app.testing import HubProcess, free_port, wait_until
 from tests.helpers import EDGE_APP, outbox_rows
-from tests.integration.test_hub_kafka import produce, read_all, unique_topic
+from tests.integration.test_hub_kafka import produce, read_all
 
 pytestmark = pytest.mark.integration
 
@@ -62,8 +63,8 @@ def hub_for(kafka, tmp_path: Path, topic: str, dlq: str, store: str | None = Non
     )
 
 
-def topics(kafka_settings, name: str) -> tuple[str, str]:
-    topic, dlq = unique_topic(name), unique_topic(f"{name}-dlq")
+def topics(kafka_settings, make_topic: Callable[[str], str]) -> tuple[str, str]:
+    topic, dlq = make_topic("events"), make_topic("dlq")
     ensure_topics(kafka_settings, {topic: 1, dlq: 1})
     return topic, dlq
 
@@ -92,11 +93,11 @@ def _good(n: int) -> list[tuple[bytes, bytes]]:
 
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
 def test_values_the_store_cannot_hold_are_dead_lettered_and_the_hub_goes_on(
-    backend, kafka, kafka_settings, tmp_path, request
+    backend, kafka, kafka_settings, tmp_path, request, make_topic
 ):
     """Before: the insert raised (OverflowError / bigint out of range / NUL), the hub retried the
     same batch forever and stored nothing after it."""
-    topic, dlq = topics(kafka_settings, f"store-limits-{backend}")
+    topic, dlq = topics(kafka_settings, make_topic)
     poison = [
         (_image(1, count=2**63), "'count' is 9223372036854775808, outside"),
         (_metrics(2, slots=[2**62] * 11), "must be 11 integers 0..1000000000"),
@@ -147,7 +148,7 @@ END $$ LANGUAGE plpgsql
 
 
 def test_a_record_the_database_refuses_is_split_out_and_dead_lettered_with_its_reason(
-    kafka, kafka_settings, postgres, tmp_path
+    kafka, kafka_settings, postgres, tmp_path, make_topic
 ):
     """Validation cannot foresee every refusal (here a trigger): the batch is bisected down to the
     record, which is dead-lettered with the database's words; before, the hub retried forever."""
@@ -158,7 +159,7 @@ def test_a_record_the_database_refuses_is_split_out_and_dead_lettered_with_its_r
         _REFUSE_CAMERA,
         "CREATE TRIGGER refuse BEFORE INSERT ON uncertain_images FOR EACH ROW EXECUTE FUNCTION refuse_camera()",
     )
-    topic, dlq = topics(kafka_settings, "refused")
+    topic, dlq = topics(kafka_settings, make_topic)
     good = _good(30)
     refused = make_image("Refused", 77).to_json()
     produce(kafka_settings, topic, good[:31] + [(refused, b"Refused")] + good[31:])
@@ -174,7 +175,7 @@ def test_a_record_the_database_refuses_is_split_out_and_dead_lettered_with_its_r
 
 
 def test_health_is_degraded_while_the_store_keeps_failing_and_nothing_is_dead_lettered(
-    kafka, kafka_settings, postgres, tmp_path
+    kafka, kafka_settings, postgres, tmp_path, make_topic
 ):
     """A store that fails for every record (disk full) is not the records' fault: retry, report
     `degraded` on /health (before: `ok`, lag 0), and store everything once it recovers."""
@@ -182,7 +183,7 @@ def test_health_is_degraded_while_the_store_keeps_failing_and_nothing_is_dead_le
     Store(url).close()
     trigger = "CREATE TRIGGER disk_full_now BEFORE INSERT ON metrics_windows FOR EACH ROW EXECUTE FUNCTION disk_full()"
     _pg_exec(url, _DISK_FULL, trigger)
-    topic, dlq = topics(kafka_settings, "degraded")
+    topic, dlq = topics(kafka_settings, make_topic)
     with hub_for(kafka, tmp_path, topic, dlq, url) as hub:
         produce(kafka_settings, topic, _good(10))
         wait_until(lambda: hub.health()["status"] == "degraded", 60, "/health to say degraded")
@@ -196,10 +197,10 @@ def test_health_is_degraded_while_the_store_keeps_failing_and_nothing_is_dead_le
 
 
 def test_timestamps_outside_the_sane_range_are_dead_lettered_and_views_keep_answering(
-    kafka, kafka_settings, tmp_path
+    kafka, kafka_settings, tmp_path, make_topic
 ):
     """Before: one metrics message stamped 9999-12-31 made every FleetMetrics page holding it a 500."""
-    topic, dlq = topics(kafka_settings, "timestamps")
+    topic, dlq = topics(kafka_settings, make_topic)
     future = time.strftime("%Y-%m-%dT%H:%M:%S.000000Z", time.gmtime(time.time() + 2 * 86400))
     poison = [
         _metrics(1, timestamp="9999-12-31T23:59:59.999999Z"),
@@ -235,10 +236,10 @@ def big_png(width: int, height: int) -> bytes:
     )
 
 
-def test_oversized_images_are_refused_from_the_png_header(kafka, kafka_settings, tmp_path):
+def test_oversized_images_are_refused_from_the_png_header(kafka, kafka_settings, tmp_path, make_topic):
     """Before: a 4096x4096 PNG was decoded in full and stored; 20000x20000 came back as
     `internal error DecompressionBombError`. Now both get a reason naming size and limit."""
-    topic, dlq = topics(kafka_settings, "big-png")
+    topic, dlq = topics(kafka_settings, make_topic)
     sizes = [(4096, 4096), (20000, 20000), (28, 1025)]
     poison = [_image(i, image=base64.b64encode(big_png(w, h)).decode()) for i, (w, h) in enumerate(sizes)]
     produce(kafka_settings, topic, [(v, b"Poison") for v in poison] + _good(5))
@@ -259,10 +260,10 @@ def _many_cameras(n: int, k: int) -> bytes:
     return json.dumps(d).encode()
 
 
-def test_cameras_per_metrics_message_are_bounded(kafka, kafka_settings, tmp_path):
+def test_cameras_per_metrics_message_are_bounded(kafka, kafka_settings, tmp_path, make_topic):
     """Before: a message naming 1,000 cameras was stored and /cameras took seconds and GBs (the
     per-camera figures parsed every window once per camera). Now more than 100 are refused."""
-    topic, dlq = topics(kafka_settings, "cameras")
+    topic, dlq = topics(kafka_settings, make_topic)
     produce(kafka_settings, topic, [(_many_cameras(1000, 0), b"F"), (_many_cameras(100, 1), b"F")] + _good(3))
     with hub_for(kafka, tmp_path, topic, dlq) as hub:
         wait_until(lambda: counts(hub) == (3, 4, 1), 90, "3 images and 4 metrics stored, 1 dead letter")
@@ -299,9 +300,11 @@ def _raw_post(port: int, headers: list[str], body: bytes | list[bytes]) -> int:
     return int(reply.split(b" ", 2)[1])
 
 
-def test_api_bounds_after_and_checks_the_token_before_reading_a_body(kafka, kafka_settings, tmp_path):
+def test_api_bounds_after_and_checks_the_token_before_reading_a_body(
+    kafka, kafka_settings, tmp_path, make_topic
+):
     """Before: ?after=2**63 was a 500; a 300 MB anonymous POST was read in full before the 401."""
-    topic, dlq = topics(kafka_settings, "api")
+    topic, dlq = topics(kafka_settings, make_topic)
     produce(kafka_settings, topic, _good(2))
     with hub_for(kafka, tmp_path, topic, dlq) as hub:
         wait_until(lambda: counts(hub) == (2, 2, 0), 60, "2 + 2 stored")
@@ -332,12 +335,12 @@ def _metro(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
 
 
 def test_a_store_password_never_reaches_job_files_listings_argv_or_logs(
-    kafka, kafka_settings, postgres, tmp_path
+    kafka, kafka_settings, postgres, tmp_path, make_topic
 ):
     """Before: the password was in the job file (0644), in `jobs --json` and in the hub's argv."""
     secret = "s3cret-Pw-14"
     url = postgres.fresh_database("secret").replace("postgres@", f"postgres:{secret}@")
-    topic = unique_topic("secret")
+    topic = make_topic("events")
     state = tmp_path / "state"
     env = {**os.environ, "EDGE_MNIST_STATE_DIR": str(state), "EDGE_MNIST_API_TOKEN": "t"}
     flags = ["--bootstrap-servers", kafka.bootstrap_servers, "--topic", topic, "--store", url]
@@ -374,10 +377,10 @@ def test_a_store_password_never_reaches_job_files_listings_argv_or_logs(
 
 
 def test_an_id_repeated_with_other_content_is_dead_lettered_and_the_first_copy_kept(
-    kafka, kafka_settings, tmp_path
+    kafka, kafka_settings, tmp_path, make_topic
 ):
     """Before: a forged copy with a known id counted as a duplicate (and in one batch it won)."""
-    topic, dlq = topics(kafka_settings, "forged")
+    topic, dlq = topics(kafka_settings, make_topic)
     originals = [make_image("CamA", i) for i in range(20)]
     forged = [make_image("CamA", i).to_dict() | {"result_class": (i + 1) % 10} for i in range(20)]
     same_batch = []

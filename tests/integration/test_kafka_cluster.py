@@ -47,8 +47,10 @@ def consumed(hubs: list[HubProcess]) -> list[int]:
     return [hub.health()["consumer"]["records"] for hub in hubs]
 
 
-def test_leader_killed_mid_run_every_message_stored_once(kafka_cluster, model_path, tmp_path, postgres):
-    topic = f"cluster-events-{time.time_ns()}"
+def test_leader_killed_mid_run_every_message_stored_once(
+    kafka_cluster, model_path, tmp_path, postgres, make_topic
+):
+    topic = make_topic("events")
     kafka_cluster.create_topic(topic, partitions=2, leader=LEADER)
     url = postgres.fresh_database(f"cluster{time.time_ns()}")
     servers = kafka_cluster.bootstrap_servers

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-import uuid
 from collections import Counter
 
 import pytest
@@ -16,8 +15,8 @@ from tests import helpers
 pytestmark = pytest.mark.integration
 
 
-def new_topic(settings: KafkaSettings, partitions: int = 3) -> str:
-    topic = f"test-{uuid.uuid4().hex[:10]}"
+def create_topic(settings: KafkaSettings, topic: str, partitions: int = 3) -> str:
+    """`topic`, created here with `partitions` partitions (it must not exist before)."""
     assert ensure_topics(settings, {topic: partitions}, timeout=120) == [topic]
     return topic
 
@@ -31,8 +30,8 @@ def read_values(settings: KafkaSettings, topic: str, count: int) -> list[bytes]:
     return helpers.read_values(settings, topic, count, settle=2.0)
 
 
-def test_ensure_topics_creates_partitions_idempotently(kafka_settings):
-    topic = new_topic(kafka_settings, partitions=3)
+def test_ensure_topics_creates_partitions_idempotently(kafka_settings, make_topic):
+    topic = create_topic(kafka_settings, make_topic("events"), partitions=3)
     assert ensure_topics(kafka_settings, {topic: 3}) == []
     consumer = make_consumer(kafka_settings, [], None)
     try:
@@ -41,8 +40,8 @@ def test_ensure_topics_creates_partitions_idempotently(kafka_settings):
         consumer.close()
 
 
-def test_every_record_of_a_batch_is_acked_and_read_back(kafka_settings):
-    topic = new_topic(kafka_settings)
+def test_every_record_of_a_batch_is_acked_and_read_back(kafka_settings, make_topic):
+    topic = create_topic(kafka_settings, make_topic("events"))
     sent = batch("a", 500)
     with EventProducer(kafka_settings) as producer:
         results = producer.send_batch(topic, sent, timeout=120)
@@ -52,8 +51,8 @@ def test_every_record_of_a_batch_is_acked_and_read_back(kafka_settings):
     assert Counter(got) == Counter(value for _, value in sent)
 
 
-def test_records_survive_a_restart_and_sends_work_after_it(restartable_kafka, kafka_settings):
-    topic = new_topic(kafka_settings)
+def test_records_survive_a_restart_and_sends_work_after_it(restartable_kafka, kafka_settings, make_topic):
+    topic = create_topic(kafka_settings, make_topic("events"))
     before, after = batch("before", 500), batch("after", 100)
     with EventProducer(kafka_settings) as producer:
         assert producer.send_batch(topic, before, timeout=120) == [None] * 500
@@ -68,8 +67,10 @@ def test_records_survive_a_restart_and_sends_work_after_it(restartable_kafka, ka
     assert Counter(got) == Counter(v for _, v in before + after)
 
 
-def test_send_batch_reports_unavailable_while_the_broker_is_down(restartable_kafka, kafka_settings):
-    topic = new_topic(kafka_settings)
+def test_send_batch_reports_unavailable_while_the_broker_is_down(
+    restartable_kafka, kafka_settings, make_topic
+):
+    topic = create_topic(kafka_settings, make_topic("events"))
     producer = EventProducer(kafka_settings, close_timeout=2)
     assert producer.send_batch(topic, batch("up", 50), timeout=120) == [None] * 50
     with restartable_kafka.stopped():

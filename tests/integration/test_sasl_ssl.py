@@ -80,8 +80,8 @@ def check_full_pass(broker, hub: HubProcess, topic: str, result, outbox: Path, e
     assert len({m["id"] for m in seen if "image" in m}) == 1000
 
 
-def test_edge_hub_and_topic_reader_with_credentials_from_env(secure_kafka, model_path, tmp_path):
-    topic = f"sasl-env-{time.time_ns()}"
+def test_edge_hub_and_topic_reader_with_credentials_from_env(secure_kafka, model_path, tmp_path, make_topic):
+    topic = make_topic("events")
     env = sasl_env(secure_kafka)
     ensure_topics(secure_kafka.settings(), {topic: 1})
     hub = HubProcess(secure_kafka.bootstrap_servers, topic, f"sqlite:///{tmp_path}/hub.db", tmp_path / "hub.log",
@@ -95,8 +95,8 @@ def test_edge_hub_and_topic_reader_with_credentials_from_env(secure_kafka, model
     assert "'sasl_password': '****'" in result.stderr  # the settings are logged, masked
 
 
-def test_edge_hub_and_topic_reader_with_a_credentials_file(secure_kafka, model_path, tmp_path):
-    topic = f"sasl-file-{time.time_ns()}"
+def test_edge_hub_and_topic_reader_with_a_credentials_file(secure_kafka, model_path, tmp_path, make_topic):
+    topic = make_topic("events")
     s = secure_kafka.settings()
     creds = tmp_path / "credentials.json"
     creds.write_text(json.dumps({
@@ -118,7 +118,7 @@ def test_edge_hub_and_topic_reader_with_a_credentials_file(secure_kafka, model_p
 
 @pytest.mark.parametrize("case", ["wrong password", "plaintext on the TLS port"])
 def test_refused_clients_exit_non_zero_naming_the_broker_and_the_cause(
-    secure_kafka, model_path, tmp_path, case
+    secure_kafka, model_path, tmp_path, case, make_topic
 ):
     real = secure_kafka.settings().sasl_password
     wrong = f"not-the-password-{time.time_ns()}"
@@ -129,7 +129,7 @@ def test_refused_clients_exit_non_zero_naming_the_broker_and_the_cause(
         )
     else:
         env, cause = {}, "speaks TLS, but this client connects with security protocol PLAINTEXT"
-    topic = f"sasl-refused-{time.time_ns()}"
+    topic = make_topic("events")
     where = f"Kafka at {secure_kafka.bootstrap_servers}"
 
     started = time.monotonic()

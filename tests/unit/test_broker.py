@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import socket
-import uuid
 
 import pytest
 
@@ -25,8 +24,8 @@ def _gone(pid: int) -> bool:
         return f.read().split(")")[-1].split()[0] == "Z"
 
 
-def test_local_broker_round_trip_and_no_orphan(tmp_path):
-    topic = f"t-{uuid.uuid4().hex[:8]}"
+def test_local_broker_round_trip_and_no_orphan(tmp_path, make_topic):
+    topic = make_topic("events")
     with LocalBroker(log_path=tmp_path / "tansu.log") as broker:
         pid = broker.pid
         assert broker.running and broker.bootstrap_servers.startswith("127.0.0.1:")
