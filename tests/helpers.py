@@ -38,13 +38,17 @@ def topic_names(owner: str) -> Callable[[str], str]:
     across tests and across runs against one broker, so no test reads another's messages, and the
     owner in them says whose a topic is.
     """
-    stem = re.sub(r"[^a-zA-Z0-9]+", "-", owner)[:80].strip("-")
-    tag = uuid.uuid4().hex[:8]
+    prefix = topic_prefix(owner)
 
     def make(suffix: str = "events") -> str:
-        return f"{stem}-{tag}.{suffix}"
+        return f"{prefix}.{suffix}"
 
     return make
+
+
+def topic_prefix(owner: str) -> str:
+    """`<owner>-<8 hex>`: what `topic_names` puts before each suffix; also a Debezium topic prefix."""
+    return f"{re.sub(r'[^a-zA-Z0-9]+', '-', owner)[:80].strip('-')}-{uuid.uuid4().hex[:8]}"
 
 
 def edge_cmd(

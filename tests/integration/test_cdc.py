@@ -27,6 +27,7 @@ from edgemnist.model import Model, evaluate, load_model, prepared_dataset, train
 from metro_app.labelstream import labels_from_topic
 from metro_app.store import Store
 from metro_app.trainset import build_field_set
+from tests.helpers import topic_prefix
 from tests.loop_data import rotated_uncertain
 
 pytestmark = pytest.mark.integration
@@ -71,12 +72,13 @@ def main_db(postgres, connect_worker) -> dict[str, Any]:
     assert loaded["rows"] == {"mnist_train": 4000, "mnist_test": 0}
     again = _edge_mnist("db", "load", "--url", url, "--test-later", env=connect_worker.env())
     assert again["added"] == {"mnist_train": 0} and again["rows"]["mnist_train"] == 4000  # idempotent
-    started = _start_cdc(connect_worker, url, "cdc-main")
+    prefix = topic_prefix("cdc-main")
+    started = _start_cdc(connect_worker, url, prefix)
     assert started["topics"] == {
-        "mnist_train": "cdc-main.public.mnist_train",
-        "mnist_test": "cdc-main.public.mnist_test",
+        "mnist_train": f"{prefix}.public.mnist_train",
+        "mnist_test": f"{prefix}.public.mnist_test",
     }
-    return {"url": url, **started}
+    return {"url": url, "name": prefix, **started}
 
 
 def test_train_from_stream_equals_table_and_follow_evaluation_equals_offline(
@@ -133,7 +135,7 @@ def test_update_and_delete_reach_the_trainer(
     url = postgres.fresh_database("cdc_edit")
     env = connect_worker.env()
     _edge_mnist("db", "load", "--url", url, "--limit", "300", env=env)
-    topic = _start_cdc(connect_worker, url, "cdc-edit")["topics"]["mnist_train"]
+    topic = _start_cdc(connect_worker, url, topic_prefix("cdc-edit"))["topics"]["mnist_train"]
     with connect(url) as conn:
         old = conn.execute("SELECT label FROM mnist_train WHERE id = 5").fetchone()[0]
         conn.execute("UPDATE mnist_train SET label = %s WHERE id = 5", ((old + 1) % 10,))
@@ -165,11 +167,10 @@ def test_hub_labels_in_postgres_stream_to_the_labels_topic_and_retrain_from_it(
     for img in images[:25]:  # labelled before the connector starts: the snapshot carries them
         store.add_label(img.id, str(img.true_class), "alice")
     _edge_mnist("db", "load", "--url", url, "--limit", "50", env=env)
-    started = _start_cdc(
-        connect_worker, url, "cdc-hub", "--store", url
-    )  # default tables + the store's labels
+    prefix = topic_prefix("cdc-hub")
+    started = _start_cdc(connect_worker, url, prefix, "--store", url)  # default tables + the store's labels
     topic = started["topics"]["labels"]
-    assert topic == "cdc-hub.public.labels" and "mnist_train" in started["topics"]
+    assert topic == f"{prefix}.public.labels" and "mnist_train" in started["topics"]
     for img in images[25:]:  # labelled while streaming
         store.add_label(img.id, str(img.true_class), "bob")
     store.add_label(images[0].id, "Not a Digit", "alice")  # she corrects herself: her newest label counts
@@ -211,11 +212,11 @@ def test_hub_labels_in_postgres_stream_to_the_labels_topic_and_retrain_from_it(
 
 
 def test_cdc_status_lists_the_connectors_and_stop_removes_one(connect_worker, main_db) -> None:
-    env = connect_worker.env()
+    env, name = connect_worker.env(), main_db["name"]
     status = _edge_mnist("cdc", "status", "--json", env=env)
-    assert status["running"] and status["connectors"]["cdc-main"]["connector"]["state"] == "RUNNING"
-    assert status["connectors"]["cdc-main"]["tasks"][0]["state"] == "RUNNING"
-    proc = subprocess.run([sys.executable, "-m", "edgemnist.cli", "cdc", "stop", "--name", "cdc-main"], env=env,
+    assert status["running"] and status["connectors"][name]["connector"]["state"] == "RUNNING"
+    assert status["connectors"][name]["tasks"][0]["state"] == "RUNNING"
+    proc = subprocess.run([sys.executable, "-m", "edgemnist.cli", "cdc", "stop", "--name", name], env=env,
                           capture_output=True, text=True, timeout=60)  # fmt: skip
     assert proc.returncode == 0, proc.stderr
-    assert "cdc-main" not in _edge_mnist("cdc", "status", "--json", env=env)["connectors"]
+    assert name not in _edge_mnist("cdc", "status", "--json", env=env)["connectors"]
