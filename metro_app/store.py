@@ -24,16 +24,9 @@ from sqlalchemy.engine import Connection
 from edgemnist.errors import ModelError
 from edgemnist.messages import MetricsMessage, UncertainImage
 from metro_app._engine import make_engine
+from metro_app._items import IMAGE_COLS, METRIC_COLS, Item, message_item
 from metro_app._registry import model_dict
-from metro_app._rows import (
-    FLEET_BUCKET_SECONDS,
-    camera_row,
-    image_row,
-    image_row_to_dict,
-    iso,
-    label_dict,
-    metrics_row,
-)
+from metro_app._rows import FLEET_BUCKET_SECONDS, image_row_to_dict, iso, label_dict
 from metro_app._schema import (
     MODEL_STATUSES,
     add_missing_columns,
@@ -53,7 +46,8 @@ from metro_app.trainset import CONFLICT, settle_labels
 
 __all__ = ["DeadLetter", "WriteResult", "Store", "FLEET_BUCKET_SECONDS", "image_row_to_dict"]
 
-_PG_WRITE_LOCK = 0x4D4554524F  # "METRO": one advisory lock for every hub writing to the store
+_PG_WRITE_LOCK = 0x4D4554524F
+_CAMERA_COLS = ("metric_id", "camera", "certain", "uncertain")  # "METRO": one advisory lock for every hub writing to the store
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,11 +71,6 @@ class WriteResult:
     conflicts: dict[str, str] = field(default_factory=dict)  # msg id -> the stored content hash
 
 
-def _first(rows_by_id: dict[Any, dict[str, Any]]) -> list[dict[str, Any]]:
-    """Rows built from reversed input: restore input order (the first message of an id won)."""
-    return list(reversed(rows_by_id.values()))
-
-
 class Store:
     """Metrics windows, uncertain and training images, labels, the model registry and dead letters."""
 
@@ -103,10 +92,30 @@ class Store:
         """Insert rows whose msg_id is new; returns (id, msg_id) of the rows added."""
         if not rows:
             return []
-        if self.engine.dialect.name == "sqlite":
-            return _insert_new_sqlite(conn, table, rows)
-        stmt = self._insert(table).on_conflict_do_nothing().returning(table.c.id, table.c.msg_id)
-        return list(conn.execute(stmt, rows))
+        cols = tuple(rows[0])
+        return self._insert_tuples(conn, table, cols, [tuple(r[c] for c in cols) for r in rows])
+
+    def _insert_tuples(
+        self, conn: Connection, table: sa.Table, cols: tuple[str, ...], rows: list[tuple[Any, ...]]
+    ) -> list[Any]:
+        """One plain executemany with conflict-ignore; returns (id, msg_id) of the rows added, ascending.
+
+        ON CONFLICT DO NOTHING skips only rows whose msg_id is stored; any other constraint still
+        raises (and the hub splits the batch to find the record). Writers hold the table's write
+        lock until the transaction ends (SQLite's database lock; on PostgreSQL the advisory lock
+        every writer of these tables takes first), so the rows added are the `rowcount` highest
+        ids, read in the same transaction. No SQLAlchemy compile and no RETURNING per batch.
+        """
+        if not rows:
+            return []
+        mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
+        names = ", ".join(f'"{c}"' for c in cols)
+        sql = f'INSERT INTO "{table.name}" ({names}) VALUES ({", ".join([mark] * len(cols))}) ON CONFLICT DO NOTHING'
+        added = conn.exec_driver_sql(sql, rows).rowcount
+        if added <= 0:
+            return []
+        newest = f'SELECT id, msg_id FROM "{table.name}" ORDER BY id DESC LIMIT {int(added)}'
+        return list(reversed(list(conn.exec_driver_sql(newest))))
 
     def write_batch(
         self,
@@ -123,40 +132,48 @@ class Store:
         hash is not written and comes back in `WriteResult.conflicts`. Within the batch the
         first message of an id wins.
         """
-        now = time.time()
         bodies, hashes = bodies or {}, hashes or {}
-        mrows = list(_first({m.id: metrics_row(m, now, bodies.get(m.id)) for m in reversed(metric_msgs)}))
-        irows = list(_first({m.id: image_row(m, now) for m in reversed(image_msgs)}))
-        for row in (*mrows, *irows):
-            row["content_hash"] = hashes.get(row["msg_id"])
-        by_id = {m.id: m for m in reversed(metric_msgs)}
+        items = []
+        for m in (*metric_msgs, *image_msgs):
+            item = message_item(m, bodies.get(m.id))  # type: ignore[arg-type]
+            item.content_hash = hashes.get(item.id)
+            items.append(item)
+        return self.write_items(items, dead)
+
+    def write_items(self, items: Sequence[Item], dead: Sequence[DeadLetter] = ()) -> WriteResult:
+        """`write_batch` for rows built already (the hub's hot path); the first item of an id wins."""
+        now = time.time()
+        first: dict[str, Item] = {}
+        for it in items:
+            first.setdefault(it.id, it)
+        mitems = [it for it in first.values() if it.is_metrics]
+        iitems = [it for it in first.values() if not it.is_metrics]
         out = WriteResult()
         with self.engine.begin() as conn:
             self._begin_write(conn)
-            new_metrics = self._insert_new(conn, metrics, mrows)
-            out.metrics, out.metric_ids = len(new_metrics), sorted(r.id for r in new_metrics)
-            cams = [
-                camera_row(r.id, cam, c)
-                for r in new_metrics
-                for cam, c in by_id[r.msg_id].camera_metrics.items()
-            ]
-            if cams:
-                conn.exec_driver_sql(*_plain_insert(conn, metric_cameras, cams))
-            new_images = self._insert_new(conn, images, irows)
+            new_metrics = self._insert_tuples(
+                conn, metrics, METRIC_COLS, [(*it.row, now, it.content_hash) for it in mitems]
+            )
+            out.metrics, out.metric_ids = len(new_metrics), [r[0] for r in new_metrics]
+            if new_metrics:
+                cams_of = {it.id: it.cameras for it in mitems}
+                cams = [(mid, cam, c, u) for mid, msg_id in new_metrics for cam, c, u in cams_of[msg_id]]
+                conn.exec_driver_sql(*_plain_insert(conn, metric_cameras, _CAMERA_COLS, cams))
+            new_images = self._insert_tuples(
+                conn, images, IMAGE_COLS, [(*it.row, now, it.content_hash) for it in iitems]
+            )
             out.images = len(new_images)
-            out.conflicts = self._conflicts(conn, metrics, mrows, new_metrics)
-            out.conflicts.update(self._conflicts(conn, images, irows, new_images))
+            out.conflicts = self._conflicts(conn, metrics, mitems, new_metrics)
+            out.conflicts.update(self._conflicts(conn, images, iitems, new_images))
             out.dead_letters = self._insert_dead(conn, dead, now)
         return out
 
-    def _conflicts(
-        self, conn: Connection, table: sa.Table, rows: list[dict[str, Any]], new: list[Any]
-    ) -> dict[str, str]:
-        """Rows not inserted because their id is stored with another content hash: id -> stored hash."""
-        added = {r.msg_id for r in new}
-        mine = {
-            r["msg_id"]: r["content_hash"] for r in rows if r["msg_id"] not in added and r["content_hash"]
-        }
+    def _conflicts(self, conn: Connection, table: sa.Table, items: list[Item], new: list[Any]) -> dict[str, str]:
+        """Items not inserted because their id is stored with another content hash: id -> stored hash."""
+        if len(new) == len(items):
+            return {}
+        added = {r[1] for r in new}
+        mine = {it.id: it.content_hash for it in items if it.id not in added and it.content_hash}
         out: dict[str, str] = {}
         ids = list(mine)
         for k in range(0, len(ids), 500):
@@ -624,31 +641,13 @@ def _alert_dict(r: Any) -> dict[str, Any]:
     }
 
 
-def _insert_new_sqlite(conn: Connection, table: sa.Table, rows: list[dict[str, Any]]) -> list[Any]:
-    """One plain executemany (about 3x faster than a multi-row INSERT .. RETURNING through SQLAlchemy).
-
-    ON CONFLICT DO NOTHING skips only rows whose msg_id is stored; any other constraint still
-    raises (and the hub splits the batch to find the record). The INSERT holds SQLite's write lock
-    until the transaction ends and new row ids are max(id) + 1, so the rows added are the
-    `rowcount` highest ids, read in the same transaction.
-    """
-    cols = list(rows[0])
-    names = ", ".join(f'"{c}"' for c in cols)
-    sql = f'INSERT INTO "{table.name}" ({names}) VALUES ({", ".join("?" * len(cols))}) ON CONFLICT DO NOTHING'
-    added = conn.exec_driver_sql(sql, [tuple(r[c] for c in cols) for r in rows]).rowcount
-    if added <= 0:
-        return []
-    newest = f'SELECT id, msg_id FROM "{table.name}" ORDER BY id DESC LIMIT ?'
-    return list(reversed(list(conn.exec_driver_sql(newest, (added,)))))
-
-
-def _plain_insert(conn: Connection, table: sa.Table, rows: list[dict[str, Any]]) -> tuple[str, Any]:
+def _plain_insert(
+    conn: Connection, table: sa.Table, cols: tuple[str, ...], rows: list[tuple[Any, ...]]
+) -> tuple[str, Any]:
     """An executemany INSERT in the connection's own parameter style (no SQLAlchemy compile per batch)."""
-    cols = list(rows[0])
     mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
     names = ", ".join(f'"{c}"' for c in cols)
-    sql = f'INSERT INTO "{table.name}" ({names}) VALUES ({", ".join([mark] * len(cols))})'
-    return sql, [tuple(r[c] for c in cols) for r in rows]
+    return f'INSERT INTO "{table.name}" ({names}) VALUES ({", ".join([mark] * len(cols))})', rows
 
 
 def _check_status(status: str) -> None:
