@@ -47,7 +47,12 @@ from metro_app.trainset import CONFLICT, settle_labels
 __all__ = ["DeadLetter", "WriteResult", "Store", "FLEET_BUCKET_SECONDS", "image_row_to_dict"]
 
 _PG_WRITE_LOCK = 0x4D4554524F
-_CAMERA_COLS = ("metric_id", "camera", "certain", "uncertain")  # "METRO": one advisory lock for every hub writing to the store
+_CAMERA_COLS = (
+    "metric_id",
+    "camera",
+    "certain",
+    "uncertain",
+)  # "METRO": one advisory lock for every hub writing to the store
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,7 +120,7 @@ class Store:
         if added <= 0:
             return []
         newest = f'SELECT id, msg_id FROM "{table.name}" ORDER BY id DESC LIMIT {int(added)}'
-        return list(reversed(list(conn.exec_driver_sql(newest))))
+        return conn.exec_driver_sql(newest).all()[::-1]
 
     def write_batch(
         self,
@@ -168,7 +173,9 @@ class Store:
             out.dead_letters = self._insert_dead(conn, dead, now)
         return out
 
-    def _conflicts(self, conn: Connection, table: sa.Table, items: list[Item], new: list[Any]) -> dict[str, str]:
+    def _conflicts(
+        self, conn: Connection, table: sa.Table, items: list[Item], new: list[Any]
+    ) -> dict[str, str]:
         """Items not inserted because their id is stored with another content hash: id -> stored hash."""
         if len(new) == len(items):
             return {}

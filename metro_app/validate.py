@@ -210,7 +210,11 @@ class Validator:
         out: list[Item | DeadLetter] = []
         for rec in records:
             value = rec.value
-            m = fast_decode(value, latest) if type(value) is bytes and len(value) <= MAX_MESSAGE_BYTES else None
+            m = (
+                fast_decode(value, latest)
+                if type(value) is bytes and len(value) <= MAX_MESSAGE_BYTES
+                else None
+            )
             if m is not None and m.id is not None:
                 if type(m) is WireMetrics:
                     out.append(metrics_item(m, value.decode()))  # type: ignore[union-attr]
