@@ -20,6 +20,7 @@ import sqlalchemy as sa
 
 from edgemnist.messages import Origin
 from metro_app._items import Item
+from metro_app._runloop import run_forever
 from metro_app.store import DeadLetter, Store, WriteResult
 from metro_app.validate import RecordLike, Valid, Validator
 
@@ -223,12 +224,7 @@ class HubLoop:
 
     def run(self, stop: threading.Event) -> None:
         """Loop until `stop` is set; one bad record or a failed batch never ends it."""
-        while not stop.is_set():
-            try:
-                self.step()
-            except Exception:
-                log.exception("hub loop: polling failed; retrying")
-                stop.wait(self.retry_seconds)
+        run_forever(self.step, stop, self.retry_seconds, "hub loop: a batch", log)
         self.flush_commits()
 
     def _split(self, records: list[RecordLike]) -> tuple[list[Any], list[Any], list[Any]]:
