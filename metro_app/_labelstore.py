@@ -69,14 +69,14 @@ class LabelStore(StoreBase):
             new = self._insert_new(conn, training_images, rows)
             label_rows = [
                 {
-                    "image_id": r.msg_id,
-                    "label": str(by_id[r.msg_id]["label"]),
-                    "labeller": by_id[r.msg_id]["labeller"],
+                    "image_id": msg_id,
+                    "label": str(by_id[msg_id]["label"]),
+                    "labeller": by_id[msg_id]["labeller"],
                     "created": now,
                     "model_version": None,
                     "previous_prediction": None,
                 }
-                for r in new
+                for _, msg_id in new
             ]
             if label_rows:
                 conn.execute(sa.insert(labels), label_rows)

@@ -48,7 +48,7 @@ class StoreBase:
     def _insert_tuples(
         self, conn: Connection, table: sa.Table, cols: tuple[str, ...], rows: list[tuple[Any, ...]]
     ) -> list[Any]:
-        """One plain executemany with conflict-ignore; returns (id, msg_id) of the rows added, ascending.
+        """One plain executemany with conflict-ignore; returns (id, msg_id) tuples of the rows added, ascending.
 
         ON CONFLICT DO NOTHING skips only rows whose msg_id is stored; any other constraint still
         raises (and the hub splits the batch to find the record). Writers hold the table's write
@@ -62,8 +62,12 @@ class StoreBase:
         added = conn.exec_driver_sql(sql + " ON CONFLICT DO NOTHING", rows).rowcount
         if added <= 0:
             return []
-        newest = f'SELECT id, msg_id FROM "{table.name}" ORDER BY id DESC LIMIT {int(added)}'
-        return list(conn.exec_driver_sql(newest).all())[::-1]
+        cursor = conn.connection.cursor()  # the same transaction; plain tuples, no Row per id
+        try:
+            cursor.execute(f'SELECT id, msg_id FROM "{table.name}" ORDER BY id DESC LIMIT {int(added)}')
+            return cursor.fetchall()[::-1]
+        finally:
+            cursor.close()
 
     def _rows(self, query: sa.Select) -> list[Any]:
         with self.engine.connect() as conn:
