@@ -5,7 +5,6 @@ Part of `edgemnist.kafka` (import from there).
 
 from __future__ import annotations
 
-import logging
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -19,8 +18,6 @@ from edgemnist.errors import ConfigError
 from edgemnist.settings import KafkaSettings
 
 __all__ = ["check_access", "wait_for_broker", "ensure_topics"]
-
-log = logging.getLogger("edgemnist.kafka")
 
 
 def _admin(settings: KafkaSettings, timeout: float) -> KafkaAdminClient:

@@ -5,7 +5,6 @@ Part of `edgemnist.kafka` (import from there).
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,8 +16,6 @@ from edgemnist._kafka_clients import _unavailable, is_unavailable, make_consumer
 from edgemnist.settings import KafkaSettings
 
 __all__ = ["TopicRecord", "TopicReader"]
-
-log = logging.getLogger("edgemnist.kafka")
 
 
 @dataclass(frozen=True, slots=True)
