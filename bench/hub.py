@@ -13,6 +13,7 @@ two partitions. Send-to-view latency p50/p99 through a real `metro-app run`. One
 hub; the machine is shared, so compare the ratios. Last line: JSON.
 
     .venv/bin/python bench/hub.py [--repeat 3] [--bootstrap-servers HOST:PORT] [--skip-tansu]
+        [--skip-postgres] [--skip-latency] [--scenarios metrics,images]
 """
 
 from __future__ import annotations
@@ -127,11 +128,14 @@ def verify(settings: Any, topic: str, run: Run, fill: Fill, url: str) -> None:
         )
 
 
-def race(bootstrap: str, tmp: Path, repeat: int, label: str) -> dict[str, dict[str, Any]]:
+def race(
+    bootstrap: str, tmp: Path, repeat: int, label: str, scenarios: tuple[str, ...] = tuple(SCENARIOS)
+) -> dict[str, dict[str, Any]]:
     """Every runner on every scenario, interleaved; the median run of each with its CPU per 1,000."""
     settings = kafka_settings(bootstrap)
     out: dict[str, dict[str, Any]] = {}
-    for name, (n_metrics, n_images) in SCENARIOS.items():
+    for name in scenarios:
+        n_metrics, n_images = SCENARIOS[name]
         topic = f"bench-{name}-{time.time_ns()}"
         filled = fill(settings, topic, n_metrics, n_images)
         total = filled.total
@@ -223,7 +227,7 @@ def _gather(q: Any, procs: list[Any], kind: str, timeout: float = 400) -> list[A
     return got
 
 
-def postgres(bootstrap: str, repeat: int) -> dict[str, Any]:
+def postgres(bootstrap: str, repeat: int, scenarios: tuple[str, ...] = tuple(SCENARIOS)) -> dict[str, Any]:
     """One instance on PostgreSQL per scenario, then two instances on a two-partition topic."""
     from tests.postgres_fixture import PostgresCluster
 
@@ -231,7 +235,8 @@ def postgres(bootstrap: str, repeat: int) -> dict[str, Any]:
     cluster = PostgresCluster().start()
     out: dict[str, Any] = {}
     try:
-        for name, (n_metrics, n_images) in SCENARIOS.items():
+        for name in scenarios:
+            n_metrics, n_images = SCENARIOS[name]
             topic = f"bench-pg-{name}-{time.time_ns()}"
             filled = fill(settings, topic, n_metrics, n_images)
             total = filled.total
@@ -326,7 +331,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--repeat", type=int, default=3)
     p.add_argument("--skip-tansu", action="store_true", help="only the Apache Kafka race")
     p.add_argument("--skip-postgres", action="store_true")
+    p.add_argument("--skip-latency", action="store_true")
+    p.add_argument(
+        "--scenarios", default=",".join(SCENARIOS), help="comma-separated subset of: metrics, images"
+    )
     args = p.parse_args(argv)
+    scenarios = tuple(s for s in args.scenarios.split(",") if s)
+    if not scenarios or set(scenarios) - set(SCENARIOS):
+        p.error(f"--scenarios: choose from {', '.join(SCENARIOS)}")
     result: dict[str, Any] = {
         "bench": "hub",
         "store": "sqlite",
@@ -337,14 +349,15 @@ def main(argv: list[str] | None = None) -> int:
         tmp = Path(tmpdir)
         with apache_kafka(args.bootstrap_servers) as (bootstrap, kind):
             print(f"{kind} on {bootstrap}", flush=True)
-            result["kafka"] = race(bootstrap, tmp, args.repeat, "kafka")
+            result["kafka"] = race(bootstrap, tmp, args.repeat, "kafka", scenarios)
             if not args.skip_postgres:
-                result["postgres"] = postgres(bootstrap, args.repeat)
-            result["latency_s"] = latency(bootstrap, kafka_settings(bootstrap), tmp)
+                result["postgres"] = postgres(bootstrap, args.repeat, scenarios)
+            if not args.skip_latency:
+                result["latency_s"] = latency(bootstrap, kafka_settings(bootstrap), tmp)
         if not args.skip_tansu:
             with tansu() as (bootstrap, kind):
                 print(f"{kind} on {bootstrap}", flush=True)
-                result["tansu"] = race(bootstrap, tmp, args.repeat, "tansu")
+                result["tansu"] = race(bootstrap, tmp, args.repeat, "tansu", scenarios)
     report(result)
     return 0
 
@@ -368,9 +381,10 @@ def report(result: dict[str, Any]) -> None:
         rows = [[name, r["one_msgs_per_s"], r["two_msgs_per_s"], r["two_over_one"], str(r["split"])]
                 for name, r in result["postgres"].items()]  # fmt: skip
         print(table(["PostgreSQL", "one instance msg/s", "two instances msg/s", "two/one", "split"], rows))
-    lat = result["latency_s"]
-    print(f"send -> view latency: p50 {lat['p50'] * 1000:.0f} ms, p99 {lat['p99'] * 1000:.0f} ms "
-          f"({lat['received']} images at 200/s)")  # fmt: skip
+    lat = result.get("latency_s")
+    if lat:
+        print(f"send -> view latency: p50 {lat['p50'] * 1000:.0f} ms, p99 {lat['p99'] * 1000:.0f} ms "
+              f"({lat['received']} images at 200/s)")  # fmt: skip
     print(json.dumps(result), flush=True)
 
 

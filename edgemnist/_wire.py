@@ -20,7 +20,7 @@ import msgspec
 import numpy as np
 from msgspec import Meta
 
-__all__ = ["fast_parse"]
+__all__ = ["WireImage", "WireMetrics", "fast_decode", "fast_parse", "prepared_bytes"]
 
 # Bounds repeated from messages.py (imported there, not here, to avoid a cycle); a test checks they agree.
 _MAX_INT = 2**53 - 1
@@ -46,7 +46,7 @@ _Slots = Annotated[
 _Source = Annotated[int, Meta(ge=-(2**63), le=2**63 - 1)] | float | str | None
 
 
-class _Image(msgspec.Struct, forbid_unknown_fields=True):
+class WireImage(msgspec.Struct, forbid_unknown_fields=True):
     count: _Count
     image: Annotated[str, Meta(max_length=_MAX_MESSAGE_BYTES)]
     camera: _Str
@@ -106,7 +106,7 @@ class _Refusal(msgspec.Struct, forbid_unknown_fields=True):
     reason: Annotated[str, Meta(max_length=2000)]
 
 
-class _Metrics(msgspec.Struct, forbid_unknown_fields=True):
+class WireMetrics(msgspec.Struct, forbid_unknown_fields=True):
     camera_metrics: Annotated[dict[_Str, _Counts], Meta(min_length=1, max_length=_MAX_CAMERAS)]
     timestamp: _Stamp
     config: _Config
@@ -122,10 +122,11 @@ class _Metrics(msgspec.Struct, forbid_unknown_fields=True):
     correct: _Count | None = None
     model_refused: Annotated[list[_Refusal], Meta(max_length=100)] | None = None
     results: _Results | None = None
+    held_back: Annotated[int, Meta(ge=0, le=_MAX_WINDOW_IMAGES)] | None = None
 
 
-_IMAGE = msgspec.json.Decoder(_Image)
-_METRICS = msgspec.json.Decoder(_Metrics)
+_IMAGE = msgspec.json.Decoder(WireImage)
+_METRICS = msgspec.json.Decoder(WireMetrics)
 
 
 class _Refuse(Exception):
@@ -154,23 +155,47 @@ def _stamp(v: str | None, latest: datetime) -> None:
         raise _Refuse
 
 
+def fast_decode(data: bytes | str, latest: datetime) -> WireMetrics | WireImage | None:
+    """The decoded message as a fully checked Struct, or None when the slow path must decide.
+
+    Every check `fast_parse` makes is made here; only the dataclasses are not built, so a
+    caller that stores rows (the hub) can read the Struct's fields directly.
+    """
+    try:
+        if '"camera_metrics"' in data if isinstance(data, str) else b'"camera_metrics"' in data:
+            m: Any = _METRICS.decode(data)
+            _check_metrics(m, latest)
+        else:
+            m = _IMAGE.decode(data)
+            _check_image(m, latest)
+    except (msgspec.DecodeError, _Refuse):
+        return None
+    return m  # type: ignore[no-any-return]
+
+
 def fast_parse(data: bytes | str, latest: datetime, types: Any) -> Any:
     """The message as `messages`' dataclasses, or None when the slow path must decide.
 
     `latest` is the newest acceptable timestamp; `types` the `messages` module (its classes).
     """
-    try:
-        if '"camera_metrics"' in data if isinstance(data, str) else b'"camera_metrics"' in data:
-            return _metrics(_METRICS.decode(data), latest, types)
-        return _image(_IMAGE.decode(data), latest, types)
-    except (msgspec.DecodeError, _Refuse):
+    m = fast_decode(data, latest)
+    if m is None:
         return None
+    return _metrics(m, types) if type(m) is WireMetrics else _image(m, types)  # type: ignore[arg-type]
 
 
-def _image(m: _Image, latest: datetime, t: Any) -> Any:
+def _check_image(m: WireImage, latest: datetime) -> None:
     _text(m.image, m.camera, m.id, m.model_version)
     _stamp(m.timestamp, latest)
-    pixels = b"".join(map(bytes, m.prepared_image))
+
+
+def prepared_bytes(m: WireImage) -> bytes:
+    """The 28x28 prepared image as 784 bytes (each value was checked to be 0..255)."""
+    return b"".join(map(bytes, m.prepared_image))
+
+
+def _image(m: WireImage, t: Any) -> Any:
+    pixels = prepared_bytes(m)
     return t.UncertainImage(
         m.count, m.image, m.camera, m.timestamp, np.frombuffer(pixels, dtype=np.uint8).reshape(28, 28),
         m.prep_time, m.predictions, m.result_class, m.result_probability, m.predict_time,
@@ -202,14 +227,12 @@ def _config(c: _Config, t: Any) -> Any:
     return got
 
 
-def _metrics(m: _Metrics, latest: datetime, t: Any) -> Any:
+def _check_metrics(m: WireMetrics, latest: datetime) -> None:
     total = 0
-    counts = {}
     for cam, c in m.camera_metrics.items():
         if "\x00" in cam:
             raise _Refuse
         total += sum(c.certain) + sum(c.uncertain)
-        counts[cam] = t.CameraCounts(c.certain, c.uncertain)
     if total > _MAX_WINDOW_IMAGES:
         raise _Refuse
     if m.correct is not None and m.labelled is not None and m.correct > m.labelled:
@@ -218,9 +241,14 @@ def _metrics(m: _Metrics, latest: datetime, t: Any) -> Any:
     _stamp(m.timestamp, latest)
     _stamp(m.window_start, latest)
     _stamp(m.window_end, latest)
-    refused = None
     if m.model_refused is not None:
         _text(*(r.version for r in m.model_refused), *(r.reason for r in m.model_refused))
+
+
+def _metrics(m: WireMetrics, t: Any) -> Any:
+    counts = {cam: t.CameraCounts(c.certain, c.uncertain) for cam, c in m.camera_metrics.items()}
+    refused = None
+    if m.model_refused is not None:
         refused = tuple(t.ModelRefusal(r.version, r.reason) for r in m.model_refused)
     return t.MetricsMessage(
         counts,
@@ -232,4 +260,5 @@ def _metrics(m: _Metrics, latest: datetime, t: Any) -> Any:
         None if m.outbox is None else t.OutboxStats(m.outbox.pending, m.outbox.dropped),
         m.labelled, m.correct, refused,
         None if m.results is None else t.ResultStats(m.results.acked, m.results.failed, m.results.pending),
+        m.held_back,
     )  # fmt: skip

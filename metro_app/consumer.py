@@ -18,9 +18,11 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from edgemnist.messages import MetricsMessage, Origin, UncertainImage
+from edgemnist.messages import Origin
+from metro_app._items import Item
+from metro_app._runloop import run_forever
 from metro_app.store import DeadLetter, Store, WriteResult
-from metro_app.validate import RecordLike, Valid, Validator, derived_id
+from metro_app.validate import RecordLike, Valid, Validator
 
 __all__ = ["DEFAULT_DLQ_TOPIC", "HUB_CONSUMER_CONFIG", "group_id", "HubStats", "DeadLetterSink", "HubLoop"]
 
@@ -132,9 +134,9 @@ class HubLoop:
         records = [r for recs in batch.values() for r in recs]
         if not records:
             return 0
-        good, repeats, bad, bodies, hashes = self._split(records)
+        good, repeats, bad = self._split(records)
         try:
-            result, refused = self._store_all(good, repeats, bad, bodies, hashes)
+            result, refused = self._store_all(good, repeats, bad)
             bad += refused
             if bad:
                 self._dead(bad)
@@ -147,22 +149,23 @@ class HubLoop:
             return 0
         self.stats.store_failing = False
         self._commit()
-        gone = {id(rec) for rec, _ in refused}
-        stored = [m for rec, m in good + repeats if id(rec) not in gone]
-        self._count(len(records), len(stored), result.metrics + result.images, bad)
+        n_stored = len(good) + len(repeats) - len(refused)
+        self._count(len(records), n_stored, result.metrics + result.images, bad)
         self.stats.metrics_stored += result.metrics
         self.stats.images_stored += result.images
         if self._on_stored is not None:
-            self._on_stored(stored)
+            gone = {id(rec) for rec, _ in refused}
+            self._on_stored([self._message(rec) for rec, _ in good + repeats if id(rec) not in gone])
         return len(records)
 
+    def _message(self, rec: RecordLike) -> Valid:
+        """A stored record as its message dataclass (only `on_stored` wants them; the hot path does not)."""
+        msg = self._validate(rec)
+        assert not isinstance(msg, DeadLetter)
+        return msg
+
     def _store_all(
-        self,
-        good: list[tuple[RecordLike, Valid]],
-        repeats: list[tuple[RecordLike, Valid]],
-        bad: list[Any],
-        bodies: dict[str, str],
-        hashes: dict[str, str],
+        self, good: list[tuple[RecordLike, Item]], repeats: list[tuple[RecordLike, Item]], bad: list[Any]
     ) -> tuple[WriteResult, list[tuple[RecordLike, DeadLetter]]]:
         """Write the batch; a batch the database refuses is split until the refused records are found.
 
@@ -170,49 +173,47 @@ class HubLoop:
         reason) and records whose id was stored (or came first in this batch) with other content.
         """
         total, refused = WriteResult(), []  # type: tuple[WriteResult, list[tuple[RecordLike, DeadLetter]]]
-        self._write_split(good, [d for _, d in bad], bodies, hashes, total, refused)
+        self._write_split(good, [d for _, d in bad], total, refused)
         conflicts = []
-        for rec, msg in good:
-            if msg.id in total.conflicts:
-                conflicts.append(_conflict(rec, str(msg.id), "was stored before"))
-        for rec, msg in repeats:
-            msg_id = str(msg.id)  # every valid message carries an id (derived when absent)
-            if _digest(rec) != total.conflicts.get(msg_id, hashes[msg_id]):
-                conflicts.append(_conflict(rec, msg_id, "repeats an earlier message"))
+        if total.conflicts:
+            for rec, it in good:
+                if it.id in total.conflicts:
+                    conflicts.append(_conflict(rec, it.id, "was stored before"))
+        if repeats:
+            hashes = {it.id: it.content_hash for _, it in good}
+            for rec, it in repeats:
+                if it.content_hash != total.conflicts.get(it.id, hashes[it.id]):
+                    conflicts.append(_conflict(rec, it.id, "repeats an earlier message"))
         self.stats.conflicts += len(conflicts)
         if conflicts:
             for _, letter in conflicts:
                 log.warning("dead letter: %s", letter.reason[:300])
-            total.dead_letters += self._store.write_batch([], [], [d for _, d in conflicts]).dead_letters
+            total.dead_letters += self._store.write_items([], [d for _, d in conflicts]).dead_letters
         return total, refused + conflicts
 
     def _write_split(
         self,
-        items: list[tuple[RecordLike, Valid]],
+        items: list[tuple[RecordLike, Item]],
         dead: list[DeadLetter],
-        bodies: dict[str, str],
-        hashes: dict[str, str],
         total: WriteResult,
         refused: list[tuple[RecordLike, DeadLetter]],
     ) -> None:
-        metrics = [m for _, m in items if isinstance(m, MetricsMessage)]
-        images = [m for _, m in items if isinstance(m, UncertainImage)]
         try:
-            r = self._store.write_batch(metrics, images, dead, bodies, hashes)
+            r = self._store.write_items([it for _, it in items], dead)
         except Exception as exc:
             if not items or not _refused_by_data(exc):
                 raise
             if len(items) > 1:
                 mid = len(items) // 2
-                self._write_split(items[:mid], dead, bodies, hashes, total, refused)
-                self._write_split(items[mid:], [], bodies, hashes, total, refused)
+                self._write_split(items[:mid], dead, total, refused)
+                self._write_split(items[mid:], [], total, refused)
                 return
             rec, _ = items[0]
             why = f"{_origin(rec)}: the store refused it: {_db_reason(exc)}"
             log.warning("dead letter: %s", why[:300])
             self.stats.store_refused += 1
             letter = DeadLetter(rec.topic, rec.partition, rec.offset, why)
-            self._write_split([], [*dead, letter], bodies, hashes, total, refused)
+            self._write_split([], [*dead, letter], total, refused)
             refused.append((rec, letter))
             return
         total.metrics += r.metrics
@@ -223,43 +224,29 @@ class HubLoop:
 
     def run(self, stop: threading.Event) -> None:
         """Loop until `stop` is set; one bad record or a failed batch never ends it."""
-        while not stop.is_set():
-            try:
-                self.step()
-            except Exception:
-                log.exception("hub loop: polling failed; retrying")
-                stop.wait(self.retry_seconds)
+        run_forever(self.step, stop, self.retry_seconds, "hub loop: a batch", log)
         self.flush_commits()
 
-    def _split(
-        self, records: list[RecordLike]
-    ) -> tuple[list[Any], list[Any], list[Any], dict[str, str], dict[str, str]]:
-        """Valid messages with their records (the first of each id, then later copies), (record,
-        dead letter) pairs, metrics bodies as received, and each id's content hash."""
-        good: list[tuple[RecordLike, Valid]] = []
-        repeats: list[tuple[RecordLike, Valid]] = []
-        bodies: dict[str, str] = {}
-        hashes: dict[str, str] = {}
+    def _split(self, records: list[RecordLike]) -> tuple[list[Any], list[Any], list[Any]]:
+        """Valid records as store items (the first of each id, then later copies) with their
+        content hashes, and (record, dead letter) pairs."""
+        good: list[tuple[RecordLike, Item]] = []
+        repeats: list[tuple[RecordLike, Item]] = []
         bad: list[tuple[RecordLike, DeadLetter]] = []
-        for rec in records:
-            out = self._validate(rec)
+        seen: set[str] = set()
+        sha256 = hashlib.sha256
+        for rec, out in zip(records, self._validate.items(records), strict=True):
             if isinstance(out, DeadLetter):
                 log.warning("dead letter: %s", out.reason[:300])
                 bad.append((rec, out))
                 continue
-            assert out.id is not None
-            if out.id in hashes:
+            out.content_hash = sha256(rec.value or b"").hexdigest()  # type: ignore[union-attr]
+            if out.id in seen:  # type: ignore[union-attr]
                 repeats.append((rec, out))
                 continue
-            hashes[out.id] = _digest(rec)
+            seen.add(out.id)  # type: ignore[union-attr]
             good.append((rec, out))
-            if (
-                isinstance(out, MetricsMessage)
-                and out.id != derived_id(rec.topic, rec.partition, rec.offset)
-                and isinstance(rec.value, bytes)
-            ):
-                bodies[out.id] = rec.value.decode()  # valid UTF-8 JSON: it parsed
-        return good, repeats, bad, bodies, hashes
+        return good, repeats, bad
 
     def _count(self, n: int, good: int, new: int, bad: list[Any]) -> None:
         s = self.stats
@@ -321,11 +308,6 @@ class HubLoop:
             self.stats.lag = sum(max(0, ends[tp] - self._consumer.position(tp)) for tp in tps)
         except Exception as exc:
             log.debug("consumer lag unavailable: %s", exc)
-
-
-def _digest(rec: RecordLike) -> str:
-    """The content hash of a record: sha256 of its value as received (a resend is byte-identical)."""
-    return hashlib.sha256(rec.value or b"").hexdigest()
 
 
 def _conflict(rec: RecordLike, msg_id: str, what: str) -> tuple[RecordLike, DeadLetter]:

@@ -28,6 +28,7 @@ import orjson
 from PIL import Image, UnidentifiedImageError
 
 from edgemnist.errors import SchemaError
+from metro_app._runloop import run_forever
 from metro_app.consumer import DeadLetterSink
 from metro_app.store import DeadLetter, Store
 from metro_app.validate import RecordLike
@@ -197,9 +198,5 @@ class ControlLoop:
         return len(records)
 
     def run(self, stop: threading.Event) -> None:
-        while not stop.is_set():
-            try:
-                self.step()
-            except Exception:
-                log.exception("control loop: polling failed; retrying")
-                stop.wait(self.retry_seconds)
+        """Loop until `stop` is set; a failed batch is retried, never ends the loop."""
+        run_forever(self.step, stop, self.retry_seconds, "control loop: a batch", log)

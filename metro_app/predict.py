@@ -25,6 +25,7 @@ from edgemnist.messages import Origin
 from edgemnist.model import Model, ensure_model, load_model, load_model_bytes
 from edgemnist.prep import prepare_frames
 from edgemnist.servewire import LATEST, PredictRequest, PredictResponse, RequestError, parse_request
+from metro_app._runloop import run_forever
 
 __all__ = [
     "ModelResolver",
@@ -165,12 +166,7 @@ class PredictLoop:
 
     def run(self, stop: threading.Event) -> None:
         """Loop until `stop`; a bad request gets an error response, a failed batch is retried."""
-        while not stop.is_set():
-            try:
-                self.step()
-            except Exception:
-                log.exception("prediction loop: a batch failed; retrying")
-                stop.wait(self.retry_seconds)
+        run_forever(self.step, stop, self.retry_seconds, "prediction loop: a batch", log)
 
     def step(self) -> int:
         """Answer one polled batch; returns how many requests it answered."""

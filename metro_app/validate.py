@@ -7,10 +7,21 @@ import dataclasses
 import logging
 import struct
 import zlib
+from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
+from edgemnist._wire import WireMetrics, fast_decode
 from edgemnist.errors import SchemaError
-from edgemnist.messages import MetricsMessage, Origin, UncertainImage, parse_message
+from edgemnist.messages import (
+    FUTURE_TOLERANCE,
+    MAX_MESSAGE_BYTES,
+    MetricsMessage,
+    Origin,
+    UncertainImage,
+    parse_message,
+)
+from metro_app._items import Item, image_item, message_item, metrics_item
 from metro_app.store import DeadLetter
 
 __all__ = ["MAX_IMAGE_SIDE", "RecordLike", "Validator", "derived_id", "Valid"]
@@ -147,6 +158,11 @@ def _row_starts(width: int, height: int, bits: int) -> list[int]:
     return out
 
 
+def _own_id(msg: Valid, rec: RecordLike) -> bool:
+    """True when the message carried its id (so its JSON as received holds it and can be stored as is)."""
+    return msg.id != derived_id(rec.topic, rec.partition, rec.offset)
+
+
 class _LazyOrigin:
     """The record's Origin, built only when an error message needs it (most records have none)."""
 
@@ -182,6 +198,43 @@ class Validator:
         if msg.id is None:
             msg = dataclasses.replace(msg, id=derived_id(rec.topic, rec.partition, rec.offset))
         return msg
+
+    def items(self, records: Sequence[RecordLike]) -> list[Item | DeadLetter]:
+        """Each record as its store row, or a DeadLetter naming why not; the hub's hot path.
+
+        A record the compiled pass accepts (and that carries its own id) becomes a row straight
+        from the decoded Struct; every other record goes through `self(rec)`, the checks that
+        name the reason, so what is refused, and why, is exactly what `__call__` decides.
+        """
+        latest = datetime.now(UTC) + FUTURE_TOLERANCE  # once per batch, not per record
+        out: list[Item | DeadLetter] = []
+        for rec in records:
+            value = rec.value
+            m = (
+                fast_decode(value, latest)
+                if type(value) is bytes and len(value) <= MAX_MESSAGE_BYTES
+                else None
+            )
+            if m is not None and m.id is not None:
+                if type(m) is WireMetrics:
+                    out.append(metrics_item(m, value.decode()))  # type: ignore[union-attr]
+                    continue
+                if not self.check_png:
+                    out.append(image_item(m))  # type: ignore[arg-type]
+                    continue
+                try:
+                    _check_png(m, _LazyOrigin(rec))  # type: ignore[arg-type]
+                    out.append(image_item(m))  # type: ignore[arg-type]
+                    continue
+                except Exception:
+                    pass  # `self(rec)` decides and names the reason
+            msg = self(rec)
+            if isinstance(msg, DeadLetter):
+                out.append(msg)
+                continue
+            body = value.decode() if type(value) is bytes and _own_id(msg, rec) else None  # type: ignore[union-attr]
+            out.append(message_item(msg, body))
+        return out
 
     def __enter__(self) -> Validator:
         return self

@@ -87,3 +87,22 @@ def test_model_registry_and_training_labels_on_postgresql(postgres):
         (make_image("CamA", 0).id, "8"),
     }
     store.close()
+
+
+def test_a_batch_mixing_stored_and_new_messages_links_each_new_row_to_its_cameras(postgres):
+    """The plain executemany path: rowcount and the newest ids, read under the write lock, name the new rows."""
+    store = Store(postgres.fresh_database("mixed"))
+    old = [make_metrics(f"Cam{i % 3}", i) for i in range(0, 20, 2)]
+    assert store.write_batch(old, []).metrics == 10
+    mixed = [make_metrics(f"Cam{i % 3}", i) for i in range(20)]
+    got = store.write_batch(mixed, [make_image("CamA", 0)])
+    assert (got.metrics, got.images) == (10, 1)
+    ids = dict(store.metrics_page(0, 100))
+    assert sorted(got.metric_ids) == got.metric_ids and {ids[i]["id"] for i in got.metric_ids} == {
+        m.id for m in mixed[1::2]
+    }
+    for cam in ("Cam0", "Cam1", "Cam2"):
+        windows = store.camera_windows(cam, 100)
+        assert {w["id"] for w in windows} == {m.id for m in mixed if m.id.startswith(cam + "/")}
+        assert all(next(iter(w["camera_metrics"])) == cam for w in windows)
+    store.close()

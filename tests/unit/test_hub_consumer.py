@@ -150,17 +150,17 @@ def test_reference_messages_without_id_get_a_stable_derived_id(store):
 def test_offsets_are_committed_only_after_the_store_commit(store, monkeypatch):
     batch = {TP("events", 0): records([make_metrics("CamA", i).to_json() for i in range(5)], start=100)}
     loop, consumer, _ = loop_over(store, [batch])
-    real = store.write_batch
+    real = store.write_items
 
     def failing(*args):
         raise RuntimeError("database is locked")
 
-    monkeypatch.setattr(store, "write_batch", failing)
+    monkeypatch.setattr(store, "write_items", failing)
     assert loop.step() == 0
     assert (
         consumer.commits == 0 and consumer.seeks == [(TP("events", 0), 100)] and loop.stats.store_errors == 1
     )
-    monkeypatch.setattr(store, "write_batch", real)
+    monkeypatch.setattr(store, "write_items", real)
     consumer.batches.append(batch)
     assert loop.step() == 5 and consumer.commits == 1 and store.counts()["metrics"] == 5
 

@@ -1,0 +1,77 @@
+"""Valid records as store rows: built straight from the decoded wire Structs on the hub's hot path.
+
+Building the frozen message dataclasses for every record cost the hub about as much as
+decoding it; the store needs only a row. `Item` is that row (a tuple in `METRIC_COLS` or
+`IMAGE_COLS` order, without the `received` and `content_hash` columns the store adds) plus
+the metrics window's per-camera counts. Items from the fast pass and items from a message
+(the slow path, or `Store.write_batch` callers) hold the same values, column for column.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from edgemnist._wire import WireImage, WireMetrics, prepared_bytes
+from edgemnist.messages import MetricsMessage, UncertainImage
+from metro_app._rows import FLEET_BUCKET_SECONDS, epoch
+
+__all__ = ["METRIC_COLS", "IMAGE_COLS", "Item", "metrics_item", "image_item", "message_item"]
+
+METRIC_COLS = ("msg_id", "camera", "timestamp", "ts", "bucket", "images", "body", "received", "content_hash")
+IMAGE_COLS = (
+    "msg_id", "camera", "timestamp", "ts", "count", "image", "prepared", "prep_time", "predictions",
+    "result_class", "result_probability", "predict_time", "schema", "model_version", "true_class",
+    "received", "content_hash",
+)  # fmt: skip
+
+
+@dataclass(slots=True)
+class Item:
+    """One valid message as its store row; `cameras` (camera, certain, uncertain) for metrics only."""
+
+    id: str
+    is_metrics: bool
+    row: tuple[Any, ...]
+    cameras: tuple[tuple[str, int, int], ...] = ()
+    content_hash: str | None = None
+
+
+def metrics_item(m: WireMetrics, body: str) -> Item:
+    """A checked metrics Struct carrying its own id, and its JSON as received (stored as is)."""
+    cams = tuple((cam, sum(c.certain), sum(c.uncertain)) for cam, c in m.camera_metrics.items())
+    ts = epoch(m.timestamp)
+    total = sum(c + u for _, c, u in cams)
+    bucket = int(ts // FLEET_BUCKET_SECONDS) * FLEET_BUCKET_SECONDS
+    assert m.id is not None
+    return Item(m.id, True, (m.id, cams[0][0], m.timestamp, ts, bucket, total, body), cams)
+
+
+def image_item(m: WireImage) -> Item:
+    """A checked image Struct carrying its own id."""
+    assert m.id is not None
+    row = (
+        m.id, m.camera, m.timestamp, epoch(m.timestamp), m.count, m.image, prepared_bytes(m), m.prep_time,
+        orjson.dumps(m.predictions).decode(), m.result_class, m.result_probability, m.predict_time,
+        m.schema, m.model_version, m.true_class,
+    )  # fmt: skip
+    return Item(m.id, False, row)
+
+
+def message_item(m: MetricsMessage | UncertainImage, body: str | None = None) -> Item:
+    """The item of a message dataclass (which must carry an id); `body`: a metrics message's JSON as received."""
+    assert m.id is not None
+    if isinstance(m, MetricsMessage):
+        cams = tuple((cam, sum(c.certain), sum(c.uncertain)) for cam, c in m.camera_metrics.items())
+        ts = epoch(m.timestamp)
+        bucket = int(ts // FLEET_BUCKET_SECONDS) * FLEET_BUCKET_SECONDS
+        text = body or m.to_json().decode()
+        return Item(m.id, True, (m.id, cams[0][0], m.timestamp, ts, bucket, m.total, text), cams)
+    row = (
+        m.id, m.camera, m.timestamp, epoch(m.timestamp), m.count, m.image,
+        m.prepared_image.astype("uint8").tobytes(), m.prep_time, orjson.dumps(m.predictions).decode(),
+        m.result_class, m.result_probability, m.predict_time, m.schema, m.model_version, m.true_class,
+    )  # fmt: skip
+    return Item(m.id, False, row)
