@@ -136,12 +136,13 @@ class LabelStore(StoreBase):
         """Settle an image's label whatever its labellers said; None when the image is unknown."""
         if self.image(image_id) is None and self.training_image(image_id) is None:
             return None
-        row = {"image_id": image_id, "label": label, "resolver": resolver, "created": time.time()}
+        created = time.time()
+        row: dict[str, Any] = {"image_id": image_id, "label": label, "resolver": resolver, "created": created}
         with self.engine.begin() as conn:
             row["id"] = conn.execute(
                 sa.insert(label_resolutions).returning(label_resolutions.c.id), row
             ).scalar_one()
-        return {**row, "created": iso(row["created"])}
+        return {**row, "created": iso(created)}
 
     def resolutions(self) -> list[dict[str, Any]]:
         c = label_resolutions.c

@@ -65,7 +65,7 @@ class StoreBase:
         cursor = conn.connection.cursor()  # the same transaction; plain tuples, no Row per id
         try:
             cursor.execute(f'SELECT id, msg_id FROM "{table.name}" ORDER BY id DESC LIMIT {int(added)}')
-            return cursor.fetchall()[::-1]
+            return list(cursor.fetchall())[::-1]
         finally:
             cursor.close()
 

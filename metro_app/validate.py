@@ -67,14 +67,14 @@ def _raw_size(width: int, height: int, bits: int, interlaced: bool) -> int:
     return total
 
 
-def _png_bytes(msg: UncertainImage, origin: Origin) -> bytes:
+def _png_bytes(msg: UncertainImage, origin: Origin | _LazyOrigin) -> bytes:
     try:
         return binascii.a2b_base64(msg.image, strict_mode=True)
     except (binascii.Error, ValueError) as exc:
         raise SchemaError(f"{origin}: key 'image' is not valid base64") from exc
 
 
-def _check_png(msg: UncertainImage, origin: Origin) -> None:
+def _check_png(msg: UncertainImage, origin: Origin | _LazyOrigin) -> None:
     """A complete, well-formed PNG of bounded size, checked without decoding pixels.
 
     Reads the header first (a small file claiming a huge image is refused before anything is
@@ -107,7 +107,8 @@ def _png_problem(data: bytes, width: int, height: int) -> str | None:
     expected = _raw_size(width, height, depth * _CHANNELS[colour], interlace == 1)
     inflate = zlib.decompressobj()
     raw = bytearray()
-    pos, end, seen = 8, len(data), []
+    pos, end = 8, len(data)
+    seen: list[bytes] = []
     while True:
         if pos + 12 > end:
             return "truncated: no IEND chunk"
@@ -148,7 +149,8 @@ def _png_problem(data: bytes, width: int, height: int) -> str | None:
 
 
 def _row_starts(width: int, height: int, bits: int) -> list[int]:
-    out, pos = [], 0
+    out: list[int] = []
+    pos = 0
     for x0, y0, dx, dy in _ADAM7:
         w, h = (width - x0 + dx - 1) // dx, (height - y0 + dy - 1) // dy
         if w and h:
