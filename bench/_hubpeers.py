@@ -20,7 +20,7 @@ from edgemnist.kafka import make_consumer, make_producer
 from edgemnist.messages import MetricsMessage, parse_message
 from metro_app._rows import image_row, metrics_row
 from metro_app._schema import images, metrics
-from metro_app.consumer import HUB_CONSUMER_CONFIG, DeadLetterSink, HubLoop
+from metro_app.hubloop import HUB_CONSUMER_CONFIG, DeadLetterSink, HubLoop
 from metro_app.settings import HubSettings
 from metro_app.store import Store
 

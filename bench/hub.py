@@ -181,7 +181,7 @@ def _instance(bootstrap: str, topic: str, total: int, url: str, group: str, q: A
     parent says go; then it rewinds (nothing was committed) and consumes until the shared store
     holds every message, so the clock runs only while both instances work.
     """
-    from metro_app.consumer import HUB_CONSUMER_CONFIG, DeadLetterSink, HubLoop
+    from metro_app.hubloop import HUB_CONSUMER_CONFIG, DeadLetterSink, HubLoop
     from metro_app.store import Store
 
     settings = kafka_settings(bootstrap)

@@ -29,7 +29,7 @@ from PIL import Image, UnidentifiedImageError
 
 from edgemnist.errors import SchemaError
 from metro_app._runloop import run_forever
-from metro_app.consumer import DeadLetterSink
+from metro_app.hubloop import DeadLetterSink
 from metro_app.store import DeadLetter, Store
 from metro_app.validate import RecordLike
 

@@ -13,8 +13,8 @@ import uvicorn
 
 from metro_app.alerts import AlertMonitor
 from metro_app.api import create_app
-from metro_app.consumer import HUB_CONSUMER_CONFIG, DeadLetterSink, HubLoop, group_id
 from metro_app.control import ControlLoop, control_group_id
+from metro_app.hubloop import HUB_CONSUMER_CONFIG, DeadLetterSink, HubLoop, group_id
 from metro_app.predict import PathModels, RegistryModels, predict_group, start_predictions
 from metro_app.publish import ModelPublisher
 from metro_app.retrain import Progress, RetrainSettings, retrain

@@ -11,8 +11,8 @@ from dataclasses import dataclass, fields
 from edgemnist.cliargs import env_flag
 from edgemnist.errors import ConfigError
 from edgemnist.settings import state_dir
-from metro_app.consumer import DEFAULT_DLQ_TOPIC
 from metro_app.drift import DriftSettings
+from metro_app.hubloop import DEFAULT_DLQ_TOPIC
 from metro_app.retrain import RETRAIN_ENV
 
 __all__ = ["HubSettings", "HUB_ENV", "HUB_ENV_VARS", "add_hub_flags", "state_dir", "mask_url", "mask_secrets"]

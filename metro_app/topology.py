@@ -59,7 +59,7 @@ class KafkaHub:
 
     def __enter__(self) -> KafkaHub:
         from edgemnist.settings import resolve
-        from metro_app.consumer import DeadLetterSink, HubLoop
+        from metro_app.hubloop import DeadLetterSink, HubLoop
         from metro_app.service import open_kafka
         from metro_app.store import Store
 

@@ -6,7 +6,7 @@ from collections import namedtuple
 
 import pytest
 
-from metro_app.consumer import DeadLetterSink, HubLoop, group_id
+from metro_app.hubloop import DeadLetterSink, HubLoop, group_id
 from metro_app.samples import MALFORMED, make_image, make_metrics, malformed
 from metro_app.store import Store
 from metro_app.validate import Validator, derived_id

@@ -7,8 +7,8 @@ from collections import namedtuple
 
 import pytest
 
-from metro_app.consumer import DeadLetterSink
 from metro_app.control import Command, ControlLoop, TrainingEvent, control_group_id, parse_control
+from metro_app.hubloop import DeadLetterSink
 from metro_app.samples import png_frame
 from metro_app.store import DeadLetter, Store
 from tests.unit.test_hub_consumer import FakeConsumer, FakeProducer

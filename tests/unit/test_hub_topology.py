@@ -33,7 +33,7 @@ def test_metro_build_produces_a_streams_archive_with_the_hub_operators(tmp_path,
         assert op in text
     for view in ("ClassificationMetrics", "WindowUncertain", "UncertainPredictions", "FleetMetrics"):
         assert f'@view(name = "{view}"' in text
-    assert any(n.endswith("opt/python/packages/metro_app/consumer.py") for n in names)
+    assert any(n.endswith("opt/python/packages/metro_app/hubloop.py") for n in names)
     assert "kafka-python" in reqs and "sqlalchemy" in reqs
 
 
