@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
-__all__ = ["run_forever"]
+__all__ = ["run_forever", "rewind"]
+
+log = logging.getLogger(__name__)
 
 
 def run_forever(
@@ -23,3 +26,13 @@ def run_forever(
         except Exception:
             log.exception("%s failed; retrying in %.1f s", what, retry_seconds)
             stop.wait(retry_seconds)
+
+
+def rewind(consumer: Any, batch: Mapping[Any, Sequence[Any]]) -> None:
+    """Seek each partition of a polled batch back to its first record, so the next poll re-reads it."""
+    for tp, recs in batch.items():
+        if recs:
+            try:
+                consumer.seek(tp, recs[0].offset)
+            except Exception as exc:
+                log.warning("could not rewind %s: %s", tp, exc)

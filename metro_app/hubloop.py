@@ -20,7 +20,7 @@ import sqlalchemy as sa
 
 from edgemnist.messages import Origin
 from metro_app._items import Item
-from metro_app._runloop import run_forever
+from metro_app._runloop import rewind, run_forever
 from metro_app.store import DeadLetter, Store, WriteResult
 from metro_app.validate import RecordLike, Valid, Validator
 
@@ -290,12 +290,7 @@ class HubLoop:
             log.warning("final offset commit failed (%s); the last batch may be re-delivered", exc)
 
     def _rewind(self, batch: dict[Any, list[RecordLike]]) -> None:
-        for tp, recs in batch.items():
-            if recs:
-                try:
-                    self._consumer.seek(tp, recs[0].offset)
-                except Exception as exc:
-                    log.warning("could not rewind %s: %s", tp, exc)
+        rewind(self._consumer, batch)
 
     def _maybe_update_lag(self) -> None:
         now = time.monotonic()

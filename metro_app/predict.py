@@ -25,7 +25,7 @@ from edgemnist.messages import Origin
 from edgemnist.model import Model, ensure_model, load_model, load_model_bytes
 from edgemnist.prep import prepare_frames
 from edgemnist.servewire import LATEST, PredictRequest, PredictResponse, RequestError, parse_request
-from metro_app._runloop import run_forever
+from metro_app._runloop import rewind, run_forever
 
 __all__ = [
     "ModelResolver",
@@ -230,12 +230,7 @@ class PredictLoop:
         return [r if r is not None else PredictResponse.failed(None, "not answered") for r in out]
 
     def _rewind(self, batch: dict[Any, list[Any]]) -> None:
-        for tp, recs in batch.items():
-            if recs:
-                try:
-                    self._consumer.seek(tp, recs[0].offset)
-                except Exception as exc:
-                    log.warning("could not rewind %s: %s", tp, exc)
+        rewind(self._consumer, batch)
 
 
 def _score(model: Model, reqs: list[PredictRequest]) -> list[PredictResponse]:
