@@ -98,7 +98,20 @@ def build_parser() -> argparse.ArgumentParser:
     build.set_defaults(func=_build)
     for p in (run, retrain, models, imp, rollout, back, submit, jobs, cancel, build):
         p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    _inherit(models, imp)
     return parser
+
+
+def _inherit(parent: argparse.ArgumentParser, child: argparse.ArgumentParser) -> None:
+    """Flags both a command and its subcommand take (`models --store X import`) keep the command's value.
+
+    argparse lets a subcommand's defaults overwrite what was parsed before it, so the child's
+    copies default to "not given" and only an explicit child flag wins.
+    """
+    shared = {a.dest for a in parent._actions} - {"help"}
+    for action in child._actions:
+        if action.dest in shared:
+            action.default = argparse.SUPPRESS
 
 
 def _store_flag(parser: argparse.ArgumentParser) -> None:

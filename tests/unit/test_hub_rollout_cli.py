@@ -127,3 +127,19 @@ def test_retrain_with_a_canary_registers_a_rollout_instead_of_publishing(tmp_pat
         assert r["trigger"] == f"retrain of {result.version}"
     finally:
         store.close()
+
+
+def test_models_flags_given_before_import_are_kept(monkeypatch) -> None:
+    """`metro-app models --store X import PATH` used the default store: the subcommand's default won."""
+    from metro_app.cli import build_parser
+
+    monkeypatch.delenv("EDGE_MNIST_STORE", raising=False)
+    parse = build_parser().parse_args
+    assert parse(["models", "--store", "sqlite:///a.db", "-v", "import", "m.skops"]).store == "sqlite:///a.db"
+    assert parse(["models", "--store", "sqlite:///a.db", "-v", "import", "m.skops"]).verbose is True
+    assert parse(["models", "import", "m.skops", "--store", "sqlite:///b.db"]).store == "sqlite:///b.db"
+    assert parse(
+        ["models", "--store", "sqlite:///a.db", "import", "m.skops", "--store", "sqlite:///b.db"]
+    ).store == ("sqlite:///b.db")
+    monkeypatch.setenv("EDGE_MNIST_STORE", "sqlite:///env.db")
+    assert build_parser().parse_args(["models", "import", "m.skops"]).store == "sqlite:///env.db"
