@@ -133,6 +133,13 @@ def cdc_arguments(parser: argparse.ArgumentParser) -> None:
     status.add_argument("--json", action="store_true", help="one JSON object")
     stop = sub.add_parser("stop", help="stop the worker (or, with --name, remove one connector)")
     stop.add_argument("--name", default=None, help="remove only this connector; the worker keeps running")
+    stop.add_argument(
+        "--drop-slot",
+        action="store_true",
+        help="with --name and --url: also drop the connector's replication slot and publication in that "
+        "database (else PostgreSQL keeps WAL for the slot until it is dropped)",
+    )
+    _url_flag(stop)
     for p in (start, status, stop):
         env_flag(p, "--worker-url", "EDGE_MNIST_CONNECT_URL",
                  help="use the Kafka Connect worker you already run (its REST URL) instead of starting one")  # fmt: skip
@@ -173,9 +180,23 @@ def run_cdc(args: argparse.Namespace) -> int:
         return 0
     if args.cdc_command == "status":
         return _status(worker, args.json)
+    if args.drop_slot and not args.name:
+        raise ConfigError("--drop-slot needs --name: the connector whose slot to drop")
     if args.name:
+        from edgemnist.debezium import ConnectorSpec
+
         worker.delete_connector(args.name)
-        print(f"connector {args.name} removed (its replication slot stays in the database)")
+        slot = ConnectorSpec(args.name, "", (), "").slot
+        if not args.drop_slot:
+            print(f"connector {args.name} removed (its replication slot {slot} stays in the database: "
+                  "--drop-slot --url URL drops it)")  # fmt: skip
+            return 0
+        from edgemnist import digitdb
+
+        dropped = digitdb.drop_slot(_need_url(args), slot)
+        print(f"connector {args.name} removed; replication slot {slot} "
+              f"{'dropped' if dropped['slot'] else 'was not there'}, publication {slot}_pub "
+              f"{'dropped' if dropped['publication'] else 'was not there'}")  # fmt: skip
         return 0
     print("Connect worker stopped" if worker.stop() else "no Connect worker was running")
     return 0

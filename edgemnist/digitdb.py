@@ -31,6 +31,7 @@ from edgemnist.errors import ConfigError
 __all__ = [
     "TABLES",
     "connect",
+    "drop_slot",
     "ensure_tables",
     "insert_rows",
     "insert_test",
@@ -175,3 +176,40 @@ def read_table(url: str, table: str) -> list[dict[str, Any]]:
     with connect(url) as conn:
         rows = conn.execute(f"SELECT id, label, pixels FROM {table} ORDER BY id").fetchall()
     return [{"id": r[0], "label": r[1], "pixels": bytes(r[2])} for r in rows]
+
+
+def drop_slot(url: str, slot: str, timeout: float = 60.0) -> dict[str, bool]:
+    """Drop a removed connector's replication slot and publication, so PostgreSQL stops keeping WAL.
+
+    The slot stays active for a moment after the connector is deleted (its task closes the
+    replication connection): wait up to `timeout` seconds for it to go idle.
+
+    Returns:
+        {"slot": dropped?, "publication": dropped?}; False where there was none.
+
+    Raises:
+        ConfigError: the slot is still in use after `timeout` (another connector uses it).
+    """
+    import time
+
+    deadline = time.monotonic() + timeout
+    with connect(url) as conn:
+        conn.autocommit = True
+        while True:
+            row = conn.execute(
+                "SELECT active FROM pg_replication_slots WHERE slot_name = %s", (slot,)
+            ).fetchone()
+            if row is None or not row[0]:
+                break
+            if time.monotonic() > deadline:
+                raise ConfigError(
+                    f"replication slot {slot!r} is still in use after {timeout:g} s; not dropped"
+                )
+            time.sleep(0.5)
+        if row is not None:
+            conn.execute("SELECT pg_drop_replication_slot(%s)", (slot,))
+        publication = f"{slot}_pub"
+        had_pub = conn.execute("SELECT 1 FROM pg_publication WHERE pubname = %s", (publication,)).fetchone()
+        if had_pub:
+            conn.execute(f'DROP PUBLICATION "{publication}"')
+    return {"slot": row is not None, "publication": had_pub is not None}

@@ -216,7 +216,18 @@ def test_cdc_status_lists_the_connectors_and_stop_removes_one(connect_worker, ma
     status = _edge_mnist("cdc", "status", "--json", env=env)
     assert status["running"] and status["connectors"][name]["connector"]["state"] == "RUNNING"
     assert status["connectors"][name]["tasks"][0]["state"] == "RUNNING"
-    proc = subprocess.run([sys.executable, "-m", "edgemnist.cli", "cdc", "stop", "--name", name], env=env,
-                          capture_output=True, text=True, timeout=60)  # fmt: skip
+    slot = name.replace("-", "_")
+
+    def slots() -> set[str]:
+        with connect(main_db["url"]) as conn:
+            return {r[0] for r in conn.execute("SELECT slot_name FROM pg_replication_slots").fetchall()}
+
+    assert slot in slots()
+    # the URL (with its password) from env, never argv
+    proc = subprocess.run([sys.executable, "-m", "edgemnist.cli", "cdc", "stop", "--name", name, "--drop-slot"],
+                          env={**env, "EDGE_MNIST_DB_URL": main_db["url"]}, capture_output=True, text=True,
+                          timeout=120)  # fmt: skip
     assert proc.returncode == 0, proc.stderr
+    assert f"replication slot {slot} dropped, publication {slot}_pub dropped" in proc.stdout
     assert name not in _edge_mnist("cdc", "status", "--json", env=env)["connectors"]
+    assert slot not in slots()  # PostgreSQL no longer keeps WAL for the removed connector
