@@ -21,7 +21,7 @@ from edge_app.sender import Sender
 from edge_app.settings import SUMMARY_ENV, EdgeSettings, add_edge_flags
 from edge_app.sinks import OutboxSink, Sink, StdoutSink
 from edge_app.stages import camera_name
-from edgemnist.cliargs import env_flag, run_command, setup_logging
+from edgemnist.cliargs import CommandParser, env_flag, run_command, setup_logging
 from edgemnist.errors import ConfigError, EdgeMnistError
 from edgemnist.runsummary import write_summary
 
@@ -31,12 +31,11 @@ log = logging.getLogger("edge_app")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="edge-app", description=__doc__)
+    parser = CommandParser(prog="edge-app", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser(
         "run",
         help="score a camera's images; send metrics and uncertain images to Kafka",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     add_edge_flags(run)
     _kafka_flags(run)
@@ -57,7 +56,6 @@ def build_parser() -> argparse.ArgumentParser:
     build = sub.add_parser(
         "build",
         help="build the edge as a streamsx application (IBM Streams build archive)",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     add_edge_flags(build)
     _kafka_flags(build)  # read by the Outbox operator when the job starts; nothing secret is archived

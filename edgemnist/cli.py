@@ -22,7 +22,7 @@ from edgemnist._cdc_commands import (
     run_evaluate,
     train_from_topic,
 )
-from edgemnist.cliargs import run_command
+from edgemnist.cliargs import CommandParser, run_command
 from edgemnist.errors import ConfigError
 from edgemnist.uncertainty import CONFIDENCE
 
@@ -125,7 +125,7 @@ COMMANDS: dict[str, Command] = {
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with one subparser per entry in ``COMMANDS``."""
-    parser = argparse.ArgumentParser(prog="edge-mnist", description="edge-mnist project tasks")
+    parser = CommandParser(prog="edge-mnist", description="edge-mnist project tasks")
     parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name, command in COMMANDS.items():

@@ -1,4 +1,8 @@
-"""argparse flags whose defaults come from `EDGE_MNIST_*` env vars, shown in --help as [env: NAME]."""
+"""What the three CLIs (edge-mnist, edge-app, metro-app) share: one --help style, env-backed flags, errors.
+
+Every flag's --help ends with ``[default: X]`` where it has one and ``[env: NAME]`` where an
+``EDGE_MNIST_*`` env var sets it; `CommandParser` gives each command and subcommand that style.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +15,30 @@ from typing import Any
 
 from edgemnist.errors import ConfigError, EdgeMnistError
 
-__all__ = ["env_flag", "setup_logging", "run_command"]
+__all__ = ["CommandParser", "HelpFormatter", "env_flag", "setup_logging", "run_command"]
+
+
+class HelpFormatter(argparse.HelpFormatter):
+    """Each option's help shows its default as ``[default: X]`` (unless the help already speaks of it)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = (action.help or "").replace(" (default: %(default)s)", " [default: %(default)s]")
+        if (
+            "default" in text
+            or not action.option_strings
+            or action.default in (None, False, "", argparse.SUPPRESS)
+            or action.nargs == 0
+        ):
+            return text
+        return f"{text} [default: %(default)s]"
+
+
+class CommandParser(argparse.ArgumentParser):
+    """An ArgumentParser in the CLIs' one style; its subcommands' parsers are CommandParsers too."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("formatter_class", HelpFormatter)
+        super().__init__(*args, **kwargs)
 
 
 def _parse_bool(text: str) -> bool:
@@ -45,7 +72,7 @@ def env_flag(
             raise ConfigError(
                 f"env {env}={raw!r} is not a valid {getattr(type, '__name__', 'value')}"
             ) from exc
-    shown = "" if default is None or kwargs.get("action") == "store_true" else f" (default {default})"
+    shown = "" if default is None or kwargs.get("action") == "store_true" else f" [default: {default}]"
     if type is bool:
         kwargs.setdefault("action", argparse.BooleanOptionalAction)
         parser.add_argument(flag, default=value, help=f"{help}{shown} [env: {env}]", **kwargs)

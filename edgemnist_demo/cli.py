@@ -12,7 +12,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from edgemnist.cliargs import env_flag
+from edgemnist.cliargs import CommandParser, env_flag
 from edgemnist.errors import EdgeMnistError
 from edgemnist_demo.run import DemoOptions, run_demo
 
@@ -77,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """`edge-mnist-demo`: errors print one line and exit 2, as `edge-mnist demo` does."""
-    parser = argparse.ArgumentParser(
+    parser = CommandParser(
         prog="edge-mnist-demo",
         description="run broker, hub, edge cameras and dashboard on this machine; Ctrl-C stops all",
     )

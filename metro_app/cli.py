@@ -13,7 +13,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from edgemnist.cliargs import env_flag, run_command, setup_logging
+from edgemnist.cliargs import CommandParser, env_flag, run_command, setup_logging
 from edgemnist.errors import ConfigError, EdgeMnistError
 from metro_app.jobs import JobRegistry
 from metro_app.retrain import RETRAIN_ENV, RetrainSettings, add_retrain_flags
@@ -25,7 +25,7 @@ log = logging.getLogger("metro_app")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="metro-app", description=__doc__)
+    parser = CommandParser(prog="metro-app", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="consume the topic, store, serve the HTTP API (foreground)")
     add_hub_flags(run)
