@@ -89,14 +89,30 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _demo_arguments(parser: argparse.ArgumentParser) -> None:
-    from edgemnist_demo.cli import add_arguments  # the demo drives both apps: it lives outside the core
-
+    try:  # the demo drives both apps: it lives outside the core, and an edge image leaves it out
+        from edgemnist_demo.cli import add_arguments
+    except ImportError:
+        return  # `edge-mnist demo ...` then says what to install (main lets its flags through)
     add_arguments(parser)
 
 
-def _demo(args: argparse.Namespace) -> int:
-    from edgemnist_demo.cli import run
+def _demo_missing() -> bool:
+    import importlib.util
 
+    try:
+        return importlib.util.find_spec("edgemnist_demo") is None
+    except (ImportError, ValueError):  # a module set to None (blocked) counts as missing
+        return True
+
+
+def _demo(args: argparse.Namespace) -> int:
+    try:
+        from edgemnist_demo.cli import run
+    except ImportError as exc:
+        raise ConfigError(
+            "the demo is not installed here (package edgemnist_demo; the edge image leaves it out): "
+            "run it from a checkout with `make demo`, or pip install 'edge-mnist[demo]'"
+        ) from exc
     return run(args)
 
 
@@ -137,7 +153,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one subcommand; expected failures print one line and exit 2, never a traceback."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, unknown = parser.parse_known_args(argv)
+    if unknown and not (args.command == "demo" and _demo_missing()):
+        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
     )

@@ -59,3 +59,17 @@ def test_subcommands_are_a_registry() -> None:
     with pytest.raises(SystemExit) as exit_info:
         main([])
     assert exit_info.value.code == 2
+
+
+def test_edge_mnist_works_without_the_demo_package(monkeypatch, tmp_path, capsys) -> None:
+    """The edge image leaves edgemnist_demo out; `edge-mnist train` failed there building its parser."""
+    import sys
+
+    from edgemnist import cli
+
+    for name in [m for m in sys.modules if m == "edgemnist_demo" or m.startswith("edgemnist_demo.")]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, "edgemnist_demo", None)  # import edgemnist_demo -> ImportError
+    assert cli.build_parser().parse_args(["train", "--out", str(tmp_path)]).out == str(tmp_path)
+    assert cli.main(["demo", "--duration", "5"]) == 2
+    assert "the demo is not installed here (package edgemnist_demo" in capsys.readouterr().err
