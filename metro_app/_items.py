@@ -41,12 +41,17 @@ class Item:
 
 def metrics_item(m: WireMetrics, body: str) -> Item:
     """A checked metrics Struct carrying its own id, and its JSON as received (stored as is)."""
-    cams = tuple((cam, sum(c.certain), sum(c.uncertain)) for cam, c in m.camera_metrics.items())
-    ts = epoch(m.timestamp)
-    total = sum(c + u for _, c, u in cams)
-    bucket = int(ts // FLEET_BUCKET_SECONDS) * FLEET_BUCKET_SECONDS
     assert m.id is not None
-    return Item(m.id, True, (m.id, cams[0][0], m.timestamp, ts, bucket, total, body), cams)
+    return _metrics_item(m.id, m.camera_metrics, m.timestamp, body)
+
+
+def _metrics_item(mid: str, camera_metrics: Any, timestamp: str, body: str) -> Item:
+    """The row of a metrics window, from either form of its `camera_metrics` (Structs or dataclasses)."""
+    cams = tuple((cam, sum(c.certain), sum(c.uncertain)) for cam, c in camera_metrics.items())
+    ts = epoch(timestamp)
+    bucket = int(ts // FLEET_BUCKET_SECONDS) * FLEET_BUCKET_SECONDS
+    total = sum(c + u for _, c, u in cams)
+    return Item(mid, True, (mid, cams[0][0], timestamp, ts, bucket, total, body), cams)
 
 
 def image_item(m: WireImage) -> Item:
@@ -64,11 +69,7 @@ def message_item(m: MetricsMessage | UncertainImage, body: str | None = None) ->
     """The item of a message dataclass (which must carry an id); `body`: a metrics message's JSON as received."""
     assert m.id is not None
     if isinstance(m, MetricsMessage):
-        cams = tuple((cam, sum(c.certain), sum(c.uncertain)) for cam, c in m.camera_metrics.items())
-        ts = epoch(m.timestamp)
-        bucket = int(ts // FLEET_BUCKET_SECONDS) * FLEET_BUCKET_SECONDS
-        text = body or m.to_json().decode()
-        return Item(m.id, True, (m.id, cams[0][0], m.timestamp, ts, bucket, m.total, text), cams)
+        return _metrics_item(m.id, m.camera_metrics, m.timestamp, body or m.to_json().decode())
     row = (
         m.id, m.camera, m.timestamp, epoch(m.timestamp), m.count, m.image,
         m.prepared_image.astype("uint8").tobytes(), m.prep_time, orjson.dumps(m.predictions).decode(),
