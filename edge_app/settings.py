@@ -7,9 +7,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
 
-from edgemnist.cliargs import env_flag
+from edgemnist.cliargs import check_fields, env_flag
 from edgemnist.distort import parse_distortion
-from edgemnist.errors import ConfigError
 from edgemnist.settings import state_dir
 from edgemnist.uncertainty import CONFIDENCE
 
@@ -58,9 +57,7 @@ class EdgeSettings:
             ("http_port", self.http_port is None or 0 <= self.http_port <= 65535, "must be a TCP port"),
             ("max_uncertain_per_minute", self.max_uncertain_per_minute >= 0, "must be 0 (no cap) or more"),
         ]
-        for name, ok, why in checks:
-            if not ok:
-                raise ConfigError(f"--{name.replace('_', '-')} {why}, got {getattr(self, name)!r}")
+        check_fields(self, checks)
 
     @property
     def outbox_path(self) -> Path:

@@ -10,12 +10,12 @@ import argparse
 import logging
 import os
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from edgemnist.errors import ConfigError, EdgeMnistError
 
-__all__ = ["CommandParser", "HelpFormatter", "env_flag", "setup_logging", "run_command"]
+__all__ = ["CommandParser", "HelpFormatter", "check_fields", "env_flag", "setup_logging", "run_command"]
 
 
 class HelpFormatter(argparse.HelpFormatter):
@@ -78,6 +78,26 @@ def env_flag(
         parser.add_argument(flag, default=value, help=f"{help}{shown} [env: {env}]", **kwargs)
         return
     parser.add_argument(flag, default=value, type=type, help=f"{help}{shown} [env: {env}]", **kwargs)
+
+
+def check_fields(
+    obj: object,
+    checks: Iterable[tuple[str, bool, str]],
+    *,
+    prefix: str = "--",
+    attr: Callable[[str], str] | None = None,
+) -> None:
+    """Refuse settings whose check failed: the first ``(name, ok, why)`` with ``ok`` False.
+
+    The error names the flag (``prefix`` + name with dashes) and the value found (attribute
+    ``attr(name)``, or ``name``), as every settings class of the apps reports it.
+
+    >>> check_fields(object(), [("port", True, "must be a TCP port")])
+    """
+    for name, ok, why in checks:
+        if not ok:
+            value = getattr(obj, attr(name) if attr else name, None)
+            raise ConfigError(f"{prefix}{name.replace('_', '-')} {why}, got {value!r}")
 
 
 def setup_logging(verbose: bool = False) -> None:

@@ -31,7 +31,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from edgemnist.errors import ConfigError
+from edgemnist.cliargs import check_fields
 
 __all__ = ["Policy", "Figures", "Verdict", "figures", "matches", "judge"]
 
@@ -54,9 +54,7 @@ class Policy:
             ("timeout", self.timeout > 0, "must be more than 0 seconds"),
             ("min_images", self.min_images >= 0, "must be 0 or more"),
         ]
-        for name, ok, why in checks:
-            if not ok:
-                raise ConfigError(f"rollout {name.replace('_', '-')} {why}, got {getattr(self, name)!r}")
+        check_fields(self, checks, prefix="rollout ")
 
 
 @dataclass(frozen=True, slots=True)

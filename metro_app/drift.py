@@ -31,7 +31,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from edgemnist.errors import ConfigError
+from edgemnist.cliargs import check_fields
 from edgemnist.messages import MetricsMessage
 
 __all__ = [
@@ -91,10 +91,7 @@ class DriftSettings:
             ("camera_error_share", 0 < self.camera_error_share <= 1, "must be in (0, 1]"),
             ("camera_error_min_labels", self.camera_error_min_labels >= 1, "must be at least 1"),
         ]
-        for name, ok, why in checks:
-            if not ok:
-                key = name.replace("drift_", "")
-                raise ConfigError(f"--{name.replace('_', '-')} {why}, got {getattr(self, key, None)!r}")
+        check_fields(self, checks, attr=lambda name: name.removeprefix("drift_"))
 
     def make_detector(self) -> Any:
         from river import drift  # the hub extra; the edge never imports this module

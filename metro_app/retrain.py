@@ -29,7 +29,7 @@ from typing import Any, Protocol
 import numpy as np
 from tqdm.auto import tqdm
 
-from edgemnist.cliargs import env_flag
+from edgemnist.cliargs import check_fields, env_flag
 from edgemnist.data import load_training
 from edgemnist.errors import ConfigError, EdgeMnistError
 from edgemnist.messages import parse_timestamp
@@ -94,9 +94,7 @@ class RetrainSettings:
             ("min_field_gain", 0.0 <= self.min_field_gain <= 100.0, "must be 0 to 100 points"),
             ("field_weight", 1 <= self.field_weight <= 100, "must be 1 to 100"),
         ]
-        for name, ok, why in checks:
-            if not ok:
-                raise ConfigError(f"--{name.replace('_', '-')} {why}, got {getattr(self, name)!r}")
+        check_fields(self, checks)
         self.policy()
 
     def policy(self) -> Policy:

@@ -8,8 +8,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 
-from edgemnist.cliargs import env_flag
-from edgemnist.errors import ConfigError
+from edgemnist.cliargs import check_fields, env_flag
 from edgemnist.settings import state_dir
 from metro_app.drift import DriftSettings
 from metro_app.hubloop import DEFAULT_DLQ_TOPIC
@@ -108,9 +107,7 @@ class HubSettings:
                 "must differ from the events, dead-letter, models and control topics (empty: none)",
             ),
         ]
-        for name, ok, why in checks:
-            if not ok:
-                raise ConfigError(f"--{name.replace('_', '-')} {why}, got {getattr(self, name)!r}")
+        check_fields(self, checks)
 
     @property
     def store_url(self) -> str:
