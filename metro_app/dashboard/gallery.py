@@ -46,6 +46,11 @@ class ImageCard:
             f'<small>id <span class="metro-image-id">{html.escape(str(t.get("id")))}</span></small>'
         )
 
+    def resend(self) -> None:
+        """Send the card's images and caption to the page again (after a page may have missed one)."""
+        for w in (self.frame, self.prepared, self.scores, self.caption):
+            w.send_state()
+
     def clear(self, text: str) -> None:
         self.shown = None
         for img in (self.frame, self.prepared, self.scores):

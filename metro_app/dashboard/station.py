@@ -221,9 +221,18 @@ class CorrectionStation:
         return order_items(items, ORDERS[self.order.value])[:n]
 
     def load(self) -> CorrectionStation:
-        """Take a new snapshot of uncertain images and read their stored labels from the hub."""
+        """Take a new snapshot of uncertain images and read their stored labels from the hub.
+
+        A person's Load snapshot also sends the station's whole state to the page again: an
+        update sent while the page was still connecting can be lost, and a value set again
+        unchanged is not sent, so without this the card could stay blank.
+        """
         with self._lock:
-            return self._load()
+            self._load()
+            for w in (self.counter, self.status, self.labellers):
+                w.send_state()
+            self.card.resend()
+            return self
 
     def load_if_empty(self) -> None:
         """Load a first snapshot unless one is shown already (the live thread's call)."""
