@@ -7,7 +7,7 @@ KAFKA_VERSION := 4.1.1
 KAFKA_LIBS ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/edge-mnist/kafka-$(KAFKA_VERSION)/libs
 DEBEZIUM_VERSION := 3.6.1
 CONNECT_HOME ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/edge-mnist/connect-$(KAFKA_VERSION)-debezium-$(DEBEZIUM_VERSION)
-EXTRAS ?= dev,hub,dashboards,demo
+EXTRAS ?= dev,hub,dashboards,demo,cdc
 DASHBOARD_PORT ?= 8866
 PYTEST_ARGS ?=
 
@@ -16,7 +16,7 @@ PYTEST_ARGS ?=
 help:
 	@echo "make demo   - train a model if none, start broker + hub + three edge cameras"
 	@echo "make test   - install everything, fetch Apache Kafka jars with Maven, run the whole suite"
-	@echo "make lint   - ruff and mypy"
+	@echo "make lint   - ruff, mypy and import-linter (the layers)"
 	@echo "make bench  - benchmarks against the reference design"
 	@echo "make bench-hub - the hub against a Quix Streams hub and a minimal loop (Apache Kafka, Tansu, PostgreSQL)"
 	@echo "make image  - build the edge image edge-camera-classifier-app:v1 with buildah (no Docker needed)"
@@ -62,15 +62,16 @@ test: system-deps
 	@$(MAKE) --no-print-directory install kafka-jars connect-jars
 	EDGE_MNIST_KAFKA_LIBS=$(KAFKA_LIBS) EDGE_MNIST_CONNECT_HOME=$(CONNECT_HOME) \
 		EDGE_MNIST_NO_SKIPS=1 EDGE_MNIST_REQUIRE_APACHE_KAFKA=1 \
-		$(PY) -m pytest tests edgemnist edgemnist_demo edge_app metro_app --doctest-modules $(PYTEST_ARGS)
+		$(PY) -m pytest tests edgemnist edgemnist_demo edgemnist_cdc edge_app metro_app --doctest-modules $(PYTEST_ARGS)
 
 test-unit: install
 	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
 
 lint: install
-	$(VENV)/bin/ruff check edgemnist edgemnist_demo edge_app metro_app tests bench notebooks
-	$(VENV)/bin/ruff format --check edgemnist edgemnist_demo edge_app metro_app tests bench notebooks
-	$(VENV)/bin/mypy edgemnist edgemnist_demo edge_app metro_app
+	$(VENV)/bin/ruff check edgemnist edgemnist_demo edgemnist_cdc edge_app metro_app tests bench notebooks
+	$(VENV)/bin/ruff format --check edgemnist edgemnist_demo edgemnist_cdc edge_app metro_app tests bench notebooks
+	$(VENV)/bin/mypy edgemnist edgemnist_demo edgemnist_cdc edge_app metro_app
+	$(VENV)/bin/lint-imports
 
 bench: install
 	$(PY) bench/edge.py

@@ -176,7 +176,7 @@ def broker(bootstrap: str | None) -> Iterator[tuple[str, str]]:
     if bootstrap:
         yield bootstrap, f"Kafka at {bootstrap} (as given)"
         return
-    from edgemnist.broker import LocalBroker
+    from edgemnist_demo.broker import LocalBroker
 
     with LocalBroker() as local:
         yield local.bootstrap_servers, f"local Tansu broker (memory) on {local.bootstrap_servers}"

@@ -17,12 +17,12 @@ from typing import Any
 import orjson
 
 from edgemnist.kafka import make_consumer, make_producer
-from edgemnist.messages import MetricsMessage, parse_message
-from metro_app._rows import image_row, metrics_row
-from metro_app._schema import images, metrics
-from metro_app.hubloop import HUB_CONSUMER_CONFIG, DeadLetterSink, HubLoop
+from edgemnist.wire.messages import MetricsMessage, parse_message
+from metro_app.ingest.loop import HUB_CONSUMER_CONFIG, DeadLetterSink, HubLoop
 from metro_app.settings import HubSettings
 from metro_app.store import Store
+from metro_app.store.rows import image_row, metrics_row
+from metro_app.store.schema import images, metrics
 
 __all__ = ["Run", "run_ours", "run_quix", "run_minimal", "stored_ids"]
 

@@ -4,7 +4,7 @@ No broker: the bundled stream digits are scored by the model once clean and once
 distortion (`edgemnist.distort`: rotations and pixel noise, as `edge-app --distort` applies
 them); a camera's metrics windows are then simulated from those per-image results the way an
 edge builds them (consecutive frames of the looping stream, from a random offset, a window's
-image count drawn around its mean), and fed to `metro_app.drift.CameraDrift` exactly as the hub
+image count drawn around its mean), and fed to `metro_app.monitoring.drift.CameraDrift` exactly as the hub
 feeds it.
 
 - false alarms: alerts on undisturbed cameras, per 1,000 windows (several seeded cameras);
@@ -39,7 +39,7 @@ from edgemnist.distort import distorted_frames  # noqa: E402
 from edgemnist.model import load_model  # noqa: E402
 from edgemnist.prep import prepare_frames  # noqa: E402
 from edgemnist.uncertainty import CONFIDENCE  # noqa: E402
-from metro_app.drift import CameraDrift, DriftSettings  # noqa: E402
+from metro_app.monitoring.drift import CameraDrift, DriftSettings  # noqa: E402
 
 DISTORTIONS = ("rotate:15", "rotate:30", "rotate:45", "noise:8", "noise:32")
 PerImage = tuple[np.ndarray, np.ndarray]  # (uncertain, correct) booleans per stream image

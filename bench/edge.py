@@ -40,8 +40,8 @@ from edge_app.sender import Sender
 from edge_app.settings import EdgeSettings
 from edge_app.stages import Enricher, ImageSource, MetricsWindow, Scorer, UncertainFilter
 from edgemnist.data import load_frames
-from edgemnist.messages import EdgeConfig, MetricsMessage, UncertainImage, utc_timestamp
 from edgemnist.model import CONFIDENCE, load_model
+from edgemnist.wire.messages import EdgeConfig, MetricsMessage, UncertainImage, utc_timestamp
 
 BATCH = 256
 STAGES = ("decode+prep", "predict", "filter+serialise", "source, enrich, loop")
@@ -145,7 +145,7 @@ def kafka_run(model: Path, outbox: Outbox, sender: Sender, topic: str, camera: s
 def run_kafka(args: argparse.Namespace, model_path: Path, tmp: Path) -> dict[str, list[Timing]]:
     """Normal camera, then a Test camera, through one outbox and one Sender (connection kept warm)."""
     from edgemnist.kafka import EventProducer, ensure_topics
-    from edgemnist.settings import resolve
+    from edgemnist.kafka.settings import resolve
 
     with common.broker(args.bootstrap_servers) as (bootstrap, where):
         print(f"Kafka: {where}", flush=True)

@@ -57,7 +57,7 @@ def apache_kafka(bootstrap: str | None) -> Iterator[tuple[str, str]]:
     if bootstrap:
         yield bootstrap, f"Kafka at {bootstrap}"
         return
-    from tests.kafka_fixture import ApacheKafka
+    from edgemnist.testing.brokers import ApacheKafka
 
     kafka = ApacheKafka().start()
     try:
@@ -68,14 +68,14 @@ def apache_kafka(bootstrap: str | None) -> Iterator[tuple[str, str]]:
 
 @contextlib.contextmanager
 def tansu() -> Iterator[tuple[str, str]]:
-    from edgemnist.broker import LocalBroker
+    from edgemnist_demo.broker import LocalBroker
 
     with LocalBroker() as local:
         yield local.bootstrap_servers, "Tansu (embedded)"
 
 
 def kafka_settings(bootstrap: str) -> Any:
-    from edgemnist.settings import resolve
+    from edgemnist.kafka.settings import resolve
 
     return resolve(bootstrap_servers=bootstrap)
 
@@ -181,7 +181,7 @@ def _instance(bootstrap: str, topic: str, total: int, url: str, group: str, q: A
     parent says go; then it rewinds (nothing was committed) and consumes until the shared store
     holds every message, so the clock runs only while both instances work.
     """
-    from metro_app.hubloop import HUB_CONSUMER_CONFIG, DeadLetterSink, HubLoop
+    from metro_app.ingest.loop import HUB_CONSUMER_CONFIG, DeadLetterSink, HubLoop
     from metro_app.store import Store
 
     settings = kafka_settings(bootstrap)
@@ -229,7 +229,7 @@ def _gather(q: Any, procs: list[Any], kind: str, timeout: float = 400) -> list[A
 
 def postgres(bootstrap: str, repeat: int, scenarios: tuple[str, ...] = tuple(SCENARIOS)) -> dict[str, Any]:
     """One instance on PostgreSQL per scenario, then two instances on a two-partition topic."""
-    from tests.postgres_fixture import PostgresCluster
+    from edgemnist.testing.postgres import PostgresCluster
 
     settings = kafka_settings(bootstrap)
     cluster = PostgresCluster().start()

@@ -6,7 +6,7 @@ Part 1, for two drifting cameras:
   the rotated 1,000 stream digits, never labelled;
 - `digits`: scikit-learn's 8x8 digits, upscaled, as a camera: uncertain images of the first half
   are labelled, accuracy is measured on the second half.
-For 50, 100, 200 and 400 labels, `metro_app.retrain.retrain` runs exactly as the hub runs it
+For 50, 100, 200 and 400 labels, `metro_app.training.retrain.retrain` runs exactly as the hub runs it
 (20 % of the labels held out, the documented decision rule) and the candidate is scored beside the
 serving model; base accuracy (the 1,000 held-out bundled digits) alongside, and the retrain's wall
 time (BLAS limited to one thread).
@@ -41,9 +41,9 @@ import numpy as np  # noqa: E402
 from bench._common import limit_to_one_thread, print_json, table  # noqa: E402
 from edgemnist.data import Frames, load_frames  # noqa: E402
 from edgemnist.distort import distorted_frames  # noqa: E402
-from edgemnist.messages import MetricsMessage, UncertainImage, parse_message, utc_timestamp  # noqa: E402
 from edgemnist.model import CONFIDENCE, Model, load_model, load_model_bytes, train_default  # noqa: E402
 from edgemnist.prep import prepare_frames  # noqa: E402
+from edgemnist.wire.messages import MetricsMessage, UncertainImage, parse_message, utc_timestamp  # noqa: E402
 
 CameraData = tuple[list[UncertainImage], tuple[np.ndarray, np.ndarray]]
 
@@ -101,8 +101,8 @@ def _accuracy(model: Model, data: tuple[np.ndarray, np.ndarray]) -> float:
 
 
 def retrain_runs(model_path: Path, labels: list[int], tmp: Path) -> list[dict[str, Any]]:
-    from metro_app.retrain import RetrainSettings, retrain
     from metro_app.store import Store
+    from metro_app.training.retrain import RetrainSettings, retrain
 
     parent = load_model(model_path)
     rows = []
@@ -194,7 +194,7 @@ class _Clock:
 def swap_pause(model_a: Path, model_b: Path, tmp: Path, repeat: int) -> dict[str, Any]:
     from edge_app.runner import StdoutSink, run_edge
     from edge_app.settings import EdgeSettings
-    from edgemnist.modelwire import ModelEnvelope
+    from edgemnist.wire.envelope import ModelEnvelope
 
     envs = []
     for path in (model_b, model_a):

@@ -5,7 +5,7 @@ the JSON last line (``rollback`` here; drift figures join as their own key):
 
 - `rollback_figure`: a hub (`metro-app run`, its rollout watcher inside) and two
   edge cameras stream the bundled digits with 1 s metrics windows. Three times,
-  a model trained on shuffled labels is imported (`metro_app.modelimport`) and
+  a model trained on shuffled labels is imported (`metro_app.training.modelimport`) and
   rolled out to one canary camera; measured: seconds from the canary's
   publication (the broker's ack) to the rollback's publication, and to the
   canary camera's first window scored again by the model it ran before.
@@ -72,13 +72,13 @@ def _versions(hub: Any, camera: str, after: int = 0) -> list[tuple[int, str]]:
 
 def rollback_figure(bootstrap: str, model: Path, tmp: Path, repeats: int) -> dict[str, Any]:
     """Seconds from a bad canary's publication to its rollback, and to the camera back on its model."""
-    from metro_app.canary import Policy
-    from metro_app.modelimport import import_model
-    from metro_app.retrain import RetrainSettings
-    from metro_app.rollout import register_rollout, wait_for
-    from metro_app.rollouts import RolloutBook
+    from metro_app.rollout.policy import Policy
+    from metro_app.rollout.watcher import register_rollout, wait_for
     from metro_app.store import Store
+    from metro_app.store.rollouts import RolloutBook
     from metro_app.testing import HubProcess, wait_until
+    from metro_app.training.modelimport import import_model
+    from metro_app.training.retrain import RetrainSettings
 
     topic = f"bench-rollout-{time.time_ns()}"
     url = f"sqlite:///{tmp}/hub.db"
@@ -133,7 +133,7 @@ def rollback_figure(bootstrap: str, model: Path, tmp: Path, repeats: int) -> dic
 
 
 def _epoch(iso: str) -> float:
-    from edgemnist.messages import parse_timestamp
+    from edgemnist.wire.messages import parse_timestamp
 
     return parse_timestamp(iso).timestamp()
 

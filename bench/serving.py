@@ -32,8 +32,8 @@ import numpy as np
 from bench._common import bench_model, broker, print_json, table
 from edgemnist.data import load_frames
 from edgemnist.kafka import ensure_topics, make_consumer, make_producer
+from edgemnist.kafka.settings import KafkaSettings
 from edgemnist.prep import prepare_batch
-from edgemnist.settings import KafkaSettings
 from metro_app.testing import HubProcess, free_port, wait_until
 
 

@@ -124,7 +124,7 @@ def _run(args: argparse.Namespace) -> int:
         _summary(stats, 0, args.summary)
         return 0
     from edgemnist.kafka import EventProducer, TopicReader, check_access
-    from edgemnist.settings import resolve
+    from edgemnist.kafka.settings import resolve
 
     kafka = resolve(bootstrap_servers=args.bootstrap_servers, credentials=args.credentials)
     log.info("Kafka %s, topic %s, outbox %s", kafka.masked(), settings.topic, settings.outbox_path)

@@ -27,9 +27,9 @@ from typing import Protocol
 import numpy as np
 
 from edgemnist.errors import BrokerUnavailable, ModelError, SchemaError
-from edgemnist.messages import ModelRefusal
 from edgemnist.model import Model, load_model, load_model_bytes
-from edgemnist.modelwire import ALL_CAMERAS, ModelEnvelope
+from edgemnist.wire.envelope import ALL_CAMERAS, ModelEnvelope
+from edgemnist.wire.messages import ModelRefusal
 
 __all__ = [
     "ModelStore",

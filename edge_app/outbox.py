@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from edgemnist.errors import ConfigError
-from edgemnist.messages import OutboxStats
+from edgemnist.wire.messages import OutboxStats
 
 __all__ = ["Record", "Backlog", "Outbox", "METRICS", "IMAGE", "RESULT"]
 

@@ -28,7 +28,7 @@ from edge_app.stages import (
     UncertainFilter,
     UploadCap,
 )
-from edgemnist.messages import EdgeConfig, MetricsMessage, ModelRefusal, OutboxStats, UncertainImage
+from edgemnist.wire.messages import EdgeConfig, MetricsMessage, ModelRefusal, OutboxStats, UncertainImage
 
 __all__ = [
     "StageSpec",
@@ -206,7 +206,7 @@ class SendStage:
         from edge_app.outbox import Outbox
         from edge_app.sender import Sender
         from edgemnist.kafka import EventProducer
-        from edgemnist.settings import resolve
+        from edgemnist.kafka.settings import resolve
 
         kafka = resolve(bootstrap_servers=self._servers, credentials=self._credentials)
         self._outbox = Outbox(self.outbox_path, self._max_bytes).__enter__()

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from edge_app.stages import FrameBatch, Scored
-from edgemnist.messages import UncertainImage
+from edgemnist.wire.messages import UncertainImage
 
 __all__ = ["PushResult", "PushFeed", "EdgeStopped"]
 

@@ -18,8 +18,8 @@ from collections.abc import Sequence
 from edge_app.outbox import RESULT, Outbox, Record
 from edge_app.sender import Sender
 from edge_app.stages import FrameBatch, Scored
-from edgemnist.messages import MetricsMessage, OutboxStats, ResultStats, UncertainImage, utc_timestamp
-from edgemnist.servewire import ImageResult
+from edgemnist.wire.messages import MetricsMessage, OutboxStats, ResultStats, UncertainImage, utc_timestamp
+from edgemnist.wire.serving import ImageResult
 
 __all__ = ["ResultWriter", "ResultsSink", "image_results"]
 

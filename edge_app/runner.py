@@ -21,8 +21,8 @@ from edge_app.scoring import score_batches
 from edge_app.settings import EdgeSettings
 from edge_app.sinks import OutboxSink, Sink, StdoutSink
 from edge_app.stages import FrameBatch, Scored, UploadCap
-from edgemnist.messages import MetricsMessage, ModelRefusal, OutboxStats, UncertainImage
 from edgemnist.prep import prepare_frames
+from edgemnist.wire.messages import MetricsMessage, ModelRefusal, OutboxStats, UncertainImage
 
 __all__ = ["Sink", "Tap", "Feed", "StdoutSink", "OutboxSink", "RunStats", "run_edge"]
 

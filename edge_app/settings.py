@@ -9,7 +9,7 @@ from pathlib import Path
 
 from edgemnist.cliargs import check_fields, env_flag
 from edgemnist.distort import parse_distortion
-from edgemnist.settings import state_dir
+from edgemnist.kafka.settings import state_dir
 from edgemnist.uncertainty import CONFIDENCE
 
 __all__ = ["EdgeSettings", "add_edge_flags", "EDGE_ENV", "EDGE_ENV_VARS", "SUMMARY_ENV"]

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from typing import Protocol, TextIO
 
 from edge_app.outbox import IMAGE, METRICS, Outbox, Record
-from edgemnist.messages import MetricsMessage, OutboxStats, UncertainImage
+from edgemnist.wire.messages import MetricsMessage, OutboxStats, UncertainImage
 
 __all__ = ["Sink", "StdoutSink", "OutboxSink", "message_key"]
 

@@ -22,7 +22,10 @@ import numpy as np
 
 from edgemnist.data import Frames, load_frames
 from edgemnist.distort import distorted_frames
-from edgemnist.messages import (
+from edgemnist.model import Model, load_model
+from edgemnist.prep import prepare_frames
+from edgemnist.uncertainty import CONFIDENCE, is_uncertain
+from edgemnist.wire.messages import (
     LABEL_SLOTS,
     CameraCounts,
     EdgeConfig,
@@ -33,9 +36,6 @@ from edgemnist.messages import (
     UncertainImage,
     utc_timestamp,
 )
-from edgemnist.model import Model, load_model
-from edgemnist.prep import prepare_frames
-from edgemnist.uncertainty import CONFIDENCE, is_uncertain
 
 __all__ = [
     "FrameBatch",

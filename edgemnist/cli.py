@@ -1,7 +1,10 @@
 """The ``edge-mnist`` command: project tasks that are not the edge or the hub themselves.
 
 Subcommands live in ``COMMANDS`` (name -> help, arguments, handler), so a
-new one is a function pair and one dictionary entry.
+new one is a function pair and one dictionary entry. Packages above the core add
+theirs through the ``edgemnist.commands`` entry point group (each entry is a
+``Command``): the laptop demo and CDC (see pyproject.toml). The core
+imports neither; a missing one is named when its subcommand is asked for.
 """
 
 from __future__ import annotations
@@ -11,22 +14,16 @@ import logging
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from importlib.metadata import entry_points
 
-from edgemnist._cdc_commands import (
-    add_kafka_flags,
-    cdc_arguments,
-    db_arguments,
-    evaluate_arguments,
-    run_cdc,
-    run_db,
-    run_evaluate,
-    train_from_topic,
-)
-from edgemnist.cliargs import CommandParser, run_command
+from edgemnist.cliargs import CommandParser, add_kafka_flags, run_command
 from edgemnist.errors import ConfigError
 from edgemnist.uncertainty import CONFIDENCE
 
-__all__ = ["COMMANDS", "Command", "build_parser", "main"]
+__all__ = ["COMMANDS", "Command", "build_parser", "main", "plugin_commands"]
+
+log = logging.getLogger(__name__)
+PLUGINS = "edgemnist.commands"
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,7 +73,10 @@ def _train(args: argparse.Namespace) -> int:
     if not 0.0 < args.confidence < 1.0:
         raise ConfigError(f"--confidence must be between 0 and 1, got {args.confidence}")
     if args.from_topic:
-        return train_from_topic(args)
+        plugin = plugin_commands().get("train-from-topic")
+        if plugin is None:
+            raise ConfigError("--from-topic needs the CDC package: pip install 'edge-mnist[cdc]'")
+        return plugin.run(args)
     print(f"training on {args.data}'s training split, holding out its stream split")
     model_path, metrics = train_default(
         args.out, args.data, seed=args.seed, confidence=args.confidence, progress=not args.quiet
@@ -88,53 +88,43 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _demo_arguments(parser: argparse.ArgumentParser) -> None:
-    try:  # the demo drives both apps: it lives outside the core, and an edge image leaves it out
-        from edgemnist_demo.cli import add_arguments
-    except ImportError:
-        return  # `edge-mnist demo ...` then says what to install (main lets its flags through)
-    add_arguments(parser)
+def _demo_missing(_parser: argparse.ArgumentParser) -> None:
+    """No flags: `edge-mnist demo ...` then says what to install (main lets its flags through)."""
 
 
-def _demo_missing() -> bool:
-    import importlib.util
+def _no_demo(args: argparse.Namespace) -> int:
+    package = next((e.module.split(".")[0] for e in entry_points(group=PLUGINS, name="demo")), "of the demo")
+    raise ConfigError(
+        f"the demo is not installed here (package {package}; the edge image leaves it out): "
+        "run it from a checkout with `make demo`, or pip install 'edge-mnist[demo]'"
+    )
 
-    try:
-        return importlib.util.find_spec("edgemnist_demo") is None
-    except (ImportError, ValueError):  # a module set to None (blocked) counts as missing
-        return True
 
+def plugin_commands() -> dict[str, Command]:
+    """The subcommands that installed packages above the core add (entry point group ``edgemnist.commands``).
 
-def _demo(args: argparse.Namespace) -> int:
-    try:
-        from edgemnist_demo.cli import run
-    except ImportError as exc:
-        raise ConfigError(
-            "the demo is not installed here (package edgemnist_demo; the edge image leaves it out): "
-            "run it from a checkout with `make demo`, or pip install 'edge-mnist[demo]'"
-        ) from exc
-    return run(args)
+    A package that is listed but cannot be imported (the edge image leaves the demo out) is skipped.
+    """
+    found: dict[str, Command] = {}
+    for entry in entry_points(group=PLUGINS):
+        try:
+            command = entry.load()
+        except ImportError as exc:
+            log.info("subcommand %s unavailable: %s", entry.name, exc)
+            continue
+        if isinstance(command, Command):
+            found[entry.name] = command
+    return found
 
 
 COMMANDS: dict[str, Command] = {
     "demo": Command(
         "run broker, hub, edge cameras and dashboard on this machine; Ctrl-C stops all",
-        _demo_arguments,
-        _demo,
+        _demo_missing,
+        _no_demo,
     ),
     "train": Command(
         "train a model on prepared digits and write it with its model card", _train_arguments, _train
-    ),
-    "db": Command("MNIST digits in PostgreSQL: load the tables, insert test rows", db_arguments, run_db),
-    "cdc": Command(
-        "Kafka Connect + Debezium: stream the digit tables (and the hub's labels) to Kafka",
-        cdc_arguments,
-        run_cdc,
-    ),
-    "evaluate": Command(
-        "score a model on a digit table's change topic: running accuracy and log loss",
-        evaluate_arguments,
-        run_evaluate,
     ),
 }
 
@@ -144,7 +134,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = CommandParser(prog="edge-mnist", description="edge-mnist project tasks")
     parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for name, command in COMMANDS.items():
+    plugins = {name: c for name, c in plugin_commands().items() if name != "train-from-topic"}
+    for name, command in {**COMMANDS, **plugins}.items():
         sub_parser = sub.add_parser(name, help=command.help, description=command.help)
         command.add_arguments(sub_parser)
         sub_parser.set_defaults(_run=command.run)
@@ -155,7 +146,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run one subcommand; expected failures print one line and exit 2, never a traceback."""
     parser = build_parser()
     args, unknown = parser.parse_known_args(argv)
-    if unknown and not (args.command == "demo" and _demo_missing()):
+    if unknown and not (args.command == "demo" and args._run is _no_demo):
         parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"

@@ -124,3 +124,9 @@ def run_command(prog: str, args: argparse.Namespace, run: Callable[[argparse.Nam
     except KeyboardInterrupt:
         print(f"{where}: interrupted", file=sys.stderr)
         return 130
+
+
+def add_kafka_flags(parser: argparse.ArgumentParser) -> None:
+    """--bootstrap-servers and --credentials, env-backed, for subcommands that talk to Kafka."""
+    env_flag(parser, "--bootstrap-servers", "EDGE_MNIST_BOOTSTRAP_SERVERS", help="Kafka bootstrap servers")
+    env_flag(parser, "--credentials", "EDGE_MNIST_CREDENTIALS", help="JSON credentials file")

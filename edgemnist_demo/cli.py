@@ -12,11 +12,12 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from edgemnist.cli import Command
 from edgemnist.cliargs import CommandParser, env_flag
 from edgemnist.errors import EdgeMnistError
 from edgemnist_demo.run import DemoOptions, run_demo
 
-__all__ = ["add_arguments", "run", "main"]
+__all__ = ["COMMAND", "add_arguments", "run", "main"]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -92,6 +93,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("edge-mnist-demo: interrupted", file=sys.stderr)
         return 130
 
+
+COMMAND = Command(
+    "run broker, hub, edge cameras and dashboard on this machine; Ctrl-C stops all", add_arguments, run
+)
 
 if __name__ == "__main__":
     sys.exit(main())

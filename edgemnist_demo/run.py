@@ -24,10 +24,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
-from edgemnist.broker import LocalBroker, port_in_use, terminate, wait_for_port
 from edgemnist.errors import BrokerUnavailable, ConfigError
 from edgemnist.model import ensure_model
 from edgemnist.runsummary import read_summary
+from edgemnist_demo.broker import LocalBroker, port_in_use, terminate, wait_for_port
 
 __all__ = ["DemoOptions", "run_demo", "camera_plan"]
 

@@ -12,12 +12,13 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from edgemnist.cliargs import CommandParser, env_flag, run_command, setup_logging
 from edgemnist.errors import ConfigError, EdgeMnistError
-from metro_app.jobs import JobRegistry
-from metro_app.retrain import RETRAIN_ENV, RetrainSettings, add_retrain_flags
+from metro_app.deploy.jobs import JobRegistry
 from metro_app.settings import HUB_ENV, HubSettings, add_hub_flags, mask_secrets
+from metro_app.training.retrain import RETRAIN_ENV, RetrainSettings, add_retrain_flags
 
 __all__ = ["main", "build_parser"]
 
@@ -155,7 +156,7 @@ def _retrain_arguments(
 
 
 def _rollout_arguments(parser: argparse.ArgumentParser) -> None:
-    from metro_app.canary import Policy
+    from metro_app.rollout.policy import Policy
 
     p = Policy()
     _store_flag(parser)
@@ -190,8 +191,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     return run_command("metro-app", args, args.func)
 
 
-def _kafka(args: argparse.Namespace):  # noqa: ANN202 - KafkaSettings lives in edgemnist.settings
-    from edgemnist.settings import resolve
+def _kafka(args: argparse.Namespace):  # noqa: ANN202 - KafkaSettings lives in edgemnist.kafka.settings
+    from edgemnist.kafka.settings import resolve
 
     return resolve(bootstrap_servers=args.bootstrap_servers, credentials=args.credentials)
 
@@ -203,10 +204,25 @@ def _run(args: argparse.Namespace) -> int:
     return run_hub(settings, _kafka(args), RetrainSettings.from_args(args))
 
 
+def _label_source(name: str) -> Any:
+    """A reader of field labels that a package above the hub plugs in (entry points ``metro_app.label_sources``).
+
+    `edgemnist_cdc` adds ``debezium``: the labels table's change topic. The hub never imports it.
+    """
+    from importlib.metadata import entry_points
+
+    for entry in entry_points(group="metro_app.label_sources", name=name):
+        try:
+            return entry.load()
+        except ImportError as exc:
+            raise ConfigError(f"--labels-from-topic needs the CDC package: {exc}") from exc
+    raise ConfigError("--labels-from-topic needs the CDC package: pip install 'edge-mnist[cdc]'")
+
+
 def _retrain(args: argparse.Namespace) -> int:
-    from metro_app.publish import ModelPublisher
-    from metro_app.retrain import retrain
+    from metro_app.rollout.publish import ModelPublisher
     from metro_app.store import Store
+    from metro_app.training.retrain import retrain
 
     settings = RetrainSettings.from_args(args)
     publisher = (
@@ -214,8 +230,7 @@ def _retrain(args: argparse.Namespace) -> int:
     )
     labels = None
     if args.labels_from_topic:
-        from metro_app.labelstream import labels_from_topic
-
+        labels_from_topic = _label_source("debezium")
         labels, stats = labels_from_topic(_kafka(args), args.labels_from_topic, until_idle=args.until_idle)
         print(
             f"{len(labels)} labelled images from {args.labels_from_topic} ({stats['records']} records)",
@@ -243,7 +258,7 @@ def _open_store(args: argparse.Namespace):  # noqa: ANN202 - metro_app.store is 
 
 
 def _models(args: argparse.Namespace) -> int:
-    from metro_app.rollouts import RolloutBook, with_rollouts
+    from metro_app.store.rollouts import RolloutBook, with_rollouts
 
     store = _open_store(args)
     try:
@@ -272,7 +287,7 @@ def _models(args: argparse.Namespace) -> int:
 
 
 def _models_import(args: argparse.Namespace) -> int:
-    from metro_app.modelimport import import_model
+    from metro_app.training.modelimport import import_model
 
     store = _open_store(args)
     try:
@@ -285,9 +300,9 @@ def _models_import(args: argparse.Namespace) -> int:
 
 
 def _rollout(args: argparse.Namespace) -> int:
-    from metro_app.canary import Policy
-    from metro_app.retrain import current_model
-    from metro_app.rollout import register_rollout, wait_for
+    from metro_app.rollout.policy import Policy
+    from metro_app.rollout.watcher import register_rollout, wait_for
+    from metro_app.training.retrain import current_model
 
     policy = Policy(args.canary_windows, args.max_accuracy_drop, args.max_uncertain_rise, args.canary_timeout)
     store = _open_store(args)
@@ -307,8 +322,8 @@ def _rollout(args: argparse.Namespace) -> int:
 
 
 def _rollback(args: argparse.Namespace) -> int:
-    from metro_app.publish import ModelPublisher
-    from metro_app.rollout import parse_cameras, rollback
+    from metro_app.rollout.publish import ModelPublisher
+    from metro_app.rollout.watcher import parse_cameras, rollback
 
     if not args.models_topic:
         raise ConfigError("--models-topic is empty: nowhere to publish the rollback")
@@ -365,7 +380,7 @@ def _run_env(settings: HubSettings) -> dict[str, str]:
 def _submit(args: argparse.Namespace) -> int:
     settings = HubSettings.from_args(args)
     if args.target == "streams":
-        from metro_app.topology import submit_to_streams
+        from metro_app.deploy.topology import submit_to_streams
 
         print(json.dumps(submit_to_streams(settings, args.name, _kafka(args))))
         return 0
@@ -402,7 +417,7 @@ def _cancel(args: argparse.Namespace) -> int:
 
 
 def _build(args: argparse.Namespace) -> int:
-    from metro_app.topology import build_archive
+    from metro_app.deploy.topology import build_archive
 
     path = build_archive(HubSettings.from_args(args), args.out, bootstrap_servers=args.bootstrap_servers)
     print(path)

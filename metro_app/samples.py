@@ -1,6 +1,6 @@
 """Well-formed and malformed wire messages, for the hub's tests and benchmark.
 
-Good messages are built with `edgemnist.messages`, so they are exactly what an
+Good messages are built with `edgemnist.wire.messages`, so they are exactly what an
 edge sends; each malformed kind is one way real input goes wrong.
 """
 
@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from edgemnist.messages import (
+from edgemnist.wire.messages import (
     LABEL_SLOTS,
     CameraCounts,
     EdgeConfig,

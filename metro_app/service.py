@@ -11,17 +11,17 @@ from typing import Any
 
 import uvicorn
 
-from metro_app.alerts import AlertMonitor
-from metro_app.api import create_app
-from metro_app.control import ControlLoop, control_group_id
-from metro_app.hubloop import HUB_CONSUMER_CONFIG, DeadLetterSink, HubLoop, group_id
-from metro_app.predict import PathModels, RegistryModels, predict_group, start_predictions
-from metro_app.publish import ModelPublisher
-from metro_app.retrain import Progress, RetrainSettings, retrain
-from metro_app.rollout import RolloutWatcher
+from metro_app.api.app import create_app
+from metro_app.ingest.control import ControlLoop, control_group_id
+from metro_app.ingest.loop import HUB_CONSUMER_CONFIG, DeadLetterSink, HubLoop, group_id
+from metro_app.monitoring.alerts import AlertMonitor
+from metro_app.rollout.publish import ModelPublisher
+from metro_app.rollout.watcher import RolloutWatcher
+from metro_app.serving.predict import PathModels, RegistryModels, predict_group, start_predictions
 from metro_app.settings import HubSettings
 from metro_app.store import Store
-from metro_app.trainjobs import RetrainJobs
+from metro_app.training.jobs import RetrainJobs
+from metro_app.training.retrain import Progress, RetrainSettings, retrain
 
 __all__ = ["open_kafka", "open_control", "run_hub"]
 

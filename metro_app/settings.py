@@ -9,10 +9,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields
 
 from edgemnist.cliargs import check_fields, env_flag
-from edgemnist.settings import state_dir
-from metro_app.drift import DriftSettings
-from metro_app.hubloop import DEFAULT_DLQ_TOPIC
-from metro_app.retrain import RETRAIN_ENV
+from edgemnist.kafka.settings import state_dir
+from metro_app.ingest.loop import DEFAULT_DLQ_TOPIC
+from metro_app.monitoring.drift import DriftSettings
+from metro_app.training.retrain import RETRAIN_ENV
 
 __all__ = ["HubSettings", "HUB_ENV", "HUB_ENV_VARS", "add_hub_flags", "state_dir", "mask_url", "mask_secrets"]
 
@@ -49,7 +49,7 @@ class HubSettings:
     predict_requests: str = "edge-mnist.predict.requests"  # "" = no prediction requests
     predict_responses: str = "edge-mnist.predict.responses"
     train_model: bool = True
-    # drift and label alerts (metro_app.alerts); defaults documented in the README
+    # drift and label alerts (metro_app.monitoring.alerts); defaults documented in the README
     alerts_topic: str = "edge-mnist.alerts"  # "" = keep alerts in the store and API only
     drift_detector: str = "adwin"
     drift_delta: float = 0.002

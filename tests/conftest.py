@@ -10,14 +10,15 @@ from pathlib import Path
 import pytest
 
 from edgemnist.data import load_bundled
+from edgemnist.kafka.settings import KafkaSettings
 from edgemnist.model import evaluate, load_model, save_model, train_model
-from edgemnist.settings import KafkaSettings
+from edgemnist.testing.brokers import ApacheKafka, ExternalKafka, KafkaNotAvailable
+from edgemnist.testing.postgres import PostgresCluster, postgres_session
+from tests.brokers import TansuKafka, start_kafka
 from tests.connect_fixture import ConnectSession, connect_session
 from tests.helpers import topic_names
 from tests.kafka_cluster import KafkaCluster
-from tests.kafka_fixture import ApacheKafka, ExternalKafka, KafkaNotAvailable, TansuKafka, start_kafka
 from tests.kafka_secure import SecureKafka
-from tests.postgres_fixture import PostgresCluster, postgres_session
 
 Broker = ApacheKafka | ExternalKafka | TansuKafka
 

@@ -1,6 +1,6 @@
 """One Kafka Connect worker with Debezium's PostgreSQL connector for the whole test session.
 
-Started with the same code as ``edge-mnist cdc start`` (:class:`edgemnist.connect.ConnectWorker`),
+Started with the same code as ``edge-mnist cdc start`` (:class:`edgemnist_cdc.connect.ConnectWorker`),
 its state under a temporary ``EDGE_MNIST_STATE_DIR``, so tests drive it with the real CLI
 (``cdc start --name <test's own connector>``). The worker dies with pytest: stopped at session
 end, at exit, and by PDEATHSIG if pytest itself is killed.
@@ -19,9 +19,9 @@ from pathlib import Path
 
 import pytest
 
-from edgemnist.connect import ConnectWorker, resolve_connect_jars
 from edgemnist.errors import EdgeMnistError
-from tests.kafka_fixture import ApacheKafka, _parent_death_hook
+from edgemnist.testing.brokers import ApacheKafka, parent_death_hook
+from edgemnist_cdc.connect import ConnectWorker, resolve_connect_jars
 
 __all__ = ["ConnectSession", "connect_session"]
 
@@ -65,7 +65,7 @@ def connect_session(kafka, tmp_path_factory: pytest.TempPathFactory) -> Iterator
     began = time.monotonic()
     session = ConnectSession(worker, state_dir, kafka.bootstrap_servers, 0.0)
     try:
-        worker.start(kafka.settings(), preexec_fn=_parent_death_hook(), timeout=240.0)
+        worker.start(kafka.settings(), preexec_fn=parent_death_hook(), timeout=240.0)
         yield ConnectSession(worker, state_dir, kafka.bootstrap_servers, time.monotonic() - began)
     finally:
         # the user's way first (`edge-mnist cdc stop`), then make sure whatever happened

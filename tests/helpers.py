@@ -12,8 +12,8 @@ from typing import Any
 
 from edge_app.outbox import Outbox
 from edgemnist.kafka import make_consumer
-from edgemnist.messages import MetricsMessage, UncertainImage, parse_message
-from edgemnist.settings import KafkaSettings
+from edgemnist.kafka.settings import KafkaSettings
+from edgemnist.wire.messages import MetricsMessage, UncertainImage, parse_message
 
 __all__ = [
     "EDGE_APP",
@@ -152,7 +152,7 @@ def model_envelope(path: Path, targets: tuple[str, ...] | None = None, parent: s
     """The models-topic envelope of a saved model, from its card (as the hub publishes it)."""
     import json
 
-    from edgemnist.modelwire import ModelEnvelope
+    from edgemnist.wire.envelope import ModelEnvelope
 
     card = json.loads(path.with_suffix(".json").read_text())
     return ModelEnvelope(card["version"], card["sha256"], path.read_bytes(), parent, card["created"], targets)

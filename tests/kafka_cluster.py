@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from edgemnist.kafka import wait_for_broker
-from edgemnist.settings import KafkaSettings
-from tests.kafka_fixture import KAFKA_VERSION, ApacheKafka, KafkaStartFailed, _random_cluster_id
+from edgemnist.kafka.settings import KafkaSettings
+from edgemnist.testing.brokers import KAFKA_VERSION, ApacheKafka, KafkaStartFailed, random_cluster_id
 
 __all__ = ["ClusterNode", "KafkaCluster"]
 
@@ -55,7 +55,7 @@ class KafkaCluster:
     kind = f"Apache Kafka {KAFKA_VERSION}, three KRaft nodes (replication 3, min.insync.replicas 2)"
 
     def __init__(self, size: int = 3, heap: str = "384m", start_timeout: float = 240.0) -> None:
-        cluster_id = _random_cluster_id()
+        cluster_id = random_cluster_id()
         self.nodes = {n: ClusterNode(n, cluster_id, heap=heap, start_timeout=start_timeout)
                       for n in range(1, size + 1)}  # fmt: skip
         voters = ",".join(f"{n}@127.0.0.1:{node.controller_port}" for n, node in self.nodes.items())

@@ -15,8 +15,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from edgemnist.settings import KafkaSettings
-from tests.kafka_fixture import KAFKA_VERSION, ApacheKafka
+from edgemnist.kafka.settings import KafkaSettings
+from edgemnist.testing.brokers import KAFKA_VERSION, ApacheKafka
 
 __all__ = ["Tls", "make_tls", "SecureKafka", "MECHANISM"]
 

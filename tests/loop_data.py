@@ -11,9 +11,9 @@ from pathlib import Path
 
 from edgemnist.data import Dataset, encode_frames, load_bundled
 from edgemnist.distort import parse_distortion
-from edgemnist.messages import UncertainImage, utc_timestamp
 from edgemnist.model import CONFIDENCE, load_model
 from edgemnist.prep import prepare_frames
+from edgemnist.wire.messages import UncertainImage, utc_timestamp
 
 __all__ = ["rotated", "rotated_uncertain"]
 

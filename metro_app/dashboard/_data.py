@@ -1,7 +1,7 @@
 """Pure figures a dashboard shows, computed from view tuples (no widgets, no network).
 
-Metrics tuples are read as `edgemnist.messages.MetricsMessage` (the monitor converts each once);
-the per-message figures come from `edgemnist.figures`.
+Metrics tuples are read as `edgemnist.wire.messages.MetricsMessage` (the monitor converts each once);
+the per-message figures come from `metro_app.views.figures`.
 """
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from edgemnist.figures import camera_totals
-from edgemnist.messages import MetricsMessage, parse_timestamp
+from edgemnist.wire.messages import MetricsMessage, parse_timestamp
+from metro_app.views.figures import camera_totals
 
 __all__ = [
     "active_cameras",

@@ -8,7 +8,7 @@ from typing import Any
 
 import ipywidgets as widgets
 
-from edgemnist.messages import MetricsMessage
+from edgemnist.wire.messages import MetricsMessage
 from metro_app.client import ApiError, ViewClient
 from metro_app.dashboard import charts
 from metro_app.dashboard._data import accuracy_series, active_cameras, camera_totals, window_shares

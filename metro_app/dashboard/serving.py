@@ -26,7 +26,7 @@ def ask_hub(
     """Send `n` prediction requests (bundled stream frames as PNG) and print the hub's answers."""
     from edgemnist.data import load_frames
     from edgemnist.kafka import ensure_topics, make_consumer, make_producer
-    from edgemnist.settings import KafkaSettings
+    from edgemnist.kafka.settings import KafkaSettings
 
     settings = KafkaSettings(bootstrap_servers=tuple(bootstrap_servers.split(",")))
     ensure_topics(settings, {requests_topic: 1, responses_topic: 1})
@@ -100,7 +100,7 @@ def show_results(
         print("results topic: none given (start an edge with --results-topic TOPIC)")
         return []
     from edgemnist.kafka import make_consumer
-    from edgemnist.settings import KafkaSettings
+    from edgemnist.kafka.settings import KafkaSettings
 
     settings = KafkaSettings(bootstrap_servers=tuple(bootstrap_servers.split(",")))
     consumer = make_consumer(settings, [results_topic], group_id=None)

@@ -16,7 +16,7 @@ import ipywidgets as widgets
 from metro_app.client import ApiError, ViewClient
 from metro_app.dashboard.gallery import ImageCard
 from metro_app.dashboard.keys import KeyListener
-from metro_app.labelling import LABELS
+from metro_app.labels.quality import LABELS
 
 __all__ = ["LABELS", "ORDERS", "CorrectionStation", "StationState", "order_items", "margin", "labellers_html"]
 

@@ -12,8 +12,8 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from edgemnist.errors import SchemaError
-from edgemnist.figures import derived_rates
-from edgemnist.messages import MetricsMessage, Origin, UncertainImage, parse_message
+from edgemnist.wire.messages import MetricsMessage, Origin, UncertainImage, parse_message
+from metro_app.views.figures import derived_rates
 
 __all__ = ["format_metrics", "read_topic", "show_topic"]
 
@@ -51,7 +51,7 @@ def read_topic(
 ) -> Iterator[MetricsMessage | UncertainImage]:
     """Yield the valid messages of either kind until `timeout` seconds pass; the caller may stop early."""
     from edgemnist.kafka import make_consumer
-    from edgemnist.settings import resolve
+    from edgemnist.kafka.settings import resolve
 
     settings = resolve(bootstrap_servers=bootstrap_servers)
     consumer = make_consumer(

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from edgemnist.broker import free_port
 from edgemnist_demo import camera_plan
+from edgemnist_demo.broker import free_port
 
 pytestmark = pytest.mark.e2e
 

@@ -22,7 +22,7 @@ from sklearn.tree import DecisionTreeClassifier
 
 from edgemnist.kafka import ensure_topics
 from edgemnist.model import load_model
-from edgemnist.modelwire import ModelEnvelope
+from edgemnist.wire.envelope import ModelEnvelope
 from tests.e2e._payload import MarkerOnLoad
 from tests.helpers import (
     EDGE_APP,

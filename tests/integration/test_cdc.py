@@ -19,14 +19,14 @@ from typing import Any
 import numpy as np
 import pytest
 
-from edgemnist.cdc import digits_dataset, training_digest
-from edgemnist.cdcstream import read_view
 from edgemnist.data import load_bundled
-from edgemnist.digitdb import connect, read_table
 from edgemnist.model import Model, evaluate, load_model, prepared_dataset, train_model
-from metro_app.labelstream import labels_from_topic
+from edgemnist_cdc.digitdb import connect, read_table
+from edgemnist_cdc.events import digits_dataset, training_digest
+from edgemnist_cdc.labels import labels_from_topic
+from edgemnist_cdc.stream import read_view
 from metro_app.store import Store
-from metro_app.trainset import build_field_set
+from metro_app.training.fieldset import build_field_set
 from tests.helpers import topic_prefix
 from tests.loop_data import rotated_uncertain
 

@@ -11,8 +11,8 @@ import time
 import pytest
 
 from edgemnist.kafka import ensure_topics
-from edgemnist.messages import MetricsMessage, UncertainImage
 from edgemnist.model import load_model
+from edgemnist.wire.messages import MetricsMessage, UncertainImage
 from tests.helpers import (
     EDGE_APP,
     create_models_topic,

@@ -13,9 +13,9 @@ from kafka.admin import ConfigResource, ConfigResourceType
 
 from edgemnist.kafka import _admin, make_consumer, make_producer
 from edgemnist.model import load_model_bytes
-from edgemnist.modelwire import ModelEnvelope
+from edgemnist.wire.envelope import ModelEnvelope
 from metro_app.client import ApiError
-from metro_app.publish import MAX_RECORD_BYTES
+from metro_app.rollout.publish import MAX_RECORD_BYTES
 from metro_app.samples import png_frame
 from metro_app.store import Store
 from metro_app.testing import HubProcess, wait_until

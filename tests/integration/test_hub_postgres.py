@@ -8,7 +8,7 @@ import pytest
 
 from metro_app.samples import make_image, make_metrics
 from metro_app.store import Store
-from metro_app.views import Views
+from metro_app.views.catalog import Views
 
 pytestmark = pytest.mark.integration
 

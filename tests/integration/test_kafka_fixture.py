@@ -9,7 +9,7 @@ import pytest
 
 from edgemnist.errors import BrokerUnavailable
 from edgemnist.kafka import EventProducer, ensure_topics, make_consumer
-from edgemnist.settings import KafkaSettings
+from edgemnist.kafka.settings import KafkaSettings
 from tests import helpers
 
 pytestmark = pytest.mark.integration

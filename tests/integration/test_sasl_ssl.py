@@ -3,7 +3,7 @@
 Credentials come from env (EDGE_MNIST_SECURITY_PROTOCOL, ..._SASL_*, ..._SSL_CAFILE) and from a
 credentials file. A wrong password and a plaintext client on the TLS port end with a non-zero exit
 and an error naming the broker and the cause, and no output ever holds the password.
-metro_app/publish.py (the retrain publisher) is not in this branch yet; it builds its producer
+metro_app/rollout/publish.py (the retrain publisher) is not in this branch yet; it builds its producer
 with edgemnist.kafka.make_producer, which raises the same errors as the hub's (tested here).
 """
 
@@ -21,7 +21,7 @@ import pytest
 
 from edgemnist.errors import ConfigError
 from edgemnist.kafka import ensure_topics
-from edgemnist.messages import UncertainImage
+from edgemnist.wire.messages import UncertainImage
 from metro_app.dashboard.topic import read_topic
 from metro_app.testing import HubProcess, free_port, wait_until
 from tests.helpers import edge_cmd, outbox_rows

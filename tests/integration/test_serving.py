@@ -15,10 +15,10 @@ import pytest
 
 from edgemnist.data import load_frames
 from edgemnist.kafka import ensure_topics, make_producer
-from edgemnist.messages import MetricsMessage
 from edgemnist.model import load_model
 from edgemnist.prep import prepare_batch
-from edgemnist.servewire import PredictResponse
+from edgemnist.wire.messages import MetricsMessage
+from edgemnist.wire.serving import PredictResponse
 from metro_app.testing import HubProcess, free_port, wait_until
 from tests.helpers import edge_cmd, outbox_rows, read_topic, read_values, split
 

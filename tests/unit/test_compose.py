@@ -6,7 +6,7 @@ import yaml
 
 from edge_app.cli import build_parser as edge_parser
 from edge_app.settings import EDGE_ENV_VARS
-from edgemnist.settings import ENV_VARS
+from edgemnist.kafka.settings import ENV_VARS
 from metro_app.cli import build_parser as hub_parser
 from metro_app.settings import HUB_ENV_VARS
 

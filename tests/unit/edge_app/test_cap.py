@@ -12,7 +12,7 @@ from edge_app.runner import StdoutSink, run_edge
 from edge_app.settings import EdgeSettings
 from edge_app.stages import UploadCap
 from edgemnist.errors import ConfigError, SchemaError
-from edgemnist.messages import MetricsMessage, parse_message
+from edgemnist.wire.messages import MetricsMessage, parse_message
 from metro_app.samples import make_image, make_metrics
 
 

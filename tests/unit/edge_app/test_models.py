@@ -20,10 +20,10 @@ from edge_app.runner import StdoutSink, run_edge
 from edge_app.settings import EdgeSettings
 from edgemnist.data import load_frames
 from edgemnist.errors import ModelError
-from edgemnist.messages import MetricsMessage, parse_message
 from edgemnist.model import Model, load_model
-from edgemnist.modelwire import ModelEnvelope
 from edgemnist.prep import prepare_frames
+from edgemnist.wire.envelope import ModelEnvelope
+from edgemnist.wire.messages import MetricsMessage, parse_message
 from metro_app.testing import wait_until
 from tests.helpers import model_envelope, train_small_model
 

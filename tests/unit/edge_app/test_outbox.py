@@ -8,7 +8,7 @@ import pytest
 from edge_app.outbox import IMAGE, METRICS, Outbox, Record
 from edge_app.sender import Sender
 from edgemnist.errors import BrokerUnavailable, ConfigError
-from edgemnist.messages import OutboxStats
+from edgemnist.wire.messages import OutboxStats
 
 
 def img(i: int, size: int = 100) -> Record:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 
-from edgemnist.messages import MetricsMessage, UncertainImage, parse_message
+from edgemnist.wire.messages import MetricsMessage, UncertainImage, parse_message
 from tests.helpers import EDGE_APP
 
 

@@ -17,7 +17,7 @@ from edge_app.stages import (
     camera_name,
 )
 from edgemnist.data import Frames
-from edgemnist.messages import EdgeConfig, OutboxStats, parse_message
+from edgemnist.wire.messages import EdgeConfig, OutboxStats, parse_message
 
 
 def scored_for(probs: np.ndarray, index=None) -> Scored:
@@ -114,7 +114,7 @@ def test_metrics_window_counts_labelled_and_correct_over_every_image():
 
 
 def test_metrics_window_without_labels_sends_no_accuracy_and_carries_refusals():
-    from edgemnist.messages import ModelRefusal
+    from edgemnist.wire.messages import ModelRefusal
 
     w = MetricsWindow(10, EdgeConfig())
     w.add(scored_for(onehot([3], 0.9)))

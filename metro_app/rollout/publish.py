@@ -1,0 +1,121 @@
+"""Publish an accepted model on the models topic, one `ModelEnvelope` record per model.
+
+The topic is compacted (the newest model per audience stays) and created
+with a `max.message.bytes` that fits the largest model an edge accepts plus
+the envelope header; the producer's request limit matches. A model too
+large for that is refused here, before anything is sent.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from edgemnist.errors import BrokerUnavailable, ModelError
+from edgemnist.wire.envelope import MAX_HEADER_BYTES, MAX_MODEL_BYTES, ModelEnvelope
+from metro_app.store import Store
+
+__all__ = [
+    "DEFAULT_MODELS_TOPIC",
+    "MAX_RECORD_BYTES",
+    "models_topic_config",
+    "envelope_for",
+    "ModelPublisher",
+]
+
+log = logging.getLogger(__name__)
+DEFAULT_MODELS_TOPIC = "edge-mnist.models"
+# value = magic + length + header + model; key and record-batch framing fit in the slack
+MAX_RECORD_BYTES = MAX_MODEL_BYTES + 8 + MAX_HEADER_BYTES + 64 * 1024
+
+
+def models_topic_config() -> dict[str, str]:
+    """Topic configs of the models topic: compacted, and big enough for a model."""
+    return {"cleanup.policy": "compact", "max.message.bytes": str(MAX_RECORD_BYTES)}
+
+
+def envelope_for(store: Store, version: str, targets: tuple[str, ...] | None = None) -> ModelEnvelope:
+    """The registered model as it goes on the wire; refuses an unknown or oversized model."""
+    card = store.model(version)
+    data = store.model_file(version)
+    if card is None or data is None:
+        raise ModelError(f"no model version {version!r} in the registry")
+    if len(data) > MAX_MODEL_BYTES:
+        raise ModelError(
+            f"model {version}: {len(data)} bytes is larger than the {MAX_MODEL_BYTES} bytes an edge "
+            "accepts on the models topic; not published"
+        )
+    return ModelEnvelope(version, card["sha256"], data, card["parent"], card["created"], targets)
+
+
+class ModelPublisher:
+    """Send registered models to the models topic and mark them published.
+
+    The producer is created on first use (from `edgemnist.kafka`), or handed in by tests.
+    """
+
+    def __init__(
+        self,
+        kafka: Any = None,
+        topic: str = DEFAULT_MODELS_TOPIC,
+        *,
+        producer: Any = None,
+        timeout: float = 60.0,
+    ) -> None:
+        if not topic:
+            raise ModelError("the models topic name must not be empty")
+        self._kafka = kafka
+        self.topic = topic
+        self._producer = producer
+        self.timeout = timeout
+        self._ready = producer is not None
+
+    def _open(self) -> Any:
+        if self._producer is None:
+            from edgemnist.kafka import make_producer
+
+            self._producer = make_producer(self._kafka, max_request_size=MAX_RECORD_BYTES)
+        if not self._ready:
+            from edgemnist.kafka import ensure_topics
+
+            ensure_topics(self._kafka, {self.topic: 1}, configs={self.topic: models_topic_config()})
+            self._ready = True
+        return self._producer
+
+    def publish(
+        self,
+        store: Store,
+        version: str,
+        targets: tuple[str, ...] | None = None,
+        *,
+        status: str = "published",
+        why: str = "",
+    ) -> ModelEnvelope:
+        """Send the model, wait for the broker's ack, then record its `status` (with an event).
+
+        `targets` (camera names) limits it to those cameras: a canary (status "canary"), or a
+        rollback of one; `why` opens the event's reason.
+        """
+        envelope = envelope_for(store, version, targets)
+        key, value = envelope.to_record()
+        producer = self._open()
+        try:
+            future = producer.send(self.topic, key=key, value=value)
+            producer.flush(timeout=self.timeout)
+            meta = future.get(timeout=self.timeout)
+        except Exception as exc:  # kafka-python raises its own KafkaError family; all mean "not published"
+            raise BrokerUnavailable(f"model {version}: not acknowledged on {self.topic!r}: {exc}") from exc
+        audience = "every camera" if targets is None else ", ".join(targets)
+        reason = f"on {self.topic} partition {meta.partition} offset {meta.offset} for {audience}"
+        reason = f"{why}: {reason}" if why else reason
+        store.set_model_status(version, status, reason)
+        log.info("model %s %s: %s", version, status, reason)
+        return envelope
+
+    def close(self) -> None:
+        producer, self._producer = self._producer, None
+        if producer is not None:
+            try:
+                producer.close(timeout=10)
+            except Exception as exc:
+                log.warning("closing the models producer: %s", exc)

@@ -1,0 +1,1 @@
+"""Scoring on request: prediction requests over Kafka answered by the hub (`predict`)."""

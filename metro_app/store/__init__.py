@@ -1,0 +1,36 @@
+"""The hub's durable store: SQLAlchemy Core over SQLite (default) or PostgreSQL.
+
+`Store` is one object per hub process; each table family lives in its own module:
+
+- `events`: metrics windows, their per-camera rows, uncertain images, dead letters;
+- `labels`: people's labels, training images from other systems, resolutions;
+- `models`: the model registry (skops bytes, status, events), shown as `modelrows`;
+- `alerts`: camera alerts; `rollouts`: rollouts (`RolloutBook`); `leases`: singleton jobs (`Lease`).
+
+`schema` holds every table, `engine` the SQLite/PostgreSQL engines, `base` the shared write lock,
+`rows` and `items` the conversions between wire messages and rows.
+Every write is idempotent on the message id (INSERT .. ON CONFLICT DO NOTHING), so a message
+Kafka delivers twice is stored once.
+"""
+
+from __future__ import annotations
+
+from metro_app.store.alerts import AlertTables
+from metro_app.store.events import (
+    FLEET_BUCKET_SECONDS,
+    DeadLetter,
+    EventTables,
+    WriteResult,
+    image_row_to_dict,
+)
+from metro_app.store.labels import LabelTables
+from metro_app.store.models import ModelTables
+
+__all__ = ["DeadLetter", "WriteResult", "Store", "FLEET_BUCKET_SECONDS", "image_row_to_dict"]
+
+
+class Store(EventTables, LabelTables, ModelTables, AlertTables):
+    """Metrics windows, uncertain and training images, labels, the model registry, alerts and dead letters.
+
+    One engine and one write lock (`base.StoreBase`) shared by the table families it combines.
+    """

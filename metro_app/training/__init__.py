@@ -1,0 +1,3 @@
+"""Training: retrain (`retrain`), the field set of labelled images (`fieldset`), retrain jobs in a
+background thread (`jobs`), models trained elsewhere (`modelimport`).
+"""

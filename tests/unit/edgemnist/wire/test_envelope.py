@@ -1,0 +1,48 @@
+import hashlib
+
+import pytest
+
+from edgemnist.errors import SchemaError
+from edgemnist.wire.envelope import MODEL_MAGIC, ModelEnvelope
+
+
+def _env(**kw) -> ModelEnvelope:
+    data = kw.pop("data", b"PK\x03\x04 model bytes")
+    return ModelEnvelope("m-2", hashlib.sha256(data).hexdigest(), data, parent="m-1", **kw)
+
+
+def test_envelope_round_trip_keeps_every_field_and_the_bytes():
+    env = _env(created="2026-11-25T12:00:00.000000Z", targets=("CamB", "CamA"))
+    key, value = env.to_record()
+    back = ModelEnvelope.from_record(key, value)
+    assert key == b"CamA,CamB"
+    assert back.header() == env.header() and back.data == env.data
+
+
+def test_fleet_model_is_keyed_star_and_applies_to_every_camera():
+    env = _env()
+    assert env.key == b"*" and env.applies_to("anything-host")
+
+
+@pytest.mark.parametrize(
+    "value, needle",
+    [
+        (None, "tombstone"),
+        (b"{}", "magic"),
+        (MODEL_MAGIC + b"\xff\xff\xff\xff", "header length"),
+        (MODEL_MAGIC + b"\x00\x00\x00\x02[]", "object"),
+        (MODEL_MAGIC + b"\x00\x00\x00\x02no", "not JSON"),
+    ],
+)
+def test_malformed_envelopes_name_the_problem(value, needle):
+    with pytest.raises(SchemaError, match=needle):
+        ModelEnvelope.from_record(b"*", value, "models[0]@7")
+
+
+def test_size_and_hash_shape_are_checked():
+    key, value = _env().to_record()
+    with pytest.raises(SchemaError, match="model bytes"):
+        ModelEnvelope.from_record(key, value + b"extra")
+    bad = ModelEnvelope("m-2", "XYZ", b"x").to_record()
+    with pytest.raises(SchemaError, match="sha256"):
+        ModelEnvelope.from_record(*bad)

@@ -1,0 +1,79 @@
+"""The compiled decode-and-validate pass accepts only what the key-by-key checks accept, with equal results."""
+
+import json
+from datetime import UTC, datetime
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from edgemnist.errors import SchemaError
+from edgemnist.wire import fast as _wire
+from edgemnist.wire import messages
+from metro_app.samples import make_image, make_metrics
+from tests.unit.metro_app.ingest.test_poison import poison_image, poison_metrics
+
+
+def both(data: bytes):
+    """(fast result or None, slow result or the SchemaError it raised)."""
+    fast = _wire.fast_parse(data, datetime.now(UTC) + messages.FUTURE_TOLERANCE, messages)
+    try:
+        slow = messages._parse_slow(data, messages.Origin("events", 0, 1))
+    except SchemaError as exc:
+        slow = exc
+    return fast, slow
+
+
+def test_bounds_agree_with_messages():
+    assert _wire._MAX_INT == messages.MAX_INT and _wire._MAX_WINDOW_IMAGES == messages.MAX_WINDOW_IMAGES
+    assert _wire._MAX_CAMERAS == messages.MAX_CAMERAS_PER_MESSAGE
+    assert _wire._MAX_MESSAGE_BYTES == messages.MAX_MESSAGE_BYTES
+    assert _wire._MIN_TIMESTAMP == messages.MIN_TIMESTAMP
+
+
+@pytest.mark.parametrize("msg", [make_image("Cam", 3), make_metrics("Cam", 4, correct=15),
+                                 make_image("Cam", 5, with_id=False), make_metrics("Cam", 6, with_id=False)])  # fmt: skip
+def test_valid_messages_take_the_fast_pass_and_equal_the_slow_result(msg):
+    fast, slow = both(msg.to_json())
+    assert fast is not None and type(fast) is type(slow)
+    assert fast.to_dict() == slow.to_dict() == msg.to_dict()
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.integers(0, 1).flatmap(lambda k: (poison_image if k else poison_metrics)(7)))
+def test_the_fast_pass_never_accepts_what_the_checks_refuse(message):
+    fast, slow = both(json.dumps(message).encode())
+    if fast is not None:
+        assert not isinstance(slow, SchemaError), (message, slow)
+        assert type(fast) is type(slow) and fast.to_dict() == slow.to_dict()
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"count": True}, {"count": 1.0}, {"count": 2**63}, {"result_probability": 1}, {"schema": None},
+        {"camera_metrics": None}, {"source_bigint": 2**64}, {"timestamp": "2020-06-01T12:00:00"},
+        {"timestamp": "2020-06-01T12:00:00+02:00"}, {"prep_time": 10**400}, {"later_key": 10**400},
+    ],
+)  # fmt: skip
+def test_edge_values_agree(change):
+    for d in (make_image("Cam", 1).to_dict(), make_metrics("Cam", 1).to_dict()):
+        if "source_bigint" in change:
+            d.setdefault("config", {})["source"] = change["source_bigint"]
+        else:
+            d.update(change)
+        fast, slow = both(json.dumps(d).encode())
+        if fast is not None:
+            assert not isinstance(slow, SchemaError) and fast.to_dict() == slow.to_dict(), (change, slow)
+
+
+def test_shared_edge_configs_keep_signs_and_types():
+    seen = []
+    for delay, source in ((0.0, 0), (-0.0, 0), (0.0, 0.0), (0.0, -0.0), (0.0, False), (0.0, 0)):
+        d = make_metrics("Cam", 1).to_dict()
+        d["config"].update(delay=delay, source=source)
+        fast, slow = both(json.dumps(d).encode())
+        assert isinstance(slow, SchemaError) or fast is None or fast.to_dict() == slow.to_dict()
+        if fast is not None:
+            seen.append(json.dumps(fast.to_dict()["config"]))
+    assert len(set(seen)) == 4, seen  # 0/0, -0.0/0, 0.0/0.0, 0.0/-0.0; False takes the slow path

@@ -1,0 +1,109 @@
+"""The hub's prediction loop with fakes: one predict_proba per model per poll, responses keyed like requests."""
+
+import base64
+import io
+import json
+from collections import namedtuple
+
+import numpy as np
+from PIL import Image
+
+from edgemnist.model import Model
+from edgemnist.wire.serving import PredictResponse
+from metro_app.serving.predict import PredictLoop
+
+Rec = namedtuple("Rec", "topic partition offset key value")
+
+
+class Estimator:
+    classes_ = np.arange(10)
+
+    def __init__(self):
+        self.calls = 0
+
+    def predict_proba(self, x):
+        self.calls += 1
+        out = np.full((len(x), 10), 0.01)
+        out[np.arange(len(x)), x.sum(axis=1) % 10] = 0.91
+        return out
+
+
+class FakeConsumer:
+    def __init__(self, batches):
+        self.batches, self.commits, self.seeks = list(batches), 0, []
+
+    def poll(self, timeout_ms=0, max_records=None):
+        return self.batches.pop(0) if self.batches else {}
+
+    def commit(self):
+        self.commits += 1
+
+    def seek(self, tp, offset):
+        self.seeks.append((tp, offset))
+
+
+class Future:
+    def __init__(self, fail):
+        self.fail = fail
+
+    def get(self, timeout=None):
+        if self.fail:
+            raise TimeoutError("no ack")
+
+
+class FakeProducer:
+    def __init__(self, fail=False):
+        self.sent, self.fail = [], fail
+
+    def send(self, topic, value, key):
+        self.sent.append((topic, key, value))
+        return Future(self.fail)
+
+    def flush(self, timeout=None):
+        pass
+
+
+def _png(pixels: np.ndarray) -> str:
+    buf = io.BytesIO()
+    Image.fromarray(255 - pixels).convert("RGB").save(buf, "PNG")
+    return base64.b64encode(buf.getvalue()).decode()
+
+
+def _recs(bodies):
+    return {("req", 0): [Rec("req", 0, i, f"k{i}".encode(), b) for i, b in enumerate(bodies)]}
+
+
+def test_a_poll_is_answered_in_order_with_one_predict_call():
+    est = Estimator()
+    model = Model(est, "m-1", "sha")
+    digit = np.zeros((28, 28), np.uint8)
+    digit[8:20, 12:16] = 255
+    bodies = [
+        json.dumps({"id": "a", "model": "latest", "pixels": [1] + [0] * 783}).encode(),
+        json.dumps({"id": "b", "model": "m-1", "image": _png(digit)}).encode(),
+        json.dumps({"id": "c", "model": "other", "pixels": [0] * 784}).encode(),
+        b"not json",
+        json.dumps(
+            {"id": "e", "model": "latest", "image": base64.b64encode(b"\x89PNG\r\n\x1a\nxx").decode()}
+        ).encode(),
+    ]
+    consumer, producer = FakeConsumer([_recs(bodies)]), FakeProducer()
+    loop = PredictLoop(consumer, producer, lambda name: model if name in ("latest", "m-1") else None, "resp")
+    assert loop.step() == 5
+    assert est.calls == 1 and consumer.commits == 1
+    assert [k for _, k, _ in producer.sent] == [b"k0", b"k1", b"k2", b"k3", b"k4"]
+    got = [PredictResponse.from_json(v) for _, _, v in producer.sent]
+    assert got[0].id == "a" and got[0].result_class == 1 and got[0].model_version == "m-1"
+    assert got[1].id == "b" and got[1].predictions is not None
+    assert got[2].error == "unknown model 'other'"
+    assert got[3].id == "k3" and "not JSON" in got[3].error  # no readable id: answered under the key
+    assert got[4].id == "e" and "malformed image" in got[4].error
+    assert loop.stats.answered == 2 and loop.stats.errors == 3
+
+
+def test_unacknowledged_responses_rewind_without_commit():
+    model = Model(Estimator(), "m-1", "sha")
+    consumer = FakeConsumer([_recs([json.dumps({"id": "a", "pixels": [0] * 784}).encode()])])
+    loop = PredictLoop(consumer, FakeProducer(fail=True), lambda n: model, "resp", retry_seconds=0)
+    assert loop.step() == 0
+    assert consumer.commits == 0 and consumer.seeks == [(("req", 0), 0)]

@@ -1,0 +1,70 @@
+"""The hub's hot path (rows straight from the decoded Structs) stores exactly what the message path stores."""
+
+import json
+import logging
+import threading
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from metro_app.ingest.runloop import run_forever
+from metro_app.ingest.validate import Validator, derived_id
+from metro_app.samples import make_image, make_metrics
+from metro_app.store import DeadLetter
+from metro_app.store.items import message_item
+from tests.unit.metro_app.ingest.test_loop import Rec
+from tests.unit.metro_app.ingest.test_poison import poison_image, poison_metrics
+
+
+def by_message_path(rec):
+    """What `Validator.__call__` decides, as a row: the dataclasses, then the row built from them."""
+    out = Validator()(rec)
+    if isinstance(out, DeadLetter):
+        return out
+    own = out.id != derived_id(rec.topic, rec.partition, rec.offset)
+    return message_item(out, rec.value.decode() if own else None)
+
+
+def test_rows_from_structs_equal_rows_from_messages_column_for_column():
+    values = [
+        make_metrics("CamA", 1).to_json(),
+        make_metrics("CamA", 2, correct=7).to_json(),
+        make_metrics("CamA", 3, with_id=False).to_json(),
+        make_image("CamA", 1).to_json(),
+        make_image("CamA", 2, with_id=False).to_json(),
+        json.dumps({**make_metrics("CamB", 4).to_dict(), "held_back": 3}).encode(),
+        json.dumps({**make_metrics("CamB", 5).to_dict(), "camera_metrics": {
+            "B1": {"certain": [1] * 11, "uncertain": [2] * 11}, "B2": {"certain": [0] * 11, "uncertain": [3] * 11}}}).encode(),
+        b"not json",
+        json.dumps({**make_image("CamA", 3).to_dict(), "image": "aGVsbG8="}).encode(),  # base64, not a PNG
+    ]  # fmt: skip
+    recs = [Rec("events", 0, k, b"k", v) for k, v in enumerate(values)]
+    got = Validator().items(recs)
+    assert got == [by_message_path(r) for r in recs]
+    assert [type(g).__name__ for g in got] == ["Item"] * 7 + ["DeadLetter"] * 2
+    assert got[6].cameras == (("B1", 11, 22), ("B2", 0, 33)) and got[6].row[5] == 66  # images column
+    assert got[2].id == "events:0:2" and json.loads(got[2].row[6])["id"] == "events:0:2"  # body holds the id
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.integers(0, 1).flatmap(lambda k: (poison_image if k else poison_metrics)(7)))
+def test_the_hot_path_decides_every_record_as_the_checks_do(message):
+    rec = Rec("events", 0, 7, None, json.dumps(message).encode())
+    [got] = Validator().items([rec])
+    assert got == by_message_path(rec)
+
+
+def test_run_forever_survives_a_failing_step_and_stops_when_told(caplog):
+    stop, calls = threading.Event(), []
+
+    def step():
+        calls.append(1)
+        if len(calls) == 1:
+            raise RuntimeError("broker went away")
+        if len(calls) == 3:
+            stop.set()
+
+    with caplog.at_level(logging.ERROR):
+        run_forever(step, stop, 0.01, "test loop: a batch", logging.getLogger("t"))
+    assert len(calls) == 3
+    assert "test loop: a batch failed" in caplog.text and "broker went away" in caplog.text
