@@ -258,11 +258,11 @@ def _open_store(args: argparse.Namespace):  # noqa: ANN202 - metro_app.store is 
 
 
 def _models(args: argparse.Namespace) -> int:
-    from metro_app.store.rollouts import RolloutBook, with_rollouts
+    from metro_app.store.rollouts import with_rollouts
 
     store = _open_store(args)
     try:
-        models = with_rollouts(store.models(), RolloutBook(store).latest_by_version())
+        models = with_rollouts(store.models(), store.rollout_book().latest_by_version())
     finally:
         store.close()
     if args.json:

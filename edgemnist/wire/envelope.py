@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import re
 import struct
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,6 +38,15 @@ MAX_MODEL_BYTES = 16 * 2**20  # the models topic is created with max.message.byt
 MAX_HEADER_BYTES = 64 * 1024
 ALL_CAMERAS = b"*"
 _SHA256 = re.compile(r"[0-9a-f]{64}")
+
+
+def targets_match(camera: str, targets: Iterable[str]) -> bool:
+    """Whether `camera` (``<camera>-<hostname>``) is one of `targets` (full names or camera parameters).
+
+    >>> targets_match("Line3-host7", ["Line3"]), targets_match("Line30-host7", ["Line3"])
+    (True, False)
+    """
+    return any(camera == t or camera.startswith(f"{t}-") for t in targets)
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -60,9 +70,7 @@ class ModelEnvelope:
 
         A target matches the full camera name or its camera parameter (the part before ``-<hostname>``).
         """
-        if self.targets is None:
-            return True
-        return any(camera == t or camera.startswith(f"{t}-") for t in self.targets)
+        return self.targets is None or targets_match(camera, self.targets)
 
     def header(self) -> dict[str, Any]:
         return {

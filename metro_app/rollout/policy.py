@@ -32,6 +32,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from edgemnist.cliargs import check_fields
+from edgemnist.wire.envelope import targets_match
 
 __all__ = ["Policy", "Figures", "Verdict", "figures", "matches", "judge"]
 
@@ -97,7 +98,7 @@ def matches(camera: str, targets: Iterable[str]) -> bool:
     The edges' rule (`edgemnist.wire.envelope.ModelEnvelope.applies_to`), so the watcher judges exactly
     the cameras the canary model went to.
     """
-    return any(camera == t or camera.startswith(f"{t}-") for t in targets)
+    return targets_match(camera, targets)
 
 
 def figures(windows: Iterable[Mapping[str, Any]], camera: str) -> Figures:

@@ -25,8 +25,7 @@ from typing import Any, Protocol
 from edgemnist.errors import BrokerUnavailable, ConfigError, ModelError
 from metro_app.rollout.policy import Figures, Policy, figures, judge
 from metro_app.store import Store
-from metro_app.store.leases import Lease
-from metro_app.store.rollouts import RolloutBook, check_model
+from metro_app.store.rollouts import check_model
 
 __all__ = [
     "LEASE_NAME",
@@ -79,7 +78,7 @@ def register_rollout(
         raise ModelError("no published model in the registry: nothing to compare with or roll back to")
     if current["version"] == version:
         raise ConfigError(f"{version} is already published to every camera")
-    book = RolloutBook(store)
+    book = store.rollout_book()
     missing = [t for t in targets if not book.cameras_matching([t])]
     if missing:
         raise ConfigError(
@@ -118,10 +117,10 @@ class RolloutWatcher:
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.store = store
-        self.book = RolloutBook(store)
+        self.book = store.rollout_book()
         self.publisher = publisher
         self.interval = interval
-        self.lease = Lease(store.engine, LEASE_NAME, holder, ttl=lease_ttl)
+        self.lease = store.lease(LEASE_NAME, holder, ttl=lease_ttl)
         self.clock = clock
         self.stats: dict[str, Any] = {
             "leader": False,
@@ -269,7 +268,7 @@ def rollback(
     Without a version or cameras, ending a running canary (its parent back on its canary
     cameras) is the whole rollback. Returns what was done.
     """
-    book = RolloutBook(store)
+    book = store.rollout_book()
     ended = []
     for r in book.active():
         targets = tuple(r["targets"])
@@ -299,7 +298,7 @@ def rollback(
 
 def wait_for(store: Store, rollout_id: int, timeout: float, poll: float = 1.0) -> dict[str, Any]:
     """The rollout once it is promoted, rolled back or failed (or as it stands after `timeout`)."""
-    book = RolloutBook(store)
+    book = store.rollout_book()
     deadline = time.monotonic() + timeout
     while True:
         r = book.get(rollout_id)

@@ -24,7 +24,9 @@ from metro_app.store.events import (
     image_row_to_dict,
 )
 from metro_app.store.labels import LabelTables
+from metro_app.store.leases import Lease
 from metro_app.store.models import ModelTables
+from metro_app.store.rollouts import RolloutBook
 
 __all__ = ["DeadLetter", "WriteResult", "Store", "FLEET_BUCKET_SECONDS", "image_row_to_dict"]
 
@@ -34,3 +36,11 @@ class Store(EventTables, LabelTables, ModelTables, AlertTables):
 
     One engine and one write lock (`base.StoreBase`) shared by the table families it combines.
     """
+
+    def rollout_book(self) -> RolloutBook:
+        """The rollouts table (and the windows a rollout's verdict is made of)."""
+        return RolloutBook(self)
+
+    def lease(self, name: str, holder: str | None = None, *, ttl: float = 15.0) -> Lease:
+        """A lease row: one hub of several sharing this store runs the singleton job `name`."""
+        return Lease(self.engine, name, holder, ttl=ttl)

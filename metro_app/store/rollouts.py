@@ -10,16 +10,19 @@ import builtins
 import json
 import time
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 import sqlalchemy as sa
 
 from edgemnist.errors import ConfigError, ModelError
-from metro_app.rollout.policy import Policy, matches
-from metro_app.store import Store
+from edgemnist.wire.envelope import targets_match
 from metro_app.store.rows import iso
 from metro_app.store.schema import metric_cameras, metrics, rollouts
+
+if TYPE_CHECKING:
+    from metro_app.rollout.policy import Policy
+    from metro_app.store import Store
 
 __all__ = ["ACTIVE", "RolloutBusy", "RolloutBook", "rollout_dict", "check_model", "with_rollouts"]
 
@@ -148,7 +151,7 @@ class RolloutBook:
         """Full names of the cameras with stored windows that a canary to `targets` reaches."""
         targets = list(targets)
         names = self._rows(sa.select(metric_cameras.c.camera).distinct())
-        return sorted(r.camera for r in names if matches(r.camera, targets))
+        return sorted(r.camera for r in names if targets_match(r.camera, targets))
 
     def windows(
         self, camera: str, *, after: int = 0, upto: int | None = None, newest: int | None = None
