@@ -22,7 +22,7 @@ from metro_app.ingest.loop import HUB_CONSUMER_CONFIG, DeadLetterSink, HubLoop
 from metro_app.settings import HubSettings
 from metro_app.store import Store
 from metro_app.store.rows import image_row, metrics_row
-from metro_app.store.schema import images, metrics
+from metro_app.store.schema import metrics, uncertain_images
 
 __all__ = ["Run", "run_ours", "run_quix", "run_minimal", "stored_ids"]
 
@@ -100,7 +100,7 @@ def run_quix(
                 else:
                     irows.append(image_row(msg, now))
             with engine.begin() as conn:
-                for table, rows in ((metrics, mrows), (images, irows)):
+                for table, rows in ((metrics, mrows), (uncertain_images, irows)):
                     if rows:
                         cols = list(rows[0])
                         conn.exec_driver_sql(

@@ -14,7 +14,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
 from metro_app.store.engine import make_engine
-from metro_app.store.schema import add_missing_columns, images, metadata
+from metro_app.store.schema import add_missing_columns, metadata, uncertain_images
 
 __all__ = ["StoreBase", "plain_insert"]
 
@@ -74,7 +74,7 @@ class StoreBase:
             return list(conn.execute(query))
 
     def image(self, msg_id: str) -> Any | None:
-        rows = self._rows(sa.select(images).where(images.c.msg_id == msg_id))
+        rows = self._rows(sa.select(uncertain_images).where(uncertain_images.c.msg_id == msg_id))
         return rows[0] if rows else None
 
 

@@ -25,12 +25,12 @@ from metro_app.store.items import IMAGE_COLS, METRIC_COLS, Item, message_item
 from metro_app.store.rows import FLEET_BUCKET_SECONDS, image_row_to_dict
 from metro_app.store.schema import (
     dead_letters,
-    images,
     labels,
     metric_cameras,
     metrics,
     model_registry,
     training_images,
+    uncertain_images,
 )
 
 __all__ = ["DeadLetter", "WriteResult", "EventTables", "FLEET_BUCKET_SECONDS", "image_row_to_dict"]
@@ -106,11 +106,11 @@ class EventTables(StoreBase):
                 cams = [(mid, cam, c, u) for mid, msg_id in new_metrics for cam, c, u in cams_of[msg_id]]
                 conn.exec_driver_sql(*plain_insert(conn, metric_cameras, _CAMERA_COLS, cams))
             new_images = self._insert_tuples(
-                conn, images, IMAGE_COLS, [(*it.row, now, it.content_hash) for it in iitems]
+                conn, uncertain_images, IMAGE_COLS, [(*it.row, now, it.content_hash) for it in iitems]
             )
             out.images = len(new_images)
             out.conflicts = self._conflicts(conn, metrics, mitems, new_metrics)
-            out.conflicts.update(self._conflicts(conn, images, iitems, new_images))
+            out.conflicts.update(self._conflicts(conn, uncertain_images, iitems, new_images))
             out.dead_letters = self._insert_dead(conn, dead, now)
         return out
 
@@ -164,13 +164,18 @@ class EventTables(StoreBase):
         return [(r.id, orjson.loads(r.body)) for r in reversed(rows)]
 
     def images_page(self, after: int, limit: int) -> list[tuple[int, dict[str, Any]]]:
-        q = sa.select(images).where(images.c.id > after).order_by(images.c.id).limit(limit)
+        q = (
+            sa.select(uncertain_images)
+            .where(uncertain_images.c.id > after)
+            .order_by(uncertain_images.c.id)
+            .limit(limit)
+        )
         return [(r.id, image_row_to_dict(r)) for r in self._rows(q)]
 
     def last_ids(self) -> dict[str, int]:
         with self.engine.connect() as conn:
             m = conn.execute(sa.select(sa.func.coalesce(sa.func.max(metrics.c.id), 0))).scalar_one()
-            i = conn.execute(sa.select(sa.func.coalesce(sa.func.max(images.c.id), 0))).scalar_one()
+            i = conn.execute(sa.select(sa.func.coalesce(sa.func.max(uncertain_images.c.id), 0))).scalar_one()
         return {"metrics": int(m), "images": int(i)}
 
     def counts(self) -> dict[str, int]:
@@ -178,7 +183,7 @@ class EventTables(StoreBase):
         with self.engine.connect() as conn:
             for name, table in (
                 ("metrics", metrics),
-                ("images", images),
+                ("images", uncertain_images),
                 ("labels", labels),
                 ("dead_letters", dead_letters),
                 ("models", model_registry),
@@ -218,7 +223,7 @@ class EventTables(StoreBase):
 
     def camera_image_stats(self) -> dict[str, tuple[int, int, int]]:
         """Per camera: (uncertain images stored, those with true_class, those predicted right)."""
-        c = images.c
+        c = uncertain_images.c
         right = sa.func.sum(sa.case((c.result_class == c.true_class, 1), else_=0))
         q = sa.select(c.camera, sa.func.count(), sa.func.count(c.true_class), right).group_by(c.camera)
         return {r[0]: (int(r[1]), int(r[2]), int(r[3] or 0)) for r in self._rows(q)}

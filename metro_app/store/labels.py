@@ -15,10 +15,10 @@ from metro_app.labels.settle import CONFLICT, settle_labels
 from metro_app.store.base import StoreBase
 from metro_app.store.rows import iso, label_dict
 from metro_app.store.schema import (
-    images,
     label_resolutions,
     labels,
     training_images,
+    uncertain_images,
 )
 
 __all__ = ["LabelTables"]
@@ -106,7 +106,7 @@ class LabelTables(StoreBase):
         out: dict[str, str] = {}
         for k in range(0, len(ids), 500):
             part = list(ids[k : k + 500])
-            for table in (training_images, images):  # an uncertain image wins over a training image
+            for table in (training_images, uncertain_images):  # an uncertain image wins over a training image
                 q = sa.select(table.c.msg_id, table.c.image).where(table.c.msg_id.in_(part))
                 out.update((r.msg_id, r.image) for r in self._rows(q))
         return out
@@ -121,7 +121,7 @@ class LabelTables(StoreBase):
         wanted = sorted({image_id for image_id, _ in labelled})
         for start in range(0, len(wanted), 500):
             part = wanted[start : start + 500]
-            for table in (training_images, images):
+            for table in (training_images, uncertain_images):
                 q = sa.select(table.c.msg_id, table.c.image).where(table.c.msg_id.in_(part))
                 found |= {r.msg_id: r.image for r in self._rows(q)}
         return [(i, label, found[i]) for i, label in labelled if i in found]
@@ -157,7 +157,9 @@ class LabelTables(StoreBase):
         """Image id -> camera, for the uncertain images among `ids`."""
         out: dict[str, str] = {}
         for k in range(0, len(ids), 500):
-            q = sa.select(images.c.msg_id, images.c.camera).where(images.c.msg_id.in_(list(ids[k : k + 500])))
+            q = sa.select(uncertain_images.c.msg_id, uncertain_images.c.camera).where(
+                uncertain_images.c.msg_id.in_(list(ids[k : k + 500]))
+            )
             out.update((r.msg_id, r.camera) for r in self._rows(q))
         return out
 

@@ -9,7 +9,7 @@ __all__ = [
     "metadata",
     "metrics",
     "metric_cameras",
-    "images",
+    "uncertain_images",
     "labels",
     "training_images",
     "model_registry",
@@ -52,7 +52,7 @@ metric_cameras = sa.Table(
     sa.Index("ix_metric_cameras_camera", "camera", "metric_id"),
 )
 
-images = sa.Table(
+uncertain_images = sa.Table(
     "uncertain_images",
     metadata,
     sa.Column("id", _ID, primary_key=True, autoincrement=True),
@@ -215,7 +215,7 @@ def add_missing_columns(engine: sa.engine.Engine) -> None:
     """Add nullable columns that newer versions define to tables an older hub created."""
     inspector = sa.inspect(engine)
     with engine.begin() as conn:
-        for table in (metrics, images):
+        for table in (metrics, uncertain_images):
             have = {c["name"] for c in inspector.get_columns(table.name)}
             for col in table.columns:
                 if col.name not in have and col.nullable:
