@@ -11,12 +11,13 @@ EXTRAS ?= dev,hub,dashboards,demo,cdc
 DASHBOARD_PORT ?= 8866
 PYTEST_ARGS ?=
 
-.PHONY: help install system-deps kafka-jars connect-jars test test-unit lint bench bench-hub demo dashboard image hub-image train clean
+.PHONY: help install system-deps kafka-jars connect-jars test test-unit lint docs bench bench-hub demo dashboard image hub-image train clean
 
 help:
 	@echo "make demo   - train a model if none, start broker + hub + three edge cameras"
 	@echo "make test   - install everything, fetch Apache Kafka jars with Maven, run the whole suite"
 	@echo "make lint   - ruff, mypy and import-linter (the layers)"
+	@echo "make docs   - the documentation site (mkdocs, strict: a broken link fails) into build/site"
 	@echo "make bench  - benchmarks against the reference design"
 	@echo "make bench-hub - the hub against a Quix Streams hub and a minimal loop (Apache Kafka, Tansu, PostgreSQL)"
 	@echo "make image  - build the edge image edge-camera-classifier-app:v1 with buildah (no Docker needed)"
@@ -72,6 +73,9 @@ lint: install
 	$(VENV)/bin/ruff format --check edgemnist edgemnist_demo edgemnist_cdc edge_app metro_app tests bench notebooks
 	$(VENV)/bin/mypy edgemnist edgemnist_demo edgemnist_cdc edge_app metro_app
 	$(VENV)/bin/lint-imports
+
+docs: install
+	$(VENV)/bin/mkdocs build --strict --site-dir build/site
 
 bench: install
 	$(PY) bench/edge.py

@@ -30,7 +30,7 @@ def _centre_of_mass(img: np.ndarray) -> tuple[float, float]:
 
 
 def reference_prepare(frame: bytes) -> np.ndarray:
-    """REFERENCE.md step 3 for one frame: (28, 28) uint8."""
+    """docs/reference.md "Preparation" for one frame: (28, 28) uint8."""
     img = ImageOps.invert(Image.open(io.BytesIO(frame)).convert("L"))
     box = img.getbbox()
     if box is None:

@@ -1,4 +1,4 @@
-"""MNIST normalisation of camera frames (REFERENCE.md "Prepare"), a micro-batch at a time.
+"""MNIST normalisation of camera frames (docs/reference.md "Preparation"), a micro-batch at a time.
 
 The reference prepares one image at a time with PIL. Here only PNG decoding
 stays per image; greyscale conversion, bounding boxes, the Lanczos resize,

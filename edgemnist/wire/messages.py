@@ -1,4 +1,4 @@
-"""The two wire messages of REFERENCE.md, key for key, plus our added keys.
+"""The two wire messages of docs/reference.md "Messages", key for key, plus our added keys.
 
 Parsing and validation of wire messages live only here. Everything a consumer
 relies on is checked: a message that passes `parse_message` can be stored and

@@ -1,7 +1,7 @@
 """Reading the topic directly, as the reference's testing-kafka notebook does: no hub involved.
 
 Prints each metrics window (per-camera certain/uncertain counts, latency
-stats, the derived rates of REFERENCE.md) and, when asked, each uncertain
+stats, the derived rates of docs/reference.md "Derived figures") and, when asked, each uncertain
 image beside its prepared image with the ten scores.
 """
 

@@ -69,7 +69,7 @@ def image_row(m: UncertainImage, now: float) -> dict[str, Any]:
 
 
 def image_row_to_dict(row: Any) -> dict[str, Any]:
-    """The uncertain-image wire dict (REFERENCE.md's keys plus ours) of a stored row."""
+    """The uncertain-image wire dict (docs/reference.md "Messages" keys plus ours) of a stored row."""
     msg = UncertainImage(
         count=row.count,
         image=row.image,

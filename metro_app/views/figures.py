@@ -25,7 +25,7 @@ __all__ = [
 
 @dataclass(frozen=True, slots=True)
 class DerivedRates:
-    """REFERENCE.md's figures from one metrics message: rates per second and overheads in seconds.
+    """docs/reference.md "Derived figures" of one metrics message: rates per second, overheads in seconds.
 
     `ingest_overhead` is the time per image beyond the configured delay and preparation;
     `queueing_overhead` the time per scored image beyond scoring itself. None when nothing was scored.

@@ -1,4 +1,4 @@
-"""Preparation equals the REFERENCE.md algorithm, and bad frames are reported, not fatal."""
+"""Preparation equals docs/reference.md "Preparation", and bad frames are reported, not fatal."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from edgemnist.prep import Prepared, prepare_batch, prepare_frames
 
 
 def reference_prepare(frame: bytes) -> np.ndarray:
-    """The oracle: REFERENCE.md "Prepare", one image at a time, written plainly with PIL."""
+    """The oracle: docs/reference.md "Preparation", one image at a time, written plainly with PIL."""
     image = ImageOps.invert(Image.open(io.BytesIO(frame)).convert("L"))
     box = image.getbbox()
     if box is None:

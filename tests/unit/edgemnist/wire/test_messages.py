@@ -1,4 +1,4 @@
-"""Wire messages: golden round trips against REFERENCE.md's examples, and validation."""
+"""Wire messages: golden round trips against the examples of docs/reference.md "Messages", and validation."""
 
 import json
 
