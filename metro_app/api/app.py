@@ -6,7 +6,6 @@ OpenAPI spec is served at /openapi.json.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -19,14 +18,11 @@ from metro_app.api.errors import on_invalid_request
 from metro_app.api.guard import MAX_BODY_BYTES, BodyGuard
 from metro_app.rollout.policy import Policy
 from metro_app.store import Store
-from metro_app.store.rollouts import RolloutBook
 from metro_app.training.jobs import RetrainJobs
-from metro_app.views.catalog import Views
 
 __all__ = ["create_app"]
 
-# Starlette answers with the first matching route, so the order is part of the API:
-# POST /models/{version}/rollout is met before GET /models/retrain/{job_id}.
+# The first matching route answers: /models/{version}/rollout must precede /models/retrain/{job_id}.
 _ROUTERS = (views, cameras, images, labels, alerts, rollouts, models, health)
 
 
@@ -45,16 +41,7 @@ def create_app(
     bytes are refused (413).
     """
     app = FastAPI(title="edge-mnist hub", version="1", description=__doc__)
-    app.state.hub = Hub(
-        store=store,
-        views=Views(store),
-        book=RolloutBook(store),
-        policy=rollout_policy or Policy(),
-        retrain=retrain,
-        health=health,
-        started=time.time(),
-        token=token,
-    )
+    app.state.hub = Hub.over(store, token=token, health=health, retrain=retrain, policy=rollout_policy)
     app.add_middleware(BodyGuard, token=token, max_body=max_body)
     app.add_exception_handler(RequestValidationError, on_invalid_request)  # type: ignore[arg-type]
     for module in _ROUTERS:

@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import hmac
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Annotated, Any
@@ -36,6 +37,20 @@ class Hub:
     health: Callable[[], dict[str, Any]] | None
     started: float
     token: str | None = field(default=None, repr=False)
+
+    @classmethod
+    def over(
+        cls,
+        store: Store,
+        *,
+        token: str | None,
+        health: Callable[[], dict[str, Any]] | None,
+        retrain: RetrainJobs | None,
+        policy: Policy | None,
+    ) -> Hub:
+        """The state for an app over `store`; its uptime counts from now."""
+        book = RolloutBook(store)
+        return cls(store, Views(store), book, policy or Policy(), retrain, health, time.time(), token)
 
 
 async def hub(request: Request) -> Hub:
