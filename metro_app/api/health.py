@@ -1,0 +1,28 @@
+"""GET /health: is the hub up, how far behind is its consumer, what has it stored."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from fastapi import APIRouter
+
+from metro_app.api.deps import HubDep
+
+__all__ = ["router"]
+
+router = APIRouter()
+
+
+@router.get("/health")
+def get_health(hub: HubDep) -> dict[str, Any]:
+    counts = hub.store.counts()
+    consumer = hub.health() if hub.health is not None else {}
+    return {
+        "status": "degraded" if consumer.get("store_failing") else "ok",
+        "uptime": time.time() - hub.started,
+        "consumer_lag": consumer.get("lag"),
+        "stored": {k: counts[k] for k in ("metrics", "images", "labels", "models")},
+        "dlq": counts["dead_letters"],
+        "consumer": consumer,
+    }

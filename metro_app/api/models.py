@@ -1,0 +1,69 @@
+"""The model registry and retrain jobs: GET /models, a model's card and file, POST /models/retrain."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Depends, HTTPException, Response
+from fastapi.responses import JSONResponse
+
+from metro_app.api.deps import Hub, HubDep, require_token
+from metro_app.store.rollouts import with_rollouts
+from metro_app.training.jobs import RetrainJobs
+
+__all__ = ["router"]
+
+router = APIRouter()
+
+
+def _jobs_or_503(hub: Hub) -> RetrainJobs:
+    if hub.retrain is None:
+        raise HTTPException(status_code=503, detail="retraining is not enabled on this hub")
+    return hub.retrain
+
+
+@router.get("/models")
+def list_models(hub: HubDep) -> dict[str, Any]:
+    """Every model in the registry, newest first, with its figures, status events and newest rollout."""
+    return {"models": with_rollouts(hub.store.models(), hub.book.latest_by_version())}
+
+
+# The retrain routes come before /models/{version}/...: the first matching route
+# answers, so /models/retrain/file is a retrain job, not a model's file.
+@router.post("/models/retrain", status_code=202, dependencies=[Depends(require_token)])
+def start_retrain(hub: HubDep) -> JSONResponse:
+    """Start a retrain in the background: 202 with the job, or 409 naming the job already running."""
+    job, started = _jobs_or_503(hub).start("POST /models/retrain")
+    if not started:
+        return JSONResponse(
+            status_code=409, content={"detail": f"retrain job {job['id']} is running", "job": job}
+        )
+    return JSONResponse(status_code=202, content={"job": job["id"], **job})
+
+
+@router.get("/models/retrain/{job_id}")
+def retrain_job(hub: HubDep, job_id: str) -> dict[str, Any]:
+    job = _jobs_or_503(hub).get(job_id)
+    if job is None:
+        raise HTTPException(status_code=404, detail=f"no retrain job {job_id!r}")
+    return job
+
+
+@router.get("/models/{version}")
+def model_card(hub: HubDep, version: str) -> dict[str, Any]:
+    card = hub.store.model(version)
+    if card is None:
+        raise HTTPException(status_code=404, detail=f"no model version {version!r} in the registry")
+    return card
+
+
+@router.get("/models/{version}/file", responses={200: {"content": {"application/octet-stream": {}}}})
+def model_file(hub: HubDep, version: str) -> Response:
+    data = hub.store.model_file(version)
+    if data is None:
+        raise HTTPException(status_code=404, detail=f"no model version {version!r} in the registry")
+    return Response(
+        content=data,
+        media_type="application/octet-stream",
+        headers={"Content-Disposition": f'attachment; filename="{version}.skops"'},
+    )

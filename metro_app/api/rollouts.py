@@ -1,0 +1,69 @@
+"""Canary rollouts: POST /models/{version}/rollout registers one, GET /rollouts lists them."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, HTTPException, Path, Query
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+
+from edgemnist.errors import ConfigError, ModelError
+from metro_app.api.deps import MAX_SEQ, HubDep, require_token
+from metro_app.rollout.policy import Policy
+from metro_app.rollout.watcher import register_rollout
+from metro_app.store.rollouts import RolloutBusy
+
+__all__ = ["RolloutIn", "router"]
+
+router = APIRouter()
+
+
+class RolloutIn(BaseModel):
+    """A canary rollout of a registered model; omitted bounds take the hub's settings."""
+
+    canary: list[str] = Field(min_length=1, max_length=1000, description="canary camera names")
+    windows: int | None = Field(default=None, ge=1, le=10_000)
+    max_accuracy_drop: float | None = Field(default=None, ge=0, le=100)
+    max_uncertain_rise: float | None = Field(default=None, ge=0, le=100)
+    timeout: float | None = Field(default=None, gt=0)
+
+
+def _chosen(policy: Policy, body: RolloutIn) -> Policy:
+    """The hub's policy with the bounds the request gives."""
+    return Policy(
+        body.windows or policy.windows,
+        policy.max_accuracy_drop if body.max_accuracy_drop is None else body.max_accuracy_drop,
+        policy.max_uncertain_rise if body.max_uncertain_rise is None else body.max_uncertain_rise,
+        body.timeout or policy.timeout,
+        policy.min_images,
+    )
+
+
+@router.post("/models/{version}/rollout", status_code=201, dependencies=[Depends(require_token)])
+def start_rollout(hub: HubDep, version: str, body: RolloutIn) -> JSONResponse:
+    """Register a canary rollout (the hub's watcher starts it): 201, 404 unknown model, 409 one is running."""
+    chosen = _chosen(hub.policy, body)
+    if hub.store.model(version) is None:
+        raise HTTPException(status_code=404, detail=f"no model version {version!r} in the registry")
+    try:
+        r = register_rollout(hub.store, version, body.canary, chosen, f"POST /models/{version}/rollout")
+    except RolloutBusy as exc:
+        raise HTTPException(status_code=409, detail=str(exc)) from exc
+    except (ConfigError, ModelError) as exc:
+        raise HTTPException(status_code=422, detail=str(exc)) from exc
+    return JSONResponse(status_code=201, content=r)
+
+
+@router.get("/rollouts")
+def list_rollouts(hub: HubDep, max: Annotated[int, Query(ge=1, le=1000)] = 100) -> dict[str, Any]:
+    """Canary rollouts, newest first: state, canary cameras, baseline and canary figures, reason."""
+    return {"rollouts": hub.book.list(max)}
+
+
+@router.get("/rollouts/{rollout_id}")
+def get_rollout(hub: HubDep, rollout_id: Annotated[int, Path(ge=1, le=MAX_SEQ)]) -> dict[str, Any]:
+    found = hub.book.get(rollout_id)
+    if found is None:
+        raise HTTPException(status_code=404, detail=f"no rollout {rollout_id}")
+    return found
