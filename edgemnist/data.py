@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from edgemnist import png
 from edgemnist.errors import ConfigError, DataError
 
 __all__ = [
@@ -54,7 +55,6 @@ SOURCE_FORMS = (
 TRAINING_FORMS = ("bundled", "mnist-idx:DIR", "openml")
 BUNDLED_SEED = 20240601
 BUNDLED_STREAM = 1000
-_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _IDX_MAGIC = {2051: "images", 2049: "labels"}
 _FRAME_CACHE: dict[tuple[str, int, int], Frames] = {}
 _FRAME_CACHE_SIZE = 8
@@ -357,7 +357,7 @@ def load_png_folder(path: str | Path) -> Frames:
             data, reason = b"", str(exc)
         else:
             reason = "not a PNG file"
-        if not data.startswith(_PNG_SIGNATURE):
+        if not data.startswith(png.SIGNATURE):
             skipped += 1
             log.warning("png folder %s: skipping %s: %s", root, file, reason)
             continue

@@ -24,6 +24,7 @@ import numpy as np
 import orjson
 
 from edgemnist.errors import SchemaError
+from edgemnist.png import SIGNATURE as PNG_SIGNATURE
 from edgemnist.wire.messages import Origin
 
 __all__ = [
@@ -176,7 +177,7 @@ def _png(v: Any, where: str, rid: str) -> bytes:
         png = base64.b64decode(v, validate=True)
     except (binascii.Error, ValueError) as exc:
         raise RequestError(f"{where}: 'image' is not valid base64", rid) from exc
-    if not png.startswith(b"\x89PNG\r\n\x1a\n"):
+    if not png.startswith(PNG_SIGNATURE):
         raise RequestError(f"{where}: 'image' is not a PNG", rid)
     return png
 
