@@ -8,9 +8,9 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 
+from edgemnist import topics
 from edgemnist.cliargs import check_fields, env_flag
 from edgemnist.kafka.settings import state_dir
-from metro_app.ingest.loop import DEFAULT_DLQ_TOPIC
 from metro_app.monitoring.drift import DriftSettings
 from metro_app.training.retrain import RETRAIN_ENV
 
@@ -36,21 +36,21 @@ def mask_secrets(text: str) -> str:
 class HubSettings:
     """Where the hub reads, stores and serves. The API token prints masked."""
 
-    topic: str = "edge-mnist.events"
+    topic: str = topics.EVENTS
     store: str = ""
     host: str = "127.0.0.1"
     port: int = 8000
-    dlq_topic: str = DEFAULT_DLQ_TOPIC
+    dlq_topic: str = topics.DLQ
     api_token: str | None = None
     max_records: int = 1000
-    models_topic: str = "edge-mnist.models"
-    control_topic: str = "edge-mnist.control"
+    models_topic: str = topics.MODELS
+    control_topic: str = topics.CONTROL
     model: str = "models"
-    predict_requests: str = "edge-mnist.predict.requests"  # "" = no prediction requests
-    predict_responses: str = "edge-mnist.predict.responses"
+    predict_requests: str = topics.PREDICT_REQUESTS  # "" = no prediction requests
+    predict_responses: str = topics.PREDICT_RESPONSES
     train_model: bool = True
     # drift and label alerts (metro_app.monitoring.alerts); defaults documented in the README
-    alerts_topic: str = "edge-mnist.alerts"  # "" = keep alerts in the store and API only
+    alerts_topic: str = topics.ALERTS  # "" = keep alerts in the store and API only
     drift_detector: str = "adwin"
     drift_delta: float = 0.002
     drift_threshold: float = 0.5
