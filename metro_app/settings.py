@@ -4,17 +4,17 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 
 from edgemnist import topics
 from edgemnist.cliargs import check_fields, env_flag
 from edgemnist.kafka.settings import state_dir
+from edgemnist.masking import mask_password
 from metro_app.monitoring.drift import DriftSettings
 from metro_app.training.retrain import RETRAIN_ENV
 
-__all__ = ["HubSettings", "HUB_ENV", "HUB_ENV_VARS", "add_hub_flags", "state_dir", "mask_url", "mask_secrets"]
+__all__ = ["HubSettings", "HUB_ENV", "HUB_ENV_VARS", "add_hub_flags", "state_dir", "mask_url"]
 
 
 def mask_url(url: str) -> str:
@@ -24,12 +24,7 @@ def mask_url(url: str) -> str:
     try:
         return sa.engine.make_url(url).render_as_string(hide_password=True)
     except Exception:  # not a URL: mask whatever sits between "://user:" and "@"
-        return re.sub(r"(://[^/:@]*:)[^@/]*@", r"\1***@", url)
-
-
-def mask_secrets(text: str) -> str:
-    """`text` with the password of every URL in it (user:password@host) masked."""
-    return re.sub(r"(://[^/\s:@]*:)[^@/\s]*@", r"\1***@", text)
+        return mask_password(url)
 
 
 @dataclass(frozen=True, slots=True)
