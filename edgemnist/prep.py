@@ -25,12 +25,14 @@ from PIL import Image
 
 from edgemnist import png
 
-__all__ = ["Prepared", "prepare_batch", "prepare_frames"]
+__all__ = ["CANVAS", "PIXELS", "SHAPE", "SIDE", "Prepared", "prepare_batch", "prepare_frames"]
 
 log = logging.getLogger(__name__)
 
-SIDE = 20
-CANVAS = 28
+SIDE = 20  # the digit is scaled to fit a SIDE x SIDE box, as MNIST did
+CANVAS = 28  # ... and centred on a CANVAS x CANVAS image, the model input
+SHAPE = (CANVAS, CANVAS)  # one prepared image
+PIXELS = CANVAS * CANVAS  # one prepared image flattened, as the model and the wire count it
 _PRECISION = 22  # Pillow's PRECISION_BITS for 8-bit resampling
 _HALF = float(1 << (_PRECISION - 1))
 _SCALE = 1.0 / (1 << _PRECISION)
@@ -277,7 +279,7 @@ def prepare_frames(frames: Sequence[bytes]) -> Prepared:
             shown,
         )
     if not parts:
-        return Prepared(np.zeros((0, CANVAS, CANVAS), np.uint8), np.zeros(0, np.intp), tuple(errors))
+        return Prepared(np.zeros((0, *SHAPE), np.uint8), np.zeros(0, np.intp), tuple(errors))
     index = np.asarray(positions, dtype=np.intp)
     order = np.argsort(index, kind="stable")
     small = np.concatenate(parts)[order]
