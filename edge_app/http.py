@@ -34,6 +34,7 @@ from PIL import Image
 from edge_app.push import EdgeStopped, PushFeed
 from edgemnist.data import Frames, load_frames
 from edgemnist.errors import EdgeMnistError
+from edgemnist.png import SIGNATURE as PNG_SIGNATURE
 
 __all__ = ["BadRequest", "PushRequest", "parse_frames", "parse_range", "EdgeHttp", "MAX_BODY", "MAX_IMAGES"]
 
@@ -42,7 +43,6 @@ log = logging.getLogger(__name__)
 MAX_BODY = 32 * 2**20
 MAX_IMAGES = 10_000
 MAX_SIDE = 2048
-PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
 class BadRequest(Exception):
@@ -62,7 +62,7 @@ class PushRequest:
 
 
 def _check_png(data: bytes, what: str) -> bytes:
-    if not data.startswith(PNG_MAGIC):
+    if not data.startswith(PNG_SIGNATURE):
         raise BadRequest(f"{what} is not a PNG (no PNG signature)")
     try:
         with warnings.catch_warnings():

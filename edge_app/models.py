@@ -16,7 +16,6 @@ import dataclasses
 import hashlib
 import json
 import logging
-import os
 import re
 import threading
 from collections.abc import Callable, Sequence
@@ -27,6 +26,7 @@ from typing import Protocol
 import numpy as np
 
 from edgemnist.errors import BrokerUnavailable, ModelError, SchemaError
+from edgemnist.files import write_atomic
 from edgemnist.model import Model, load_model, load_model_bytes
 from edgemnist.wire.envelope import ALL_CAMERAS, ModelEnvelope
 from edgemnist.wire.messages import ModelRefusal
@@ -129,9 +129,9 @@ class ModelStore:
             "file": path.name,
             "accepted": datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
         }
-        _write_atomic(path, env.data)
-        _write_atomic(path.with_suffix(".json"), json.dumps(card, indent=2).encode())
-        _write_atomic(
+        write_atomic(path, env.data)
+        write_atomic(path.with_suffix(".json"), json.dumps(card, indent=2).encode())
+        write_atomic(
             self.directory / "current.json", json.dumps({"version": env.version, "file": path.name}).encode()
         )
         return path
@@ -148,12 +148,6 @@ class ModelStore:
             return None
         path = self.directory / str(name)
         return path if path.parent == self.directory and path.is_file() else None
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
 
 
 def initial_model(configured: Path, store: ModelStore) -> Model:

@@ -21,7 +21,7 @@ from edge_app.scoring import score_batches
 from edge_app.settings import EdgeSettings
 from edge_app.sinks import OutboxSink, Sink, StdoutSink
 from edge_app.stages import FrameBatch, Scored, UploadCap
-from edgemnist.prep import prepare_frames
+from edgemnist.prep import SHAPE, prepare_frames
 from edgemnist.wire.messages import MetricsMessage, ModelRefusal, OutboxStats, UncertainImage
 
 __all__ = ["Sink", "Tap", "Feed", "StdoutSink", "OutboxSink", "RunStats", "run_edge"]
@@ -87,7 +87,7 @@ class RunStats:
 def _probe_images(frames: tuple[bytes, ...], n: int = 64) -> np.ndarray:
     """A few of the camera's own frames, prepared, plus a blank one: what a new model must score."""
     images = prepare_frames(frames[:n]).images
-    return np.concatenate([images, np.zeros((1, 28, 28), dtype=np.uint8)])
+    return np.concatenate([images, np.zeros((1, *SHAPE), dtype=np.uint8)])
 
 
 class _Report:

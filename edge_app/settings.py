@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
 
+from edgemnist import topics
 from edgemnist.cliargs import check_fields, env_flag
 from edgemnist.distort import parse_distortion
 from edgemnist.kafka.settings import state_dir
@@ -28,14 +29,14 @@ class EdgeSettings:
     delay: float = 0.0
     metrics_duration: float = 10.0
     source: str = "bundled"
-    topic: str = "edge-mnist.events"
+    topic: str = topics.EVENTS
     outbox: Path | None = None
     outbox_max_mb: float = 256.0
     batch_size: int = 256
     drain_timeout: float = 300.0
     dry_run: bool = False
     distort: str = ""
-    models_topic: str = "edge-mnist.models"
+    models_topic: str = topics.MODELS
     results_topic: str | None = None  # one compact result per scored image, when set
     http_port: int | None = None  # HTTP push into this camera, when set
     http_host: str = "127.0.0.1"

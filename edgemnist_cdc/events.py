@@ -28,6 +28,7 @@ import numpy as np
 
 from edgemnist.data import Dataset
 from edgemnist.errors import SchemaError
+from edgemnist.prep import PIXELS, SHAPE
 
 __all__ = [
     "OPS",
@@ -40,7 +41,6 @@ __all__ = [
 ]
 
 OPS = {"r": "read", "c": "create", "u": "update", "d": "delete"}
-PIXELS = 28 * 28
 
 
 @dataclass(frozen=True, slots=True)
@@ -218,16 +218,16 @@ def digit_row(row: Mapping[str, Any], where: str = "") -> tuple[int, int, np.nda
     )
     if image.size != PIXELS or not 0 <= label <= 9:
         raise SchemaError(
-            f"row {row_id}: expected 784 pixels and a label 0-9, got {image.size} and {label}{_where(where)}"
+            f"row {row_id}: expected {PIXELS} pixels and a label 0-9, got {image.size} and {label}{_where(where)}"
         )
-    return row_id, label, image.reshape(28, 28)
+    return row_id, label, image.reshape(SHAPE)
 
 
 def digits_dataset(name: str, rows: Iterable[Mapping[str, Any]]) -> tuple[Dataset, np.ndarray]:
     """A labelled :class:`Dataset` of digit rows, in the order given, and their ids."""
     decoded = [digit_row(r) for r in rows]
     ids = np.asarray([d[0] for d in decoded], dtype=np.int64)
-    images = np.stack([d[2] for d in decoded]) if decoded else np.zeros((0, 28, 28), np.uint8)
+    images = np.stack([d[2] for d in decoded]) if decoded else np.zeros((0, *SHAPE), np.uint8)
     labels = np.asarray([d[1] for d in decoded], dtype=np.int64)
     return Dataset(name, images, labels), ids
 

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
+from edgemnist import topics
 from edgemnist.errors import BrokerUnavailable, ConfigError
 from edgemnist.model import ensure_model
 from edgemnist.runsummary import read_summary
@@ -48,7 +49,7 @@ class DemoOptions:
     dashboard_port: int = 8866
     dashboard: bool = True
     browser: bool = True
-    topic: str = "edge-mnist.events"
+    topic: str = topics.EVENTS
     state_dir: Path | None = None
 
 

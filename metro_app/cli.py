@@ -16,8 +16,9 @@ from typing import Any
 
 from edgemnist.cliargs import CommandParser, env_flag, run_command, setup_logging
 from edgemnist.errors import ConfigError, EdgeMnistError
+from edgemnist.masking import mask_secrets
 from metro_app.deploy.jobs import JobRegistry
-from metro_app.settings import HUB_ENV, HubSettings, add_hub_flags, mask_secrets
+from metro_app.settings import HUB_ENV, HubSettings, add_hub_flags
 from metro_app.training.retrain import RETRAIN_ENV, RetrainSettings, add_retrain_flags
 
 __all__ = ["main", "build_parser"]

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from edgemnist.prep import SHAPE
 from edgemnist.wire.messages import (
     LABEL_SLOTS,
     CameraCounts,
@@ -33,7 +34,7 @@ __all__ = ["png_frame", "make_image", "make_metrics", "MALFORMED", "malformed"]
 @functools.cache
 def png_frame(digit: int = 7) -> bytes:
     """A 28x28 RGB camera frame (dark ink on light paper), as PNG bytes."""
-    a = np.full((28, 28), 255, np.uint8)
+    a = np.full(SHAPE, 255, np.uint8)
     a[6:22, 8 + digit % 4 : 12 + digit % 4] = 0
     buf = io.BytesIO()
     Image.fromarray(a).convert("RGB").save(buf, format="PNG")
@@ -44,7 +45,7 @@ def make_image(
     camera: str, n: int, *, run: str = "r1", with_id: bool = True, when: float | None = None
 ) -> UncertainImage:
     """The n-th uncertain image of a camera; its id is `<camera>/<run>/i<n>`."""
-    prepared = np.zeros((28, 28), np.uint8)
+    prepared = np.zeros(SHAPE, np.uint8)
     prepared[6:22, 12:16] = 255
     preds = np.full(10, 0.05)
     preds[n % 10] = 0.55

@@ -4,17 +4,17 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 
+from edgemnist import topics
 from edgemnist.cliargs import check_fields, env_flag
 from edgemnist.kafka.settings import state_dir
-from metro_app.ingest.loop import DEFAULT_DLQ_TOPIC
+from edgemnist.masking import mask_password
 from metro_app.monitoring.drift import DriftSettings
 from metro_app.training.retrain import RETRAIN_ENV
 
-__all__ = ["HubSettings", "HUB_ENV", "HUB_ENV_VARS", "add_hub_flags", "state_dir", "mask_url", "mask_secrets"]
+__all__ = ["HubSettings", "HUB_ENV", "HUB_ENV_VARS", "add_hub_flags", "state_dir", "mask_url"]
 
 
 def mask_url(url: str) -> str:
@@ -24,33 +24,28 @@ def mask_url(url: str) -> str:
     try:
         return sa.engine.make_url(url).render_as_string(hide_password=True)
     except Exception:  # not a URL: mask whatever sits between "://user:" and "@"
-        return re.sub(r"(://[^/:@]*:)[^@/]*@", r"\1***@", url)
-
-
-def mask_secrets(text: str) -> str:
-    """`text` with the password of every URL in it (user:password@host) masked."""
-    return re.sub(r"(://[^/\s:@]*:)[^@/\s]*@", r"\1***@", text)
+        return mask_password(url)
 
 
 @dataclass(frozen=True, slots=True)
 class HubSettings:
     """Where the hub reads, stores and serves. The API token prints masked."""
 
-    topic: str = "edge-mnist.events"
+    topic: str = topics.EVENTS
     store: str = ""
     host: str = "127.0.0.1"
     port: int = 8000
-    dlq_topic: str = DEFAULT_DLQ_TOPIC
+    dlq_topic: str = topics.DLQ
     api_token: str | None = None
     max_records: int = 1000
-    models_topic: str = "edge-mnist.models"
-    control_topic: str = "edge-mnist.control"
+    models_topic: str = topics.MODELS
+    control_topic: str = topics.CONTROL
     model: str = "models"
-    predict_requests: str = "edge-mnist.predict.requests"  # "" = no prediction requests
-    predict_responses: str = "edge-mnist.predict.responses"
+    predict_requests: str = topics.PREDICT_REQUESTS  # "" = no prediction requests
+    predict_responses: str = topics.PREDICT_RESPONSES
     train_model: bool = True
     # drift and label alerts (metro_app.monitoring.alerts); defaults documented in the README
-    alerts_topic: str = "edge-mnist.alerts"  # "" = keep alerts in the store and API only
+    alerts_topic: str = topics.ALERTS  # "" = keep alerts in the store and API only
     drift_detector: str = "adwin"
     drift_delta: float = 0.002
     drift_threshold: float = 0.5

@@ -6,12 +6,13 @@ import glob
 import os
 import pwd
 import shutil
-import socket
 import subprocess
 import tempfile
 from pathlib import Path
 
 import pytest
+
+from edgemnist.procs import free_port
 
 __all__ = ["PostgresCluster", "postgres_session"]
 
@@ -19,12 +20,6 @@ __all__ = ["PostgresCluster", "postgres_session"]
 def _pg_bin(name: str) -> str | None:
     found = shutil.which(name) or sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"))[-1:]
     return found if isinstance(found, str) else (found[0] if found else None)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class PostgresCluster:
@@ -38,7 +33,7 @@ class PostgresCluster:
         self.root = Path(tempfile.mkdtemp(prefix="edge-mnist-pg-"))
         self.root.chmod(0o755)
         self.data = self.root / "data"
-        self.port = _free_port()
+        self.port = free_port()
         self.runas: list[str] = []
         if os.geteuid() == 0:
             try:

@@ -20,6 +20,8 @@ import msgspec
 import numpy as np
 from msgspec import Meta
 
+from edgemnist.prep import CANVAS, SHAPE
+
 __all__ = ["WireImage", "WireMetrics", "fast_decode", "fast_parse", "prepared_bytes"]
 
 # Bounds repeated from messages.py (imported there, not here, to avoid a cycle); a test checks they agree.
@@ -38,7 +40,7 @@ _Seconds = Annotated[float, Meta(ge=0)]
 _Digit = Annotated[int, Meta(ge=0, le=9)]
 _Schema = Annotated[int, Meta(ge=1, le=2**31 - 1)]
 _Pixel = Annotated[int, Meta(ge=0, le=255)]
-_Row = Annotated[list[_Pixel], Meta(min_length=28, max_length=28)]
+_Row = Annotated[list[_Pixel], Meta(min_length=CANVAS, max_length=CANVAS)]
 _Slots = Annotated[
     list[Annotated[int, Meta(ge=0, le=_MAX_WINDOW_IMAGES)]], Meta(min_length=11, max_length=11)
 ]
@@ -51,7 +53,7 @@ class WireImage(msgspec.Struct, forbid_unknown_fields=True):
     image: Annotated[str, Meta(max_length=_MAX_MESSAGE_BYTES)]
     camera: _Str
     timestamp: _Stamp
-    prepared_image: Annotated[list[_Row], Meta(min_length=28, max_length=28)]
+    prepared_image: Annotated[list[_Row], Meta(min_length=CANVAS, max_length=CANVAS)]
     prep_time: _Seconds
     predictions: Annotated[tuple[float, ...], Meta(min_length=10, max_length=10)]
     result_class: _Digit
@@ -197,7 +199,7 @@ def prepared_bytes(m: WireImage) -> bytes:
 def _image(m: WireImage, t: Any) -> Any:
     pixels = prepared_bytes(m)
     return t.UncertainImage(
-        m.count, m.image, m.camera, m.timestamp, np.frombuffer(pixels, dtype=np.uint8).reshape(28, 28),
+        m.count, m.image, m.camera, m.timestamp, np.frombuffer(pixels, dtype=np.uint8).reshape(SHAPE),
         m.prep_time, m.predictions, m.result_class, m.result_probability, m.predict_time,
         m.id, m.schema, m.model_version, m.true_class,
     )  # fmt: skip

@@ -21,6 +21,7 @@ import numpy as np
 import orjson
 
 from edgemnist.errors import SchemaError
+from edgemnist.prep import CANVAS, SHAPE
 from edgemnist.wire.fast import fast_parse
 from edgemnist.wire.fields import (
     FUTURE_TOLERANCE,
@@ -156,8 +157,12 @@ class UncertainImage:
 
 
 def _prepared_image(v: Any, origin: Origin) -> np.ndarray:
-    if not isinstance(v, list) or len(v) != 28 or not all(isinstance(r, list) and len(r) == 28 for r in v):
-        raise SchemaError(f"{origin}: key 'prepared_image' must be 28 rows of 28 integers")
+    if (
+        not isinstance(v, list)
+        or len(v) != CANVAS
+        or not all(isinstance(r, list) and len(r) == CANVAS for r in v)
+    ):
+        raise SchemaError(f"{origin}: key 'prepared_image' must be {CANVAS} rows of {CANVAS} integers")
     flat = list(itertools.chain.from_iterable(v))
     if set(map(type, flat)) != {int}:
         raise SchemaError(f"{origin}: key 'prepared_image' must hold only integers")
@@ -165,7 +170,7 @@ def _prepared_image(v: Any, origin: Origin) -> np.ndarray:
         pixels = bytes(flat)
     except ValueError as exc:
         raise SchemaError(f"{origin}: key 'prepared_image' must hold integers 0..255") from exc
-    return np.frombuffer(pixels, dtype=np.uint8).reshape(28, 28)
+    return np.frombuffer(pixels, dtype=np.uint8).reshape(SHAPE)
 
 
 @dataclass(frozen=True, slots=True)

@@ -24,6 +24,8 @@ import numpy as np
 import orjson
 
 from edgemnist.errors import SchemaError
+from edgemnist.png import SIGNATURE as PNG_SIGNATURE
+from edgemnist.prep import PIXELS, SHAPE
 from edgemnist.wire.messages import Origin
 
 __all__ = [
@@ -40,7 +42,6 @@ LATEST = "latest"
 MAX_REQUEST_BYTES = 1_000_000
 _ID_LIMIT = 256
 _MODEL_LIMIT = 300
-_PIXELS = 28 * 28
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,16 +158,16 @@ class PredictResponse:
 
 
 def _pixels(v: Any, where: str, rid: str) -> np.ndarray:
-    if not isinstance(v, Sequence) or isinstance(v, str) or len(v) != _PIXELS:
+    if not isinstance(v, Sequence) or isinstance(v, str) or len(v) != PIXELS:
         n = len(v) if isinstance(v, Sequence) else type(v).__name__
-        raise RequestError(f"{where}: 'pixels' must be {_PIXELS} integers 0..255, got {n}", rid)
+        raise RequestError(f"{where}: 'pixels' must be {PIXELS} integers 0..255, got {n}", rid)
     if not all(isinstance(p, int) and not isinstance(p, bool) for p in v):
         raise RequestError(f"{where}: 'pixels' must hold only integers", rid)
     try:
         raw = bytes(v)
     except ValueError as exc:
         raise RequestError(f"{where}: 'pixels' must hold integers 0..255", rid) from exc
-    return np.frombuffer(raw, dtype=np.uint8).reshape(28, 28)
+    return np.frombuffer(raw, dtype=np.uint8).reshape(SHAPE)
 
 
 def _png(v: Any, where: str, rid: str) -> bytes:
@@ -176,7 +177,7 @@ def _png(v: Any, where: str, rid: str) -> bytes:
         png = base64.b64decode(v, validate=True)
     except (binascii.Error, ValueError) as exc:
         raise RequestError(f"{where}: 'image' is not valid base64", rid) from exc
-    if not png.startswith(b"\x89PNG\r\n\x1a\n"):
+    if not png.startswith(PNG_SIGNATURE):
         raise RequestError(f"{where}: 'image' is not a PNG", rid)
     return png
 
@@ -208,7 +209,9 @@ def parse_request(
         raise RequestError(f"{where}: 'model' must be 'latest' or a model version", rid)
     has_image, has_pixels = obj.get("image") is not None, obj.get("pixels") is not None
     if has_image == has_pixels:
-        raise RequestError(f"{where}: give exactly one of 'image' (base64 PNG) or 'pixels' (784 ints)", rid)
+        raise RequestError(
+            f"{where}: give exactly one of 'image' (base64 PNG) or 'pixels' ({PIXELS} ints)", rid
+        )
     if has_image:
         return PredictRequest(rid, model, png=_png(obj["image"], where, rid))
     return PredictRequest(rid, model, pixels=_pixels(obj["pixels"], where, rid))

@@ -16,6 +16,8 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from PIL import Image
 
+from edgemnist.prep import SHAPE
+
 __all__ = [
     "accuracy_png",
     "grid_png",
@@ -124,7 +126,7 @@ def _scaled(img: Image.Image, side: int) -> bytes:
 
 def prepared_png(prepared: Sequence[Sequence[int]] | np.ndarray, side: int = 112) -> bytes:
     """The 28x28 model input as a PNG, ink white on black as the model sees it."""
-    arr = np.clip(np.asarray(prepared, dtype=np.int64), 0, 255).astype(np.uint8).reshape(28, 28)
+    arr = np.clip(np.asarray(prepared, dtype=np.int64), 0, 255).astype(np.uint8).reshape(SHAPE)
     return _scaled(Image.fromarray(arr, mode="L"), side)
 
 

@@ -13,13 +13,15 @@ import urllib.error
 import urllib.request
 from typing import Any
 
+from edgemnist import topics
+
 __all__ = ["ask_hub", "push_to_edge", "show_results"]
 
 
 def ask_hub(
     bootstrap_servers: str,
-    requests_topic: str = "edge-mnist.predict.requests",
-    responses_topic: str = "edge-mnist.predict.responses",
+    requests_topic: str = topics.PREDICT_REQUESTS,
+    responses_topic: str = topics.PREDICT_RESPONSES,
     n: int = 3,
     timeout: float = 60.0,
 ) -> dict[str, Any]:

@@ -21,7 +21,9 @@ from pathlib import Path
 from typing import Any
 
 from edgemnist.errors import ConfigError
-from metro_app.settings import mask_secrets, state_dir
+from edgemnist.files import write_atomic
+from edgemnist.masking import mask_secrets
+from metro_app.settings import state_dir
 
 __all__ = ["Job", "JobRegistry"]
 
@@ -102,7 +104,7 @@ class JobRegistry:
             command=[mask_secrets(arg) for arg in command],
             log=str(log_path),
         )
-        _write_private(self._path(name), json.dumps(job, indent=1))
+        write_atomic(self._path(name), json.dumps(job, indent=1).encode(), mode=0o600)
         deadline = time.monotonic() + wait
         while time.monotonic() < deadline and proc.poll() is None and job.health() is None:
             time.sleep(0.3)
@@ -121,16 +123,6 @@ class JobRegistry:
             _terminate(job, timeout)
         self._path(name).unlink(missing_ok=True)
         return was_alive
-
-
-def _write_private(path: Path, text: str) -> None:
-    """Write a file only its owner can read (created 0600, never world-readable in between)."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with open(fd, "w") as f:
-        f.write(text)
-    os.chmod(tmp, 0o600)
-    os.replace(tmp, path)
 
 
 def _terminate(job: Job, timeout: float) -> None:

@@ -27,6 +27,7 @@ from typing import Any
 import orjson
 from PIL import Image, UnidentifiedImageError
 
+from edgemnist import png
 from edgemnist.errors import SchemaError
 from metro_app.ingest.loop import DeadLetterSink
 from metro_app.ingest.runloop import run_forever
@@ -37,7 +38,6 @@ __all__ = ["COMMANDS", "Command", "TrainingEvent", "parse_control", "control_gro
 
 log = logging.getLogger(__name__)
 COMMANDS = ("retrain",)
-_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _MAX_PNG_BYTES = 1 << 20
 
 
@@ -88,7 +88,7 @@ def _png(payload: dict[str, Any], where: str) -> tuple[str, bytes]:
         data = base64.b64decode(v, validate=True)
     except (binascii.Error, ValueError) as exc:
         raise SchemaError(f"{where}: training payload key 'image' is not valid base64") from exc
-    if not data.startswith(_PNG_SIGNATURE) or len(data) > _MAX_PNG_BYTES:
+    if not data.startswith(png.SIGNATURE) or len(data) > _MAX_PNG_BYTES:
         raise SchemaError(
             f"{where}: training payload key 'image' is not a PNG of at most {_MAX_PNG_BYTES} bytes"
         )

@@ -18,16 +18,16 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from edgemnist import topics
 from edgemnist.wire.messages import Origin
 from metro_app.ingest.runloop import rewind, run_forever
 from metro_app.ingest.validate import RecordLike, Valid, Validator
 from metro_app.store import DeadLetter, Store, WriteResult
 from metro_app.store.items import Item
 
-__all__ = ["DEFAULT_DLQ_TOPIC", "HUB_CONSUMER_CONFIG", "group_id", "HubStats", "DeadLetterSink", "HubLoop"]
+__all__ = ["HUB_CONSUMER_CONFIG", "group_id", "HubStats", "DeadLetterSink", "HubLoop"]
 
 log = logging.getLogger(__name__)
-DEFAULT_DLQ_TOPIC = "edge-mnist.dlq"
 _DLQ_VALUE_LIMIT = 256_000
 # kafka-python's default 1 MB per partition caps a poll at about 300 image messages; 8 MB lets
 # one poll fill max_records, so a batch costs one transaction and one commit, not six.
@@ -70,7 +70,7 @@ class HubStats:
 class DeadLetterSink:
     """Send refused records, as they came, to the dead-letter topic with the reason in headers."""
 
-    def __init__(self, producer: Any, topic: str = DEFAULT_DLQ_TOPIC, *, timeout: float = 30.0) -> None:
+    def __init__(self, producer: Any, topic: str = topics.DLQ, *, timeout: float = 30.0) -> None:
         self._producer = producer
         self.topic = topic
         self.timeout = timeout

@@ -5,12 +5,12 @@ from __future__ import annotations
 import binascii
 import dataclasses
 import logging
-import struct
 import zlib
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
+from edgemnist import png
 from edgemnist.errors import SchemaError
 from edgemnist.wire.fast import WireMetrics, fast_decode
 from edgemnist.wire.messages import (
@@ -27,7 +27,6 @@ from metro_app.store.items import Item, image_item, message_item, metrics_item
 __all__ = ["MAX_IMAGE_SIDE", "RecordLike", "Validator", "derived_id", "Valid"]
 
 log = logging.getLogger(__name__)
-_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 Valid = MetricsMessage | UncertainImage
 # Camera frames are 28x28; a frame from a PNG folder may be larger. Checked in the PNG header,
 # before anything is decoded, so a small file cannot make the hub allocate gigabytes.
@@ -83,56 +82,46 @@ def _check_png(msg: UncertainImage, origin: Origin | _LazyOrigin) -> None:
     checks it holds exactly that many bytes with a valid filter type on every row.
     """
     data = _png_bytes(msg, origin)
-    if not data.startswith(_PNG_SIGNATURE):
+    if not data.startswith(png.SIGNATURE):
         raise SchemaError(f"{origin}: key 'image' is not a PNG (bad signature)")
-    if len(data) < 33 or data[12:16] != b"IHDR":
+    head = png.read_header(data)
+    if head is None:
         raise SchemaError(f"{origin}: key 'image' is not a readable PNG (no IHDR header)")
-    width, height = struct.unpack(">II", data[16:24])
+    width, height = head.width, head.height
     if not (0 < width <= MAX_IMAGE_SIDE and 0 < height <= MAX_IMAGE_SIDE):
         raise SchemaError(
             f"{origin}: key 'image' is a {width}x{height} PNG; each side must be 1..{MAX_IMAGE_SIDE} pixels"
         )
-    bad = _png_problem(data, width, height)
+    bad = _png_problem(data, head)
     if bad:
         raise SchemaError(f"{origin}: key 'image' is not a readable PNG ({bad})")
 
 
-def _png_problem(data: bytes, width: int, height: int) -> str | None:
+def _png_problem(data: bytes, head: png.Header) -> str | None:
     """What is wrong with a PNG whose signature and size were checked; None when nothing is."""
-    depth, colour, compression, filtering, interlace = data[24:29]
-    if data[8:12] != b"\x00\x00\x00\x0d" or depth not in _DEPTHS.get(colour, ()):
+    width, height, depth, colour, compression, filtering, interlace = head
+    if int.from_bytes(data[8:12], "big") != png.IHDR_SIZE or depth not in _DEPTHS.get(colour, ()):
         return f"bad IHDR: bit depth {depth}, colour type {colour}"
     if compression or filtering or interlace > 1:
         return "bad IHDR: unknown compression, filter or interlace method"
     expected = _raw_size(width, height, depth * _CHANNELS[colour], interlace == 1)
     inflate = zlib.decompressobj()
     raw = bytearray()
-    pos, end = 8, len(data)
     seen: list[bytes] = []
-    while True:
-        if pos + 12 > end:
-            return "truncated: no IEND chunk"
-        (length,) = struct.unpack_from(">I", data, pos)
-        kind = data[pos + 4 : pos + 8]
-        stop = pos + 12 + length
-        if length > 2**31 - 1 or stop > end:
-            return f"truncated {kind.decode('latin-1')!r} chunk"
-        body = data[pos + 8 : stop - 4]
-        if zlib.crc32(body, zlib.crc32(kind)) != struct.unpack_from(">I", data, stop - 4)[0]:
-            return f"CRC error in {kind.decode('latin-1')!r} chunk"
-        if kind == b"IDAT":
-            if seen and seen[-1] != b"IDAT" and b"IDAT" in seen:
-                return "IDAT chunks are not consecutive"
-            try:
-                raw += inflate.decompress(body, expected + 1 - len(raw))
-            except zlib.error as exc:
-                return f"bad image data: {exc}"
-            if len(raw) > expected or inflate.unconsumed_tail:
-                return "image data is larger than its header says"
-        elif kind == b"IEND":
-            break
-        seen.append(kind)
-        pos = stop
+    try:
+        for kind, body in png.chunks(data):
+            if kind == b"IDAT":
+                if seen and seen[-1] != b"IDAT" and b"IDAT" in seen:
+                    return "IDAT chunks are not consecutive"
+                try:
+                    raw += inflate.decompress(body, expected + 1 - len(raw))
+                except zlib.error as exc:
+                    return f"bad image data: {exc}"
+                if len(raw) > expected or inflate.unconsumed_tail:
+                    return "image data is larger than its header says"
+            seen.append(kind)
+    except png.ChunkError as exc:
+        return str(exc)
     if b"IDAT" not in seen:
         return "no IDAT chunk"
     if colour == 3 and b"PLTE" not in seen:

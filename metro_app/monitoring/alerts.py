@@ -31,10 +31,9 @@ from metro_app.store import Store
 from metro_app.views.figures import camera_counts, typed_windows
 from metro_app.views.health import DEPARTURE, fleet_share
 
-__all__ = ["DEFAULT_ALERTS_TOPIC", "AlertMonitor", "alert_json"]
+__all__ = ["AlertMonitor", "alert_json"]
 
 log = logging.getLogger(__name__)
-DEFAULT_ALERTS_TOPIC = "edge-mnist.alerts"
 _PAGE = 2000
 _RECENT = 5  # windows per camera for the fleet check, as CameraHealth uses
 

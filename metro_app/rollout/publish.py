@@ -11,12 +11,12 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from edgemnist import topics
 from edgemnist.errors import BrokerUnavailable, ModelError
 from edgemnist.wire.envelope import MAX_HEADER_BYTES, MAX_MODEL_BYTES, ModelEnvelope
 from metro_app.store import Store
 
 __all__ = [
-    "DEFAULT_MODELS_TOPIC",
     "MAX_RECORD_BYTES",
     "models_topic_config",
     "envelope_for",
@@ -24,7 +24,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-DEFAULT_MODELS_TOPIC = "edge-mnist.models"
 # value = magic + length + header + model; key and record-batch framing fit in the slack
 MAX_RECORD_BYTES = MAX_MODEL_BYTES + 8 + MAX_HEADER_BYTES + 64 * 1024
 
@@ -57,7 +56,7 @@ class ModelPublisher:
     def __init__(
         self,
         kafka: Any = None,
-        topic: str = DEFAULT_MODELS_TOPIC,
+        topic: str = topics.MODELS,
         *,
         producer: Any = None,
         timeout: float = 60.0,

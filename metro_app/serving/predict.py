@@ -22,7 +22,7 @@ import numpy as np
 
 from edgemnist.errors import ModelError
 from edgemnist.model import Model, ensure_model, load_model, load_model_bytes
-from edgemnist.prep import prepare_frames
+from edgemnist.prep import SHAPE, prepare_frames
 from edgemnist.wire.messages import Origin
 from edgemnist.wire.serving import LATEST, PredictRequest, PredictResponse, RequestError, parse_request
 from metro_app.ingest.runloop import rewind, run_forever
@@ -236,7 +236,7 @@ class PredictLoop:
 def _score(model: Model, reqs: list[PredictRequest]) -> list[PredictResponse]:
     """Prepare the PNG frames (one vectorised batch), stack them with the pixel inputs, score once."""
     out: list[PredictResponse | None] = [None] * len(reqs)
-    images = np.zeros((len(reqs), 28, 28), np.uint8)
+    images = np.zeros((len(reqs), *SHAPE), np.uint8)
     good = np.zeros(len(reqs), bool)
     pngs = [i for i, r in enumerate(reqs) if r.png is not None]
     if pngs:

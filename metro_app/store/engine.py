@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 import sqlalchemy as sa
@@ -10,6 +9,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.pool import StaticPool
 
 from edgemnist.errors import ConfigError
+from edgemnist.masking import mask_password
 
 __all__ = ["make_engine"]
 
@@ -23,16 +23,12 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.close()
 
 
-def _masked(url: str) -> str:
-    return re.sub(r"(://[^/:@]*:)[^@/]*@", r"\1***@", url)
-
-
 def make_engine(url: str) -> Engine:
     """An engine for a SQLite path URL or a PostgreSQL URL; other dialects are refused."""
     try:
         parsed = sa.engine.make_url(url)
     except sa.exc.ArgumentError as exc:
-        raise ConfigError(f"store URL {_masked(url)!r} is not a database URL") from exc
+        raise ConfigError(f"store URL {mask_password(url)!r} is not a database URL") from exc
     backend = parsed.get_backend_name()
     if backend == "sqlite":
         memory = parsed.database in (None, "", ":memory:")

@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 import orjson
 
+from edgemnist.prep import SHAPE
 from edgemnist.wire.messages import MetricsMessage, UncertainImage, parse_timestamp, utc_timestamp
 
 __all__ = [
@@ -75,7 +76,7 @@ def image_row_to_dict(row: Any) -> dict[str, Any]:
         image=row.image,
         camera=row.camera,
         timestamp=row.timestamp,
-        prepared_image=np.frombuffer(row.prepared, dtype=np.uint8).reshape(28, 28),
+        prepared_image=np.frombuffer(row.prepared, dtype=np.uint8).reshape(SHAPE),
         prep_time=row.prep_time,
         predictions=tuple(json.loads(row.predictions)),
         result_class=row.result_class,

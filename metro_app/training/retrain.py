@@ -33,6 +33,7 @@ from edgemnist.cliargs import check_fields, env_flag
 from edgemnist.data import load_training
 from edgemnist.errors import ConfigError, EdgeMnistError
 from edgemnist.model import (
+    MODEL_INPUT,
     Model,
     dump_model,
     ensure_model,
@@ -397,5 +398,5 @@ def _card(
         "base_holdout": base_name,
         "settings": asdict(settings),
         "field_test_ids": list(field.test_ids),
-        "input": "prepared 28x28 uint8 images (edgemnist.prep), flattened to 784",
+        "input": MODEL_INPUT,
     }
