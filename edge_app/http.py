@@ -254,98 +254,104 @@ class EdgeHttp:
 
 
 def _handler(app: EdgeHttp) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        server_version = "edge-mnist"
-        protocol_version = "HTTP/1.1"
+    """A request handler class bound to `app` (http.server builds one handler per request)."""
+    return type("Handler", (_Handler,), {"app": app})
 
-        def log_message(self, format: str, *args: Any) -> None:
-            log.debug("%s %s", self.address_string(), format % args)
 
-        def _send(self, status: int, body: bytes, ctype: str = "application/json") -> None:
-            self.send_response(status)
-            self.send_header("Content-Type", ctype)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
+class _Handler(BaseHTTPRequestHandler):
+    server_version = "edge-mnist"
+    protocol_version = "HTTP/1.1"
+    app: EdgeHttp
 
-        def _json(self, status: int, obj: Any) -> None:
-            self._send(status, json.dumps(obj).encode())
+    def log_message(self, format: str, *args: Any) -> None:
+        log.debug("%s %s", self.address_string(), format % args)
 
-        def _body(self) -> bytes:
-            try:
-                length = int(self.headers.get("Content-Length") or 0)
-            except ValueError as exc:
-                raise BadRequest("Content-Length is not a number") from exc
-            if length > MAX_BODY:
-                self.close_connection = True
-                raise BadRequest(f"body of {length} bytes is larger than {MAX_BODY}", 413)
-            return self.rfile.read(length) if length > 0 else b""
+    def _send(self, status: int, body: bytes, ctype: str = "application/json") -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", ctype)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
 
-        def do_GET(self) -> None:
-            url = urlsplit(self.path)
-            if url.path == "/health":
-                self._json(
-                    200, {"status": "ok", "camera": app.camera, "pushed": app.feed.pushed, **app.counts}
-                )
-            elif url.path == "/":
-                self._form("")
-            elif url.path == "/push":
-                self._serve(lambda: app.range_request(parse_qs(url.query)), form=False)
-            else:
-                self._json(404, {"error": f"no such path {url.path!r}: try /, /push, /frames, /health"})
+    def _json(self, status: int, obj: Any) -> None:
+        self._send(status, json.dumps(obj).encode())
 
-        def do_POST(self) -> None:
-            url = urlsplit(self.path)
-            try:
-                body = self._body()
-            except BadRequest as exc:
-                self._json(exc.status, {"error": str(exc)})
-                return
-            ctype = self.headers.get("Content-Type", "")
-            if url.path == "/frames":
-                self._serve(lambda: parse_frames(body, ctype), form=False)
-            elif url.path == "/push":
-                form = ctype.startswith("application/x-www-form-urlencoded")
-                params = parse_qs(url.query)
-                if form:
-                    params.update(parse_qs(body.decode("utf-8", "replace")))
-                self._serve(
-                    lambda: app.range_request(params),
-                    form=form,
-                    form_token=next(iter(params.get("token") or ()), None),
-                )
-            else:
-                self._json(404, {"error": f"no such path {url.path!r}: try /, /push, /frames, /health"})
+    def _body(self) -> bytes:
+        try:
+            length = int(self.headers.get("Content-Length") or 0)
+        except ValueError as exc:
+            raise BadRequest("Content-Length is not a number") from exc
+        if length > MAX_BODY:
+            self.close_connection = True
+            raise BadRequest(f"body of {length} bytes is larger than {MAX_BODY}", 413)
+        return self.rfile.read(length) if length > 0 else b""
 
-        def _serve(
-            self, parse: Callable[[], PushRequest], *, form: bool, form_token: str | None = None
-        ) -> None:
-            app.counts["requests"] += 1
-            try:
-                if not app.authorised(self.headers.get("Authorization"), form_token):
-                    raise BadRequest("missing or wrong bearer token (EDGE_MNIST_EDGE_TOKEN)", 401)
-                answer = app.score(parse())
-            except BadRequest as exc:
-                app.counts["refused"] += 1
-                log.info("refused a push (%d): %s", exc.status, exc)
-                if form:
-                    self._form(f"<p style='color:#b00'>{html.escape(str(exc))}</p>", exc.status)
-                else:
-                    self._json(exc.status, {"error": str(exc)})
-                return
+    def do_GET(self) -> None:
+        app = self.app
+        url = urlsplit(self.path)
+        if url.path == "/health":
+            self._json(200, {"status": "ok", "camera": app.camera, "pushed": app.feed.pushed, **app.counts})
+        elif url.path == "/":
+            self._form("")
+        elif url.path == "/push":
+            self._serve(lambda: app.range_request(parse_qs(url.query)), form=False)
+        else:
+            self._json(404, {"error": f"no such path {url.path!r}: try /, /push, /frames, /health"})
+
+    def do_POST(self) -> None:
+        url = urlsplit(self.path)
+        try:
+            body = self._body()
+        except BadRequest as exc:
+            self._json(exc.status, {"error": str(exc)})
+            return
+        ctype = self.headers.get("Content-Type", "")
+        if url.path == "/frames":
+            self._serve(lambda: parse_frames(body, ctype), form=False)
+        elif url.path == "/push":
+            self._post_push(url.query, body, ctype)
+        else:
+            self._json(404, {"error": f"no such path {url.path!r}: try /, /push, /frames, /health"})
+
+    def _post_push(self, query: str, body: bytes, ctype: str) -> None:
+        """POST /push: the range in the query, or in the fields of the HTML form."""
+        form = ctype.startswith("application/x-www-form-urlencoded")
+        params = parse_qs(query)
+        if form:
+            params.update(parse_qs(body.decode("utf-8", "replace")))
+        self._serve(
+            lambda: self.app.range_request(params),
+            form=form,
+            form_token=next(iter(params.get("token") or ()), None),
+        )
+
+    def _serve(self, parse: Callable[[], PushRequest], *, form: bool, form_token: str | None = None) -> None:
+        app = self.app
+        app.counts["requests"] += 1
+        try:
+            if not app.authorised(self.headers.get("Authorization"), form_token):
+                raise BadRequest("missing or wrong bearer token (EDGE_MNIST_EDGE_TOKEN)", 401)
+            answer = app.score(parse())
+        except BadRequest as exc:
+            app.counts["refused"] += 1
+            log.info("refused a push (%d): %s", exc.status, exc)
             if form:
-                self._form(_table(answer))
+                self._form(f"<p style='color:#b00'>{html.escape(str(exc))}</p>", exc.status)
             else:
-                self._json(200, answer)
+                self._json(exc.status, {"error": str(exc)})
+            return
+        if form:
+            self._form(_table(answer))
+        else:
+            self._json(200, answer)
 
-        def _form(self, result: str, status: int = 200) -> None:
-            token_field = '<label>token <input name="token" type="password"></label><br>' if app.token else ""
-            page = _FORM.format(
-                camera=html.escape(app.camera),
-                source=html.escape(app.source),
-                token_field=token_field,
-                result=result,
-            )
-            self._send(status, page.encode(), "text/html; charset=utf-8")
-
-    return Handler
+    def _form(self, result: str, status: int = 200) -> None:
+        app = self.app
+        token_field = '<label>token <input name="token" type="password"></label><br>' if app.token else ""
+        page = _FORM.format(
+            camera=html.escape(app.camera),
+            source=html.escape(app.source),
+            token_field=token_field,
+            result=result,
+        )
+        self._send(status, page.encode(), "text/html; charset=utf-8")

@@ -16,23 +16,20 @@ import dataclasses
 import hashlib
 import json
 import logging
-import re
 import threading
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
-from pathlib import Path
 from typing import Protocol
 
 import numpy as np
 
+from edge_app.saved_models import SavedModels, initial_model
 from edgemnist.errors import BrokerUnavailable, ModelError, SchemaError
-from edgemnist.files import write_atomic
-from edgemnist.model import Model, load_model, load_model_bytes
+from edgemnist.model import Model, load_model_bytes
 from edgemnist.wire.envelope import ALL_CAMERAS, ModelEnvelope
 from edgemnist.wire.messages import ModelRefusal
 
 __all__ = [
-    "ModelStore",
+    "SavedModels",
     "ServingModel",
     "ModelWatcher",
     "Reader",
@@ -44,7 +41,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-_UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
 MAX_REASON = 500
 
 
@@ -109,65 +105,6 @@ def probe_model(model: Model, images: np.ndarray) -> None:
         raise ModelError("probe: scores of an image do not sum to 1")
 
 
-class ModelStore:
-    """Models this edge accepted, in its state directory, so a restarted edge serves them at once.
-
-    ``<dir>/<version>.skops`` with its card ``<version>.json`` (version, sha256, parent,
-    created, targets, accepted), and ``current.json`` naming the one being served.
-    """
-
-    def __init__(self, directory: Path) -> None:
-        self.directory = Path(directory)
-
-    def save(self, env: ModelEnvelope) -> Path:
-        """Write the model and its card atomically and make it current; return the model's path."""
-        self.directory.mkdir(parents=True, exist_ok=True)
-        stem = _UNSAFE.sub("_", env.version)[:120] or "model"
-        path = self.directory / f"{stem}.skops"
-        card = {
-            **env.header(),
-            "file": path.name,
-            "accepted": datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
-        }
-        write_atomic(path, env.data)
-        write_atomic(path.with_suffix(".json"), json.dumps(card, indent=2).encode())
-        write_atomic(
-            self.directory / "current.json", json.dumps({"version": env.version, "file": path.name}).encode()
-        )
-        return path
-
-    def current(self) -> Path | None:
-        """The model file last made current, or None (nothing accepted yet, or unreadable pointer)."""
-        pointer = self.directory / "current.json"
-        try:
-            name = json.loads(pointer.read_text())["file"]
-        except FileNotFoundError:
-            return None
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            log.warning("%s: unreadable (%s); ignoring the models accepted earlier", pointer, exc)
-            return None
-        path = self.directory / str(name)
-        return path if path.parent == self.directory and path.is_file() else None
-
-
-def initial_model(configured: Path, store: ModelStore) -> Model:
-    """The model a starting edge serves: the last one it accepted from the topic, else ``--model``."""
-    saved = store.current()
-    if saved is not None:
-        try:
-            model = load_model(saved)
-        except ModelError as exc:
-            log.error("model accepted earlier cannot be used (%s); serving %s instead", exc, configured)
-        else:
-            log.info(
-                "serving model %s accepted earlier from the models topic (%s), not --model",
-                model.version,
-                saved,
-            )
-            return model
-    return load_model(configured)
-
-
 class ServingModel:
     """The model the runner should score the next micro-batch with, and refusals not yet reported.
 
@@ -215,7 +152,7 @@ class ModelWatcher:
         reader_factory: Callable[[], Reader],
         camera: str,
         serving: ServingModel,
-        store: ModelStore,
+        saved_models: SavedModels,
         probe: np.ndarray,
         *,
         poll_timeout: float = 1.0,
@@ -224,7 +161,7 @@ class ModelWatcher:
         self._factory = reader_factory
         self._camera = camera
         self._serving = serving
-        self._store = store
+        self._saved_models = saved_models
         self._probe = probe
         self._poll_timeout = poll_timeout
         self._retry = retry
@@ -271,9 +208,9 @@ class ModelWatcher:
             self._refuse(env.version, env.sha256, str(exc))
             return None
         try:
-            path = self._store.save(env)
+            path = self._saved_models.save(env)
         except OSError as exc:
-            self._refuse(env.version, env.sha256, f"cannot save it in {self._store.directory}: {exc}")
+            self._refuse(env.version, env.sha256, f"cannot save it in {self._saved_models.directory}: {exc}")
             return None
         model = dataclasses.replace(model, path=path)
         log.info(

@@ -9,14 +9,15 @@ import itertools
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
 import numpy as np
 
-from edge_app.models import ModelStore, ModelWatcher, Reader, ServingModel, initial_model
-from edge_app.pipeline import edge_stages
+from edge_app.models import ModelWatcher, Reader, ServingModel
+from edge_app.pipeline import EdgeStages, edge_stages
+from edge_app.saved_models import SavedModels, initial_model
 from edge_app.scoring import score_batches
 from edge_app.settings import EdgeSettings
 from edge_app.sinks import OutboxSink, Sink, StdoutSink
@@ -130,65 +131,91 @@ def run_edge(
         taps: see every scored batch after it was sent (results topic, HTTP answers).
     """
     stop = stop or threading.Event()
-    store = ModelStore(settings.models_dir)
+    saved_models = SavedModels(settings.models_dir)
     # fail fast, with a clear error, before any worker starts
-    serving = ServingModel(initial_model(settings.model, store))
+    serving = ServingModel(initial_model(settings.model, saved_models))
     model = serving.current()
     stats = RunStats()
     log.info("model %s (sha256 %s…) from %s", model.version, model.sha256[:12], model.path or settings.model)
     model_path = model.path or settings.model
     stages = edge_stages(settings, model_path)  # the sink stands in for stages.send
-    source, uncertain, window = stages.source, stages.uncertain, stages.window
-    window.report = _Report(sink, serving, uncertain.cap)
+    source, window = stages.source, stages.window
+    window.report = _Report(sink, serving, stages.uncertain.cap)
     dropped_before = _dropped(sink)
     with source, stages.enrich as enrich:
         stats.camera = enrich.camera
-        key = enrich.camera.encode()
-        log.info(
-            "camera %s: %d frames from %r%s, repeat %d, delay %gs",
-            enrich.camera,
-            len(source.frames.frames),
-            settings.source,
-            f" distorted by {settings.distort}" if settings.distort else "",
-            settings.repeat,
-            settings.delay,
-        )
+        _log_camera(settings, enrich.camera, len(source.frames.frames))
         watcher = None
         if models is not None:
             probe = _probe_images(source.frames.frames)
-            watcher = ModelWatcher(models, enrich.camera, serving, store, probe).start()
+            watcher = ModelWatcher(models, enrich.camera, serving, saved_models, probe).start()
         try:
             frames = source() if feed is None else feed.merge(source(), stop)
             batches = (enrich(b) for b in itertools.takewhile(lambda _: not stop.is_set(), frames))
-            for batch, scored in score_batches(batches, model_path, stages.parallelism, serving.current):
-                if scored.model_version != stats.model_version and stats.model_versions:
-                    log.info("from frame %d on, model %s serves (was %s)", batch.first_count,
-                             scored.model_version, stats.model_version)  # fmt: skip
-                stats.metrics_sent += _put(sink, window.add(batch, scored, time.time()), key)
-                stats.served(scored.model_version)
-                held_before = uncertain.held_back
-                sent = uncertain((batch, scored))
-                stats.uncertain_held_back += uncertain.held_back - held_before
-                sink.put(sent, key)
-                for tap in taps:
-                    tap(batch, scored, sent)
-                stats.frames += len(batch)
-                stats.scored += len(scored.index)
-                stats.corrupt += len(scored.errors)
-                stats.uncertain_sent += len(sent)
-                if batch.labels is not None and len(scored.index):
-                    stats.labelled += len(scored.index)
-                    stats.correct += int((scored.result_class == batch.labels[scored.index]).sum())
-                stats.metrics_sent += _put(sink, window.close_if_due(time.time()), key)
-            for tap in taps:
-                tap.finish()
-            stats.metrics_sent += _put(sink, window.close(time.time()), key)
+            scored = score_batches(batches, model_path, stages.parallelism, serving.current)
+            _Batches(stages, sink, enrich.camera.encode(), taps, stats).run(scored)
         finally:
             if watcher is not None:
                 watcher.stop()
                 stats.models_refused = [r.version for r in watcher.refused]
     _count_dropped(stats, sink, dropped_before)
     return stats
+
+
+def _log_camera(settings: EdgeSettings, camera: str, frames: int) -> None:
+    log.info(
+        "camera %s: %d frames from %r%s, repeat %d, delay %gs",
+        camera,
+        frames,
+        settings.source,
+        f" distorted by {settings.distort}" if settings.distort else "",
+        settings.repeat,
+        settings.delay,
+    )
+
+
+class _Batches:
+    """After scoring: each batch's uncertain images and metrics windows to the sink, then to the taps."""
+
+    def __init__(
+        self, stages: EdgeStages, sink: Sink, key: bytes, taps: Sequence[Tap], stats: RunStats
+    ) -> None:
+        self._uncertain, self._window = stages.uncertain, stages.window
+        self._sink, self._key, self._taps, self._stats = sink, key, taps, stats
+
+    def run(self, scored: Iterable[tuple[FrameBatch, Scored]]) -> None:
+        """Handle every scored batch, then let the taps finish and close the last window."""
+        for batch, result in scored:
+            self.handle(batch, result)
+        for tap in self._taps:
+            tap.finish()
+        self._stats.metrics_sent += _put(self._sink, self._window.close(time.time()), self._key)
+
+    def handle(self, batch: FrameBatch, scored: Scored) -> None:
+        stats, sink, key = self._stats, self._sink, self._key
+        if scored.model_version != stats.model_version and stats.model_versions:
+            log.info("from frame %d on, model %s serves (was %s)", batch.first_count,
+                     scored.model_version, stats.model_version)  # fmt: skip
+        stats.metrics_sent += _put(sink, self._window.add(batch, scored, time.time()), key)
+        stats.served(scored.model_version)
+        held_before = self._uncertain.held_back
+        sent = self._uncertain((batch, scored))
+        stats.uncertain_held_back += self._uncertain.held_back - held_before
+        sink.put(sent, key)
+        for tap in self._taps:
+            tap(batch, scored, sent)
+        _count(stats, batch, scored, sent)
+        stats.metrics_sent += _put(sink, self._window.close_if_due(time.time()), key)
+
+
+def _count(stats: RunStats, batch: FrameBatch, scored: Scored, sent: Sequence[UncertainImage]) -> None:
+    stats.frames += len(batch)
+    stats.scored += len(scored.index)
+    stats.corrupt += len(scored.errors)
+    stats.uncertain_sent += len(sent)
+    if batch.labels is not None and len(scored.index):
+        stats.labelled += len(scored.index)
+        stats.correct += int((scored.result_class == batch.labels[scored.index]).sum())
 
 
 def _put(sink: Sink, metrics: Sequence[MetricsMessage], key: bytes) -> int:

@@ -223,23 +223,7 @@ class ConnectWorker:
         java = _java()
         self.root.mkdir(parents=True, exist_ok=True)
         port = port or free_port()
-        security = _client_security(kafka)
-        props = {
-            "bootstrap.servers": servers,
-            **security,
-            **{f"{p}.{k}": v for p in ("producer", "consumer", "admin") for k, v in security.items()},
-            "key.converter": "org.apache.kafka.connect.json.JsonConverter",
-            "value.converter": "org.apache.kafka.connect.json.JsonConverter",
-            "key.converter.schemas.enable": "true",
-            "value.converter.schemas.enable": "true",
-            "offset.storage.file.filename": str(self.root / "offsets.dat"),
-            "offset.flush.interval.ms": "1000",
-            "listeners": f"http://127.0.0.1:{port}",
-            "rest.advertised.host.name": "127.0.0.1",
-            "plugin.path": str(home / "plugins"),
-            "config.providers": "file",
-            "config.providers.file.class": "org.apache.kafka.common.config.provider.FileConfigProvider",
-        }
+        props = self._worker_properties(kafka, port, home)
         _write_private(self.root / "worker.properties", _properties(props))
         (self.root / "log4j2.properties").write_text(_LOG4J2)
         log_path = self.root / "connect.log"
@@ -257,6 +241,26 @@ class ConnectWorker:
         self.state_path.write_text(json.dumps(state) + "\n")
         self._wait_rest(proc, timeout)
         return state
+
+    def _worker_properties(self, kafka: KafkaSettings, port: int, home: Path) -> dict[str, str]:
+        """worker.properties: JSON converters, offsets in a file, REST on 127.0.0.1, the client security."""
+        security = _client_security(kafka)
+        return {
+            "bootstrap.servers": ",".join(kafka.bootstrap_servers),
+            **security,
+            **{f"{p}.{k}": v for p in ("producer", "consumer", "admin") for k, v in security.items()},
+            "key.converter": "org.apache.kafka.connect.json.JsonConverter",
+            "value.converter": "org.apache.kafka.connect.json.JsonConverter",
+            "key.converter.schemas.enable": "true",
+            "value.converter.schemas.enable": "true",
+            "offset.storage.file.filename": str(self.root / "offsets.dat"),
+            "offset.flush.interval.ms": "1000",
+            "listeners": f"http://127.0.0.1:{port}",
+            "rest.advertised.host.name": "127.0.0.1",
+            "plugin.path": str(home / "plugins"),
+            "config.providers": "file",
+            "config.providers.file.class": "org.apache.kafka.common.config.provider.FileConfigProvider",
+        }
 
     def _wait_rest(self, proc: subprocess.Popen[bytes], timeout: float) -> None:
         deadline = time.monotonic() + timeout

@@ -143,10 +143,7 @@ def run_demo(opts: DemoOptions, say: TextIO = sys.stderr) -> dict[str, Any]:
     signal.signal(signal.SIGTERM, _interrupt)
     _check_ports(opts)
     model = _ensure_model(opts.model, say)
-    state = opts.state_dir or Path(tempfile.mkdtemp(prefix="edge-mnist-demo-"))
-    state.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, "EDGE_MNIST_STATE_DIR": str(state), "PYTHONUNBUFFERED": "1"}
-    env.setdefault("EDGE_MNIST_API_TOKEN", "demo-token")
+    state, env = _state_dir(opts)
     procs, broker, hub_started = _Procs(), None, False
     api = f"http://127.0.0.1:{opts.port}"
     try:
@@ -155,65 +152,8 @@ def run_demo(opts: DemoOptions, say: TextIO = sys.stderr) -> dict[str, Any]:
             broker = LocalBroker(log_path=state / "broker.log").start()
             servers = broker.bootstrap_servers
             print(f"broker: embedded Tansu on {servers} (memory only)", file=say)
-        hub = subprocess.run(
-            [
-                _bin("metro-app"),
-                "submit",
-                "--name",
-                HUB_JOB,
-                "--bootstrap-servers",
-                servers,
-                "--topic",
-                opts.topic,
-                "--store",
-                f"sqlite:///{state / 'hub.db'}",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(opts.port),
-                "--model",
-                str(model),
-            ],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-        hub_started = hub.returncode == 0
-        if not hub_started:
-            raise BrokerUnavailable(
-                f"the hub job did not start: {hub.stderr.strip()[-500:] or hub.stdout[-500:]}"
-            )
-        print(f"hub:    {hub.stdout.strip()}", file=say)
-        for name, delay, distort in camera_plan(opts.cameras):
-            procs.start(
-                name,
-                [
-                    _bin("edge-app"),
-                    "run",
-                    "--camera",
-                    name,
-                    "--delay",
-                    str(delay),
-                    "--bootstrap-servers",
-                    servers,
-                    "--topic",
-                    opts.topic,
-                    "--model",
-                    str(model),
-                    "--outbox",
-                    str(state / f"outbox-{name}.db"),
-                    "--metrics-duration",
-                    "5",
-                    "--summary",
-                    str(state / SUMMARY.format(name)),
-                    *(["--distort", distort] if distort else []),
-                ],
-                state / f"edge-{name}.log",
-                env,
-            )
-            drift = f", frames {distort}" if distort else ""
-            print(f"edge:   {name} (delay {delay}s{drift}), log {state / f'edge-{name}.log'}", file=say)
+        hub_started = _submit_hub(opts, servers, model, state, env, say)
+        _start_edges(opts, procs, servers, model, state, env, say)
         _start_dashboard(opts, procs, state, env, api, say)
         print(f"API:    {api}/docs  views {api}/views  cameras {api}/cameras", file=say)
         print(f"state:  {state}", file=say)
@@ -227,6 +167,86 @@ def run_demo(opts: DemoOptions, say: TextIO = sys.stderr) -> dict[str, Any]:
     finally:
         summary = _shutdown(procs, broker, hub_started, api, state, env, say)
     return summary
+
+
+def _state_dir(opts: DemoOptions) -> tuple[Path, dict[str, str]]:
+    """The demo's state directory (made if missing) and the environment its processes get."""
+    state = opts.state_dir or Path(tempfile.mkdtemp(prefix="edge-mnist-demo-"))
+    state.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "EDGE_MNIST_STATE_DIR": str(state), "PYTHONUNBUFFERED": "1"}
+    env.setdefault("EDGE_MNIST_API_TOKEN", "demo-token")
+    return state, env
+
+
+def _submit_hub(
+    opts: DemoOptions, servers: str, model: Path, state: Path, env: dict[str, str], say: TextIO
+) -> bool:
+    """Submit the hub as a job; True once it started (else BrokerUnavailable with its output)."""
+    hub = subprocess.run(
+        [
+            _bin("metro-app"),
+            "submit",
+            "--name",
+            HUB_JOB,
+            "--bootstrap-servers",
+            servers,
+            "--topic",
+            opts.topic,
+            "--store",
+            f"sqlite:///{state / 'hub.db'}",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(opts.port),
+            "--model",
+            str(model),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    if hub.returncode != 0:
+        raise BrokerUnavailable(
+            f"the hub job did not start: {hub.stderr.strip()[-500:] or hub.stdout[-500:]}"
+        )
+    print(f"hub:    {hub.stdout.strip()}", file=say)
+    return True
+
+
+def _start_edges(
+    opts: DemoOptions, procs: _Procs, servers: str, model: Path, state: Path, env: dict[str, str], say: TextIO
+) -> None:
+    """One `edge-app run` process per camera of `camera_plan`."""
+    for name, delay, distort in camera_plan(opts.cameras):
+        procs.start(
+            name,
+            [
+                _bin("edge-app"),
+                "run",
+                "--camera",
+                name,
+                "--delay",
+                str(delay),
+                "--bootstrap-servers",
+                servers,
+                "--topic",
+                opts.topic,
+                "--model",
+                str(model),
+                "--outbox",
+                str(state / f"outbox-{name}.db"),
+                "--metrics-duration",
+                "5",
+                "--summary",
+                str(state / SUMMARY.format(name)),
+                *(["--distort", distort] if distort else []),
+            ],
+            state / f"edge-{name}.log",
+            env,
+        )
+        drift = f", frames {distort}" if distort else ""
+        print(f"edge:   {name} (delay {delay}s{drift}), log {state / f'edge-{name}.log'}", file=say)
 
 
 def _start_dashboard(

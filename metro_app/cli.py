@@ -40,6 +40,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _retrain_arguments(retrain)
     retrain.set_defaults(func=_retrain)
+    models, imp = _models_parsers(sub)
+    commands = [run, retrain, models, imp, *_rollout_parsers(sub), *_job_parsers(sub)]
+    for p in commands:
+        p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    _inherit(models, imp)
+    return parser
+
+
+def _models_parsers(sub: Any) -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
+    """`models` and its subcommand `models import`."""
     models = sub.add_parser(
         "models", help="the model registry as a table with its transitions (or JSON lines)"
     )
@@ -55,6 +65,11 @@ def build_parser() -> argparse.ArgumentParser:
     imp.add_argument("path", type=Path, help="the .skops file (its model card .json beside it)")
     _retrain_arguments(imp, publish=False)
     imp.set_defaults(func=_models_import)
+    return models, imp
+
+
+def _rollout_parsers(sub: Any) -> list[argparse.ArgumentParser]:
+    """`rollout` and `rollback`."""
     rollout = sub.add_parser(
         "rollout",
         help="roll a registered model out through canary cameras: promoted or rolled back on live quality",
@@ -74,6 +89,11 @@ def build_parser() -> argparse.ArgumentParser:
     back.add_argument("--cameras", help="only these cameras, comma-separated (default: every camera)")
     _retrain_arguments(back, publish=False, retrain=False)
     back.set_defaults(func=_rollback)
+    return [rollout, back]
+
+
+def _job_parsers(sub: Any) -> list[argparse.ArgumentParser]:
+    """`submit`, `jobs`, `cancel` and `build`: the hub as a background job."""
     submit = sub.add_parser(
         "submit", help="start the hub as a background job, cancelling an older job of that name"
     )
@@ -98,10 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
     build.add_argument("--out", required=True, type=Path, help="directory for the build archive")
     add_hub_flags(build)
     build.set_defaults(func=_build)
-    for p in (run, retrain, models, imp, rollout, back, submit, jobs, cancel, build):
-        p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
-    _inherit(models, imp)
-    return parser
+    return [submit, jobs, cancel, build]
 
 
 def _inherit(parent: argparse.ArgumentParser, child: argparse.ArgumentParser) -> None:

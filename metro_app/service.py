@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import uvicorn
@@ -17,7 +19,13 @@ from metro_app.ingest.loop import HUB_CONSUMER_CONFIG, DeadLetterSink, HubLoop, 
 from metro_app.monitoring.alerts import AlertMonitor
 from metro_app.rollout.publish import ModelPublisher
 from metro_app.rollout.watcher import RolloutWatcher
-from metro_app.serving.predict import PathModels, RegistryModels, predict_group, start_predictions
+from metro_app.serving.predict import (
+    PathModels,
+    PredictLoop,
+    RegistryModels,
+    predict_group,
+    start_predictions,
+)
 from metro_app.settings import HubSettings
 from metro_app.store import Store
 from metro_app.training.jobs import RetrainJobs
@@ -90,75 +98,24 @@ def run_hub(settings: HubSettings, kafka: Any, retrain_settings: RetrainSettings
     dead = DeadLetterSink(producer, settings.dlq_topic)
     loop = HubLoop(consumer, store, dead, max_records=settings.max_records)
     publisher = ModelPublisher(kafka, settings.models_topic) if settings.models_topic else None
-
-    def run_retrain(progress: Progress) -> Any:
-        return retrain(store, retrain_settings, publisher=publisher, on_progress=progress)
-
-    jobs = RetrainJobs(run_retrain)
+    jobs = _retrain_jobs(store, retrain_settings, publisher)
     stop = threading.Event()
     threads = [
         threading.Thread(target=_consume, args=(loop, stop, consumer, producer), name="hub-loop", daemon=True)
     ]
     alerts = AlertMonitor(store, settings.drift, _alert_sender(kafka, producer, settings.alerts_topic))
     alert_thread = threading.Thread(target=alerts.run, args=(stop,), name="hub-alerts", daemon=True)
-    control: ControlLoop | None = None
-    if settings.control_topic:
-
-        def on_command(name: str) -> None:
-            job, started = jobs.start(f"control topic {settings.control_topic}")
-            log.info(
-                "control command %r: %s job %s", name, "started" if started else "already running", job["id"]
-            )
-
-        control_consumer = open_control(kafka, settings.control_topic)
-        control = ControlLoop(control_consumer, store, dead, on_command)
-        threads.append(
-            threading.Thread(
-                target=_consume, args=(control, stop, control_consumer, None), name="hub-control", daemon=True
-            )
-        )
+    control = _control(kafka, settings, store, dead, jobs, stop, threads)
     rollouts = RolloutWatcher(store, publisher) if publisher is not None else None
     if rollouts is not None:  # acts only while this hub holds the store's lease
         threads.append(threading.Thread(target=rollouts.run, args=(stop,), name="hub-rollouts", daemon=True))
-    predictions = None
-    if settings.predict_requests:
-        models = RegistryModels(store, PathModels(settings.model, train_missing=settings.train_model))
-        threading.Thread(target=models.load, args=(stop,), name="predict-model", daemon=True).start()
-        predictions, _ = start_predictions(
-            kafka, settings.predict_requests, settings.predict_responses,
-            predict_group(settings.topic), stop, models, models.ready,
-        )  # fmt: skip
-
-    def health() -> dict[str, Any]:
-        return {
-            **loop.stats.as_dict(),
-            "alive": threads[0].is_alive(),
-            "group": group_id(settings.topic),
-            "topic": settings.topic,
-            "dlq_topic": settings.dlq_topic,
-            "models_topic": settings.models_topic,
-            "control_topic": settings.control_topic,
-            "control": None if control is None else {**control.stats, "alive": threads[-1].is_alive()},
-            "retrain_running": jobs.running(),
-            "predict": predictions.stats.as_dict() if predictions else None,
-            "rollouts": None if rollouts is None else dict(rollouts.stats),
-            "alerts_topic": settings.alerts_topic,
-            "alerts": {**alerts.stats, "alive": alert_thread.is_alive()},
-        }
-
+    predictions = _predictions(kafka, settings, store, stop)
+    parts = _Parts(loop, threads, control, jobs, predictions, rollouts, alerts, alert_thread)
     app = create_app(
-        store, token=settings.api_token, health=health, retrain=jobs, rollout_policy=retrain_settings.policy()
-    )
-    server = uvicorn.Server(
-        uvicorn.Config(
-            app,
-            host=settings.host,
-            port=settings.port,
-            log_level="warning",
-            access_log=False,
-            timeout_graceful_shutdown=5,
-        )
-    )
+        store, token=settings.api_token, health=_health(settings, parts), retrain=jobs,
+        rollout_policy=retrain_settings.policy(),
+    )  # fmt: skip
+    server = _api_server(app, settings)
     for thread in threads:
         thread.start()
     alert_thread.start()
@@ -181,3 +138,109 @@ def run_hub(settings: HubSettings, kafka: Any, retrain_settings: RetrainSettings
             publisher.close()
         store.close()
     return 0 if server.started else 1
+
+
+def _retrain_jobs(
+    store: Store, retrain_settings: RetrainSettings, publisher: ModelPublisher | None
+) -> RetrainJobs:
+    """One retrain at a time in a background thread, for the API and the control topic."""
+
+    def run_retrain(progress: Progress) -> Any:
+        return retrain(store, retrain_settings, publisher=publisher, on_progress=progress)
+
+    return RetrainJobs(run_retrain)
+
+
+def _control(
+    kafka: Any,
+    settings: HubSettings,
+    store: Store,
+    dead: DeadLetterSink,
+    jobs: RetrainJobs,
+    stop: threading.Event,
+    threads: list[threading.Thread],
+) -> ControlLoop | None:
+    """The control-topic loop, its thread appended to `threads`; None when no control topic is set."""
+    if not settings.control_topic:
+        return None
+
+    def on_command(name: str) -> None:
+        job, started = jobs.start(f"control topic {settings.control_topic}")
+        log.info(
+            "control command %r: %s job %s", name, "started" if started else "already running", job["id"]
+        )
+
+    control_consumer = open_control(kafka, settings.control_topic)
+    control = ControlLoop(control_consumer, store, dead, on_command)
+    threads.append(
+        threading.Thread(
+            target=_consume, args=(control, stop, control_consumer, None), name="hub-control", daemon=True
+        )
+    )
+    return control
+
+
+def _predictions(
+    kafka: Any, settings: HubSettings, store: Store, stop: threading.Event
+) -> PredictLoop | None:
+    """Answer prediction requests in the background; None when no requests topic is set."""
+    if not settings.predict_requests:
+        return None
+    models = RegistryModels(store, PathModels(settings.model, train_missing=settings.train_model))
+    threading.Thread(target=models.load, args=(stop,), name="predict-model", daemon=True).start()
+    predictions, _ = start_predictions(
+        kafka, settings.predict_requests, settings.predict_responses,
+        predict_group(settings.topic), stop, models, models.ready,
+    )  # fmt: skip
+    return predictions
+
+
+@dataclass(frozen=True, slots=True)
+class _Parts:
+    """The running pieces of the hub that /health reports on."""
+
+    loop: HubLoop
+    threads: list[threading.Thread]
+    control: ControlLoop | None
+    jobs: RetrainJobs
+    predictions: PredictLoop | None
+    rollouts: RolloutWatcher | None
+    alerts: AlertMonitor
+    alert_thread: threading.Thread
+
+
+def _health(settings: HubSettings, parts: _Parts) -> Callable[[], dict[str, Any]]:
+    """The hub's /health body: the loops' counts and whether their threads are alive."""
+
+    def health() -> dict[str, Any]:
+        control, predictions, rollouts = parts.control, parts.predictions, parts.rollouts
+        return {
+            **parts.loop.stats.as_dict(),
+            "alive": parts.threads[0].is_alive(),
+            "group": group_id(settings.topic),
+            "topic": settings.topic,
+            "dlq_topic": settings.dlq_topic,
+            "models_topic": settings.models_topic,
+            "control_topic": settings.control_topic,
+            "control": None if control is None else {**control.stats, "alive": parts.threads[-1].is_alive()},
+            "retrain_running": parts.jobs.running(),
+            "predict": predictions.stats.as_dict() if predictions else None,
+            "rollouts": None if rollouts is None else dict(rollouts.stats),
+            "alerts_topic": settings.alerts_topic,
+            "alerts": {**parts.alerts.stats, "alive": parts.alert_thread.is_alive()},
+        }
+
+    return health
+
+
+def _api_server(app: Any, settings: HubSettings) -> uvicorn.Server:
+    return uvicorn.Server(
+        uvicorn.Config(
+            app,
+            host=settings.host,
+            port=settings.port,
+            log_level="warning",
+            access_log=False,
+            timeout_graceful_shutdown=5,
+        )
+    )

@@ -141,51 +141,15 @@ class CorrectionStation:
         self.client = client
         self.state = StationState([])
         self.card = ImageCard()
-        self.size = widgets.BoundedIntText(
-            value=size, min=1, max=500, description="images", layout={"width": "160px"}
-        )
-        self.order = widgets.Dropdown(
-            options=list(ORDERS), value=next(k for k, v in ORDERS.items() if v == order), description="order"
-        )
-        self.camera = widgets.Dropdown(options=[("all cameras", "")], value="", description="camera")
-        if camera:
-            self.camera.options = [("all cameras", ""), (camera, camera)]
-            self.camera.value = camera
-        self.labeller = widgets.Text(value=labeller, description="labeller")
-        self.labeller.add_class("metro-labeller")
-        self.reload = widgets.Button(description="Load snapshot", icon="refresh")
-        self.reload.add_class("metro-reload")
-        self.reload.on_click(lambda _b: self.load())
+        self._snapshot_controls(size, order, camera, labeller)
         self.counter = widgets.HTML()
         self.counter.add_class("metro-station-counter")
         self.unseen = widgets.HTML()
         self.unseen.add_class("metro-unseen-labels")
         self.labellers = widgets.HTML()
-        self.buttons = []
-        for k, label in enumerate(LABELS):
-            b = widgets.Button(description=label, layout={"width": "42px" if len(label) == 1 else "104px"})
-            b.add_class(f"metro-label-{k}")
-            b.on_click(lambda _b, lab=label: self.choose(lab))
-            self.buttons.append(b)
-        nav = []
-        for text, icon, action, cls in (
-            ("previous", "arrow-left", lambda: self.move(-1), "metro-prev"),
-            ("skip", "forward", lambda: self.move(+1), "metro-skip"),
-            ("next", "arrow-right", lambda: self.move(+1), "metro-next"),
-            ("undo", "undo", self.undo, "metro-undo"),
-        ):
-            b = widgets.Button(description=text, icon=icon)
-            b.add_class(cls)
-            b.on_click(lambda _b, a=action: a())
-            nav.append(b)
-        self.upload_button = widgets.Button(
-            description="Training Upload", icon="upload", button_style="danger"
-        )
-        self.upload_button.add_class("metro-upload")
-        self.upload_button.on_click(lambda _b: self.upload())
-        self.progress = widgets.IntProgress(value=0, min=0, max=1, description="upload")
-        self.status = widgets.HTML()
-        self.status.add_class("metro-upload-status")
+        self.buttons = self._label_buttons()
+        nav = self._nav_buttons()
+        self._upload_controls()
         self.keys = KeyListener(
             self.on_key, hint="Keys: 0-9 label, \u2190/\u2192 move, Backspace undo, Space skip"
         )
@@ -207,6 +171,57 @@ class CorrectionStation:
         self._uploading = threading.Lock()
         # the live thread's first load and a person's clicks (kernel thread) must not interleave
         self._lock = threading.RLock()
+
+    def _snapshot_controls(self, size: int, order: str, camera: str | None, labeller: str) -> None:
+        """What the next snapshot takes (size, order, camera), who labels, and the Load button."""
+        self.size = widgets.BoundedIntText(
+            value=size, min=1, max=500, description="images", layout={"width": "160px"}
+        )
+        self.order = widgets.Dropdown(
+            options=list(ORDERS), value=next(k for k, v in ORDERS.items() if v == order), description="order"
+        )
+        self.camera = widgets.Dropdown(options=[("all cameras", "")], value="", description="camera")
+        if camera:
+            self.camera.options = [("all cameras", ""), (camera, camera)]
+            self.camera.value = camera
+        self.labeller = widgets.Text(value=labeller, description="labeller")
+        self.labeller.add_class("metro-labeller")
+        self.reload = widgets.Button(description="Load snapshot", icon="refresh")
+        self.reload.add_class("metro-reload")
+        self.reload.on_click(lambda _b: self.load())
+
+    def _label_buttons(self) -> list[widgets.Button]:
+        buttons = []
+        for k, label in enumerate(LABELS):
+            b = widgets.Button(description=label, layout={"width": "42px" if len(label) == 1 else "104px"})
+            b.add_class(f"metro-label-{k}")
+            b.on_click(lambda _b, lab=label: self.choose(lab))
+            buttons.append(b)
+        return buttons
+
+    def _nav_buttons(self) -> list[widgets.Button]:
+        nav = []
+        for text, icon, action, cls in (
+            ("previous", "arrow-left", lambda: self.move(-1), "metro-prev"),
+            ("skip", "forward", lambda: self.move(+1), "metro-skip"),
+            ("next", "arrow-right", lambda: self.move(+1), "metro-next"),
+            ("undo", "undo", self.undo, "metro-undo"),
+        ):
+            b = widgets.Button(description=text, icon=icon)
+            b.add_class(cls)
+            b.on_click(lambda _b, a=action: a())
+            nav.append(b)
+        return nav
+
+    def _upload_controls(self) -> None:
+        self.upload_button = widgets.Button(
+            description="Training Upload", icon="upload", button_style="danger"
+        )
+        self.upload_button.add_class("metro-upload")
+        self.upload_button.on_click(lambda _b: self.upload())
+        self.progress = widgets.IntProgress(value=0, min=0, max=1, description="upload")
+        self.status = widgets.HTML()
+        self.status.add_class("metro-upload-status")
 
     # loading ------------------------------------------------------------------------------------
 

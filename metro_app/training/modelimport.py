@@ -4,7 +4,7 @@ The file must be an `edge-mnist train` output: a skops file with its model card
 beside it; it is verified (the card's sha256, the skops allow-list) before
 anything is stored. It is then scored with the serving model on the registry's
 hold-outs (the base hold-out and the seeded field hold-out that retrain uses,
-`metro_app.training.retrain.evaluate_pair`), and registered as a candidate whatever the
+`metro_app.training.evaluate.evaluate_pair`), and registered as a candidate whatever the
 verdict: the verdict is advice in its reason, and a canary rollout, not this
 score, decides whether the fleet runs it.
 """

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from edge_app import models as models_mod
-from edge_app.models import ModelStore, ModelWatcher, ServingModel, initial_model, key_applies, probe_model
+from edge_app.models import ModelWatcher, SavedModels, ServingModel, initial_model, key_applies, probe_model
 from edge_app.runner import StdoutSink, run_edge
 from edge_app.settings import EdgeSettings
 from edgemnist.data import load_frames
@@ -64,7 +64,7 @@ def watcher_for(
     path: Path, tmp: Path, probe: np.ndarray, camera: str = CAM
 ) -> tuple[ModelWatcher, ServingModel]:
     serving = ServingModel(load_model(path))
-    return ModelWatcher(lambda: None, camera, serving, ModelStore(tmp / "models-RotB"), probe), serving
+    return ModelWatcher(lambda: None, camera, serving, SavedModels(tmp / "models-RotB"), probe), serving
 
 
 def test_key_applies_to_every_camera_or_the_named_ones():
@@ -84,9 +84,9 @@ def test_the_last_record_for_this_camera_wins_and_is_saved(two_models, probe, tm
     assert model.path == saved and saved.read_bytes() == b.read_bytes()
     card = json.loads(saved.with_suffix(".json").read_text())
     assert (card["version"], card["sha256"]) == (env_b.version, env_b.sha256) and card["accepted"]
-    assert ModelStore(tmp_path / "models-RotB").current() == saved
+    assert SavedModels(tmp_path / "models-RotB").current() == saved
     # a restarted edge serves it at once, whatever --model says
-    assert initial_model(a, ModelStore(tmp_path / "models-RotB")).version == env_b.version
+    assert initial_model(a, SavedModels(tmp_path / "models-RotB")).version == env_b.version
     assert w.consider() is None and serving.pending_refusals() == ()
 
 
@@ -238,7 +238,7 @@ def test_the_thread_waits_for_the_topic_then_swaps(two_models, probe, tmp_path):
     serving = ServingModel(load_model(a))
     reader = FakeReader([rec(model_envelope(b), 0)], missing_first=2)
     watcher = ModelWatcher(
-        reader, CAM, serving, ModelStore(tmp_path / "m"), probe, poll_timeout=0.05, retry=0.05
+        reader, CAM, serving, SavedModels(tmp_path / "m"), probe, poll_timeout=0.05, retry=0.05
     )
     with watcher:
         wait_until(lambda: serving.current().version == model_envelope(b).version, 30, "the swap", every=0.05)

@@ -1,0 +1,83 @@
+"""The models an edge accepted from the models topic, kept in its state directory.
+
+A restarted edge serves the last of them at once (`initial_model`), before its
+watcher has read the topic again; ``--model`` is only the fallback.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from datetime import UTC, datetime
+from pathlib import Path
+
+from edgemnist.errors import ModelError
+from edgemnist.files import write_atomic
+from edgemnist.model import Model, load_model
+from edgemnist.wire.envelope import ModelEnvelope
+
+__all__ = ["SavedModels", "initial_model"]
+
+log = logging.getLogger(__name__)
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
+
+
+class SavedModels:
+    """Models this edge accepted, in its state directory, so a restarted edge serves them at once.
+
+    ``<dir>/<version>.skops`` with its card ``<version>.json`` (version, sha256, parent,
+    created, targets, accepted), and ``current.json`` naming the one being served.
+    """
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = Path(directory)
+
+    def save(self, env: ModelEnvelope) -> Path:
+        """Write the model and its card atomically and make it current; return the model's path."""
+        self.directory.mkdir(parents=True, exist_ok=True)
+        stem = _UNSAFE.sub("_", env.version)[:120] or "model"
+        path = self.directory / f"{stem}.skops"
+        card = {
+            **env.header(),
+            "file": path.name,
+            "accepted": datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
+        }
+        write_atomic(path, env.data)
+        write_atomic(path.with_suffix(".json"), json.dumps(card, indent=2).encode())
+        write_atomic(
+            self.directory / "current.json", json.dumps({"version": env.version, "file": path.name}).encode()
+        )
+        return path
+
+    def current(self) -> Path | None:
+        """The model file last made current, or None (nothing accepted yet, or unreadable pointer)."""
+        pointer = self.directory / "current.json"
+        try:
+            name = json.loads(pointer.read_text())["file"]
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            log.warning("%s: unreadable (%s); ignoring the models accepted earlier", pointer, exc)
+            return None
+        path = self.directory / str(name)
+        return path if path.parent == self.directory and path.is_file() else None
+
+
+def initial_model(configured: Path, saved_models: SavedModels) -> Model:
+    """The model a starting edge serves: the last one it accepted from the topic, else ``--model``."""
+    saved = saved_models.current()
+    if saved is not None:
+        try:
+            model = load_model(saved)
+        except ModelError as exc:
+            log.error("model accepted earlier cannot be used (%s); serving %s instead", exc, configured)
+        else:
+            log.info(
+                "serving model %s accepted earlier from the models topic (%s), not --model",
+                model.version,
+                saved,
+            )
+            return model
+    return load_model(configured)
