@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 __all__ = [
+    "Batch",
     "FakeClock",
     "FakeConsumer",
     "FakeFuture",
