@@ -1,7 +1,10 @@
-"""Running a real hub process, for integration tests, the benchmark and the demo's checks."""
+"""What tests of the hub need: a real hub process (integration tests, the benchmark, the demo's
+checks), and for unit tests a `HubLoop` over fakes, metrics windows and a models-topic producer.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import signal
 import subprocess
@@ -12,9 +15,32 @@ from pathlib import Path
 from typing import Any
 
 from edgemnist.procs import free_port
+from edgemnist.testing.fakes import Batch, FakeConsumer, FakeProducer
+from edgemnist.wire.envelope import ModelEnvelope
+from edgemnist.wire.messages import (
+    LABEL_SLOTS,
+    CameraCounts,
+    EdgeConfig,
+    LatencyStats,
+    MetricsMessage,
+    ModelRefusal,
+    utc_timestamp,
+)
 from metro_app.client import ApiError, ViewClient
+from metro_app.ingest.loop import DeadLetterSink, HubLoop
+from metro_app.samples import make_metrics
+from metro_app.store import Store
 
-__all__ = ["free_port", "wait_until", "HubProcess"]
+__all__ = [
+    "free_port",
+    "wait_until",
+    "HubProcess",
+    "hub_loop",
+    "ModelsProducer",
+    "WINDOW_T0",
+    "metrics_window",
+    "scored_window",
+]
 
 
 def wait_until(check: Callable[[], Any], timeout: float, what: str, every: float = 0.5) -> Any:
@@ -125,3 +151,76 @@ class HubProcess:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+# unit tests: the hub's loop over fakes, and the metrics windows drift and rollout tests feed it
+
+
+def hub_loop(
+    store: Store, batches: Sequence[Batch], producer: FakeProducer | None = None
+) -> tuple[HubLoop, FakeConsumer, FakeProducer]:
+    """A `HubLoop` reading `batches` from a fake consumer, dead letters to `edge-mnist.dlq`."""
+    consumer = FakeConsumer(batches)
+    producer = producer or FakeProducer()
+    loop = HubLoop(consumer, store, DeadLetterSink(producer, "edge-mnist.dlq"), retry_seconds=0)
+    return loop, consumer, producer
+
+
+class ModelsProducer(FakeProducer):
+    """A fake producer for the models topic: reads back what it holds as an edge would."""
+
+    @property
+    def envelopes(self) -> list[ModelEnvelope]:
+        return [ModelEnvelope.from_record(s.key, s.value) for s in self.sent]
+
+    def served(self, camera: str) -> str | None:
+        """What an edge named `camera` would serve: the last record meant for it."""
+        mine = [e.version for e in self.envelopes if e.applies_to(camera)]
+        return mine[-1] if mine else None
+
+
+WINDOW_T0 = 1_780_000_000.0
+"""The timestamp of `metrics_window(..., n=0, ...)`; window n is n seconds later."""
+
+
+def metrics_window(
+    camera: str, n: int, images: int, uncertain: int, correct: int | None = None, model: str = "m1"
+) -> MetricsMessage:
+    """The n-th one-second metrics window of a camera; labelled (`correct` right) when `correct` is given."""
+    unc = [uncertain] + [0] * 10
+    cert = [images - uncertain] + [0] * 10
+    return MetricsMessage(
+        camera_metrics={camera: CameraCounts(tuple(cert), tuple(unc))},
+        timestamp=utc_timestamp(WINDOW_T0 + n),
+        config=EdgeConfig(metrics_duration=1),
+        prep=LatencyStats.of([0.001]),
+        predict=LatencyStats.of([0.001]),
+        id=f"{camera}/r1/m{n}",
+        model_version=model,
+        images=images,
+        labelled=None if correct is None else images,
+        correct=correct,
+    )
+
+
+def scored_window(
+    camera: str,
+    n: int,
+    version: str,
+    *,
+    images: int = 200,
+    uncertain: int = 6,
+    correct: int = 194,
+    refused: Sequence[tuple[str, str]] = (),
+) -> MetricsMessage:
+    """One metrics window of `camera` scored by `version`; every image labelled (`correct` right)."""
+    certain = [0] * LABEL_SLOTS
+    unc = [0] * LABEL_SLOTS
+    certain[0], unc[0] = images - uncertain, uncertain
+    m = make_metrics(camera, n, images=images, run=version, correct=correct)
+    return dataclasses.replace(
+        m,
+        camera_metrics={camera: CameraCounts(tuple(certain), tuple(unc))},
+        model_version=version,
+        model_refused=tuple(ModelRefusal(v, why) for v, why in refused) or None,
+    )

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from edge_app.outbox import Outbox
-from edgemnist.kafka import make_consumer
+from edgemnist.kafka import make_consumer, make_producer
 from edgemnist.kafka.settings import KafkaSettings
 from edgemnist.wire.messages import MetricsMessage, UncertainImage, parse_message
 
@@ -180,3 +180,32 @@ def publish_records(settings: KafkaSettings, topic: str, records: list[tuple[byt
             producer.send(topic, key=key, value=value).get(timeout=30)
     finally:
         producer.close()
+
+
+def produce(
+    kafka_settings: KafkaSettings, topic: str, values: list[tuple[bytes | None, bytes]]
+) -> list[tuple[int, int]]:
+    """Send (value, key) pairs; returns each one's (partition, offset)."""
+    producer = make_producer(kafka_settings)
+    try:
+        futures = [producer.send(topic, value=v, key=k) for v, k in values]
+        producer.flush()
+        return [(md.partition, md.offset) for md in (f.get(timeout=60) for f in futures)]
+    finally:
+        producer.close()
+
+
+def read_all(kafka_settings: KafkaSettings, topic: str, count: int, timeout: float = 120) -> list[Any]:
+    """The first `count` records on `topic` (headers and all), or what arrived within `timeout`."""
+    consumer = make_consumer(
+        kafka_settings, [topic], f"reader-{topic}-{time.time_ns()}", auto_offset_reset="earliest"
+    )
+    out: list[Any] = []
+    deadline = time.monotonic() + timeout
+    try:
+        while len(out) < count and time.monotonic() < deadline:
+            for recs in consumer.poll(timeout_ms=500).values():
+                out.extend(recs)
+    finally:
+        consumer.close()
+    return out

@@ -18,7 +18,7 @@ import pytest
 
 from metro_app.store import Store
 from metro_app.testing import free_port, wait_until
-from tests.e2e.conftest import ARTIFACTS, NOTEBOOKS, Stack
+from tests.e2e.stack import ARTIFACTS, NOTEBOOKS, Stack
 
 pytestmark = pytest.mark.e2e
 

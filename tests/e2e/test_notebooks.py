@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from edgemnist.kafka import ensure_topics
-from tests.e2e.conftest import ARTIFACTS, NOTEBOOKS, Stack
+from tests.e2e.stack import ARTIFACTS, NOTEBOOKS, Stack
 
 pytestmark = pytest.mark.e2e
 

@@ -11,10 +11,11 @@ import time
 
 import pytest
 
-from edgemnist.kafka import ensure_topics, make_consumer, make_producer
+from edgemnist.kafka import ensure_topics
 from metro_app.samples import make_image, make_metrics, malformed
 from metro_app.store import Store
 from metro_app.testing import HubProcess, free_port, wait_until
+from tests.helpers import produce, read_all
 
 pytestmark = pytest.mark.integration
 
@@ -30,32 +31,6 @@ BULK_KINDS = [
     "truncated-png",
     "tombstone",
 ]
-
-
-def produce(kafka_settings, topic: str, values: list[tuple[bytes | None, bytes]]) -> list[tuple[int, int]]:
-    """Send (value, key) pairs; returns each one's (partition, offset)."""
-    producer = make_producer(kafka_settings)
-    try:
-        futures = [producer.send(topic, value=v, key=k) for v, k in values]
-        producer.flush()
-        return [(md.partition, md.offset) for md in (f.get(timeout=60) for f in futures)]
-    finally:
-        producer.close()
-
-
-def read_all(kafka_settings, topic: str, count: int, timeout: float = 120) -> list:
-    consumer = make_consumer(
-        kafka_settings, [topic], f"reader-{topic}-{time.time_ns()}", auto_offset_reset="earliest"
-    )
-    out: list = []
-    deadline = time.monotonic() + timeout
-    try:
-        while len(out) < count and time.monotonic() < deadline:
-            for recs in consumer.poll(timeout_ms=500).values():
-                out.extend(recs)
-    finally:
-        consumer.close()
-    return out
 
 
 def stored_counts(hub: HubProcess) -> tuple[int, int, int]:

@@ -31,8 +31,7 @@ from edgemnist.kafka import ensure_topics
 from metro_app.samples import make_image, make_metrics
 from metro_app.store import Store
 from metro_app.testing import HubProcess, free_port, wait_until
-from tests.helpers import EDGE_APP, outbox_rows
-from tests.integration.test_hub_kafka import produce, read_all
+from tests.helpers import EDGE_APP, outbox_rows, produce, read_all
 
 pytestmark = pytest.mark.integration
 

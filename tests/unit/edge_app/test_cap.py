@@ -12,16 +12,9 @@ from edge_app.runner import StdoutSink, run_edge
 from edge_app.settings import EdgeSettings
 from edge_app.stages import UploadCap
 from edgemnist.errors import ConfigError, SchemaError
+from edgemnist.testing.fakes import FakeClock
 from edgemnist.wire.messages import MetricsMessage, parse_message
 from metro_app.samples import make_image, make_metrics
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def imgs(n: int, start: int = 0) -> list:
@@ -29,7 +22,7 @@ def imgs(n: int, start: int = 0) -> list:
 
 
 def test_the_cap_sends_at_most_n_in_any_minute_and_counts_the_rest_exactly():
-    clock = Clock()
+    clock = FakeClock(1000.0)
     cap = UploadCap(10, clock)
     assert [m.count for m in cap(imgs(4))] == [0, 1, 2, 3]
     clock.now += 20

@@ -1,40 +1,24 @@
 """A group consumer left with no partitions while records wait and nobody commits is recreated."""
 
-from collections import namedtuple
-
 from edgemnist.kafka import SteadyConsumer
-
-TP = namedtuple("TP", "topic partition")
-
-
-class Clock:
-    def __init__(self):
-        self.now = 0.0
-
-    def __call__(self):
-        return self.now
+from edgemnist.testing.fakes import FakeClock, FakeConsumer, TopicPartition
 
 
-class FakeConsumer:
-    """kafka-python's consumer as the hub sees it; `assigned` says whether the join gave it partitions."""
+class GroupMember(FakeConsumer):
+    """A member of a group of one partition whose offsets are the shared dict `group`.
+
+    `assigned` says whether the join gave it the partition; committing moves two records on.
+    """
 
     def __init__(self, group, assigned):
-        self.group, self.assigned, self.closed, self.polls = group, assigned, False, 0
+        super().__init__(assigned=assigned)
+        self.group = group
 
     def poll(self, timeout_ms=0, max_records=None):
-        self.polls += 1
+        super().poll(timeout_ms, max_records)
         if not self.assigned:
             return {}
-        return {TP("events", 0): [f"record-{self.group['committed'] + i}" for i in range(2)]}
-
-    def assignment(self):
-        return {TP("events", 0)} if self.assigned else set()
-
-    def subscription(self):
-        return {"events"}
-
-    def partitions_for_topic(self, topic):
-        return {0}
+        return {TopicPartition("events", 0): [f"record-{self.group['committed'] + i}" for i in range(2)]}
 
     def end_offsets(self, tps):
         return {tp: self.group["end"] for tp in tps}
@@ -43,20 +27,18 @@ class FakeConsumer:
         return self.group["committed"]
 
     def commit(self):
+        super().commit()
         self.group["committed"] += 2
-
-    def close(self, autocommit=True):
-        self.closed = True
 
 
 def steady(joins, group):
     made = []
 
     def factory():
-        made.append(FakeConsumer(group, joins[len(made)]))
+        made.append(GroupMember(group, joins[len(made)]))
         return made[-1]
 
-    clock = Clock()
+    clock = FakeClock()
     return SteadyConsumer(factory, session_timeout=10.0, clock=clock), made, clock
 
 
@@ -70,9 +52,9 @@ def test_a_consumer_never_assigned_is_recreated_after_the_session_timeout_and_th
     clock.now = 10.0
     c.poll(timeout_ms=100)
     assert made[0].closed and len(made) == 2 and c.recreated == 1
-    assert c.poll(timeout_ms=100) == {TP("events", 0): ["record-0", "record-1"]}
+    assert c.poll(timeout_ms=100) == {TopicPartition("events", 0): ["record-0", "record-1"]}
     c.commit()  # delegated to the new consumer
-    assert group["committed"] == 2 and c.assignment() == {TP("events", 0)}
+    assert group["committed"] == 2 and c.assignment() == {TopicPartition("events", 0)}
 
 
 def test_an_idle_member_whose_partitions_others_consume_stays():

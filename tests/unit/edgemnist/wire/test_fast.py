@@ -11,7 +11,7 @@ from edgemnist.errors import SchemaError
 from edgemnist.wire import fast as _wire
 from edgemnist.wire import messages
 from metro_app.samples import make_image, make_metrics
-from tests.unit.metro_app.ingest.test_poison import poison_image, poison_metrics
+from tests.poison import poison_image, poison_metrics
 
 
 def both(data: bytes):

@@ -8,22 +8,20 @@ from fastapi.testclient import TestClient
 
 from metro_app.api.app import create_app
 from metro_app.samples import make_image, make_metrics, png_frame
-from metro_app.store import Store
 
 TOKEN = "s3cret-token"
 
 
 @pytest.fixture
-def store(tmp_path):
-    s = Store(f"sqlite:///{tmp_path}/hub.db")
-    s.write_batch([make_metrics("CamA", i) for i in range(3)], [make_image("CamA", i) for i in range(4)])
-    yield s
-    s.close()
+def api_store(store):
+    """Three metrics windows and four uncertain images of CamA."""
+    store.write_batch([make_metrics("CamA", i) for i in range(3)], [make_image("CamA", i) for i in range(4)])
+    return store
 
 
 @pytest.fixture
-def client(store):
-    with TestClient(create_app(store, token=TOKEN, health=lambda: {"lag": 4, "records": 7})) as c:
+def client(api_store):
+    with TestClient(create_app(api_store, token=TOKEN, health=lambda: {"lag": 4, "records": 7})) as c:
         yield c
 
 
@@ -66,10 +64,10 @@ def test_invalid_query_is_422_with_a_clear_message(client):
     assert client.get("/views/ClassificationMetrics?after=abc").status_code == 422
 
 
-def test_long_poll_returns_as_soon_as_something_newer_exists(client, store):
+def test_long_poll_returns_as_soon_as_something_newer_exists(client, api_store):
     def later():
         time.sleep(0.5)
-        store.write_batch([make_metrics("CamA", 10)], [])
+        api_store.write_batch([make_metrics("CamA", 10)], [])
 
     threading.Thread(target=later).start()
     t0 = time.monotonic()
@@ -131,8 +129,8 @@ def test_post_label_validation(client):
     assert r.status_code == 404
 
 
-def test_without_a_configured_token_posting_is_refused(store):
-    with TestClient(create_app(store, token=None)) as c:
+def test_without_a_configured_token_posting_is_refused(api_store):
+    with TestClient(create_app(api_store, token=None)) as c:
         r = c.post(
             "/labels", json={"image_id": "CamA/r1/i1", "label": "1", "labeller": "b"}, headers=auth("")
         )
@@ -158,11 +156,11 @@ from metro_app.training.jobs import RetrainJobs  # noqa: E402
 from metro_app.training.retrain import RetrainResult  # noqa: E402
 
 
-def test_models_list_card_and_file(store):
-    store.add_model("m-1", "ab" * 32, b"PK-one", status="published", reason="initial", created=1.0)
-    store.add_model("m-2", "cd" * 32, b"PK-two", parent="m-1", reason="accepted", created=2.0,
+def test_models_list_card_and_file(api_store):
+    api_store.add_model("m-1", "ab" * 32, b"PK-one", status="published", reason="initial", created=1.0)
+    api_store.add_model("m-2", "cd" * 32, b"PK-two", parent="m-1", reason="accepted", created=2.0,
                     card={"base_accuracy": 0.96, "field_accuracy": 0.9, "parent_field_accuracy": 0.4})  # fmt: skip
-    with TestClient(create_app(store, token=TOKEN)) as c:
+    with TestClient(create_app(api_store, token=TOKEN)) as c:
         models = c.get("/models").json()["models"]
         assert [m["version"] for m in models] == ["m-2", "m-1"]
         assert {"version", "parent", "status", "sha256", "created", "base_accuracy", "field_accuracy",
@@ -178,7 +176,7 @@ def test_models_list_card_and_file(store):
         assert c.get("/models/m-9/file").status_code == 404
 
 
-def test_retrain_is_202_then_409_while_running_then_reports_its_result(store):
+def test_retrain_is_202_then_409_while_running_then_reports_its_result(api_store):
     release = _threading.Event()
 
     def run(progress):
@@ -187,7 +185,7 @@ def test_retrain_is_202_then_409_while_running_then_reports_its_result(store):
         return RetrainResult("m-3", "m-1", True, "accepted: field up", n_field_test=30, status="published")
 
     jobs = RetrainJobs(run)
-    with TestClient(create_app(store, token=TOKEN, retrain=jobs)) as c:
+    with TestClient(create_app(api_store, token=TOKEN, retrain=jobs)) as c:
         assert c.post("/models/retrain").status_code == 401
         first = c.post("/models/retrain", headers=auth())
         assert first.status_code == 202
@@ -204,7 +202,7 @@ def test_retrain_is_202_then_409_while_running_then_reports_its_result(store):
         jobs.join(10)
 
 
-def test_a_failed_retrain_job_reports_its_error(store):
+def test_a_failed_retrain_job_reports_its_error(api_store):
     def run(progress):
         raise RuntimeError("disk full")
 

@@ -3,23 +3,21 @@
 import base64
 import hashlib
 import json
-from collections import namedtuple
 
 import pytest
 
+from edgemnist.testing.fakes import FakeConsumer, FakeProducer, Record
 from metro_app.ingest.control import Command, ControlLoop, TrainingEvent, control_group_id, parse_control
 from metro_app.ingest.loop import DeadLetterSink
 from metro_app.samples import png_frame
-from metro_app.store import DeadLetter, Store
-from tests.unit.metro_app.ingest.test_loop import FakeConsumer, FakeProducer
+from metro_app.store import DeadLetter
 
-Rec = namedtuple("Rec", "topic partition offset key value")
 PNG = base64.b64encode(png_frame(7)).decode()
 
 
 def rec(value, offset=0):
     raw = value if isinstance(value, bytes) or value is None else json.dumps(value).encode()
-    return Rec("edge-mnist.control", 0, offset, None, raw)
+    return Record("edge-mnist.control", 0, offset, None, raw)
 
 
 def training(**changes):
@@ -73,13 +71,6 @@ def test_every_bad_shape_is_a_dead_letter_naming_why(value, words):
     assert words in out.reason and "edge-mnist.control[0]@9" in out.reason
 
 
-@pytest.fixture
-def store(tmp_path):
-    s = Store(f"sqlite:///{tmp_path}/hub.db")
-    yield s
-    s.close()
-
-
 def test_the_loop_stores_training_dead_letters_bad_ones_commits_then_runs_commands(store):
     values = [
         training(id="a"),
@@ -100,11 +91,11 @@ def test_the_loop_stores_training_dead_letters_bad_ones_commits_then_runs_comman
     assert loop.step() == 6
     assert commands == [("retrain", 1)]  # after the commit
     assert sorted((lab["image_id"], lab["label"]) for lab in store.labels()) == [("a", "7"), ("b", "3")]
-    assert [(p["topic"], p["headers"]["source_offset"]) for p in producer.sent] == [
+    assert [(p.topic, p.headers["source_offset"]) for p in producer.sent] == [
         ("dlq", b"4"),
         ("dlq", b"5"),
     ]
-    assert b"unknown command 'explode'" in producer.sent[0]["headers"]["reason"]
+    assert b"unknown command 'explode'" in producer.sent[0].headers["reason"]
     assert [d.offset for d in store.dead_letters()] == [4, 5]
     assert loop.stats == {"records": 6, "commands": 1, "training_stored": 2, "dead_letters": 2}
     assert control_group_id("edge-mnist.control") == "MetroEdge-control-edge-mnist.control"

@@ -2,89 +2,14 @@
 
 import json
 import threading
-from collections import namedtuple
 
 import pytest
 
+from edgemnist.testing.fakes import FakeConsumer, FakeProducer, Record, TopicPartition, records
 from metro_app.ingest.loop import DeadLetterSink, HubLoop, group_id
 from metro_app.ingest.validate import Validator, derived_id
 from metro_app.samples import MALFORMED, make_image, make_metrics, malformed
-from metro_app.store import Store
-
-Rec = namedtuple("Rec", "topic partition offset key value")
-TP = namedtuple("TP", "topic partition")
-
-
-class FakeConsumer:
-    """Hands out fixed batches; remembers commits and seeks as kafka-python's consumer would take them."""
-
-    def __init__(self, batches):
-        self.batches = list(batches)
-        self.commits = 0
-        self.seeks = []
-        self.events = []
-
-    def poll(self, timeout_ms=0, max_records=None):
-        return self.batches.pop(0) if self.batches else {}
-
-    def commit(self):
-        self.commits += 1
-        self.events.append("commit")
-
-    def seek(self, tp, offset):
-        self.seeks.append((tp, offset))
-
-    def assignment(self):
-        return {TP("events", 0)}
-
-    def end_offsets(self, tps):
-        return {tp: 10 for tp in tps}
-
-    def position(self, tp):
-        return 7
-
-
-class Future:
-    def __init__(self, error=None):
-        self.error = error
-
-    def get(self, timeout=None):
-        if self.error:
-            raise self.error
-
-
-class FakeProducer:
-    def __init__(self, fail=False):
-        self.sent = []
-        self.fail = fail
-
-    def send(self, topic, value=None, key=None, headers=None):
-        self.sent.append({"topic": topic, "value": value, "key": key, "headers": dict(headers or [])})
-        return Future(RuntimeError("broker down") if self.fail else None)
-
-    def flush(self, timeout=None):
-        pass
-
-
-def records(values, topic="events", partition=0, start=0):
-    return [Rec(topic, partition, start + i, b"cam", v) for i, v in enumerate(values)]
-
-
-@pytest.fixture
-def store(tmp_path):
-    s = Store(f"sqlite:///{tmp_path}/hub.db")
-    yield s
-    s.close()
-
-
-def loop_over(store, batches, producer=None):
-    consumer = FakeConsumer(batches)
-    producer = producer or FakeProducer()
-    return (
-        HubLoop(consumer, store, DeadLetterSink(producer, "edge-mnist.dlq"), retry_seconds=0),
-        consumer,
-        producer,
-    )
+from metro_app.testing import hub_loop
 
 
 def test_group_id_is_the_references():
@@ -94,7 +19,7 @@ def test_group_id_is_the_references():
 @pytest.mark.parametrize("kind", sorted(MALFORMED))
 def test_each_malformed_kind_is_refused_with_a_reason(kind):
     value = MALFORMED[kind](3)
-    out = Validator()(Rec("events", 2, 41, None, value))
+    out = Validator()(Record("events", 2, 41, None, value))
     assert not hasattr(out, "id"), kind
     assert out.reason.startswith("message at events[2]@41") and (out.partition, out.offset) == (2, 41)
 
@@ -108,12 +33,12 @@ def test_bad_records_go_to_the_dlq_with_headers_and_good_ones_to_the_store(store
         else:
             v = (make_image if i % 2 else make_metrics)("CamA", i).to_json()
         values.append(v)
-    loop, consumer, producer = loop_over(store, [{TP("events", 0): records(values)}])
+    loop, consumer, producer = hub_loop(store, [{TopicPartition("events", 0): records(values)}])
     assert loop.step() == 60
     assert len(set(kinds)) >= 5 and len(producer.sent) == 20
     for sent, kind, i in zip(producer.sent, kinds, range(0, 60, 3), strict=True):
-        h = sent["headers"]
-        assert sent["topic"] == "edge-mnist.dlq" and sent["key"] == b"cam"
+        h = sent.headers
+        assert sent.topic == "edge-mnist.dlq" and sent.key == b"cam"
         assert (h["source_topic"], h["source_partition"], h["source_offset"]) == (
             b"events",
             b"0",
@@ -121,7 +46,7 @@ def test_bad_records_go_to_the_dlq_with_headers_and_good_ones_to_the_store(store
         )
         assert h["reason"].startswith(b"message at events[0]@"), kind
         if kind != "oversized":
-            assert sent["value"] == values[i]
+            assert sent.value == values[i]
     assert store.counts()["images"] + store.counts()["metrics"] == 40
     assert store.counts()["dead_letters"] == 20 and loop.stats.dead_letters == 20
     assert consumer.commits == 1
@@ -129,17 +54,17 @@ def test_bad_records_go_to_the_dlq_with_headers_and_good_ones_to_the_store(store
 
 def test_oversized_values_are_truncated_in_the_dlq(store):
     big = MALFORMED["oversized"](0)
-    loop, _, producer = loop_over(store, [{TP("events", 0): records([big])}])
+    loop, _, producer = hub_loop(store, [{TopicPartition("events", 0): records([big])}])
     loop.step()
     [sent] = producer.sent
-    assert len(sent["value"]) < len(big) and sent["headers"]["truncated_from"] == str(len(big)).encode()
+    assert len(sent.value) < len(big) and sent.headers["truncated_from"] == str(len(big)).encode()
 
 
 def test_reference_messages_without_id_get_a_stable_derived_id(store):
     ref = make_image("Camera-host1", 5, with_id=False).to_json()
     assert b'"id"' not in ref
-    batch = {TP("events", 3): records([ref], partition=3, start=77)}
-    loop, _, _ = loop_over(store, [batch, batch])
+    batch = {TopicPartition("events", 3): records([ref], partition=3, start=77)}
+    loop, _, _ = hub_loop(store, [batch, batch])
     loop.step()
     loop.step()  # the same record again: stored once under the same id
     [(_, stored)] = store.images_page(0, 10)
@@ -148,8 +73,10 @@ def test_reference_messages_without_id_get_a_stable_derived_id(store):
 
 
 def test_offsets_are_committed_only_after_the_store_commit(store, monkeypatch):
-    batch = {TP("events", 0): records([make_metrics("CamA", i).to_json() for i in range(5)], start=100)}
-    loop, consumer, _ = loop_over(store, [batch])
+    batch = {
+        TopicPartition("events", 0): records([make_metrics("CamA", i).to_json() for i in range(5)], start=100)
+    }
+    loop, consumer, _ = hub_loop(store, [batch])
     real = store.write_items
 
     def failing(*args):
@@ -158,7 +85,9 @@ def test_offsets_are_committed_only_after_the_store_commit(store, monkeypatch):
     monkeypatch.setattr(store, "write_items", failing)
     assert loop.step() == 0
     assert (
-        consumer.commits == 0 and consumer.seeks == [(TP("events", 0), 100)] and loop.stats.store_errors == 1
+        consumer.commits == 0
+        and consumer.seeks == [(TopicPartition("events", 0), 100)]
+        and loop.stats.store_errors == 1
     )
     monkeypatch.setattr(store, "write_items", real)
     consumer.batches.append(batch)
@@ -166,9 +95,9 @@ def test_offsets_are_committed_only_after_the_store_commit(store, monkeypatch):
 
 
 def test_a_dlq_that_cannot_be_written_blocks_the_commit(store):
-    batch = {TP("events", 0): records([b"junk"], start=9)}
-    loop, consumer, _ = loop_over(store, [batch], producer=FakeProducer(fail=True))
-    assert loop.step() == 0 and consumer.commits == 0 and consumer.seeks == [(TP("events", 0), 9)]
+    batch = {TopicPartition("events", 0): records([b"junk"], start=9)}
+    loop, consumer, _ = hub_loop(store, [batch], producer=FakeProducer(fail=True))
+    assert loop.step() == 0 and consumer.commits == 0 and consumer.seeks == [(TopicPartition("events", 0), 9)]
 
 
 def test_the_loop_survives_errors_and_stops_when_told(store):
@@ -180,7 +109,7 @@ def test_the_loop_survives_errors_and_stops_when_told(store):
             raise RuntimeError("network")
 
     stop = threading.Event()
-    consumer = Exploding([{TP("events", 0): records([b"{", make_metrics("CamA", 1).to_json()])}])
+    consumer = Exploding([{TopicPartition("events", 0): records([b"{", make_metrics("CamA", 1).to_json()])}])
     loop = HubLoop(consumer, store, DeadLetterSink(FakeProducer()), retry_seconds=0, lag_interval=0)
     loop.run(stop)
     assert store.counts()["metrics"] == 1 and loop.stats.dead_letters == 1 and loop.stats.lag == 3
@@ -191,7 +120,7 @@ def test_view_tuples_are_the_messages_as_sent(store):
     from metro_app.views.catalog import Views
 
     sent = [make_metrics("CamA", 1).to_json(), make_metrics("CamB", 2, with_id=False).to_json()]
-    loop, _, _ = loop_over(store, [{TP("events", 0): records(sent, start=5)}])
+    loop, _, _ = hub_loop(store, [{TopicPartition("events", 0): records(sent, start=5)}])
     loop.step()
     [(_, a), (_, b)] = Views(store).get("ClassificationMetrics").page(0, 10)
     assert a == json.loads(sent[0])

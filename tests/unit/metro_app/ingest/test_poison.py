@@ -6,8 +6,6 @@ from __future__ import annotations
 import base64
 import dataclasses
 import json
-import struct
-import zlib
 from typing import Any
 
 import orjson
@@ -16,12 +14,13 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 import metro_app.store.events as store_module
-from edgemnist.wire.messages import utc_timestamp
+from edgemnist.testing.fakes import TopicPartition, records
 from metro_app.ingest.validate import Validator
 from metro_app.samples import make_image, make_metrics
 from metro_app.store import Store
+from metro_app.testing import hub_loop
 from metro_app.views.catalog import Views
-from tests.unit.metro_app.ingest.test_loop import TP, loop_over, records
+from tests.poison import png_header_only, poison_image, poison_metrics
 
 
 class Lenient(Validator):
@@ -40,14 +39,14 @@ def test_a_record_the_store_refuses_is_bisected_out_of_its_batch_and_dead_letter
     store = Store(f"sqlite:///{tmp_path}/hub.db")
     good = [(make_image if i % 2 else make_metrics)("CamA", i).to_json() for i in range(40)]
     huge = json.dumps({**make_image("Huge", 1).to_dict(), "count": 2**63}).encode()
-    batch = {TP("events", 0): records([*good[:25], huge, *good[25:]])}
-    loop, consumer, producer = loop_over(store, [batch, batch])
+    batch = {TopicPartition("events", 0): records([*good[:25], huge, *good[25:]])}
+    loop, consumer, producer = hub_loop(store, [batch, batch])
     loop._validate = Lenient()
     assert loop.step() == 41 and consumer.commits == 1 and consumer.seeks == []
     assert store.counts()["images"] + store.counts()["metrics"] == 40
     [letter] = store.dead_letters()
     assert letter.offset == 25 and "the store refused it: OverflowError" in letter.reason
-    assert [s["headers"]["source_offset"] for s in producer.sent] == [b"25"]
+    assert [s.headers["source_offset"] for s in producer.sent] == [b"25"]
     assert loop.stats.store_refused == 1 and not loop.stats.store_failing
     assert loop.step() == 41 and store.counts()["dead_letters"] == 1  # a replay changes nothing
     store.close()
@@ -63,7 +62,7 @@ def test_camera_health_parses_each_window_once_however_many_cameras_it_names(tmp
     for k in range(8):
         d = make_metrics("Fleet", k).to_dict() | {"camera_metrics": dict.fromkeys(cams, counts)}
         msgs.append(orjson.dumps(d))
-    loop, _, _ = loop_over(store, [{TP("events", 0): records(msgs)}])
+    loop, _, _ = hub_loop(store, [{TopicPartition("events", 0): records(msgs)}])
     assert loop.step() == 8
     parsed = []
     real = store_module.orjson.loads
@@ -76,98 +75,6 @@ def test_camera_health_parses_each_window_once_however_many_cameras_it_names(tmp
 
 
 # property test ----------------------------------------------------------------------------------
-
-INTS = [-1, 0, 1, 9, 10, 2**31 - 1, 2**31, 2**53 - 1, 2**53, 2**63 - 1, 2**63, 2**64, 10**30]
-FLOATS = [0.0, -0.0, 5e-324, 1e-300, 0.5, 1.0, 1.5, 1e308, -1e308, float("nan"), float("inf")]
-TEXTS = [
-    "",
-    "\x00",
-    "a\x00b",
-    "x" * 257,
-    "é" * 256,
-    "\ud800",
-    "😀" * 100,
-    "'; DROP TABLE labels; --",
-    "Cam/../x",
-]
-STAMPS = [
-    "9999-12-31T23:59:59.999999Z",
-    "0001-01-01T00:00:00Z",
-    "1999-12-31T23:59:59.999999Z",
-    "2000-01-01T00:00:00Z",
-    "2000-01-01T00:00:00+14:00",
-    "2024-02-30T00:00:00Z",
-    "20240101",
-    "not a time",
-    utc_timestamp(),
-    utc_timestamp(2**35),  # year 3058
-]
-SIDES = [0, 1, 28, 1024, 1025, 4096, 2**31]
-VALUES = st.sampled_from(INTS) | st.sampled_from(FLOATS) | st.sampled_from(TEXTS) | st.sampled_from(STAMPS)
-
-
-def png_header_only(width: int, height: int) -> bytes:
-    """A PNG whose header claims width x height, with one row of pixel data (never decoded when too big)."""
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-    head = struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0)
-    row = b"\x00" * (1 + (min(width, 4096) + 7) // 8)
-    idat = zlib.compress(row * min(height, 4096))
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", head) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
-
-
-IMAGE_KEYS = {"count": INTS, "camera": TEXTS, "timestamp": STAMPS, "prep_time": FLOATS,
-              "result_class": INTS, "result_probability": FLOATS, "predict_time": FLOATS, "id": TEXTS,
-              "schema": INTS, "model_version": TEXTS, "true_class": INTS}  # fmt: skip
-METRICS_KEYS = {"timestamp": STAMPS, "id": TEXTS, "schema": INTS, "model_version": TEXTS,
-                "window_start": STAMPS, "window_end": STAMPS, "images": INTS, "labelled": INTS,
-                "correct": INTS}  # fmt: skip
-
-
-def extreme(pool: list[Any]) -> st.SearchStrategy[Any]:
-    """Mostly an extreme value of the field's own type, sometimes one of any type."""
-    return st.integers(0, 4).flatmap(lambda k: VALUES if k == 0 else st.sampled_from(pool))
-
-
-@st.composite
-def poison_image(draw: st.DrawFn, n: int) -> dict[str, Any]:
-    d = make_image("Prop", n, run=f"x{n}").to_dict()
-    for key in draw(st.lists(st.sampled_from(sorted(IMAGE_KEYS)), min_size=1, max_size=3, unique=True)):
-        d[key] = draw(extreme(IMAGE_KEYS[key]))
-    if draw(st.booleans()):
-        d["predictions"][draw(st.integers(0, 9))] = draw(extreme(FLOATS))
-    if draw(st.booleans()):
-        d["prepared_image"][draw(st.integers(0, 27))][draw(st.integers(0, 27))] = draw(st.sampled_from(INTS))
-    if draw(st.booleans()):
-        w, h = draw(st.sampled_from(SIDES)), draw(st.sampled_from(SIDES))
-        d["image"] = base64.b64encode(png_header_only(w, h)).decode()
-    return d
-
-
-@st.composite
-def poison_metrics(draw: st.DrawFn, n: int) -> dict[str, Any]:
-    d = make_metrics("Prop", n, run=f"x{n}").to_dict()
-    for key in draw(st.lists(st.sampled_from(sorted(METRICS_KEYS)), min_size=1, max_size=3, unique=True)):
-        d[key] = draw(extreme(METRICS_KEYS[key]))
-    if draw(st.booleans()):
-        n_cams = draw(st.sampled_from([0, 1, 2, 100, 101]))
-        name = draw(st.sampled_from(["C", *TEXTS]))
-        slots = [draw(st.sampled_from(INTS)) for _ in range(11)]
-        d["camera_metrics"] = {f"{name}{c}": {"certain": slots, "uncertain": [0] * 11} for c in range(n_cams)}
-    section = draw(st.sampled_from(["config", "prep", "predict", "outbox", "none"]))
-    if section == "config":
-        d["config"][draw(st.sampled_from(sorted(d["config"])))] = draw(extreme(INTS + FLOATS))
-    elif section in ("prep", "predict"):
-        stats = d["latency_metrics"][section]
-        key = draw(st.sampled_from(["min", "max", "mean", "std", "percentiles"]))
-        stats[key] = [draw(extreme(FLOATS))] * 4 if key == "percentiles" else draw(extreme(FLOATS))
-    elif section == "outbox":
-        d["outbox"] = {"pending": draw(st.sampled_from(INTS)), "dropped": draw(st.sampled_from(INTS))}
-    if draw(st.booleans()):
-        d["model_refused"] = [{"version": draw(st.sampled_from(TEXTS)), "reason": "bad hash"}]
-    return d
 
 
 def _encode(d: dict[str, Any]) -> bytes:
@@ -186,13 +93,16 @@ def test_every_extreme_message_is_stored_or_dead_lettered_and_the_hub_goes_on(me
     store = Store("sqlite://")
     values = [_encode(m) for m in messages]
     normal = [(make_image if i % 2 else make_metrics)("CamOK", i).to_json() for i in range(6)]
-    batches = [{TP("events", 0): records(values)}, {TP("events", 0): records(normal, start=len(values))}]
-    loop, consumer, producer = loop_over(store, batches)
+    batches = [
+        {TopicPartition("events", 0): records(values)},
+        {TopicPartition("events", 0): records(normal, start=len(values))},
+    ]
+    loop, consumer, producer = hub_loop(store, batches)
     assert loop.step() == len(values) and loop.step() == len(normal)
     assert consumer.commits == 2 and consumer.seeks == [] and loop.stats.store_errors == 0
 
     dead = {d.offset for d in store.dead_letters()}
-    assert {int(p["headers"]["source_offset"]) for p in producer.sent} == dead
+    assert {int(p.headers["source_offset"]) for p in producer.sent} == dead
     views = Views(store)
     stored_ids = {t["id"] for v in ("ClassificationMetrics", "UncertainPredictions")
                   for _, t in views.get(v).page(0, 1000)}  # fmt: skip
@@ -222,9 +132,9 @@ def test_a_store_made_by_an_older_hub_gains_the_content_hash_columns(tmp_path):
     store = Store(url)
     first = make_image("CamA", 1)
     forged = orjson.dumps(first.to_dict() | {"result_class": 9})
-    loop, _, _ = loop_over(store, [{TP("events", 0): records([first.to_json()])}])
+    loop, _, _ = hub_loop(store, [{TopicPartition("events", 0): records([first.to_json()])}])
     loop.step()
-    loop._consumer.batches.append({TP("events", 0): records([forged], start=1)})
+    loop._consumer.batches.append({TopicPartition("events", 0): records([forged], start=1)})
     loop.step()
     assert store.counts()["images"] == 1 and store.image(first.id).result_class == first.result_class
     assert "different content" in store.dead_letters()[0].reason

@@ -11,8 +11,8 @@ from metro_app.labels.quality import camera_error_counts, labeller_stats
 from metro_app.labels.settle import CONFLICT, settle_labels
 from metro_app.samples import make_image, make_metrics
 from metro_app.store import Store
+from metro_app.testing import metrics_window
 from metro_app.training.fieldset import build_field_set
-from tests.unit.metro_app.monitoring.test_drift import window
 
 TOKEN = "tok"
 
@@ -87,60 +87,61 @@ def test_conflicted_images_are_left_out_of_retrain_and_counted(tmp_path):
 
 
 @pytest.fixture
-def client(tmp_path):
-    store = Store(f"sqlite:///{tmp_path}/hub.db")
+def labels_client(store):
+    """The API over a store with one metrics window and three images of CamA; `.store` is the store."""
     store.write_batch([make_metrics("CamA", 0)], [make_image("CamA", i) for i in range(3)])
     with TestClient(create_app(store, token=TOKEN)) as c:
         c.store = store
         yield c
-    store.close()
 
 
 def auth():
     return {"Authorization": f"Bearer {TOKEN}"}
 
 
-def test_labellers_conflicts_and_resolve_over_http(client):
+def test_labellers_conflicts_and_resolve_over_http(labels_client):
     a, b = make_image("CamA", 0).id, make_image("CamA", 1).id
     for image, label, who in ((a, "3", "ana"), (a, "5", "bo"), (b, "1", "ana"), (b, "1", "bo")):
-        assert client.post("/labels", json={"image_id": image, "label": label, "labeller": who},
+        assert labels_client.post("/labels", json={"image_id": image, "label": label, "labeller": who},
                            headers=auth()).status_code == 201  # fmt: skip
-    body = client.get("/labellers").json()
+    body = labels_client.get("/labellers").json()
     assert body["images"] == 2 and body["conflicts"] == 1
     assert {s["labeller"]: (s["labels"], s["agreement"]) for s in body["labellers"]} == {
         "ana": (2, 0.5), "bo": (2, 0.5)}  # fmt: skip
-    assert client.get("/labels/conflicts").json()["conflicts"] == [
+    assert labels_client.get("/labels/conflicts").json()["conflicts"] == [
         {"image_id": a, "votes": {"ana": "3", "bo": "5"}}
     ]
-    r = client.post("/labels/resolve", json={"image_id": a, "label": "5", "resolver": "lead"})
+    r = labels_client.post("/labels/resolve", json={"image_id": a, "label": "5", "resolver": "lead"})
     assert r.status_code == 401  # writes need the token
-    r = client.post("/labels/resolve", json={"image_id": a, "label": "5", "resolver": "lead"}, headers=auth())
+    r = labels_client.post(
+        "/labels/resolve", json={"image_id": a, "label": "5", "resolver": "lead"}, headers=auth()
+    )
     assert r.status_code == 201 and r.json()["label"] == "5"
-    assert client.post("/labels/resolve", json={"image_id": "nope", "label": "5", "resolver": "x"},
+    assert labels_client.post("/labels/resolve", json={"image_id": "nope", "label": "5", "resolver": "x"},
                        headers=auth()).status_code == 404  # fmt: skip
-    assert client.post("/labels/resolve", json={"image_id": a, "label": "55", "resolver": "x"},
+    assert labels_client.post("/labels/resolve", json={"image_id": a, "label": "55", "resolver": "x"},
                        headers=auth()).status_code == 422  # fmt: skip
-    assert client.get("/labels/conflicts").json()["conflicts"] == []
-    stats = {s["labeller"]: s["agreement"] for s in client.get("/labellers").json()["labellers"]}
+    assert labels_client.get("/labels/conflicts").json()["conflicts"] == []
+    stats = {s["labeller"]: s["agreement"] for s in labels_client.get("/labellers").json()["labellers"]}
     assert stats == {"ana": 0.5, "bo": 1.0}
 
 
-def test_cameras_show_open_alerts_and_held_back(client):
-    store = client.store
+def test_cameras_show_open_alerts_and_held_back(labels_client):
+    store = labels_client.store
     rng = np.random.default_rng(0)
-    msgs = [window("CamB", n, 100, int(rng.binomial(100, 0.02))) for n in range(3)]
+    msgs = [metrics_window("CamB", n, 100, int(rng.binomial(100, 0.02))) for n in range(3)]
     store.write_batch([*msgs[:2], with_held_back(msgs[2], 9)], [])
     key = store.add_alert("CamB|uncertain_share|w", "CamB", "uncertain_share", "2026-01-01T00:00:00Z",
                           "camera CamB: uncertain share up", {"before_mean": 0.02, "after_mean": 0.2})  # fmt: skip
     assert key is not None
     assert store.add_alert("CamB|uncertain_share|w2", "CamB", "uncertain_share", "", "again", {}) is None
-    cams = {c["name"]: c for c in client.get("/cameras").json()["cameras"]}
+    cams = {c["name"]: c for c in labels_client.get("/cameras").json()["cameras"]}
     assert cams["CamA"]["alerts"] == [] and cams["CamB"]["held_back"] == 9
     [alert] = cams["CamB"]["alerts"]
     assert alert["signal"] == "uncertain_share" and alert["evidence"]["after_mean"] == 0.2
-    assert client.get("/alerts?status=open").json()["alerts"][0]["key"] == "CamB|uncertain_share|w"
-    assert client.get("/alerts?status=closed").json()["alerts"] == []
-    assert client.get("/alerts?status=maybe").status_code == 422
+    assert labels_client.get("/alerts?status=open").json()["alerts"][0]["key"] == "CamB|uncertain_share|w"
+    assert labels_client.get("/alerts?status=closed").json()["alerts"] == []
+    assert labels_client.get("/alerts?status=maybe").status_code == 422
 
 
 def with_held_back(msg, n):

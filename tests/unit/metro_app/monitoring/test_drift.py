@@ -8,32 +8,11 @@ import numpy as np
 import pytest
 
 from edgemnist.errors import ConfigError
-from edgemnist.wire.messages import CameraCounts, EdgeConfig, LatencyStats, MetricsMessage, utc_timestamp
+from edgemnist.wire.messages import utc_timestamp
 from metro_app.monitoring.alerts import AlertMonitor
 from metro_app.monitoring.drift import CameraDrift, DriftSettings, change_point
 from metro_app.samples import make_image
-from metro_app.store import Store
-
-T0 = 1_780_000_000.0
-
-
-def window(camera: str, n: int, images: int, uncertain: int, correct: int | None = None, model="m1") -> dict:
-    """The n-th metrics window of a camera as the store hands it back (the JSON body)."""
-    unc = [uncertain] + [0] * 10
-    cert = [images - uncertain] + [0] * 10
-    msg = MetricsMessage(
-        camera_metrics={camera: CameraCounts(tuple(cert), tuple(unc))},
-        timestamp=utc_timestamp(T0 + n),
-        config=EdgeConfig(metrics_duration=1),
-        prep=LatencyStats.of([0.001]),
-        predict=LatencyStats.of([0.001]),
-        id=f"{camera}/r1/m{n}",
-        model_version=model,
-        images=images,
-        labelled=None if correct is None else images,
-        correct=correct,
-    )
-    return msg
+from metro_app.testing import WINDOW_T0, metrics_window
 
 
 def noisy(rng, n, images, share) -> list[int]:
@@ -47,15 +26,15 @@ def test_a_step_in_the_uncertain_share_is_detected_within_a_few_windows(detector
     before, after = noisy(rng, 40, 250, 0.02), noisy(rng, 20, 250, 0.2)
     changes = []
     for n, u in enumerate(before):
-        assert drift.add(window("A", n, 250, u).to_dict()) == []
+        assert drift.add(metrics_window("A", n, 250, u).to_dict()) == []
     for k, u in enumerate(after):
-        changes += [(k + 1, c) for c in drift.add(window("A", 40 + k, 250, u).to_dict())]
+        changes += [(k + 1, c) for c in drift.add(metrics_window("A", 40 + k, 250, u).to_dict())]
     worse = [(k, c) for k, c in changes if c.worse]
     assert worse, changes
     delay, change = worse[0]
     assert delay <= {"adwin": 2, "page_hinkley": 5}[detector]
     assert change.signal == "uncertain_share" and change.camera == "A"
-    assert change.started == utc_timestamp(T0 + 40)  # the first window after the change
+    assert change.started == utc_timestamp(WINDOW_T0 + 40)  # the first window after the change
     assert change.before_mean == pytest.approx(0.02, abs=0.01) and change.after_mean > 0.15
     assert change.before_windows == 40 and change.after_windows == delay
     assert change.key == f"A|uncertain_share|A/r1/m{40 + delay - 1}"
@@ -69,7 +48,7 @@ def test_steady_noise_raises_no_alert_in_2000_windows(detector, images, share):
     alerts = []
     for n, u in enumerate(noisy(rng, 2000, images, share)):
         correct = images - int(rng.binomial(images, 0.05))
-        alerts += [c for c in drift.add(window("A", n, images, u, correct).to_dict()) if c.worse]
+        alerts += [c for c in drift.add(metrics_window("A", n, images, u, correct).to_dict()) if c.worse]
     assert alerts == []
 
 
@@ -79,7 +58,7 @@ def test_a_fall_in_live_accuracy_is_detected_and_a_rise_is_not_an_alert():
     got = []
     for n in range(60):
         acc = 0.97 if n < 30 else 0.70 if n < 45 else 0.97
-        got += drift.add(window("A", n, 200, 4, int(rng.binomial(200, acc))).to_dict())
+        got += drift.add(metrics_window("A", n, 200, 4, int(rng.binomial(200, acc))).to_dict())
     acc_changes = [c for c in got if c.signal == "accuracy"]
     assert acc_changes[0].worse and acc_changes[0].after_mean < 0.8
     assert any(not c.worse and c.after_mean > 0.9 for c in acc_changes[1:])  # the recovery
@@ -88,10 +67,10 @@ def test_a_fall_in_live_accuracy_is_detected_and_a_rise_is_not_an_alert():
 def test_small_windows_are_pooled_and_a_model_change_resets_the_detectors():
     drift = CameraDrift("A", DriftSettings(min_images=50))
     for n in range(4):
-        drift.add(window("A", n, 20, 1).to_dict())
+        drift.add(metrics_window("A", n, 20, 1).to_dict())
     sig = drift.signals["uncertain_share"]
     assert len(sig.history) == 1 and sig.history[0][1].windows == 3  # 3 x 20 >= 50; the 4th waits
-    drift.add(window("A", 4, 20, 1, model="m2").to_dict())
+    drift.add(metrics_window("A", 4, 20, 1, model="m2").to_dict())
     assert len(sig.history) == 0 and drift.model_version == "m2"
 
 
@@ -103,15 +82,8 @@ def test_change_point_and_settings_errors_name_the_flag():
         DriftSettings(camera_error_share=0)
 
 
-@pytest.fixture
-def store(tmp_path):
-    s = Store(f"sqlite:///{tmp_path}/hub.db")
-    yield s
-    s.close()
-
-
 def _stream(store, rng, camera, start, n, share, images=250):
-    msgs = [window(camera, start + k, images, u) for k, u in enumerate(noisy(rng, n, images, share))]
+    msgs = [metrics_window(camera, start + k, images, u) for k, u in enumerate(noisy(rng, n, images, share))]
     store.write_batch(msgs, [])
 
 
@@ -132,7 +104,7 @@ def test_the_alert_loop_raises_once_sends_once_and_a_restart_replays_to_the_same
     signals = {(a["camera"], a["signal"]) for a in alerts}
     assert ("B", "uncertain_share") in signals and all(cam == "B" for cam, _ in signals)
     [drift] = [a for a in alerts if a["signal"] == "uncertain_share"]
-    assert drift["status"] == "open" and drift["started"] == utc_timestamp(T0 + 30)
+    assert drift["status"] == "open" and drift["started"] == utc_timestamp(WINDOW_T0 + 30)
     assert drift["evidence"]["before_mean"] < 0.05 < 0.2 < drift["evidence"]["after_mean"]
     assert [m["key"] for k, m in sent] == [a["key"] for a in reversed(alerts)] and {k for k, _ in sent} == {
         b"B"

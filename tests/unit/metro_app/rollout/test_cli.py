@@ -13,9 +13,9 @@ from metro_app.api.app import create_app
 from metro_app.cli import main
 from metro_app.store import Store
 from metro_app.store.rollouts import RolloutBook
+from metro_app.testing import scored_window
 from metro_app.training.retrain import RetrainSettings, retrain
 from tests.helpers import train_small_model
-from tests.unit.metro_app.rollout.test_watcher import window
 
 
 @pytest.fixture(scope="module")
@@ -61,7 +61,7 @@ def test_import_verifies_evaluates_and_registers_a_candidate_then_the_table_show
     assert main(["rollout", imported, "--canary", "CamA", "--store", url]) == 2
     assert "CamA: no metrics windows" in capsys.readouterr().err
     store = Store(url)
-    store.write_batch([window("CamA-h", 1, initial)], [])
+    store.write_batch([scored_window("CamA-h", 1, initial)], [])
     store.close()
     assert main(["rollout", imported, "--canary", "CamA", "--windows", "4", "--store", url]) == 0
     r = last_json(capsys)
@@ -78,7 +78,7 @@ def test_the_api_registers_a_rollout_with_the_token_and_lists_it(tmp_path):
     try:
         store.add_model("m-1", "0" * 64, b"1", status="published", reason="initial")
         store.add_model("m-2", "1" * 64, b"2", parent="m-1", reason="trained")
-        store.write_batch([window("CamA-h", 1, "m-1")], [])
+        store.write_batch([scored_window("CamA-h", 1, "m-1")], [])
         client = TestClient(create_app(store, token="t"))
         auth = {"Authorization": "Bearer t"}
         assert client.post("/models/m-2/rollout", json={"canary": ["CamA"]}).status_code == 401
@@ -110,7 +110,7 @@ def test_retrain_with_a_canary_registers_a_rollout_instead_of_publishing(tmp_pat
     store = Store(f"sqlite:///{tmp_path}/hub.db")
     try:
         msgs = rotated_uncertain(model_path, 150)
-        store.write_batch([window("RotA-h", 1, load_model(model_path).version)], msgs)
+        store.write_batch([scored_window("RotA-h", 1, load_model(model_path).version)], msgs)
         for m in msgs:
             store.add_label(m.id, str(m.true_class), "ana")
         settings = RetrainSettings(model=str(model_path), canary="RotA", canary_windows=7)

@@ -6,112 +6,53 @@ fake producer, so what goes "on the topic" is the envelope an edge would read.
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 
 import pytest
 
 from edgemnist.errors import BrokerUnavailable, ConfigError, ModelError
-from edgemnist.wire.envelope import ModelEnvelope
-from edgemnist.wire.messages import LABEL_SLOTS, CameraCounts, ModelRefusal
+from edgemnist.testing.fakes import FakeClock
 from metro_app.rollout.policy import Figures, Policy, figures, judge, matches
 from metro_app.rollout.publish import ModelPublisher
 from metro_app.rollout.watcher import RolloutWatcher, register_rollout, rollback
-from metro_app.samples import make_metrics
 from metro_app.store import Store
 from metro_app.store.leases import Lease
 from metro_app.store.rollouts import RolloutBook, RolloutBusy
+from metro_app.testing import ModelsProducer, scored_window
 
 POLICY = Policy(windows=3, max_accuracy_drop=5, max_uncertain_rise=10, timeout=60, min_images=50)
 
 
-class Meta:
-    partition = 0
-
-    def __init__(self, offset):
-        self.offset = offset
-
-
-class Future:
-    def __init__(self, offset, error=None):
-        self.offset, self.error = offset, error
-
-    def get(self, timeout=None):
-        if self.error:
-            raise self.error
-        return Meta(self.offset)
-
-
-class Producer:
-    """Keeps what was sent as envelopes; `fail` makes the next sends unacknowledged."""
-
-    def __init__(self):
-        self.sent: list[ModelEnvelope] = []
-        self.fail = 0
-
-    def send(self, topic, key=None, value=None):
-        if self.fail:
-            self.fail -= 1
-            return Future(0, RuntimeError("broker down"))
-        self.sent.append(ModelEnvelope.from_record(key, value))
-        return Future(len(self.sent) - 1)
-
-    def flush(self, timeout=None):
-        pass
-
-    def served(self, camera: str) -> str | None:
-        """What an edge named `camera` would serve: the last record meant for it."""
-        mine = [e.version for e in self.sent if e.applies_to(camera)]
-        return mine[-1] if mine else None
-
-
-class Clock:
-    def __init__(self, t=1000.0):
-        self.t = t
-
-    def __call__(self):
-        return self.t
-
-
-def window(camera, n, version, *, images=200, uncertain=6, correct=194, refused=()):
-    """One metrics window of `camera` scored by `version`; every image labelled (`correct` right)."""
-    certain = [0] * LABEL_SLOTS
-    unc = [0] * LABEL_SLOTS
-    certain[0], unc[0] = images - uncertain, uncertain
-    m = make_metrics(camera, n, images=images, run=version, correct=correct)
-    return dataclasses.replace(
-        m,
-        camera_metrics={camera: CameraCounts(tuple(certain), tuple(unc))},
-        model_version=version,
-        model_refused=tuple(ModelRefusal(v, why) for v, why in refused) or None,
-    )
-
-
 @pytest.fixture
-def store(tmp_path):
-    s = Store(f"sqlite:///{tmp_path}/hub.db")
+def fleet_store(store):
+    """m-1 published and m-2 a candidate; three cameras on m-1, 97 % right, 3 % uncertain."""
     for version, parent, status in (("m-1", None, "published"), ("m-2", "m-1", "candidate")):
         data = f"PK-{version}".encode()
-        s.add_model(version, hashlib.sha256(data).hexdigest(), data, parent=parent, status=status, reason="x")
-    # the fleet before the rollout: three cameras on m-1, 97 % right, 3 % uncertain
-    s.write_batch([window(c, n, "m-1") for n in range(4) for c in ("CamA-h", "CamB-h", "CamC-h")], [])
-    yield s
-    s.close()
+        store.add_model(
+            version, hashlib.sha256(data).hexdigest(), data, parent=parent, status=status, reason="x"
+        )
+    store.write_batch(
+        [scored_window(c, n, "m-1") for n in range(4) for c in ("CamA-h", "CamB-h", "CamC-h")], []
+    )
+    return store
 
 
 @pytest.fixture
 def producer():
-    return Producer()
+    return ModelsProducer()
 
 
 def watcher(store, producer, clock=None, holder="hub-1"):
     return RolloutWatcher(
-        store, ModelPublisher(topic="models", producer=producer), holder=holder, clock=clock or Clock()
+        store,
+        ModelPublisher(topic="models", producer=producer),
+        holder=holder,
+        clock=clock or FakeClock(1000.0),
     )
 
 
 def add_windows(store, camera, version, ns, **kw):
-    store.write_batch([window(camera, n, version, **kw) for n in ns], [])
+    store.write_batch([scored_window(camera, n, version, **kw) for n in ns], [])
 
 
 # the rule ---------------------------------------------------------------------------------------
@@ -138,7 +79,7 @@ def test_the_rule_every_verdict():
 
 
 def test_figures_pool_windows_and_cameras_match_as_the_edges_do():
-    ws = [window("CamA-h", n, "m-2").to_dict() for n in range(2)]
+    ws = [scored_window("CamA-h", n, "m-2").to_dict() for n in range(2)]
     assert figures(ws, "CamA-h") == Figures(2, 400, 12, 400, 388)
     assert figures(ws, "CamB-h") == Figures()
     assert matches("CamA-h", ["CamA"]) and matches("CamA-h", ["CamA-h"]) and not matches("CamAB-h", ["CamA"])
@@ -149,96 +90,96 @@ def test_figures_pool_windows_and_cameras_match_as_the_edges_do():
 # registration -----------------------------------------------------------------------------------
 
 
-def test_registration_refuses_what_cannot_be_judged(store):
+def test_registration_refuses_what_cannot_be_judged(fleet_store):
     with pytest.raises(ModelError, match="m-9"):
-        register_rollout(store, "m-9", "CamA", POLICY, "test")
+        register_rollout(fleet_store, "m-9", "CamA", POLICY, "test")
     with pytest.raises(ConfigError, match="already published to every camera"):
-        register_rollout(store, "m-1", "CamA", POLICY, "test")
+        register_rollout(fleet_store, "m-1", "CamA", POLICY, "test")
     with pytest.raises(ConfigError, match="CamZ: no metrics windows"):
-        register_rollout(store, "m-2", "CamA,CamZ", POLICY, "test")
-    r = register_rollout(store, "m-2", "CamA", POLICY, "test")
+        register_rollout(fleet_store, "m-2", "CamA,CamZ", POLICY, "test")
+    r = register_rollout(fleet_store, "m-2", "CamA", POLICY, "test")
     assert (r["state"], r["parent"], r["targets"], r["windows"]) == ("pending", "m-1", ["CamA"], 3)
     with pytest.raises(RolloutBusy, match=f"rollout {r['rollout']} of m-2 is still running"):
-        register_rollout(store, "m-2", "CamB", POLICY, "test")
-    assert store.model("m-2")["status"] == "candidate"  # nothing published until a hub starts it
+        register_rollout(fleet_store, "m-2", "CamB", POLICY, "test")
+    assert fleet_store.model("m-2")["status"] == "candidate"  # nothing published until a hub starts it
 
 
 # the watcher: every transition ----------------------------------------------------------------------
 
 
-def test_a_canary_within_bounds_is_promoted_to_every_camera(store, producer):
-    clock = Clock()
-    w = watcher(store, producer, clock)
-    rid = register_rollout(store, "m-2", "CamA", POLICY, "test")["rollout"]
+def test_a_canary_within_bounds_is_promoted_to_every_camera(fleet_store, producer):
+    clock = FakeClock(1000.0)
+    w = watcher(fleet_store, producer, clock)
+    rid = register_rollout(fleet_store, "m-2", "CamA", POLICY, "test")["rollout"]
     assert w.tick()
-    r = RolloutBook(store).get(rid)
+    r = RolloutBook(fleet_store).get(rid)
     assert r["state"] == "canary" and r["cameras"] == ["CamA-h"]
     assert r["baseline"]["CamA-h"]["windows"] == 3 and r["baseline"]["CamA-h"]["accuracy"] == 0.97
-    [env] = producer.sent
+    [env] = producer.envelopes
     assert (env.version, env.targets) == ("m-2", ("CamA",))
     assert producer.served("CamA-h") == "m-2" and producer.served("CamB-h") is None
-    assert store.model("m-2")["status"] == "canary" and store.current_model()["version"] == "m-1"
+    assert fleet_store.model("m-2")["status"] == "canary" and fleet_store.current_model()["version"] == "m-1"
 
-    add_windows(store, "CamA-h", "m-2", [10, 11], correct=193)
-    add_windows(store, "CamB-h", "m-1", [10, 11])
-    clock.t += 2
+    add_windows(fleet_store, "CamA-h", "m-2", [10, 11], correct=193)
+    add_windows(fleet_store, "CamB-h", "m-1", [10, 11])
+    clock.now += 2
     w.tick()
-    r = RolloutBook(store).get(rid)
+    r = RolloutBook(fleet_store).get(rid)
     assert (
         r["state"] == "canary" and r["figures"]["CamA-h"]["windows"] == 2 and "canary running" in r["reason"]
     )
-    add_windows(store, "CamA-h", "m-2", [12])
-    clock.t += 1
+    add_windows(fleet_store, "CamA-h", "m-2", [12])
+    clock.now += 1
     w.tick()
-    r = RolloutBook(store).get(rid)
+    r = RolloutBook(fleet_store).get(rid)
     assert r["state"] == "promoted" and r["seconds"] == 3.0 and "3 windows within bounds" in r["reason"]
-    assert [(e.version, e.targets) for e in producer.sent] == [("m-2", ("CamA",)), ("m-2", None)]
+    assert [(e.version, e.targets) for e in producer.envelopes] == [("m-2", ("CamA",)), ("m-2", None)]
     assert {producer.served(c) for c in ("CamA-h", "CamB-h", "CamC-h")} == {"m-2"}
-    m = store.model("m-2")
+    m = fleet_store.model("m-2")
     assert [e["status"] for e in m["events"]] == ["candidate", "canary", "published"]
-    assert "promoted by rollout" in m["reason"] and store.current_model()["version"] == "m-2"
-    assert not RolloutBook(store).active() and w.stats["promoted"] == 1
+    assert "promoted by rollout" in m["reason"] and fleet_store.current_model()["version"] == "m-2"
+    assert not RolloutBook(fleet_store).active() and w.stats["promoted"] == 1
 
 
-def test_a_bad_canary_is_rolled_back_on_its_cameras_only(store, producer):
-    w = watcher(store, producer)
-    rid = register_rollout(store, "m-2", "CamA", POLICY, "test")["rollout"]
+def test_a_bad_canary_is_rolled_back_on_its_cameras_only(fleet_store, producer):
+    w = watcher(fleet_store, producer)
+    rid = register_rollout(fleet_store, "m-2", "CamA", POLICY, "test")["rollout"]
     w.tick()
-    add_windows(store, "CamA-h", "m-2", [10], uncertain=190, correct=20)
+    add_windows(fleet_store, "CamA-h", "m-2", [10], uncertain=190, correct=20)
     w.tick()
-    r = RolloutBook(store).get(rid)
+    r = RolloutBook(fleet_store).get(rid)
     assert r["state"] == "rolled_back" and "CamA-h: live accuracy 0.970 -> 0.100" in r["reason"]
-    assert [(e.version, e.targets) for e in producer.sent] == [("m-2", ("CamA",)), ("m-1", ("CamA",))]
+    assert [(e.version, e.targets) for e in producer.envelopes] == [("m-2", ("CamA",)), ("m-1", ("CamA",))]
     assert producer.served("CamA-h") == "m-1" and producer.served("CamB-h") is None
-    m = store.model("m-2")
+    m = fleet_store.model("m-2")
     assert [e["status"] for e in m["events"]] == ["candidate", "canary", "rolled_back"]
     assert m["status"] == "rolled_back" and "-87.0 points" in m["reason"]
-    assert store.current_model()["version"] == "m-1"
+    assert fleet_store.current_model()["version"] == "m-1"
 
 
-def test_a_refusal_by_a_canary_camera_rolls_back_at_once(store, producer):
-    w = watcher(store, producer)
-    rid = register_rollout(store, "m-2", "CamA,CamB", POLICY, "test")["rollout"]
+def test_a_refusal_by_a_canary_camera_rolls_back_at_once(fleet_store, producer):
+    w = watcher(fleet_store, producer)
+    rid = register_rollout(fleet_store, "m-2", "CamA,CamB", POLICY, "test")["rollout"]
     w.tick()
-    add_windows(store, "CamB-h", "m-1", [10], refused=[("m-2", "probe: output holds NaN")])
+    add_windows(fleet_store, "CamB-h", "m-1", [10], refused=[("m-2", "probe: output holds NaN")])
     w.tick()
-    r = RolloutBook(store).get(rid)
+    r = RolloutBook(fleet_store).get(rid)
     assert (
         r["state"] == "rolled_back"
         and "refused by a canary camera: CamB-h: probe: output holds NaN" in r["reason"]
     )
-    assert producer.sent[-1].version == "m-1" and producer.sent[-1].targets == ("CamA", "CamB")
+    assert producer.envelopes[-1].version == "m-1" and producer.envelopes[-1].targets == ("CamA", "CamB")
 
 
-def test_a_canary_that_sends_too_few_windows_in_time_is_rolled_back(store, producer):
-    clock = Clock()
-    w = watcher(store, producer, clock)
-    rid = register_rollout(store, "m-2", "CamA", POLICY, "test")["rollout"]
+def test_a_canary_that_sends_too_few_windows_in_time_is_rolled_back(fleet_store, producer):
+    clock = FakeClock(1000.0)
+    w = watcher(fleet_store, producer, clock)
+    rid = register_rollout(fleet_store, "m-2", "CamA", POLICY, "test")["rollout"]
     w.tick()
-    add_windows(store, "CamA-h", "m-2", [10])
-    clock.t += 61
+    add_windows(fleet_store, "CamA-h", "m-2", [10])
+    clock.now += 61
     w.tick()
-    r = RolloutBook(store).get(rid)
+    r = RolloutBook(fleet_store).get(rid)
     assert (
         r["state"] == "rolled_back"
         and "timed out after 60 s" in r["reason"]
@@ -246,44 +187,50 @@ def test_a_canary_that_sends_too_few_windows_in_time_is_rolled_back(store, produ
     )
 
 
-def test_a_model_that_cannot_be_published_fails_and_an_unreachable_broker_is_retried(store, producer):
+def test_a_model_that_cannot_be_published_fails_and_an_unreachable_broker_is_retried(fleet_store, producer):
     big = b"x" * (16 * 2**20 + 1)
-    store.add_model("m-big", hashlib.sha256(big).hexdigest(), big, parent="m-1", reason="x")
-    w = watcher(store, producer)
-    rid = register_rollout(store, "m-big", "CamA", POLICY, "test")["rollout"]
+    fleet_store.add_model("m-big", hashlib.sha256(big).hexdigest(), big, parent="m-1", reason="x")
+    w = watcher(fleet_store, producer)
+    rid = register_rollout(fleet_store, "m-big", "CamA", POLICY, "test")["rollout"]
     w.tick()
-    r = RolloutBook(store).get(rid)
-    assert r["state"] == "failed" and "larger than" in r["reason"] and producer.sent == []
-    assert store.model("m-big")["status"] == "candidate"
+    r = RolloutBook(fleet_store).get(rid)
+    assert r["state"] == "failed" and "larger than" in r["reason"] and producer.envelopes == []
+    assert fleet_store.model("m-big")["status"] == "candidate"
 
-    rid = register_rollout(store, "m-2", "CamA", POLICY, "test")["rollout"]
-    producer.fail = 1
+    rid = register_rollout(fleet_store, "m-2", "CamA", POLICY, "test")["rollout"]
+    producer.fail_next = 1
     w.tick()  # not acknowledged: still pending, nothing recorded
-    assert RolloutBook(store).get(rid)["state"] == "pending" and store.model("m-2")["status"] == "candidate"
+    assert (
+        RolloutBook(fleet_store).get(rid)["state"] == "pending"
+        and fleet_store.model("m-2")["status"] == "candidate"
+    )
     w.tick()
-    assert RolloutBook(store).get(rid)["state"] == "canary"
+    assert RolloutBook(fleet_store).get(rid)["state"] == "canary"
 
 
-def test_a_restarted_hub_resumes_the_rollout_from_the_store(tmp_path, store, producer):
-    clock = Clock()
-    first = watcher(store, producer, clock, holder="hub-before")
-    rid = register_rollout(store, "m-2", "CamA", POLICY, "test")["rollout"]
+def test_a_restarted_hub_resumes_the_rollout_from_the_store(tmp_path, fleet_store, producer):
+    clock = FakeClock(1000.0)
+    first = watcher(fleet_store, producer, clock, holder="hub-before")
+    rid = register_rollout(fleet_store, "m-2", "CamA", POLICY, "test")["rollout"]
     first.tick()
-    add_windows(store, "CamA-h", "m-2", [10, 11])
+    add_windows(fleet_store, "CamA-h", "m-2", [10, 11])
     first.tick()
-    assert RolloutBook(store).get(rid)["figures"]["CamA-h"]["windows"] == 2
-    store.close()  # the hub dies without releasing its lease
+    assert RolloutBook(fleet_store).get(rid)["figures"]["CamA-h"]["windows"] == 2
+    fleet_store.close()  # the hub dies without releasing its lease
 
-    again = Store(store.url)
+    again = Store(fleet_store.url)
     try:
         second = watcher(again, producer, clock, holder="hub-after")
         assert not second.tick(), "the dead hub's lease has not expired yet"
-        clock.t += 16
+        clock.now += 16
         add_windows(again, "CamA-h", "m-2", [12])
         assert second.tick()
         r = RolloutBook(again).get(rid)
         assert r["state"] == "promoted" and r["figures"]["CamA-h"]["windows"] == 3
-        assert [e.targets for e in producer.sent] == [("CamA",), None]  # the canary was not published twice
+        assert [e.targets for e in producer.envelopes] == [
+            ("CamA",),
+            None,
+        ]  # the canary was not published twice
         assert [e["status"] for e in again.model("m-2")["events"]] == ["candidate", "canary", "published"]
     finally:
         again.close()
@@ -292,48 +239,51 @@ def test_a_restarted_hub_resumes_the_rollout_from_the_store(tmp_path, store, pro
 # the lease ---------------------------------------------------------------------------------------
 
 
-def test_the_lease_has_one_holder_until_it_expires_or_is_released(store):
-    a, b = Lease(store.engine, "job", "a", ttl=10), Lease(store.engine, "job", "b", ttl=10)
+def test_the_lease_has_one_holder_until_it_expires_or_is_released(fleet_store):
+    a, b = Lease(fleet_store.engine, "job", "a", ttl=10), Lease(fleet_store.engine, "job", "b", ttl=10)
     assert a.acquire(now=0) and not b.acquire(now=1) and a.acquire(now=9)  # renewed until 19
     assert not b.acquire(now=18) and b.acquire(now=20) and not a.acquire(now=21)
     assert b.holder_now() == "b"
     b.release()
-    assert a.acquire(now=22) and Lease(store.engine, "other", "b").acquire(now=22)
+    assert a.acquire(now=22) and Lease(fleet_store.engine, "other", "b").acquire(now=22)
 
 
-def test_two_hubs_sharing_a_store_publish_each_step_once(store, producer):
-    clock = Clock()
-    hubs = [watcher(store, producer, clock, holder=f"hub-{i}") for i in range(2)]
-    register_rollout(store, "m-2", "CamA", POLICY, "test")
+def test_two_hubs_sharing_a_store_publish_each_step_once(fleet_store, producer):
+    clock = FakeClock(1000.0)
+    hubs = [watcher(fleet_store, producer, clock, holder=f"hub-{i}") for i in range(2)]
+    register_rollout(fleet_store, "m-2", "CamA", POLICY, "test")
     leaders = []
     for n in range(3):
         leaders.append([h.tick() for h in hubs])
-        add_windows(store, "CamA-h", "m-2", [10 + 2 * n, 11 + 2 * n])  # after the canary started
-        clock.t += 1
+        add_windows(fleet_store, "CamA-h", "m-2", [10 + 2 * n, 11 + 2 * n])  # after the canary started
+        clock.now += 1
     assert leaders == [[True, False]] * 3
-    assert [e.targets for e in producer.sent] == [("CamA",), None]
+    assert [e.targets for e in producer.envelopes] == [("CamA",), None]
 
 
 # rollback by hand --------------------------------------------------------------------------------
 
 
-def test_rollback_by_hand_ends_a_canary_or_publishes_the_parent(store, producer):
+def test_rollback_by_hand_ends_a_canary_or_publishes_the_parent(fleet_store, producer):
     publisher = ModelPublisher(topic="models", producer=producer)
-    w = watcher(store, producer)
-    rid = register_rollout(store, "m-2", "CamA", POLICY, "test")["rollout"]
+    w = watcher(fleet_store, producer)
+    rid = register_rollout(fleet_store, "m-2", "CamA", POLICY, "test")["rollout"]
     w.tick()
-    done = rollback(store, publisher)
+    done = rollback(fleet_store, publisher)
     assert done["ended"] == [{"rollout": rid, "version": "m-2", "parent": "m-1", "targets": ["CamA"]}]
-    assert producer.served("CamA-h") == "m-1" and store.model("m-2")["status"] == "rolled_back"
-    assert RolloutBook(store).get(rid)["state"] == "rolled_back"
-    assert "by hand" in RolloutBook(store).get(rid)["reason"]
+    assert producer.served("CamA-h") == "m-1" and fleet_store.model("m-2")["status"] == "rolled_back"
+    assert RolloutBook(fleet_store).get(rid)["state"] == "rolled_back"
+    assert "by hand" in RolloutBook(fleet_store).get(rid)["reason"]
 
-    publisher.publish(store, "m-2")  # later promoted by other means; now roll it back to its parent
-    done = rollback(store, publisher)
+    publisher.publish(fleet_store, "m-2")  # later promoted by other means; now roll it back to its parent
+    done = rollback(fleet_store, publisher)
     assert done == {"ended": [], "published": "m-1", "targets": None}
-    assert producer.sent[-1].version == "m-1" and producer.sent[-1].targets is None
-    assert store.model("m-2")["status"] == "rolled_back" and store.current_model()["version"] == "m-1"
-    done = rollback(store, publisher, "m-2", ["CamC"])
+    assert producer.envelopes[-1].version == "m-1" and producer.envelopes[-1].targets is None
+    assert (
+        fleet_store.model("m-2")["status"] == "rolled_back"
+        and fleet_store.current_model()["version"] == "m-1"
+    )
+    done = rollback(fleet_store, publisher, "m-2", ["CamC"])
     assert (
         done["published"] == "m-2"
         and producer.served("CamC-h") == "m-2"
@@ -348,8 +298,8 @@ def test_rollback_without_a_parent_names_the_problem(tmp_path, producer):
         with pytest.raises(ModelError, match="no parent"):
             rollback(s, ModelPublisher(topic="models", producer=producer))
         with pytest.raises(BrokerUnavailable):
-            p = Producer()
-            p.fail = 1
+            p = ModelsProducer()
+            p.fail_next = 1
             rollback(s, ModelPublisher(topic="models", producer=p), "m-1")
     finally:
         s.close()

@@ -3,16 +3,14 @@
 import base64
 import io
 import json
-from collections import namedtuple
 
 import numpy as np
 from PIL import Image
 
 from edgemnist.model import Model
+from edgemnist.testing.fakes import FakeConsumer, FakeProducer, Record
 from edgemnist.wire.serving import PredictResponse
 from metro_app.serving.predict import PredictLoop
-
-Rec = namedtuple("Rec", "topic partition offset key value")
 
 
 class Estimator:
@@ -28,41 +26,6 @@ class Estimator:
         return out
 
 
-class FakeConsumer:
-    def __init__(self, batches):
-        self.batches, self.commits, self.seeks = list(batches), 0, []
-
-    def poll(self, timeout_ms=0, max_records=None):
-        return self.batches.pop(0) if self.batches else {}
-
-    def commit(self):
-        self.commits += 1
-
-    def seek(self, tp, offset):
-        self.seeks.append((tp, offset))
-
-
-class Future:
-    def __init__(self, fail):
-        self.fail = fail
-
-    def get(self, timeout=None):
-        if self.fail:
-            raise TimeoutError("no ack")
-
-
-class FakeProducer:
-    def __init__(self, fail=False):
-        self.sent, self.fail = [], fail
-
-    def send(self, topic, value, key):
-        self.sent.append((topic, key, value))
-        return Future(self.fail)
-
-    def flush(self, timeout=None):
-        pass
-
-
 def _png(pixels: np.ndarray) -> str:
     buf = io.BytesIO()
     Image.fromarray(255 - pixels).convert("RGB").save(buf, "PNG")
@@ -70,7 +33,7 @@ def _png(pixels: np.ndarray) -> str:
 
 
 def _recs(bodies):
-    return {("req", 0): [Rec("req", 0, i, f"k{i}".encode(), b) for i, b in enumerate(bodies)]}
+    return {("req", 0): [Record("req", 0, i, f"k{i}".encode(), b) for i, b in enumerate(bodies)]}
 
 
 def test_a_poll_is_answered_in_order_with_one_predict_call():
@@ -91,8 +54,8 @@ def test_a_poll_is_answered_in_order_with_one_predict_call():
     loop = PredictLoop(consumer, producer, lambda name: model if name in ("latest", "m-1") else None, "resp")
     assert loop.step() == 5
     assert est.calls == 1 and consumer.commits == 1
-    assert [k for _, k, _ in producer.sent] == [b"k0", b"k1", b"k2", b"k3", b"k4"]
-    got = [PredictResponse.from_json(v) for _, _, v in producer.sent]
+    assert [s.key for s in producer.sent] == [b"k0", b"k1", b"k2", b"k3", b"k4"]
+    got = [PredictResponse.from_json(s.value) for s in producer.sent]
     assert got[0].id == "a" and got[0].result_class == 1 and got[0].model_version == "m-1"
     assert got[1].id == "b" and got[1].predictions is not None
     assert got[2].error == "unknown model 'other'"

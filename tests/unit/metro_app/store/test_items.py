@@ -7,13 +7,13 @@ import threading
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from edgemnist.testing.fakes import Record
 from metro_app.ingest.runloop import run_forever
 from metro_app.ingest.validate import Validator, derived_id
 from metro_app.samples import make_image, make_metrics
 from metro_app.store import DeadLetter
 from metro_app.store.items import message_item
-from tests.unit.metro_app.ingest.test_loop import Rec
-from tests.unit.metro_app.ingest.test_poison import poison_image, poison_metrics
+from tests.poison import poison_image, poison_metrics
 
 
 def by_message_path(rec):
@@ -38,7 +38,7 @@ def test_rows_from_structs_equal_rows_from_messages_column_for_column():
         b"not json",
         json.dumps({**make_image("CamA", 3).to_dict(), "image": "aGVsbG8="}).encode(),  # base64, not a PNG
     ]  # fmt: skip
-    recs = [Rec("events", 0, k, b"k", v) for k, v in enumerate(values)]
+    recs = [Record("events", 0, k, b"k", v) for k, v in enumerate(values)]
     got = Validator().items(recs)
     assert got == [by_message_path(r) for r in recs]
     assert [type(g).__name__ for g in got] == ["Item"] * 7 + ["DeadLetter"] * 2
@@ -49,7 +49,7 @@ def test_rows_from_structs_equal_rows_from_messages_column_for_column():
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.integers(0, 1).flatmap(lambda k: (poison_image if k else poison_metrics)(7)))
 def test_the_hot_path_decides_every_record_as_the_checks_do(message):
-    rec = Rec("events", 0, 7, None, json.dumps(message).encode())
+    rec = Record("events", 0, 7, None, json.dumps(message).encode())
     [got] = Validator().items([rec])
     assert got == by_message_path(rec)
 

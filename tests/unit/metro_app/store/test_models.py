@@ -6,16 +6,8 @@ import pytest
 
 from edgemnist.errors import ModelError
 from metro_app.samples import make_image, png_frame
-from metro_app.store import Store
 
 SHA = "ab" * 32
-
-
-@pytest.fixture
-def store(tmp_path):
-    s = Store(f"sqlite:///{tmp_path}/hub.db")
-    yield s
-    s.close()
 
 
 def test_a_model_is_registered_once_with_its_bytes_card_and_first_event(store):

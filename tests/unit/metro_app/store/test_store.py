@@ -9,13 +9,6 @@ from metro_app.samples import make_image, make_metrics, png_frame
 from metro_app.store import DeadLetter, Store
 
 
-@pytest.fixture
-def store(tmp_path):
-    s = Store(f"sqlite:///{tmp_path}/hub.db")
-    yield s
-    s.close()
-
-
 def test_sqlite_store_uses_wal_and_a_busy_timeout(store):
     with store.engine.connect() as conn:
         assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"

@@ -8,57 +8,56 @@ from metro_app.views.catalog import WINDOW_SIZE, Views
 
 
 @pytest.fixture
-def store(tmp_path):
-    s = Store(f"sqlite:///{tmp_path}/hub.db")
-    s.write_batch(
+def busy_store(store):
+    """30 metrics windows of CamA and 4 of CamB, and 12 uncertain images of CamA."""
+    store.write_batch(
         [make_metrics("CamA", i) for i in range(30)] + [make_metrics("CamB", i) for i in range(4)], []
     )
-    s.write_batch([], [make_image("CamA", i) for i in range(12)])
-    yield s
-    s.close()
+    store.write_batch([], [make_image("CamA", i) for i in range(12)])
+    return store
 
 
-def test_classification_metrics_tuples_are_the_metrics_messages(store):
-    items = Views(store).get("ClassificationMetrics").page(0, 1000)
+def test_classification_metrics_tuples_are_the_metrics_messages(busy_store):
+    items = Views(busy_store).get("ClassificationMetrics").page(0, 1000)
     assert len(items) == 34
     assert items[0][1] == make_metrics("CamA", 0).to_dict() | {"timestamp": items[0][1]["timestamp"]}
     assert all("camera_metrics" in t for _, t in items)
 
 
-def test_window_uncertain_holds_the_last_25_metrics_messages(store):
-    view = Views(store).get("WindowUncertain")
+def test_window_uncertain_holds_the_last_25_metrics_messages(busy_store):
+    view = Views(busy_store).get("WindowUncertain")
     items = view.page(0, 1000)
     assert [len(t) for _, t in items] == [min(k + 1, WINDOW_SIZE) for k in range(34)]
     seq, last = items[-1]
     assert [m["id"] for m in last] == [
-        t["id"] for _, t in Views(store).get("ClassificationMetrics").page(0, 1000)
+        t["id"] for _, t in Views(busy_store).get("ClassificationMetrics").page(0, 1000)
     ][-25:]
     # a page starting in the middle still sees the 24 messages before it
     assert view.page(items[29][0], 2) == items[30:32]
 
 
-def test_uncertain_predictions_tuples_are_the_image_messages(store):
-    items = Views(store).get("UncertainPredictions").page(0, 5)
+def test_uncertain_predictions_tuples_are_the_image_messages(busy_store):
+    items = Views(busy_store).get("UncertainPredictions").page(0, 5)
     assert [t["id"] for _, t in items] == [f"CamA/r1/i{i}" for i in range(5)]
     assert items[0][1] == make_image("CamA", 0).to_dict() | {"timestamp": items[0][1]["timestamp"]}
 
 
-def test_seqs_increase_and_views_report_last_seq_and_size(store):
-    for view in Views(store):
+def test_seqs_increase_and_views_report_last_seq_and_size(busy_store):
+    for view in Views(busy_store):
         items = view.page(0, 1000)
         seqs = [s for s, _ in items]
         assert seqs == sorted(set(seqs)), view.name
         assert view.last_seq() >= seqs[-1] and view.size() == len(items), view.name
 
 
-def test_views_survive_a_restart_with_the_same_seqs(store, tmp_path):
-    before = {v.name: v.page(0, 1000) for v in Views(store)}
-    reopened = Store(store.url)
+def test_views_survive_a_restart_with_the_same_seqs(busy_store, tmp_path):
+    before = {v.name: v.page(0, 1000) for v in Views(busy_store)}
+    reopened = Store(busy_store.url)
     assert {v.name: v.page(0, 1000) for v in Views(reopened)} == before
 
 
-def test_camera_health_per_camera(store):
-    health = {t["name"]: t for _, t in Views(store).camera_health.snapshot()}
+def test_camera_health_per_camera(busy_store):
+    health = {t["name"]: t for _, t in Views(busy_store).camera_health.snapshot()}
     a = health["CamA"]
     assert a["windows"] == 30 and a["images"] == 600 and a["uncertain"] == 150
     assert a["uncertain_share"] == pytest.approx(0.25) and a["images_per_second"] == pytest.approx(10.0)
@@ -91,17 +90,17 @@ def test_camera_health_flags_a_camera_that_departs_from_the_fleet(tmp_path):
     assert not health["CamA"]["departs_from_fleet"]
 
 
-def test_camera_health_reappears_with_a_higher_seq_when_the_camera_reports(store):
-    view = Views(store).get("CameraHealth")
+def test_camera_health_reappears_with_a_higher_seq_when_the_camera_reports(busy_store):
+    view = Views(busy_store).get("CameraHealth")
     last = view.last_seq()
     assert view.page(last, 10) == []
-    store.write_batch([make_metrics("CamB", 99)], [])
+    busy_store.write_batch([make_metrics("CamB", 99)], [])
     [(seq, t)] = view.page(last, 10)
     assert seq > last and t["name"] == "CamB" and t["windows"] == 5
 
 
-def test_fleet_metrics_sums_all_cameras_per_time_bucket(store):
-    items = Views(store).get("FleetMetrics").page(0, 100)
+def test_fleet_metrics_sums_all_cameras_per_time_bucket(busy_store):
+    items = Views(busy_store).get("FleetMetrics").page(0, 100)
     assert sum(t["images"] for _, t in items) == 34 * 20
     cams = {c for _, t in items for c in t["cameras"]}
     assert cams == {"CamA", "CamB"}
