@@ -154,5 +154,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     return run_command("edge-mnist", args, args._run)
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+if __name__ == "__main__":  # python -m edgemnist.cli: the plugins' Command is edgemnist.cli's, not __main__'s
+    from edgemnist.cli import main as cli_main
+
+    sys.exit(cli_main())

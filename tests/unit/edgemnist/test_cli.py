@@ -73,3 +73,17 @@ def test_edge_mnist_works_without_the_demo_package(monkeypatch, tmp_path, capsys
     assert cli.build_parser().parse_args(["train", "--out", str(tmp_path)]).out == str(tmp_path)
     assert cli.main(["demo", "--duration", "5"]) == 2
     assert "the demo is not installed here (package edgemnist_demo" in capsys.readouterr().err
+
+
+def test_python_m_edgemnist_cli_lists_the_plugin_subcommands() -> None:
+    """`python -m edgemnist.cli db ...` said "invalid choice: 'db'": the plugins' Command class was
+    edgemnist.cli's while the running module was __main__, so every plugin was dropped."""
+    import subprocess
+    import sys
+
+    proc = subprocess.run(
+        [sys.executable, "-m", "edgemnist.cli", "--help"], capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 0, proc.stderr
+    for name in ("demo", "train", "db", "cdc", "evaluate"):
+        assert f"    {name} " in proc.stdout, proc.stdout
