@@ -209,6 +209,11 @@ class _Parts:
     alert_thread: threading.Thread
 
 
+def _alive(parts: _Parts, name: str) -> bool:
+    """Whether the loop thread called `name` runs (the threads list's order depends on the settings)."""
+    return any(t.name == name and t.is_alive() for t in parts.threads)
+
+
 def _health(settings: HubSettings, parts: _Parts) -> Callable[[], dict[str, Any]]:
     """The hub's /health body: the loops' counts and whether their threads are alive."""
 
@@ -222,7 +227,7 @@ def _health(settings: HubSettings, parts: _Parts) -> Callable[[], dict[str, Any]
             "dlq_topic": settings.dlq_topic,
             "models_topic": settings.models_topic,
             "control_topic": settings.control_topic,
-            "control": None if control is None else {**control.stats, "alive": parts.threads[-1].is_alive()},
+            "control": None if control is None else {**control.stats, "alive": _alive(parts, "hub-control")},
             "retrain_running": parts.jobs.running(),
             "predict": predictions.stats.as_dict() if predictions else None,
             "rollouts": None if rollouts is None else dict(rollouts.stats),

@@ -1,0 +1,38 @@
+"""`metro-app run`'s /health body, from the running parts (no Kafka)."""
+
+from __future__ import annotations
+
+import threading
+from types import SimpleNamespace
+
+from metro_app.ingest.loop import HubStats
+from metro_app.service import _health, _Parts
+from metro_app.settings import HubSettings
+
+
+def _thread(name: str, alive: bool) -> threading.Thread:
+    stop = threading.Event()
+    thread = threading.Thread(target=stop.wait, name=name, daemon=True)
+    if alive:
+        thread.start()
+    return thread
+
+
+def test_control_alive_is_the_control_threads_not_the_last_started() -> None:
+    """Before: /health read control's `alive` from the last thread started, which is the rollout
+    watcher when a models topic is set: a dead control loop was reported alive."""
+    threads = [_thread("hub-loop", True), _thread("hub-control", False), _thread("hub-rollouts", True)]
+    parts = _Parts(
+        loop=SimpleNamespace(stats=HubStats()),  # type: ignore[arg-type]
+        threads=threads,
+        control=SimpleNamespace(stats={"records": 3}),  # type: ignore[arg-type]
+        jobs=SimpleNamespace(running=lambda: False),  # type: ignore[arg-type]
+        predictions=None,
+        rollouts=SimpleNamespace(stats={}),  # type: ignore[arg-type]
+        alerts=SimpleNamespace(stats={}),  # type: ignore[arg-type]
+        alert_thread=_thread("hub-alerts", True),
+    )
+    body = _health(HubSettings(), parts)()
+    assert body["alive"] is True
+    assert body["control"] == {"records": 3, "alive": False}
+    assert body["alerts"]["alive"] is True
