@@ -130,3 +130,10 @@ def add_kafka_flags(parser: argparse.ArgumentParser) -> None:
     """--bootstrap-servers and --credentials, env-backed, for subcommands that talk to Kafka."""
     env_flag(parser, "--bootstrap-servers", "EDGE_MNIST_BOOTSTRAP_SERVERS", help="Kafka bootstrap servers")
     env_flag(parser, "--credentials", "EDGE_MNIST_CREDENTIALS", help="JSON credentials file")
+
+
+def kafka_settings(args: argparse.Namespace) -> Any:
+    """The KafkaSettings that --bootstrap-servers and --credentials (and the env) describe."""
+    from edgemnist.kafka.settings import resolve
+
+    return resolve(bootstrap_servers=args.bootstrap_servers, credentials=args.credentials)

@@ -15,7 +15,7 @@ from typing import Any
 
 from edgemnist import topics
 from edgemnist.cli import Command
-from edgemnist.cliargs import add_kafka_flags, env_flag
+from edgemnist.cliargs import add_kafka_flags, env_flag, kafka_settings
 from edgemnist.errors import ConfigError
 
 __all__ = [
@@ -31,12 +31,6 @@ __all__ = [
     "run_evaluate",
     "train_from_topic",
 ]
-
-
-def _kafka(args: argparse.Namespace):  # noqa: ANN202 - KafkaSettings
-    from edgemnist.kafka.settings import resolve
-
-    return resolve(bootstrap_servers=args.bootstrap_servers, credentials=args.credentials)
 
 
 def _url_flag(parser: argparse.ArgumentParser) -> None:
@@ -165,7 +159,7 @@ def run_cdc(args: argparse.Namespace) -> int:
         specs = specs_for(args.name, args.url, tables, args.topic_prefix, args.store)
         from edgemnist.kafka.settings import KafkaSettings
 
-        kafka = KafkaSettings() if args.worker_url else _kafka(args)
+        kafka = KafkaSettings() if args.worker_url else kafka_settings(args)
         state = worker.start(kafka, port=args.port)
         print(f"Connect worker pid {state['pid']} on {worker.url} (log {state['log']})", file=sys.stderr)
         topics: dict[str, str] = {}
@@ -235,7 +229,7 @@ def train_from_topic(args: argparse.Namespace) -> int:
     from edgemnist_cdc.events import digits_dataset, training_digest
     from edgemnist_cdc.stream import read_view
 
-    view, stats = read_view(_kafka(args), args.from_topic, until_idle=args.until_idle)
+    view, stats = read_view(kafka_settings(args), args.from_topic, until_idle=args.until_idle)
     if not len(view):
         raise ConfigError(f"topic {args.from_topic!r}: the table it describes has no rows")
     train, ids = digits_dataset(f"topic:{args.from_topic}", view)
@@ -289,7 +283,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     def stop() -> bool:
         return bool(stopping) or (args.max_rows is not None and evaluator.summary()["count"] >= args.max_rows)
 
-    with ChangeReader(_kafka(args), args.from_topic, wait_for_topic=args.wait_for_topic) as reader:
+    with ChangeReader(kafka_settings(args), args.from_topic, wait_for_topic=args.wait_for_topic) as reader:
         for batch in reader.batches(until_idle=until_idle, stop=stop):
             evaluator(batch)
             s = evaluator.summary()

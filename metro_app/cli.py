@@ -1,4 +1,4 @@
-"""`metro-app`: run the hub, retrain and list models, manage the hub as a background job, build its archive.
+"""`metro-app`: run the hub, retrain, list, import and roll out models; background jobs are in `deploy.commands`.
 
 POST /labels and POST /models/retrain need the bearer token from env EDGE_MNIST_API_TOKEN (never a flag).
 """
@@ -9,17 +9,15 @@ import argparse
 import json
 import logging
 import sys
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from edgemnist.cliargs import CommandParser, env_flag, run_command, setup_logging
+from edgemnist.cliargs import CommandParser, env_flag, kafka_settings, run_command, setup_logging
 from edgemnist.errors import ConfigError, EdgeMnistError
-from edgemnist.masking import mask_secrets
-from metro_app.deploy.jobs import JobRegistry
+from metro_app.deploy.commands import add_job_parsers
 from metro_app.settings import HUB_ENV, HubSettings, add_hub_flags
-from metro_app.training.retrain import RETRAIN_ENV, RetrainSettings, add_retrain_flags
+from metro_app.training.retrain import RetrainSettings, add_retrain_flags
 
 __all__ = ["main", "build_parser"]
 
@@ -41,7 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     _retrain_arguments(retrain)
     retrain.set_defaults(func=_retrain)
     models, imp = _models_parsers(sub)
-    commands = [run, retrain, models, imp, *_rollout_parsers(sub), *_job_parsers(sub)]
+    commands = [run, retrain, models, imp, *_rollout_parsers(sub), *add_job_parsers(sub)]
     for p in commands:
         p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     _inherit(models, imp)
@@ -90,35 +88,6 @@ def _rollout_parsers(sub: Any) -> list[argparse.ArgumentParser]:
     _retrain_arguments(back, publish=False, retrain=False)
     back.set_defaults(func=_rollback)
     return [rollout, back]
-
-
-def _job_parsers(sub: Any) -> list[argparse.ArgumentParser]:
-    """`submit`, `jobs`, `cancel` and `build`: the hub as a background job."""
-    submit = sub.add_parser(
-        "submit", help="start the hub as a background job, cancelling an older job of that name"
-    )
-    submit.add_argument("--name", required=True, help="job name")
-    submit.add_argument(
-        "--target",
-        choices=("local", "streams"),
-        default="local",
-        help="local: a background process; streams: the streamsx topology on an IBM Streams instance",
-    )
-    add_hub_flags(submit)
-    add_retrain_flags(submit)
-    submit.set_defaults(func=_submit)
-    jobs = sub.add_parser("jobs", help="list jobs with their health")
-    jobs.add_argument("--json", action="store_true", help="one JSON object per job")
-    jobs.set_defaults(func=_jobs)
-    cancel = sub.add_parser("cancel", help="stop a job cleanly")
-    cancel.add_argument("name")
-    cancel.set_defaults(func=_cancel)
-    build = sub.add_parser("build", help="build the hub's streamsx topology")
-    build.add_argument("--target", choices=("streams-archive",), default="streams-archive")
-    build.add_argument("--out", required=True, type=Path, help="directory for the build archive")
-    add_hub_flags(build)
-    build.set_defaults(func=_build)
-    return [submit, jobs, cancel, build]
 
 
 def _inherit(parent: argparse.ArgumentParser, child: argparse.ArgumentParser) -> None:
@@ -209,17 +178,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     return run_command("metro-app", args, args.func)
 
 
-def _kafka(args: argparse.Namespace):  # noqa: ANN202 - KafkaSettings lives in edgemnist.kafka.settings
-    from edgemnist.kafka.settings import resolve
-
-    return resolve(bootstrap_servers=args.bootstrap_servers, credentials=args.credentials)
-
-
 def _run(args: argparse.Namespace) -> int:
     from metro_app.service import run_hub
 
     settings = HubSettings.from_args(args)
-    return run_hub(settings, _kafka(args), RetrainSettings.from_args(args))
+    return run_hub(settings, kafka_settings(args), RetrainSettings.from_args(args))
 
 
 def _label_source(name: str) -> Any:
@@ -244,12 +207,16 @@ def _retrain(args: argparse.Namespace) -> int:
 
     settings = RetrainSettings.from_args(args)
     publisher = (
-        ModelPublisher(_kafka(args), args.models_topic) if args.publish and args.models_topic else None
+        ModelPublisher(kafka_settings(args), args.models_topic)
+        if args.publish and args.models_topic
+        else None
     )
     labels = None
     if args.labels_from_topic:
         labels_from_topic = _label_source("debezium")
-        labels, stats = labels_from_topic(_kafka(args), args.labels_from_topic, until_idle=args.until_idle)
+        labels, stats = labels_from_topic(
+            kafka_settings(args), args.labels_from_topic, until_idle=args.until_idle
+        )
         print(
             f"{len(labels)} labelled images from {args.labels_from_topic} ({stats['records']} records)",
             file=sys.stderr,
@@ -346,7 +313,7 @@ def _rollback(args: argparse.Namespace) -> int:
     if not args.models_topic:
         raise ConfigError("--models-topic is empty: nowhere to publish the rollback")
     cameras = parse_cameras(args.cameras) if args.cameras else None
-    publisher = ModelPublisher(_kafka(args), args.models_topic)
+    publisher = ModelPublisher(kafka_settings(args), args.models_topic)
     store = _open_store(args)
     try:
         done = rollback(store, publisher, args.version, cameras)
@@ -359,87 +326,6 @@ def _rollback(args: argparse.Namespace) -> int:
 
 def _pct(v: float | None) -> str:
     return "-" if v is None else f"{v:.3f}"
-
-
-def _run_args(args: argparse.Namespace, settings: HubSettings) -> list[str]:
-    """The child's flags; the store URL (it may hold a password) goes by env, see `_run_env`."""
-    out = [
-        "--topic",
-        settings.topic,
-        "--host",
-        settings.host,
-        "--port",
-        str(settings.port),
-        "--dlq-topic",
-        settings.dlq_topic,
-        "--max-records",
-        str(settings.max_records),
-        "--model",
-        settings.model,
-        "--predict-requests",
-        settings.predict_requests,
-        "--predict-responses",
-        settings.predict_responses,
-        "--train-model" if settings.train_model else "--no-train-model",
-    ]
-    out += ["--models-topic", settings.models_topic, "--control-topic", settings.control_topic]
-    for flag, *_ in RETRAIN_ENV:
-        out += [flag, str(getattr(args, flag[2:].replace("-", "_")))]
-    for flag in ("bootstrap_servers", "credentials"):
-        if getattr(args, flag):
-            out += [f"--{flag.replace('_', '-')}", getattr(args, flag)]
-    return out
-
-
-def _run_env(settings: HubSettings) -> dict[str, str]:
-    return {"EDGE_MNIST_STORE": settings.store_url}
-
-
-def _submit(args: argparse.Namespace) -> int:
-    settings = HubSettings.from_args(args)
-    if args.target == "streams":
-        from metro_app.deploy.topology import submit_to_streams
-
-        print(json.dumps(submit_to_streams(settings, args.name, _kafka(args))))
-        return 0
-    registry = JobRegistry()
-    job = registry.submit(
-        args.name, _run_args(args, settings), settings.host, settings.port, env=_run_env(settings)
-    )
-    print(f"job {args.name}: pid {job['pid']}, API http://{settings.host}:{settings.port}, log {job['log']}")
-    return 0
-
-
-def _jobs(args: argparse.Namespace) -> int:
-    for job in JobRegistry().list():
-        health = job.health() if job.alive() else None
-        state = "running" if health else ("starting/unhealthy" if job.alive() else "stopped")
-        if args.json:
-            print(mask_secrets(json.dumps({**job, "state": state, "health": health})))
-            continue
-        started = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(job["started"]))
-        extra = (
-            f" lag={health['consumer_lag']} stored={health['stored']} dlq={health['dlq']}" if health else ""
-        )
-        print(f"{job['name']}\t{state}\tpid {job['pid']}\tport {job['port']}\tsince {started}{extra}")
-    return 0
-
-
-def _cancel(args: argparse.Namespace) -> int:
-    registry = JobRegistry()
-    if registry.get(args.name) is None:
-        raise ConfigError(f"no job named {args.name!r}")
-    stopped = registry.cancel(args.name)
-    print(f"job {args.name}: {'stopped' if stopped else 'was not running; removed from the registry'}")
-    return 0
-
-
-def _build(args: argparse.Namespace) -> int:
-    from metro_app.deploy.topology import build_archive
-
-    path = build_archive(HubSettings.from_args(args), args.out, bootstrap_servers=args.bootstrap_servers)
-    print(path)
-    return 0
 
 
 if __name__ == "__main__":
