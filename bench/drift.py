@@ -33,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
 
-from bench._common import bench_model, limit_to_one_thread, print_json, table  # noqa: E402
+from bench.common import bench_model, limit_to_one_thread, print_json, table  # noqa: E402
 from edgemnist.data import load_frames  # noqa: E402
 from edgemnist.distort import distorted_frames  # noqa: E402
 from edgemnist.model import load_model  # noqa: E402

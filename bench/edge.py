@@ -29,9 +29,9 @@ import time
 from functools import partial
 from pathlib import Path
 
-import _common as common
+import common
 import numpy as np
-from _common import Timing, clock, median_run
+from common import Timing, clock, median_run
 from reference import reference_prepare
 
 from edge_app.outbox import Outbox

@@ -34,8 +34,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench._common import table  # noqa: E402
-from bench._hubpeers import Run, run_minimal, run_ours, run_quix, stored_ids  # noqa: E402
+from bench.common import table  # noqa: E402
+from bench.hubpeers import Run, run_minimal, run_ours, run_quix, stored_ids  # noqa: E402
 from edgemnist.kafka import ensure_topics, make_consumer, make_producer  # noqa: E402
 from metro_app.samples import make_image, make_metrics  # noqa: E402
 from metro_app.store import Store  # noqa: E402

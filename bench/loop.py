@@ -38,7 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
 
-from bench._common import limit_to_one_thread, print_json, table  # noqa: E402
+from bench.common import limit_to_one_thread, print_json, table  # noqa: E402
 from edgemnist.data import Frames, load_frames  # noqa: E402
 from edgemnist.distort import distorted_frames  # noqa: E402
 from edgemnist.model import CONFIDENCE, Model, load_model, load_model_bytes, train_default  # noqa: E402

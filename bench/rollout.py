@@ -35,7 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
 
-from bench._common import bench_model, broker, print_json, table  # noqa: E402
+from bench.common import bench_model, broker, print_json, table  # noqa: E402
 from bench.drift import measure  # noqa: E402
 from edgemnist.data import Dataset, load_bundled  # noqa: E402
 from edgemnist.model import load_model, save_model, train_model  # noqa: E402

@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench._common import bench_model, broker, print_json, table
+from bench.common import bench_model, broker, print_json, table
 from edgemnist.data import load_frames
 from edgemnist.kafka import ensure_topics, make_consumer, make_producer
 from edgemnist.kafka.settings import KafkaSettings
