@@ -29,7 +29,8 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.common import bench_model, broker, print_json, table
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench.common import bench_model, broker, print_json, table  # noqa: E402
 from edgemnist.data import load_frames
 from edgemnist.kafka import ensure_topics, make_consumer, make_producer
 from edgemnist.kafka.settings import KafkaSettings
