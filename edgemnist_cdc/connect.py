@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from edgemnist.errors import ConfigError, EdgeMnistError
+from edgemnist.files import write_atomic
 from edgemnist.kafka.settings import KafkaSettings, state_dir
 from edgemnist.procs import free_port
 from edgemnist_cdc.debezium import ConnectorSpec, debezium_config, password_of
@@ -144,10 +145,9 @@ def _properties(props: dict[str, str]) -> str:
 
 
 def _write_private(path: Path, text: str) -> None:
+    """Worker and connector files hold passwords: mode 0600 from their creation."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
+    write_atomic(path, text.encode(), mode=0o600)
 
 
 class ConnectWorker:
