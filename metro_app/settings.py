@@ -17,19 +17,29 @@ from metro_app.training.retrain import RETRAIN_ENV
 __all__ = ["HubSettings", "HUB_ENV", "HUB_ENV_VARS", "add_hub_flags", "state_dir", "mask_url", "mask_secrets"]
 
 
+_QUERY_PASSWORD = re.compile(r"([?&](?:password|passwd|pwd)=)[^&#\s]*", re.IGNORECASE)
+
+
 def mask_url(url: str) -> str:
-    """A database URL with its password shown as ***, for logs, job files and listings."""
+    """A database URL with its password shown as ***, for logs, job files and listings.
+
+    Both forms are masked, `user:password@host` and `?password=` in the query string.
+
+    >>> mask_url("postgresql://hub@db/metro?password=pw&sslmode=require")
+    'postgresql://hub@db/metro?password=***&sslmode=require'
+    """
     import sqlalchemy as sa
 
     try:
-        return sa.engine.make_url(url).render_as_string(hide_password=True)
+        shown = sa.engine.make_url(url).render_as_string(hide_password=True)
     except Exception:  # not a URL: mask whatever sits between "://user:" and "@"
-        return re.sub(r"(://[^/:@]*:)[^@/]*@", r"\1***@", url)
+        shown = re.sub(r"(://[^/:@]*:)[^@/]*@", r"\1***@", url)
+    return _QUERY_PASSWORD.sub(r"\1***", shown)
 
 
 def mask_secrets(text: str) -> str:
-    """`text` with the password of every URL in it (user:password@host) masked."""
-    return re.sub(r"(://[^/\s:@]*:)[^@/\s]*@", r"\1***@", text)
+    """`text` with the password of every URL in it (user:password@host, ?password=) masked."""
+    return _QUERY_PASSWORD.sub(r"\1***", re.sub(r"(://[^/\s:@]*:)[^@/\s]*@", r"\1***@", text))
 
 
 @dataclass(frozen=True, slots=True)
