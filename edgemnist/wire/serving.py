@@ -24,6 +24,7 @@ import numpy as np
 import orjson
 
 from edgemnist.errors import SchemaError
+from edgemnist.pnglimits import check_png
 from edgemnist.wire.messages import Origin
 
 __all__ = [
@@ -176,8 +177,10 @@ def _png(v: Any, where: str, rid: str) -> bytes:
         png = base64.b64decode(v, validate=True)
     except (binascii.Error, ValueError) as exc:
         raise RequestError(f"{where}: 'image' is not valid base64", rid) from exc
-    if not png.startswith(b"\x89PNG\r\n\x1a\n"):
-        raise RequestError(f"{where}: 'image' is not a PNG", rid)
+    try:
+        check_png(png, f"{where}: malformed image: 'image'")
+    except SchemaError as exc:
+        raise RequestError(str(exc), rid) from exc
     return png
 
 

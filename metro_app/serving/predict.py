@@ -216,6 +216,10 @@ class PredictLoop:
             except RequestError as exc:
                 out[i] = PredictResponse.failed(exc.request_id, str(exc))
                 continue
+            except Exception as exc:  # one request the parser chokes on never takes its batch down
+                log.exception("prediction request %s could not be parsed", origin)
+                out[i] = PredictResponse.failed(None, f"{origin}: {type(exc).__name__}: {exc}")
+                continue
             model = self._resolve(req.model)
             if model is None:
                 out[i] = PredictResponse.failed(req.id, f"unknown model {req.model!r}")
@@ -240,12 +244,23 @@ def _score(model: Model, reqs: list[PredictRequest]) -> list[PredictResponse]:
     good = np.zeros(len(reqs), bool)
     pngs = [i for i, r in enumerate(reqs) if r.png is not None]
     if pngs:
-        prepared = prepare_frames([reqs[i].png for i in pngs])  # type: ignore[misc]
-        for pos, why in prepared.errors:
-            out[pngs[pos]] = PredictResponse.failed(reqs[pngs[pos]].id, f"malformed image: {why}")
-        for j, pos in enumerate(prepared.index):
-            images[pngs[int(pos)]] = prepared.images[j]
-            good[pngs[int(pos)]] = True
+        try:
+            parts = [(pngs, prepare_frames([reqs[i].png for i in pngs]))]  # type: ignore[misc]
+        except Exception:  # the batch failed as a whole: prepare image by image, so one fails alone
+            parts = []
+            for i in pngs:
+                try:
+                    parts.append(([i], prepare_frames([reqs[i].png])))  # type: ignore[list-item]
+                except Exception as exc:
+                    out[i] = PredictResponse.failed(
+                        reqs[i].id, f"malformed image: {type(exc).__name__}: {exc}"
+                    )
+        for where, prepared in parts:
+            for pos, why in prepared.errors:
+                out[where[pos]] = PredictResponse.failed(reqs[where[pos]].id, f"malformed image: {why}")
+            for j, pos in enumerate(prepared.index):
+                images[where[int(pos)]] = prepared.images[j]
+                good[where[int(pos)]] = True
     for i, r in enumerate(reqs):
         if r.pixels is not None:
             images[i] = r.pixels
