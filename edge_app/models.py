@@ -276,6 +276,9 @@ class ModelWatcher:
         except ModelError as exc:
             self._refuse(env.version, env.sha256, str(exc))
             return None
+        except Exception as exc:  # a loader failure nobody foresaw is still a refusal that says why
+            self._refuse(env.version, env.sha256, f"{where}: cannot load model: {type(exc).__name__}: {exc}")
+            return None
         try:
             path = self._store.save(env)
         except OSError as exc:

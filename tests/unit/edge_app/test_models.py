@@ -286,3 +286,19 @@ def test_run_edge_swaps_between_batches_and_windows_carry_one_version(two_models
     assert len({m.count for m in images}) == len(images) == stats.uncertain_sent
     assert {m.model_version for m in images} <= {a_version, env_b.version}
     assert (tmp_path / f"models-RotB/{env_b.version}.skops").is_file()
+
+
+def test_model_refused_always_says_why_even_for_an_unexpected_error(two_models, probe, tmp_path, monkeypatch):
+    """Issue 24.6: an error the loader did not foresee still becomes a refusal naming it."""
+    a, b = two_models
+
+    def choke(*args, **kwargs):
+        raise RecursionError("maximum recursion depth exceeded while decoding a JSON array")
+
+    monkeypatch.setattr(models_mod, "load_model_bytes", choke)
+    w, serving = watcher_for(a, tmp_path, probe)
+    w.feed([rec(model_envelope(b), 0)])
+    assert w.consider() is None
+    (refusal,) = serving.pending_refusals()
+    assert refusal.version == model_envelope(b).version
+    assert "RecursionError" in refusal.reason and "recursion depth" in refusal.reason
