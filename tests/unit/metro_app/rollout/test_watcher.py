@@ -353,3 +353,15 @@ def test_rollback_without_a_parent_names_the_problem(tmp_path, producer):
             rollback(s, ModelPublisher(topic="models", producer=p), "m-1")
     finally:
         s.close()
+
+
+def test_rollback_to_a_version_that_never_served_needs_force(store, producer):
+    """Issue 24.8: an imported candidate, never evaluated on a camera, is not a rollback target by default."""
+    publisher = ModelPublisher(topic="models", producer=producer)
+    store.add_model("m-imported", "0" * 64, b"PK-imported", parent="m-1", reason="imported")
+    before = len(producer.sent)
+    with pytest.raises(ModelError, match="m-imported.*never served.*--force"):
+        rollback(store, publisher, "m-imported")
+    assert len(producer.sent) == before and store.model("m-imported")["status"] == "candidate"
+    done = rollback(store, publisher, "m-imported", force=True)
+    assert done["published"] == "m-imported" and producer.sent[-1].version == "m-imported"
