@@ -195,7 +195,13 @@ def test_a_canary_within_bounds_is_promoted_to_every_camera(store, producer):
     assert [(e.version, e.targets) for e in producer.sent] == [("m-2", ("CamA",)), ("m-2", None)]
     assert {producer.served(c) for c in ("CamA-h", "CamB-h", "CamC-h")} == {"m-2"}
     m = store.model("m-2")
-    assert [e["status"] for e in m["events"]] == ["candidate", "canary", "published"]
+    assert [e["status"] for e in m["events"]] == [
+        "candidate",
+        "publishing",
+        "canary",
+        "publishing",
+        "published",
+    ]
     assert "promoted by rollout" in m["reason"] and store.current_model()["version"] == "m-2"
     assert not RolloutBook(store).active() and w.stats["promoted"] == 1
 
@@ -211,7 +217,7 @@ def test_a_bad_canary_is_rolled_back_on_its_cameras_only(store, producer):
     assert [(e.version, e.targets) for e in producer.sent] == [("m-2", ("CamA",)), ("m-1", ("CamA",))]
     assert producer.served("CamA-h") == "m-1" and producer.served("CamB-h") is None
     m = store.model("m-2")
-    assert [e["status"] for e in m["events"]] == ["candidate", "canary", "rolled_back"]
+    assert [e["status"] for e in m["events"]] == ["candidate", "publishing", "canary", "rolled_back"]
     assert m["status"] == "rolled_back" and "-87.0 points" in m["reason"]
     assert store.current_model()["version"] == "m-1"
 
@@ -284,7 +290,13 @@ def test_a_restarted_hub_resumes_the_rollout_from_the_store(tmp_path, store, pro
         r = RolloutBook(again).get(rid)
         assert r["state"] == "promoted" and r["figures"]["CamA-h"]["windows"] == 3
         assert [e.targets for e in producer.sent] == [("CamA",), None]  # the canary was not published twice
-        assert [e["status"] for e in again.model("m-2")["events"]] == ["candidate", "canary", "published"]
+        assert [e["status"] for e in again.model("m-2")["events"]] == [
+            "candidate",
+            "publishing",
+            "canary",
+            "publishing",
+            "published",
+        ]
     finally:
         again.close()
 
