@@ -144,6 +144,11 @@ def run_hub(settings: HubSettings, kafka: Any, retrain_settings: RetrainSettings
             "rollouts": None if rollouts is None else dict(rollouts.stats),
             "alerts_topic": settings.alerts_topic,
             "alerts": {**alerts.stats, "alive": alert_thread.is_alive()},
+            "loops": {
+                h.name: h.as_dict()
+                for h in (loop.health, getattr(control, "health", None), getattr(predictions, "health", None))
+                if h is not None
+            },  # fmt: skip
         }
 
     app = create_app(

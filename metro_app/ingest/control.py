@@ -28,7 +28,7 @@ import orjson
 from edgemnist.errors import SchemaError
 from edgemnist.pnglimits import check_png
 from metro_app.ingest.loop import DeadLetterSink
-from metro_app.ingest.runloop import run_forever
+from metro_app.ingest.runloop import LoopHealth, run_forever
 from metro_app.ingest.validate import RecordLike
 from metro_app.store import DeadLetter, Store
 
@@ -156,6 +156,7 @@ class ControlLoop:
         self.poll_timeout_ms = poll_timeout_ms
         self.retry_seconds = retry_seconds
         self.stats = {"records": 0, "commands": 0, "training_stored": 0, "dead_letters": 0}
+        self.health = LoopHealth("control")
 
     def step(self) -> int:
         """Handle one polled batch; returns how many records it committed."""
@@ -194,4 +195,4 @@ class ControlLoop:
 
     def run(self, stop: threading.Event) -> None:
         """Loop until `stop` is set; a failed batch is retried, never ends the loop."""
-        run_forever(self.step, stop, self.retry_seconds, "control loop: a batch", log)
+        run_forever(self.step, stop, self.retry_seconds, "control loop: a batch", log, health=self.health)

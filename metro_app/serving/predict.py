@@ -25,7 +25,7 @@ from edgemnist.model import Model, ensure_model, load_model, load_model_bytes
 from edgemnist.prep import prepare_frames
 from edgemnist.wire.messages import Origin
 from edgemnist.wire.serving import LATEST, PredictRequest, PredictResponse, RequestError, parse_request
-from metro_app.ingest.runloop import rewind, run_forever
+from metro_app.ingest.runloop import LoopHealth, rewind, run_forever
 
 __all__ = [
     "ModelResolver",
@@ -163,10 +163,11 @@ class PredictLoop:
         self.send_timeout = send_timeout
         self.retry_seconds = retry_seconds
         self.stats = PredictStats()
+        self.health = LoopHealth("predict")
 
     def run(self, stop: threading.Event) -> None:
         """Loop until `stop`; a bad request gets an error response, a failed batch is retried."""
-        run_forever(self.step, stop, self.retry_seconds, "prediction loop: a batch", log)
+        run_forever(self.step, stop, self.retry_seconds, "prediction loop: a batch", log, health=self.health)
 
     def step(self) -> int:
         """Answer one polled batch; returns how many requests it answered."""
