@@ -59,7 +59,9 @@ def test_health_says_degraded_naming_the_stuck_loop(tmp_path):
         with TestClient(create_app(store, token="t", health=lambda: figures)) as c:
             h = c.get("/health").json()
         assert h["status"] == "degraded" and h["degraded"] == ["control"]
-        with TestClient(create_app(store, token="t", health=lambda: {"loops": {"hub": {"stuck_seconds": None}}})) as c:
+        with TestClient(
+            create_app(store, token="t", health=lambda: {"loops": {"hub": {"stuck_seconds": None}}})
+        ) as c:
             assert c.get("/health").json()["status"] == "ok"
     finally:
         store.close()
