@@ -170,14 +170,22 @@ class ModelWatcher:
         self._latest: Record | None = None  # last applicable record read, not yet considered
         self._considered: set[tuple[int, int]] = set()
         self._refused: set[tuple[str, str]] = set()  # (version, sha256 or "") never retried
+        self._newest: dict[int, int] = {}  # partition -> the highest offset fed
         self.accepted: list[str] = []
         self.refused: list[ModelRefusal] = []
 
     # ----- the choice, testable without a thread or a broker ------------------------------------
 
     def feed(self, records: Sequence[Record]) -> None:
-        """Remember the last record, in topic order, that is meant for this camera."""
-        for rec in sorted(records, key=lambda r: (r.timestamp, r.partition, r.offset)):
+        """Remember the last record, in topic order, that is meant for this camera.
+
+        Topic order is the registry's publishing order (the hub is the models topic's one writer,
+        and a rollback is a new record); the record timestamp is the sender's clock and never counts.
+        """
+        for rec in sorted(records, key=lambda r: (r.partition, r.offset)):
+            if rec.offset <= self._newest.get(rec.partition, -1):
+                continue  # re-delivered: an earlier record never overtakes a later one
+            self._newest[rec.partition] = rec.offset
             if rec.value is not None and key_applies(rec.key, self._camera):
                 self._latest = rec
 
@@ -206,6 +214,9 @@ class ModelWatcher:
             probe_model(model, self._probe)
         except ModelError as exc:
             self._refuse(env.version, env.sha256, str(exc))
+            return None
+        except Exception as exc:  # a loader failure nobody foresaw is still a refusal that says why
+            self._refuse(env.version, env.sha256, f"{where}: cannot load model: {type(exc).__name__}: {exc}")
             return None
         try:
             path = self._saved_models.save(env)

@@ -133,7 +133,7 @@ def run_edge(
     stop = stop or threading.Event()
     saved_models = SavedModels(settings.models_dir)
     # fail fast, with a clear error, before any worker starts
-    serving = ServingModel(initial_model(settings.model, saved_models))
+    serving = ServingModel(initial_model(settings.model, saved_models, follow=bool(settings.models_topic)))
     model = serving.current()
     stats = RunStats()
     log.info("model %s (sha256 %s…) from %s", model.version, model.sha256[:12], model.path or settings.model)

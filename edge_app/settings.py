@@ -40,6 +40,7 @@ class EdgeSettings:
     results_topic: str | None = None  # one compact result per scored image, when set
     http_port: int | None = None  # HTTP push into this camera, when set
     http_host: str = "127.0.0.1"
+    http_no_auth: bool = False  # HTTP push without a token: only on a closed network
     max_uncertain_per_minute: int = 0  # 0 = no cap
 
     def __post_init__(self) -> None:
@@ -162,7 +163,8 @@ SUMMARY_ENV = "EDGE_MNIST_SUMMARY"  # edge-app run --summary: the run summary's 
 
 #: The edge's ``EDGE_MNIST_*`` env vars (name -> help text): its flags' and the secret it reads.
 EDGE_ENV_VARS: dict[str, str] = {env: text for _, env, _, text in EDGE_ENV} | {
-    "EDGE_MNIST_EDGE_TOKEN": "bearer token that HTTP pushes need, when set (secret; never a flag)",
+    "EDGE_MNIST_EDGE_TOKEN": "bearer token that HTTP pushes need; when unset, one is generated and printed "
+    "at start (secret; never a flag)",
     SUMMARY_ENV: "file the run's summary is appended to as one JSON line when the run ends",
 }
 

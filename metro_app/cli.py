@@ -85,6 +85,11 @@ def _rollout_parsers(sub: Any) -> list[argparse.ArgumentParser]:
     )
     back.add_argument("version", nargs="?", help="the version to serve (default: the current model's parent)")
     back.add_argument("--cameras", help="only these cameras, comma-separated (default: every camera)")
+    back.add_argument(
+        "--force",
+        action="store_true",
+        help="publish VERSION even though it never served (never published nor a canary)",
+    )
     _retrain_arguments(back, publish=False, retrain=False)
     back.set_defaults(func=_rollback)
     return [rollout, back]
@@ -316,7 +321,7 @@ def _rollback(args: argparse.Namespace) -> int:
     publisher = ModelPublisher(kafka_settings(args), args.models_topic)
     store = _open_store(args)
     try:
-        done = rollback(store, publisher, args.version, cameras)
+        done = rollback(store, publisher, args.version, cameras, force=args.force)
     finally:
         publisher.close()
         store.close()

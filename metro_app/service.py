@@ -233,6 +233,15 @@ def _health(settings: HubSettings, parts: _Parts) -> Callable[[], dict[str, Any]
             "rollouts": None if rollouts is None else dict(rollouts.stats),
             "alerts_topic": settings.alerts_topic,
             "alerts": {**parts.alerts.stats, "alive": parts.alert_thread.is_alive()},
+            "loops": {
+                h.name: h.as_dict()
+                for h in (
+                    parts.loop.health,
+                    getattr(control, "health", None),
+                    getattr(predictions, "health", None),
+                )
+                if h is not None
+            },  # fmt: skip
         }
 
     return health

@@ -18,13 +18,20 @@ __all__ = ["HubSettings", "HUB_ENV", "HUB_ENV_VARS", "add_hub_flags", "state_dir
 
 
 def mask_url(url: str) -> str:
-    """A database URL with its password shown as ***, for logs, job files and listings."""
+    """A database URL with its password shown as ***, for logs, job files and listings.
+
+    Both forms are masked, `user:password@host` and `?password=` in the query string.
+
+    >>> mask_url("postgresql://hub@db/metro?password=pw&sslmode=require")
+    'postgresql://hub@db/metro?password=***&sslmode=require'
+    """
     import sqlalchemy as sa
 
     try:
-        return sa.engine.make_url(url).render_as_string(hide_password=True)
+        shown = sa.engine.make_url(url).render_as_string(hide_password=True)
     except Exception:  # not a URL: mask whatever sits between "://user:" and "@"
-        return mask_password(url)
+        shown = mask_password(url)
+    return mask_password(shown)
 
 
 @dataclass(frozen=True, slots=True)

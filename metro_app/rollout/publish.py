@@ -90,7 +90,7 @@ class ModelPublisher:
         status: str = "published",
         why: str = "",
     ) -> ModelEnvelope:
-        """Send the model, wait for the broker's ack, then record its `status` (with an event).
+        """Record a `publishing` event, send the model, wait for the broker's ack, then record its `status`.
 
         `targets` (camera names) limits it to those cameras: a canary (status "canary"), or a
         rollback of one; `why` opens the event's reason.
@@ -98,13 +98,15 @@ class ModelPublisher:
         envelope = envelope_for(store, version, targets)
         key, value = envelope.to_record()
         producer = self._open()
+        audience = "every camera" if targets is None else ", ".join(targets)
+        # recorded before the send: a crash between send and record leaves this mark, not a silent candidate
+        store.note_model_event(version, "publishing", f"sending as {status} on {self.topic} for {audience}")
         try:
             future = producer.send(self.topic, key=key, value=value)
             producer.flush(timeout=self.timeout)
             meta = future.get(timeout=self.timeout)
         except Exception as exc:  # kafka-python raises its own KafkaError family; all mean "not published"
             raise BrokerUnavailable(f"model {version}: not acknowledged on {self.topic!r}: {exc}") from exc
-        audience = "every camera" if targets is None else ", ".join(targets)
         reason = f"on {self.topic} partition {meta.partition} offset {meta.offset} for {audience}"
         reason = f"{why}: {reason}" if why else reason
         store.set_model_status(version, status, reason)

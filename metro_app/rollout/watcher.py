@@ -261,12 +261,14 @@ def rollback(
     cameras: Sequence[str] | None = None,
     *,
     who: str = "metro-app rollback",
+    force: bool = False,
 ) -> dict[str, Any]:
     """Roll back by hand: end any running canary, then publish `version` (default: the parent of the
     current model) to every camera or to `cameras`.
 
     Without a version or cameras, ending a running canary (its parent back on its canary
-    cameras) is the whole rollback. Returns what was done.
+    cameras) is the whole rollback. A version that never served (never published, never a
+    canary: an imported candidate, say) needs `force`. Returns what was done.
     """
     book = store.rollout_book()
     ended = []
@@ -288,6 +290,13 @@ def rollback(
     if not target:
         raise ModelError("nothing to roll back to: the current model has no parent; name a VERSION")
     check_model(store, target)
+    row = store.model(target) or {}
+    served = any(e["status"] in ("published", "canary") for e in row.get("events", ()))
+    if not served and not force:
+        raise ModelError(
+            f"model {target} has never served (status {row.get('status')}): it was never published nor a "
+            "canary; roll back to it only with --force"
+        )
     audience = tuple(cameras) if cameras else None
     where = "every camera" if audience is None else ", ".join(audience)
     publisher.publish(store, target, audience, why=f"rollback by hand ({who}) on {where}")

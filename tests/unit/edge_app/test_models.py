@@ -286,3 +286,45 @@ def test_run_edge_swaps_between_batches_and_windows_carry_one_version(two_models
     assert len({m.count for m in images}) == len(images) == stats.uncertain_sent
     assert {m.model_version for m in images} <= {a_version, env_b.version}
     assert (tmp_path / f"models-RotB/{env_b.version}.skops").is_file()
+
+
+def test_model_refused_always_says_why_even_for_an_unexpected_error(two_models, probe, tmp_path, monkeypatch):
+    """Issue 24.6: an error the loader did not foresee still becomes a refusal naming it."""
+    a, b = two_models
+
+    def choke(*args, **kwargs):
+        raise RecursionError("maximum recursion depth exceeded while decoding a JSON array")
+
+    monkeypatch.setattr(models_mod, "load_model_bytes", choke)
+    w, serving = watcher_for(a, tmp_path, probe)
+    w.feed([rec(model_envelope(b), 0)])
+    assert w.consider() is None
+    (refusal,) = serving.pending_refusals()
+    assert refusal.version == model_envelope(b).version
+    assert "RecursionError" in refusal.reason and "recursion depth" in refusal.reason
+
+
+def test_a_record_dated_in_the_future_does_not_win_over_later_records(two_models, probe, tmp_path):
+    """Issue 24.7: order is the registry's (topic order), never the sender's record timestamp."""
+    a, b = two_models
+    w, serving = watcher_for(a, tmp_path, probe)
+    env_a, env_b = model_envelope(a), model_envelope(b)
+    year_2100 = 4_102_444_800_000
+    w.feed([Rec(*env_a.to_record(), offset=0, timestamp=year_2100), Rec(*env_b.to_record(), offset=1)])
+    w.consider()
+    assert serving.current().version == env_b.version
+    w.feed([Rec(*env_a.to_record(), offset=2, timestamp=year_2100)])  # a later record: it is the newest
+    w.feed([Rec(*env_b.to_record(), offset=1)])  # re-delivered earlier record: stays earlier
+    w.consider()
+    assert serving.current().version == env_a.version
+
+
+def test_without_a_models_topic_the_configured_model_is_served(two_models, probe, tmp_path):
+    """Issue 24.7: `--models-topic ''` with `--model` serves that model, not one saved from the topic."""
+    a, b = two_models
+    w, serving = watcher_for(a, tmp_path, probe)
+    w.feed([rec(model_envelope(b), 0)])
+    w.consider()
+    store = SavedModels(tmp_path / "models-RotB")
+    assert initial_model(a, store).version == model_envelope(b).version
+    assert initial_model(a, store, follow=False).version == load_model(a).version

@@ -23,7 +23,7 @@ def test_control_alive_is_the_control_threads_not_the_last_started() -> None:
     watcher when a models topic is set: a dead control loop was reported alive."""
     threads = [_thread("hub-loop", True), _thread("hub-control", False), _thread("hub-rollouts", True)]
     parts = _Parts(
-        loop=SimpleNamespace(stats=HubStats()),  # type: ignore[arg-type]
+        loop=SimpleNamespace(stats=HubStats(), health=None),  # type: ignore[arg-type]
         threads=threads,
         control=SimpleNamespace(stats={"records": 3}),  # type: ignore[arg-type]
         jobs=SimpleNamespace(running=lambda: False),  # type: ignore[arg-type]
