@@ -28,7 +28,9 @@ from metro_app.serving.predict import (
 )
 from metro_app.settings import HubSettings
 from metro_app.store import Store
-from metro_app.training.jobs import RetrainJobs
+from metro_app.store.leases import holder_id
+from metro_app.store.requests import RetrainRequests
+from metro_app.training.jobs import CommandRetrains, RetrainJobs
 from metro_app.training.retrain import Progress, RetrainSettings, retrain
 
 __all__ = ["open_kafka", "open_control", "run_hub"]
@@ -110,7 +112,10 @@ def run_hub(settings: HubSettings, kafka: Any, retrain_settings: RetrainSettings
     if rollouts is not None:  # acts only while this hub holds the store's lease
         threads.append(threading.Thread(target=rollouts.run, args=(stop,), name="hub-rollouts", daemon=True))
     predictions = _predictions(kafka, settings, store, stop)
-    parts = _Parts(loop, threads, control, jobs, predictions, rollouts, alerts, alert_thread)
+    parts = _Parts(
+        loop, threads, control, jobs, predictions, rollouts, alerts, alert_thread,
+        store.retrain_requests() if control is not None else None,
+    )  # fmt: skip
     app = create_app(
         store, token=settings.api_token, health=_health(settings, parts), retrain=jobs,
         rollout_policy=retrain_settings.policy(),
@@ -165,13 +170,14 @@ def _control(
         return None
 
     def on_command(name: str) -> None:
-        job, started = jobs.start(f"control topic {settings.control_topic}")
-        log.info(
-            "control command %r: %s job %s", name, "started" if started else "already running", job["id"]
-        )
+        running = jobs.running()
+        log.info("control command %r recorded%s", name, f"; it runs after job {running}" if running else "")
 
+    # requests are in the store before their offsets are committed; this runs them, and those a
+    # stopped hub left, after every control poll
+    retrains = CommandRetrains(jobs, store.retrain_requests(), holder_id())
     control_consumer = open_control(kafka, settings.control_topic)
-    control = ControlLoop(control_consumer, store, dead, on_command)
+    control = ControlLoop(control_consumer, store, dead, on_command, after_batch=retrains.serve)
     threads.append(
         threading.Thread(
             target=_consume, args=(control, stop, control_consumer, None), name="hub-control", daemon=True
@@ -207,6 +213,7 @@ class _Parts:
     rollouts: RolloutWatcher | None
     alerts: AlertMonitor
     alert_thread: threading.Thread
+    requests: RetrainRequests | None = None  # retrain requests from the control topic
 
 
 def _alive(parts: _Parts, name: str) -> bool:
@@ -229,6 +236,7 @@ def _health(settings: HubSettings, parts: _Parts) -> Callable[[], dict[str, Any]
             "control_topic": settings.control_topic,
             "control": None if control is None else {**control.stats, "alive": _alive(parts, "hub-control")},
             "retrain_running": parts.jobs.running(),
+            "retrain_requests": None if parts.requests is None else parts.requests.counts(),
             "predict": predictions.stats.as_dict() if predictions else None,
             "rollouts": None if rollouts is None else dict(rollouts.stats),
             "alerts_topic": settings.alerts_topic,
@@ -239,6 +247,8 @@ def _health(settings: HubSettings, parts: _Parts) -> Callable[[], dict[str, Any]
                     parts.loop.health,
                     getattr(control, "health", None),
                     getattr(predictions, "health", None),
+                    getattr(parts.alerts, "health", None),
+                    getattr(rollouts, "health", None),
                 )
                 if h is not None
             },  # fmt: skip

@@ -137,7 +137,8 @@ def parse_control(rec: RecordLike) -> Command | TrainingEvent | DeadLetter:
 
 
 class ControlLoop:
-    """Poll the control topic: store training events, dead-letter bad events, commit, then run commands."""
+    """Poll the control topic: store training events and retrain requests, dead-letter bad events,
+    commit, then run commands (`on_command`); `after_batch` runs after every poll, batch or not."""
 
     def __init__(
         self,
@@ -148,8 +149,10 @@ class ControlLoop:
         *,
         poll_timeout_ms: int = 500,
         retry_seconds: float = 1.0,
+        after_batch: Callable[[], object] | None = None,
     ) -> None:
         self._consumer = consumer
+        self._after_batch = after_batch
         self._store = store
         self._dead = dead_letters
         self._on_command = on_command
@@ -159,7 +162,13 @@ class ControlLoop:
         self.health = LoopHealth("control")
 
     def step(self) -> int:
-        """Handle one polled batch; returns how many records it committed."""
+        """Handle one polled batch, then call `after_batch`; returns how many records it committed."""
+        done = self._batch()
+        if self._after_batch is not None:
+            self._after_batch()
+        return done
+
+    def _batch(self) -> int:
         batch = self._consumer.poll(timeout_ms=self.poll_timeout_ms, max_records=500)
         records = [r for recs in batch.values() for r in recs]
         if not records:
@@ -169,8 +178,14 @@ class ControlLoop:
         bad = [(rec, p) for rec, p in parsed if isinstance(p, DeadLetter)]
         for _, dead in bad:
             log.warning("control dead letter: %s", dead.reason[:300])
+        requests = [
+            (f"{rec.topic}[{rec.partition}]@{rec.offset}", f"control topic {rec.topic}")
+            for rec, p in parsed
+            if isinstance(p, Command)
+        ]
         try:
             stored = self._store.add_training_images(training)
+            self._store.retrain_requests().record(requests)  # before the commit: a stopped hub loses none
             if bad:
                 self._store.write_batch([], [], [d for _, d in bad])
                 self._dead(bad)

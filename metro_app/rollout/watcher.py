@@ -23,6 +23,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
 from edgemnist.errors import BrokerUnavailable, ConfigError, ModelError
+from metro_app.ingest.runloop import LoopHealth
 from metro_app.rollout.policy import Figures, Policy, figures, judge
 from metro_app.store import Store
 from metro_app.store.rollouts import check_model
@@ -122,6 +123,7 @@ class RolloutWatcher:
         self.interval = interval
         self.lease = store.lease(LEASE_NAME, holder, ttl=lease_ttl)
         self.clock = clock
+        self.health = LoopHealth("rollouts", period=max(60.0, 10 * interval))
         self.stats: dict[str, Any] = {
             "leader": False,
             "ticks": 0,
@@ -241,8 +243,10 @@ class RolloutWatcher:
         """Tick until `stop`; one failed tick is logged and the next one tries again."""
         try:
             while not stop.is_set():
+                self.health.begin()
                 try:
                     self.tick()
+                    self.health.done()
                 except Exception:  # the store or the broker hiccuped; the state is in the store, retry
                     self.stats["errors"] += 1
                     log.exception("rollout watcher: tick failed; retrying in %gs", self.interval)

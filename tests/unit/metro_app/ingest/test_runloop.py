@@ -8,6 +8,9 @@ from fastapi.testclient import TestClient
 
 from metro_app.api import create_app
 from metro_app.ingest.runloop import LoopHealth, run_forever
+from metro_app.monitoring.alerts import AlertMonitor
+from metro_app.monitoring.drift import DriftSettings
+from metro_app.rollout.watcher import RolloutWatcher
 from metro_app.store import Store
 
 
@@ -65,3 +68,29 @@ def test_health_says_degraded_naming_the_stuck_loop(tmp_path):
             assert c.get("/health").json()["status"] == "ok"
     finally:
         store.close()
+
+
+def test_the_alert_loop_and_the_rollout_watcher_report_when_stuck(store):
+    """Issue 24: /health said ok with alerts alive while the alert loop was frozen on one window."""
+    clock = Clock()
+    watcher = RolloutWatcher(store, None, interval=0.0)  # type: ignore[arg-type]
+    for loop in (AlertMonitor(store, DriftSettings()), watcher):
+        name = loop.health.name
+        loop.health = LoopHealth(name, period=30.0, clock=clock)
+        stop = threading.Event()
+        calls = []
+
+        def stuck(calls=calls, stop=stop):
+            calls.append(clock.t)
+            clock.t += 20.0
+            if len(calls) >= 3:
+                stop.set()
+            raise RuntimeError("frozen on one window")
+
+        if isinstance(loop, AlertMonitor):
+            loop.step = stuck  # type: ignore[method-assign]
+            loop.run(stop, interval=0.0)
+        else:
+            loop.tick = stuck  # type: ignore[method-assign]
+            loop.run(stop)
+        assert loop.health.stuck(clock()) == 60.0, name
