@@ -40,6 +40,8 @@ class EdgeSettings:
     http_port: int | None = None  # HTTP push into this camera, when set
     http_host: str = "127.0.0.1"
     max_uncertain_per_minute: int = 0  # 0 = no cap
+    trusted_keys: Path | None = None  # hub.pub lines; models must be signed by one of them
+    allow_unsigned_models: bool = False
 
     def __post_init__(self) -> None:
         parse_distortion(self.distort)  # a bad spec fails at start-up, naming the bad part
@@ -71,7 +73,7 @@ class EdgeSettings:
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> EdgeSettings:
         values = {f.name: getattr(args, f.name) for f in fields(cls) if hasattr(args, f.name)}
-        for name in ("model", "outbox"):
+        for name in ("model", "outbox", "trusted_keys"):
             if values.get(name) is not None:
                 values[name] = Path(values[name])
         if values.get("distort") is None:
@@ -153,6 +155,19 @@ EDGE_ENV: tuple[tuple[str, str, type, str], ...] = (
         int,
         "send at most this many uncertain images in any 60 s (sliding window); the rest are held back "
         "and counted in each metrics message's held_back; metrics are never capped; 0 = no cap",
+    ),
+    (
+        "--trusted-keys",
+        "EDGE_MNIST_TRUSTED_KEYS",
+        str,
+        "file of public keys (hub.pub lines, one per key); only models signed by one of them are "
+        "served; without it models are checked for integrity only, with a warning",
+    ),
+    (
+        "--allow-unsigned-models",
+        "EDGE_MNIST_ALLOW_UNSIGNED_MODELS",
+        bool,
+        "with --trusted-keys, also serve unsigned models (a warning at every model)",
     ),
 )
 

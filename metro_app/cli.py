@@ -17,6 +17,7 @@ from typing import Any
 from edgemnist.cliargs import CommandParser, env_flag, run_command, setup_logging
 from edgemnist.errors import ConfigError, EdgeMnistError
 from metro_app.deploy.jobs import JobRegistry
+from metro_app.keys import add_keys_parser
 from metro_app.settings import HUB_ENV, HubSettings, add_hub_flags, mask_secrets
 from metro_app.training.retrain import RETRAIN_ENV, RetrainSettings, add_retrain_flags
 
@@ -97,7 +98,8 @@ def build_parser() -> argparse.ArgumentParser:
     build.add_argument("--out", required=True, type=Path, help="directory for the build archive")
     add_hub_flags(build)
     build.set_defaults(func=_build)
-    for p in (run, retrain, models, imp, rollout, back, submit, jobs, cancel, build):
+    keys = add_keys_parser(sub)
+    for p in (run, retrain, models, imp, rollout, back, submit, jobs, cancel, build, keys):
         p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     _inherit(models, imp)
     return parser
@@ -127,7 +129,7 @@ def _retrain_arguments(
     if retrain:
         add_retrain_flags(parser)
     for flag, env, typ, text in HUB_ENV:
-        if flag in ("--models-topic", "--model"):
+        if flag in ("--models-topic", "--model", "--signing-key"):
             default = getattr(HubSettings(), flag[2:].replace("-", "_"))
             env_flag(parser, flag, env, default=default, type=typ, help=text)
     if publish:
@@ -220,13 +222,15 @@ def _label_source(name: str) -> Any:
 
 
 def _retrain(args: argparse.Namespace) -> int:
-    from metro_app.rollout.publish import ModelPublisher
+    from metro_app.rollout.publish import ModelPublisher, load_signing_key
     from metro_app.store import Store
     from metro_app.training.retrain import retrain
 
     settings = RetrainSettings.from_args(args)
     publisher = (
-        ModelPublisher(_kafka(args), args.models_topic) if args.publish and args.models_topic else None
+        ModelPublisher(_kafka(args), args.models_topic, signing_key=load_signing_key(args.signing_key))
+        if args.publish and args.models_topic
+        else None
     )
     labels = None
     if args.labels_from_topic:
@@ -322,13 +326,15 @@ def _rollout(args: argparse.Namespace) -> int:
 
 
 def _rollback(args: argparse.Namespace) -> int:
-    from metro_app.rollout.publish import ModelPublisher
+    from metro_app.rollout.publish import ModelPublisher, load_signing_key
     from metro_app.rollout.watcher import parse_cameras, rollback
 
     if not args.models_topic:
         raise ConfigError("--models-topic is empty: nowhere to publish the rollback")
     cameras = parse_cameras(args.cameras) if args.cameras else None
-    publisher = ModelPublisher(_kafka(args), args.models_topic)
+    publisher = ModelPublisher(
+        _kafka(args), args.models_topic, signing_key=load_signing_key(args.signing_key)
+    )
     store = _open_store(args)
     try:
         done = rollback(store, publisher, args.version, cameras)
@@ -365,6 +371,8 @@ def _run_args(args: argparse.Namespace, settings: HubSettings) -> list[str]:
         "--train-model" if settings.train_model else "--no-train-model",
     ]
     out += ["--models-topic", settings.models_topic, "--control-topic", settings.control_topic]
+    if settings.signing_key:
+        out += ["--signing-key", settings.signing_key]  # a path; the key itself stays in its file
     for flag, *_ in RETRAIN_ENV:
         out += [flag, str(getattr(args, flag[2:].replace("-", "_")))]
     for flag in ("bootstrap_servers", "credentials"):

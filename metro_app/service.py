@@ -15,7 +15,7 @@ from metro_app.api.app import create_app
 from metro_app.ingest.control import ControlLoop, control_group_id
 from metro_app.ingest.loop import HUB_CONSUMER_CONFIG, DeadLetterSink, HubLoop, group_id
 from metro_app.monitoring.alerts import AlertMonitor
-from metro_app.rollout.publish import ModelPublisher
+from metro_app.rollout.publish import ModelPublisher, load_signing_key
 from metro_app.rollout.watcher import RolloutWatcher
 from metro_app.serving.predict import PathModels, RegistryModels, predict_group, start_predictions
 from metro_app.settings import HubSettings
@@ -89,7 +89,12 @@ def run_hub(settings: HubSettings, kafka: Any, retrain_settings: RetrainSettings
     consumer, producer = open_kafka(kafka, settings)
     dead = DeadLetterSink(producer, settings.dlq_topic)
     loop = HubLoop(consumer, store, dead, max_records=settings.max_records)
-    publisher = ModelPublisher(kafka, settings.models_topic) if settings.models_topic else None
+    signing_key = load_signing_key(settings.signing_key)
+    publisher = (
+        ModelPublisher(kafka, settings.models_topic, signing_key=signing_key)
+        if settings.models_topic
+        else None
+    )
 
     def run_retrain(progress: Progress) -> Any:
         return retrain(store, retrain_settings, publisher=publisher, on_progress=progress)
@@ -147,7 +152,12 @@ def run_hub(settings: HubSettings, kafka: Any, retrain_settings: RetrainSettings
         }
 
     app = create_app(
-        store, token=settings.api_token, health=health, retrain=jobs, rollout_policy=retrain_settings.policy()
+        store,
+        token=settings.api_token,
+        health=health,
+        retrain=jobs,
+        rollout_policy=retrain_settings.policy(),
+        signing_key=signing_key,
     )
     server = uvicorn.Server(
         uvicorn.Config(
