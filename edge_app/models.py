@@ -4,7 +4,8 @@ A background thread reads the whole models topic (no consumer group: every edge
 sees every record, from the beginning, on every start). The model to serve is the
 last record, in topic order, whose audience includes this camera, so a later
 record with an older version is a rollback and is swapped in too. A candidate is
-verified (sha256, the skops allow-list), probed on a few prepared images, saved
+checked against the trusted keys (`edge_app.trust`), verified (sha256, the skops
+allow-list), probed on a few prepared images, saved
 in the edge's state directory and only then offered to the runner, which swaps
 it in between micro-batches. A refused model is logged once, reported in the
 next metrics message and never retried; the serving model keeps running.
@@ -23,6 +24,7 @@ from typing import Protocol
 import numpy as np
 
 from edge_app.saved_models import SavedModels, initial_model
+from edge_app.trust import ModelTrust
 from edgemnist.errors import BrokerUnavailable, ModelError, SchemaError
 from edgemnist.model import Model, load_model_bytes
 from edgemnist.wire.envelope import ALL_CAMERAS, ModelEnvelope
@@ -157,8 +159,10 @@ class ModelWatcher:
         *,
         poll_timeout: float = 1.0,
         retry: float = 2.0,
+        trust: ModelTrust | None = None,
     ) -> None:
         self._factory = reader_factory
+        self._trust = trust or ModelTrust()
         self._camera = camera
         self._serving = serving
         self._saved_models = saved_models
@@ -207,21 +211,26 @@ class ModelWatcher:
         same = env.version == serving.version and env.sha256 == serving.sha256
         if same and hashlib.sha256(env.data).hexdigest() == serving.sha256:
             return None  # already serving exactly this model
-        if (env.version, env.sha256) in self._refused:
+        ident = env.sha256 + (f":{env.signature.sig}" if env.signature else "")
+        if (env.version, ident) in self._refused:
+            return None
+        untrusted = self._trust.check(env)
+        if untrusted is not None:
+            self._refuse(env.version, ident, untrusted)
             return None
         try:
             model = load_model_bytes(env.data, expected_sha256=env.sha256, version=env.version, name=where)
             probe_model(model, self._probe)
         except ModelError as exc:
-            self._refuse(env.version, env.sha256, str(exc))
+            self._refuse(env.version, ident, str(exc))
             return None
         except Exception as exc:  # a loader failure nobody foresaw is still a refusal that says why
-            self._refuse(env.version, env.sha256, f"{where}: cannot load model: {type(exc).__name__}: {exc}")
+            self._refuse(env.version, ident, f"{where}: cannot load model: {type(exc).__name__}: {exc}")
             return None
         try:
             path = self._saved_models.save(env)
         except OSError as exc:
-            self._refuse(env.version, env.sha256, f"cannot save it in {self._saved_models.directory}: {exc}")
+            self._refuse(env.version, ident, f"cannot save it in {self._saved_models.directory}: {exc}")
             return None
         model = dataclasses.replace(model, path=path)
         log.info(

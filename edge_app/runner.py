@@ -22,6 +22,7 @@ from edge_app.scoring import score_batches
 from edge_app.settings import EdgeSettings
 from edge_app.sinks import OutboxSink, Sink, StdoutSink
 from edge_app.stages import FrameBatch, Scored, UploadCap
+from edge_app.trust import ModelTrust
 from edgemnist.prep import SHAPE, prepare_frames
 from edgemnist.wire.messages import MetricsMessage, ModelRefusal, OutboxStats, UncertainImage
 
@@ -148,7 +149,9 @@ def run_edge(
         watcher = None
         if models is not None:
             probe = _probe_images(source.frames.frames)
-            watcher = ModelWatcher(models, enrich.camera, serving, saved_models, probe).start()
+            trust = ModelTrust.from_file(settings.trusted_keys, allow_unsigned=settings.allow_unsigned_models)
+            trust.describe()
+            watcher = ModelWatcher(models, enrich.camera, serving, saved_models, probe, trust=trust).start()
         try:
             frames = source() if feed is None else feed.merge(source(), stop)
             batches = (enrich(b) for b in itertools.takewhile(lambda _: not stop.is_set(), frames))

@@ -42,6 +42,8 @@ class EdgeSettings:
     http_host: str = "127.0.0.1"
     http_no_auth: bool = False  # HTTP push without a token: only on a closed network
     max_uncertain_per_minute: int = 0  # 0 = no cap
+    trusted_keys: Path | None = None  # hub.pub lines; models must be signed by one of them
+    allow_unsigned_models: bool = False
 
     def __post_init__(self) -> None:
         parse_distortion(self.distort)  # a bad spec fails at start-up, naming the bad part
@@ -73,7 +75,7 @@ class EdgeSettings:
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> EdgeSettings:
         values = {f.name: getattr(args, f.name) for f in fields(cls) if hasattr(args, f.name)}
-        for name in ("model", "outbox"):
+        for name in ("model", "outbox", "trusted_keys"):
             if values.get(name) is not None:
                 values[name] = Path(values[name])
         if values.get("distort") is None:
@@ -155,6 +157,19 @@ EDGE_ENV: tuple[tuple[str, str, type, str], ...] = (
         int,
         "send at most this many uncertain images in any 60 s (sliding window); the rest are held back "
         "and counted in each metrics message's held_back; metrics are never capped; 0 = no cap",
+    ),
+    (
+        "--trusted-keys",
+        "EDGE_MNIST_TRUSTED_KEYS",
+        str,
+        "file of public keys (hub.pub lines, one per key); only models signed by one of them are "
+        "served; without it models are checked for integrity only, with a warning",
+    ),
+    (
+        "--allow-unsigned-models",
+        "EDGE_MNIST_ALLOW_UNSIGNED_MODELS",
+        bool,
+        "with --trusted-keys, also serve unsigned models (a warning at every model)",
     ),
 )
 

@@ -16,6 +16,7 @@ from typing import Any
 from edgemnist.cliargs import CommandParser, env_flag, kafka_settings, run_command, setup_logging
 from edgemnist.errors import ConfigError, EdgeMnistError
 from metro_app.deploy.commands import add_job_parsers
+from metro_app.keys import add_keys_parser
 from metro_app.settings import HUB_ENV, HubSettings, add_hub_flags
 from metro_app.training.retrain import RetrainSettings, add_retrain_flags
 
@@ -39,7 +40,15 @@ def build_parser() -> argparse.ArgumentParser:
     _retrain_arguments(retrain)
     retrain.set_defaults(func=_retrain)
     models, imp = _models_parsers(sub)
-    commands = [run, retrain, models, imp, *_rollout_parsers(sub), *add_job_parsers(sub)]
+    commands = [
+        run,
+        retrain,
+        models,
+        imp,
+        *_rollout_parsers(sub),
+        *add_job_parsers(sub),
+        add_keys_parser(sub),
+    ]
     for p in commands:
         p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     _inherit(models, imp)
@@ -119,7 +128,7 @@ def _retrain_arguments(
     if retrain:
         add_retrain_flags(parser)
     for flag, env, typ, text in HUB_ENV:
-        if flag in ("--models-topic", "--model"):
+        if flag in ("--models-topic", "--model", "--signing-key"):
             default = getattr(HubSettings(), flag[2:].replace("-", "_"))
             env_flag(parser, flag, env, default=default, type=typ, help=text)
     if publish:
@@ -206,13 +215,15 @@ def _label_source(name: str) -> Any:
 
 
 def _retrain(args: argparse.Namespace) -> int:
-    from metro_app.rollout.publish import ModelPublisher
+    from metro_app.rollout.publish import ModelPublisher, load_signing_key
     from metro_app.store import Store
     from metro_app.training.retrain import retrain
 
     settings = RetrainSettings.from_args(args)
     publisher = (
-        ModelPublisher(kafka_settings(args), args.models_topic)
+        ModelPublisher(
+            kafka_settings(args), args.models_topic, signing_key=load_signing_key(args.signing_key)
+        )
         if args.publish and args.models_topic
         else None
     )
@@ -312,13 +323,15 @@ def _rollout(args: argparse.Namespace) -> int:
 
 
 def _rollback(args: argparse.Namespace) -> int:
-    from metro_app.rollout.publish import ModelPublisher
+    from metro_app.rollout.publish import ModelPublisher, load_signing_key
     from metro_app.rollout.watcher import parse_cameras, rollback
 
     if not args.models_topic:
         raise ConfigError("--models-topic is empty: nowhere to publish the rollback")
     cameras = parse_cameras(args.cameras) if args.cameras else None
-    publisher = ModelPublisher(kafka_settings(args), args.models_topic)
+    publisher = ModelPublisher(
+        kafka_settings(args), args.models_topic, signing_key=load_signing_key(args.signing_key)
+    )
     store = _open_store(args)
     try:
         done = rollback(store, publisher, args.version, cameras, force=args.force)

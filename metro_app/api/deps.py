@@ -14,6 +14,7 @@ from typing import Annotated, Any
 
 from fastapi import Depends, Header, HTTPException, Request
 
+from edgemnist.signing import SigningKey
 from metro_app.rollout.policy import Policy
 from metro_app.store import Store
 from metro_app.store.rollouts import RolloutBook
@@ -37,6 +38,7 @@ class Hub:
     health: Callable[[], dict[str, Any]] | None
     started: float
     token: str | None = field(default=None, repr=False)
+    signing_key: SigningKey | None = field(default=None, repr=False)  # signs model files served
 
     @classmethod
     def over(
@@ -47,10 +49,13 @@ class Hub:
         health: Callable[[], dict[str, Any]] | None,
         retrain: RetrainJobs | None,
         policy: Policy | None,
+        signing_key: SigningKey | None = None,
     ) -> Hub:
         """The state for an app over `store`; its uptime counts from now."""
         book = RolloutBook(store)
-        return cls(store, Views(store), book, policy or Policy(), retrain, health, time.time(), token)
+        return cls(
+            store, Views(store), book, policy or Policy(), retrain, health, time.time(), token, signing_key
+        )
 
 
 async def hub(request: Request) -> Hub:

@@ -73,6 +73,8 @@ def _run_args(args: argparse.Namespace, settings: HubSettings) -> list[str]:
         "--train-model" if settings.train_model else "--no-train-model",
     ]
     out += ["--models-topic", settings.models_topic, "--control-topic", settings.control_topic]
+    if settings.signing_key:
+        out += ["--signing-key", settings.signing_key]  # a path; the key itself stays in its file
     for flag, *_ in RETRAIN_ENV:
         out += [flag, str(getattr(args, flag[2:].replace("-", "_")))]
     for flag in ("bootstrap_servers", "credentials"):

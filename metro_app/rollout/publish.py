@@ -13,6 +13,7 @@ from typing import Any
 
 from edgemnist import topics
 from edgemnist.errors import BrokerUnavailable, ModelError
+from edgemnist.signing import SigningKey
 from edgemnist.wire.envelope import MAX_HEADER_BYTES, MAX_MODEL_BYTES, ModelEnvelope
 from metro_app.store import Store
 
@@ -21,6 +22,7 @@ __all__ = [
     "models_topic_config",
     "envelope_for",
     "ModelPublisher",
+    "load_signing_key",
 ]
 
 log = logging.getLogger(__name__)
@@ -47,10 +49,24 @@ def envelope_for(store: Store, version: str, targets: tuple[str, ...] | None = N
     return ModelEnvelope(version, card["sha256"], data, card["parent"], card["created"], targets)
 
 
+def load_signing_key(path: str | None) -> SigningKey | None:
+    """The hub's signing key from `path` (ConfigError if unreadable); None, with a warning, when not given."""
+    if not path:
+        log.warning(
+            "no --signing-key (EDGE_MNIST_SIGNING_KEY): models are published UNSIGNED; edges given "
+            "--trusted-keys refuse them. Make a key pair with `metro-app keys init --dir DIR`"
+        )
+        return None
+    key = SigningKey.load(path)
+    log.info("signing published models with key %s from %s", key.key_id, path)
+    return key
+
+
 class ModelPublisher:
     """Send registered models to the models topic and mark them published.
 
-    The producer is created on first use (from `edgemnist.kafka`), or handed in by tests.
+    The producer is created on first use (from `edgemnist.kafka`), or handed in by tests. With
+    `signing_key` every envelope is signed for its audience (`edgemnist.signing`).
     """
 
     def __init__(
@@ -60,6 +76,7 @@ class ModelPublisher:
         *,
         producer: Any = None,
         timeout: float = 60.0,
+        signing_key: SigningKey | None = None,
     ) -> None:
         if not topic:
             raise ModelError("the models topic name must not be empty")
@@ -67,6 +84,7 @@ class ModelPublisher:
         self.topic = topic
         self._producer = producer
         self.timeout = timeout
+        self.signing_key = signing_key
         self._ready = producer is not None
 
     def _open(self) -> Any:
@@ -96,6 +114,8 @@ class ModelPublisher:
         rollback of one; `why` opens the event's reason.
         """
         envelope = envelope_for(store, version, targets)
+        if self.signing_key is not None:
+            envelope = envelope.signed(self.signing_key)
         key, value = envelope.to_record()
         producer = self._open()
         audience = "every camera" if targets is None else ", ".join(targets)

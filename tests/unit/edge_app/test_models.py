@@ -18,10 +18,8 @@ from edge_app import models as models_mod
 from edge_app.models import ModelWatcher, SavedModels, ServingModel, initial_model, key_applies, probe_model
 from edge_app.runner import StdoutSink, run_edge
 from edge_app.settings import EdgeSettings
-from edgemnist.data import load_frames
 from edgemnist.errors import ModelError
 from edgemnist.model import Model, load_model
-from edgemnist.prep import prepare_frames
 from edgemnist.wire.envelope import ModelEnvelope
 from edgemnist.wire.messages import MetricsMessage, parse_message
 from metro_app.testing import wait_until
@@ -48,11 +46,6 @@ def two_models(tmp_path_factory) -> tuple[Path, Path]:
     wait_until(lambda: int(time.time()) > made, 5, "the next second", every=0.01)
     b = train_small_model(out, n=1200, seed=1)
     return a, b
-
-
-@pytest.fixture(scope="module")
-def probe() -> np.ndarray:
-    return prepare_frames(load_frames("bundled").frames[:32]).images
 
 
 def rec(env: ModelEnvelope, offset: int) -> Rec:
