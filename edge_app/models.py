@@ -159,10 +159,10 @@ class ModelWatcher:
         *,
         poll_timeout: float = 1.0,
         retry: float = 2.0,
-        trust: ModelTrust | None = None,
+        trust: ModelTrust,
     ) -> None:
         self._factory = reader_factory
-        self._trust = trust or ModelTrust()
+        self._trust = trust
         self._camera = camera
         self._serving = serving
         self._saved_models = saved_models

@@ -163,13 +163,15 @@ EDGE_ENV: tuple[tuple[str, str, type, str], ...] = (
         "EDGE_MNIST_TRUSTED_KEYS",
         str,
         "file of public keys (hub.pub lines, one per key); only models signed by one of them are "
-        "served; without it models are checked for integrity only, with a warning",
+        "served (default: the hub.pub in $EDGE_MNIST_STATE_DIR/keys, made by a hub on this machine; "
+        "with no key at all every published model is refused)",
     ),
     (
         "--allow-unsigned-models",
         "EDGE_MNIST_ALLOW_UNSIGNED_MODELS",
         bool,
-        "with --trusted-keys, also serve unsigned models (a warning at every model)",
+        "also serve unsigned models, and with no trusted key every model unchecked for origin "
+        "(a warning at every model)",
     ),
 )
 

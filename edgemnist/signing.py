@@ -26,6 +26,8 @@ import base64
 import binascii
 import hashlib
 import os
+import shutil
+import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +40,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from edgemnist.errors import ConfigError
 
 __all__ = [
+    "default_key_dir",
+    "default_signing_key",
     "ALGORITHM",
     "PRIVATE_KEY_FILE",
     "PUBLIC_KEY_FILE",
@@ -228,6 +232,40 @@ class TrustedKeys:
                 f"bad signature: the signature by key {signature.key} does not match the model and its header"
             )
         return None
+
+
+def default_key_dir() -> Path:
+    """Where the hub keeps its key pair when no --signing-key is given: $EDGE_MNIST_STATE_DIR/keys.
+
+    An edge given no --trusted-keys trusts the hub.pub found here, so a hub and edges on one
+    machine (the demo, a laptop) sign and check without setup; elsewhere edges need the file.
+    """
+    from edgemnist.kafka.settings import state_dir
+
+    return state_dir() / "keys"
+
+
+def default_signing_key() -> tuple[SigningKey, Path, bool]:
+    """(key, its file, made now) from `default_key_dir`, making the pair on first use.
+
+    Two hubs starting at once make one pair: each writes a pair into a directory of its own
+    and renames it into place; the loser of the rename loads the winner's pair.
+    """
+    directory = default_key_dir()
+    private = directory / PRIVATE_KEY_FILE
+    made = False
+    if not private.exists():
+        directory.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=".keys-", dir=directory.parent))
+        init_keys(staging)
+        try:
+            if directory.exists() and not any(directory.iterdir()):
+                directory.rmdir()
+            os.rename(staging, directory)
+            made = True
+        except OSError:  # another process put its pair there first
+            shutil.rmtree(staging, ignore_errors=True)
+    return SigningKey.load(private), private, made
 
 
 def init_keys(directory: Path | str) -> SigningKey:

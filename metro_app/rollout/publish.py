@@ -13,7 +13,7 @@ from typing import Any
 
 from edgemnist import topics
 from edgemnist.errors import BrokerUnavailable, ModelError
-from edgemnist.signing import SigningKey
+from edgemnist.signing import PUBLIC_KEY_FILE, SigningKey, default_signing_key
 from edgemnist.wire.envelope import MAX_HEADER_BYTES, MAX_MODEL_BYTES, ModelEnvelope
 from metro_app.store import Store
 
@@ -49,14 +49,21 @@ def envelope_for(store: Store, version: str, targets: tuple[str, ...] | None = N
     return ModelEnvelope(version, card["sha256"], data, card["parent"], card["created"], targets)
 
 
-def load_signing_key(path: str | None) -> SigningKey | None:
-    """The hub's signing key from `path` (ConfigError if unreadable); None, with a warning, when not given."""
+def load_signing_key(path: str | None) -> SigningKey:
+    """The hub's signing key from `path` (ConfigError if unreadable).
+
+    Without a path, the key pair in `edgemnist.signing.default_key_dir()`, made on first use: the
+    hub always signs. Edges on this machine trust its hub.pub by default; elsewhere they need it.
+    """
     if not path:
-        log.warning(
-            "no --signing-key (EDGE_MNIST_SIGNING_KEY): models are published UNSIGNED; edges given "
-            "--trusted-keys refuse them. Make a key pair with `metro-app keys init --dir DIR`"
-        )
-        return None
+        key, file, made = default_signing_key()
+        log.log(
+            logging.WARNING if made else logging.INFO,
+            "no --signing-key (EDGE_MNIST_SIGNING_KEY): signing with key %s from %s%s; give edges on "
+            "other machines %s with --trusted-keys",
+            key.key_id, file, " (made now)" if made else "", file.with_name(PUBLIC_KEY_FILE),
+        )  # fmt: skip
+        return key
     key = SigningKey.load(path)
     log.info("signing published models with key %s from %s", key.key_id, path)
     return key

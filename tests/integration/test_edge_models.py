@@ -36,7 +36,7 @@ def _done(stderr: str) -> dict:
 def _edge(kafka, events: str, models: str, model, outbox, *extra: str) -> list[str]:
     return [*EDGE_APP, "run", "--camera", "TestSwap", "--metrics-duration", "1", "--batch-size", "16",
             "--bootstrap-servers", kafka.bootstrap_servers, "--topic", events, "--model", str(model),
-            "--outbox", str(outbox), "--models-topic", models, *extra]  # fmt: skip
+            "--outbox", str(outbox), "--models-topic", models, "--allow-unsigned-models", *extra]  # fmt: skip
 
 
 def test_running_edge_swaps_to_a_published_model_and_keeps_it(

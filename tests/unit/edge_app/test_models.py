@@ -18,6 +18,7 @@ from edge_app import models as models_mod
 from edge_app.models import ModelWatcher, SavedModels, ServingModel, initial_model, key_applies, probe_model
 from edge_app.runner import StdoutSink, run_edge
 from edge_app.settings import EdgeSettings
+from edge_app.trust import ModelTrust
 from edgemnist.errors import ModelError
 from edgemnist.model import Model, load_model
 from edgemnist.wire.envelope import ModelEnvelope
@@ -36,6 +37,10 @@ class Rec:
     partition: int = 0
     topic: str = "models"
     timestamp: int = 0
+
+
+# these tests are about choosing and loading models; signatures are tested in test_trust.py
+UNSIGNED = ModelTrust(allow_unsigned=True)
 
 
 @pytest.fixture(scope="module")
@@ -57,7 +62,9 @@ def watcher_for(
     path: Path, tmp: Path, probe: np.ndarray, camera: str = CAM
 ) -> tuple[ModelWatcher, ServingModel]:
     serving = ServingModel(load_model(path))
-    return ModelWatcher(lambda: None, camera, serving, SavedModels(tmp / "models-RotB"), probe), serving
+    return ModelWatcher(
+        lambda: None, camera, serving, SavedModels(tmp / "models-RotB"), probe, trust=UNSIGNED
+    ), serving
 
 
 def test_key_applies_to_every_camera_or_the_named_ones():
@@ -231,7 +238,14 @@ def test_the_thread_waits_for_the_topic_then_swaps(two_models, probe, tmp_path):
     serving = ServingModel(load_model(a))
     reader = FakeReader([rec(model_envelope(b), 0)], missing_first=2)
     watcher = ModelWatcher(
-        reader, CAM, serving, SavedModels(tmp_path / "m"), probe, poll_timeout=0.05, retry=0.05
+        reader,
+        CAM,
+        serving,
+        SavedModels(tmp_path / "m"),
+        probe,
+        poll_timeout=0.05,
+        retry=0.05,
+        trust=UNSIGNED,
     )
     with watcher:
         wait_until(lambda: serving.current().version == model_envelope(b).version, 30, "the swap", every=0.05)
@@ -256,7 +270,7 @@ def test_run_edge_swaps_between_batches_and_windows_carry_one_version(two_models
     out = io.StringIO()
     settings = EdgeSettings(
         model=a, camera="RotB", parallelism=parallelism, repeat=1, delay=0.004, batch_size=20,
-        metrics_duration=60, outbox=tmp_path / "o.db", source="bundled",
+        metrics_duration=60, outbox=tmp_path / "o.db", source="bundled", allow_unsigned_models=True,
     )  # fmt: skip
 
     open_gate = threading.Timer(1.0, gate.set)  # the model arrives a second into a 4 s run

@@ -91,14 +91,48 @@ def test_allow_unsigned_models_serves_unsigned_with_a_warning_but_still_checks_s
     assert "unsigned" in caplog.text
 
 
-def test_without_trusted_keys_models_are_served_and_the_start_up_says_origin_is_not_checked(
-    models, probe, tmp_path, caplog
+def test_without_trusted_keys_every_model_is_refused_and_the_start_up_says_why(
+    models, probe, tmp_path, caplog, monkeypatch
 ):
+    """No --trusted-keys and no hub.pub of a hub on this machine: nothing is served, and the edge says so."""
+    monkeypatch.setenv("EDGE_MNIST_STATE_DIR", str(tmp_path / "state"))
     a, b = models
     trust = ModelTrust.from_file(None)
     with caplog.at_level(logging.WARNING, logger="edge_app.trust"):
         trust.describe()
+    assert "every model published on the models topic will be REFUSED" in caplog.text
+    w, serving = watcher(a, tmp_path, probe, trust)
+    assert offer(w, model_envelope(b), 0) is None
+    [refusal] = serving.pending_refusals()
+    assert "trusts no key" in refusal.reason and "--trusted-keys" in refusal.reason
+
+
+def test_without_trusted_keys_the_hub_key_on_this_machine_is_trusted_once_it_exists(
+    models, probe, tmp_path, hub_key, monkeypatch
+):
+    """A hub started after the edge makes its key pair in the shared state dir; the edge then trusts it."""
+    from edgemnist.signing import default_signing_key
+
+    monkeypatch.setenv("EDGE_MNIST_STATE_DIR", str(tmp_path / "state"))
+    a, b = models
+    trust = ModelTrust.from_file(None)
+    w, serving = watcher(a, tmp_path, probe, trust)
+    key, path, made = default_signing_key()
+    assert made and path.stat().st_mode & 0o077 == 0 and default_signing_key()[0].key_id == key.key_id
+    assert offer(w, model_envelope(b).signed(hub_key), 0) is None  # a key the hub here does not hold
+    assert offer(w, model_envelope(b).signed(key), 1) is not None  # the hub's own key
+    assert serving.current().version == load_model(b).version
+
+
+def test_allow_unsigned_models_without_keys_serves_with_a_warning(
+    models, probe, tmp_path, caplog, monkeypatch
+):
+    monkeypatch.setenv("EDGE_MNIST_STATE_DIR", str(tmp_path / "state"))
+    a, b = models
+    trust = ModelTrust.from_file(None, allow_unsigned=True)
+    with caplog.at_level(logging.WARNING, logger="edge_app.trust"):
+        trust.describe()
         w, serving = watcher(a, tmp_path, probe, trust)
         assert offer(w, model_envelope(b), 0) is not None
-    assert "NOT for origin" in caplog.text and "model " in caplog.text
+    assert "NOT for origin" in caplog.text and "without checking who made it" in caplog.text
     assert serving.pending_refusals() == ()
