@@ -25,7 +25,7 @@ import numpy as np
 
 from edge_app.saved_models import SavedModels, initial_model
 from edge_app.trust import ModelTrust
-from edgemnist.errors import BrokerUnavailable, ModelError, SchemaError
+from edgemnist.errors import BrokerUnavailable, ConfigError, ModelError, SchemaError
 from edgemnist.model import Model, load_model_bytes
 from edgemnist.wire.envelope import ALL_CAMERAS, ModelEnvelope
 from edgemnist.wire.messages import ModelRefusal
@@ -295,6 +295,11 @@ class ModelWatcher:
                     self.consider()
             except BrokerUnavailable as exc:
                 log.debug("models topic unreachable (%s); retrying in %gs", exc, self._retry)
+                _close_quietly(reader)
+                reader = None
+                self._stop.wait(self._retry)
+            except ConfigError as exc:  # e.g. AccessDenied: say what is missing, no traceback
+                log.error("models topic: %s; trying again in %gs", exc, self._retry)
                 _close_quietly(reader)
                 reader = None
                 self._stop.wait(self._retry)

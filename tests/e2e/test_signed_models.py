@@ -77,7 +77,7 @@ def test_only_models_signed_by_a_trusted_key_are_served(
             [*METRO_APP, "rollback", new.version, "--cameras", "Guard", "--store",
              f"sqlite:///{tmp_path / 'hub.db'}", "--models-topic", models,
              "--bootstrap-servers", kafka.bootstrap_servers,
-             "--signing-key", str(tmp_path / "keys" / "hub.key")],
+             "--signing-key", str(tmp_path / "keys" / "hub.key"), "--force"],  # a candidate: never served
             capture_output=True, text=True, timeout=120,
         )  # fmt: skip
         assert hub.returncode == 0, hub.stderr[-3000:]
