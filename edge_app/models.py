@@ -175,6 +175,7 @@ class ModelWatcher:
         self._considered: set[tuple[int, int]] = set()
         self._refused: set[tuple[str, str]] = set()  # (version, sha256 or "") never retried
         self._newest: dict[int, int] = {}  # partition -> the highest offset fed
+        self._seq = saved_models.current_seq()  # publication number of the model serving, if known
         self.accepted: list[str] = []
         self.refused: list[ModelRefusal] = []
 
@@ -218,6 +219,13 @@ class ModelWatcher:
         if untrusted is not None:
             self._refuse(env.version, ident, untrusted)
             return None
+        if env.seq is not None and self._seq is not None and env.seq < self._seq:
+            self._refuse(
+                env.version,
+                ident,
+                f"replayed: publication {env.seq} is older than publication {self._seq} of the model serving",
+            )
+            return None
         try:
             model = load_model_bytes(env.data, expected_sha256=env.sha256, version=env.version, name=where)
             probe_model(model, self._probe)
@@ -244,6 +252,8 @@ class ModelWatcher:
         )
         self._serving.offer(model)
         self.accepted.append(env.version)
+        if env.seq is not None:
+            self._seq = env.seq
         return model
 
     def _refuse(self, version: str, sha256: str, reason: str) -> None:

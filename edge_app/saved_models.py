@@ -51,6 +51,15 @@ class SavedModels:
         )
         return path
 
+    def current_seq(self) -> int | None:
+        """The publication number of the model last made current (its card's ``seq``), if it had one."""
+        path = self.current()
+        try:
+            seq = json.loads(path.with_suffix(".json").read_text()).get("seq") if path else None
+        except (OSError, ValueError, AttributeError):
+            return None
+        return seq if isinstance(seq, int) and not isinstance(seq, bool) else None
+
     def current(self) -> Path | None:
         """The model file last made current, or None (nothing accepted yet, or unreadable pointer)."""
         pointer = self.directory / "current.json"

@@ -93,15 +93,22 @@ def signed_payload(
     targets: Iterable[str] | None = None,
     parent: str | None = None,
     role: str | None = None,
+    seq: int | None = None,
 ) -> bytes:
-    """The bytes a model signature covers: domain, canonical header fields, sha256 of the model."""
-    head = {
+    """The bytes a model signature covers: domain, canonical header fields, sha256 of the model.
+
+    `seq` (the hub's publication number) is covered when the header carries one, so a replayed
+    older record cannot claim to be newer.
+    """
+    head: dict[str, object] = {
         "version": version,
         "role": role,
         "targets": None if targets is None else sorted(targets),
         "parent": parent,
         "sha256": hashlib.sha256(data).hexdigest(),
     }
+    if seq is not None:
+        head["seq"] = seq
     return _DOMAIN + orjson.dumps(head, option=orjson.OPT_SORT_KEYS)
 
 
@@ -153,8 +160,9 @@ class SigningKey:
         targets: Iterable[str] | None = None,
         parent: str | None = None,
         role: str | None = None,
+        seq: int | None = None,
     ) -> ModelSignature:
-        payload = signed_payload(data, version=version, targets=targets, parent=parent, role=role)
+        payload = signed_payload(data, version=version, targets=targets, parent=parent, role=role, seq=seq)
         return ModelSignature(self.key_id, base64.b64encode(self._private.sign(payload)).decode())
 
 
@@ -215,6 +223,7 @@ class TrustedKeys:
         targets: Iterable[str] | None = None,
         parent: str | None = None,
         role: str | None = None,
+        seq: int | None = None,
     ) -> str | None:
         """None when a trusted key signed exactly this model and header, else the reason to refuse it."""
         if signature is None:
@@ -224,7 +233,7 @@ class TrustedKeys:
         public = self.keys.get(signature.key)
         if public is None:
             return f"unknown key: signed by key {signature.key}, which is not in the {self.source}"
-        payload = signed_payload(data, version=version, targets=targets, parent=parent, role=role)
+        payload = signed_payload(data, version=version, targets=targets, parent=parent, role=role, seq=seq)
         try:
             public.verify(base64.b64decode(signature.sig, validate=True), payload)
         except (InvalidSignature, binascii.Error, ValueError):

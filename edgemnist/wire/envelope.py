@@ -64,6 +64,7 @@ class ModelEnvelope:
     created: str | None = None
     targets: tuple[str, ...] | None = None  # None = every camera
     signature: ModelSignature | None = None
+    seq: int | None = None  # the hub's publication number: grows with every record it publishes
 
     @property
     def key(self) -> bytes:
@@ -86,19 +87,28 @@ class ModelEnvelope:
             "targets": None if self.targets is None else list(self.targets),
             "size": len(self.data),
         }
+        if self.seq is not None:
+            head["seq"] = self.seq
         if self.signature is not None:
             head["signature"] = self.signature.to_json()
         return head
 
     def signed(self, key: SigningKey) -> ModelEnvelope:
         """This envelope with `key`'s signature over the model bytes, version, targets and parent."""
-        sig = key.sign_model(self.data, version=self.version, targets=self.targets, parent=self.parent)
+        sig = key.sign_model(
+            self.data, version=self.version, targets=self.targets, parent=self.parent, seq=self.seq
+        )
         return dataclasses.replace(self, signature=sig)
 
     def check_signature(self, trusted: TrustedKeys) -> str | None:
         """None when a key in `trusted` signed this model for this audience, else why not."""
         return trusted.check_model(
-            self.data, self.signature, version=self.version, targets=self.targets, parent=self.parent
+            self.data,
+            self.signature,
+            version=self.version,
+            targets=self.targets,
+            parent=self.parent,
+            seq=self.seq,
         )
 
     def to_record(self) -> tuple[bytes, bytes]:
@@ -133,6 +143,7 @@ class ModelEnvelope:
             created=_text(head, "created", where, optional=True),
             targets=_targets(head.get("targets"), where),
             signature=_signature(head.get("signature"), where),
+            seq=_seq(head.get("seq"), where),
         )
 
 
@@ -158,6 +169,14 @@ def _sized(data: bytes, size: Any, where: str) -> bytes:
     if size > MAX_MODEL_BYTES:
         raise SchemaError(f"{where}: model of {size} bytes is larger than {MAX_MODEL_BYTES}")
     return data
+
+
+def _seq(v: Any, where: str) -> int | None:
+    if v is None:
+        return None
+    if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v <= 2**53 - 1:
+        raise SchemaError(f"{where}: header key 'seq' must be null or an integer 0 to 2^53-1, got {v!r}")
+    return v
 
 
 def _targets(v: Any, where: str) -> tuple[str, ...] | None:

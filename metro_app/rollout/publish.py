@@ -8,6 +8,7 @@ large for that is refused here, before anything is sent.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from typing import Any
 
@@ -120,14 +121,18 @@ class ModelPublisher:
         `targets` (camera names) limits it to those cameras: a canary (status "canary"), or a
         rollback of one; `why` opens the event's reason.
         """
-        envelope = envelope_for(store, version, targets)
+        envelope = envelope_for(store, version, targets)  # a model too large is refused here, unsent
+        producer = self._open()
+        audience = "every camera" if targets is None else ", ".join(targets)
+        # recorded before the send: a crash between send and record leaves this mark, not a silent
+        # candidate; its id is the publication number edges use to refuse replayed older records
+        seq = store.note_model_event(
+            version, "publishing", f"sending as {status} on {self.topic} for {audience}"
+        )
+        envelope = dataclasses.replace(envelope, seq=seq)
         if self.signing_key is not None:
             envelope = envelope.signed(self.signing_key)
         key, value = envelope.to_record()
-        producer = self._open()
-        audience = "every camera" if targets is None else ", ".join(targets)
-        # recorded before the send: a crash between send and record leaves this mark, not a silent candidate
-        store.note_model_event(version, "publishing", f"sending as {status} on {self.topic} for {audience}")
         try:
             future = producer.send(self.topic, key=key, value=value)
             producer.flush(timeout=self.timeout)

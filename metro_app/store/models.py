@@ -63,14 +63,20 @@ class ModelTables(StoreBase):
             )
         return True
 
-    def note_model_event(self, version: str, event: str, reason: str) -> None:
-        """Record an event of a model without moving its status (e.g. `publishing`, before the send)."""
+    def note_model_event(self, version: str, event: str, reason: str) -> int:
+        """Record an event of a model without moving its status (e.g. `publishing`, before the send).
+
+        Returns the event's id, which grows with every event of the store: the publication number.
+        """
         with self.engine.begin() as conn:
             self._begin_write(conn)
-            conn.execute(
+            result = conn.execute(
                 sa.insert(model_events),
                 {"version": version, "status": event, "time": time.time(), "reason": reason},
             )
+            key = result.inserted_primary_key
+            assert key is not None  # an INSERT of one row always has its key
+            return int(key[0])
 
     def set_model_status(self, version: str, status: str, reason: str) -> None:
         """Move a model to `status`, keeping the transition (time, reason) as an event."""

@@ -136,3 +136,20 @@ def test_allow_unsigned_models_without_keys_serves_with_a_warning(
         assert offer(w, model_envelope(b), 0) is not None
     assert "NOT for origin" in caplog.text and "without checking who made it" in caplog.text
     assert serving.pending_refusals() == ()
+
+
+def test_a_replayed_older_signed_record_is_refused_also_after_a_restart(models, probe, tmp_path, hub_key):
+    """Issue 24.7: a record the hub once signed, written to the topic again later, cannot roll a camera back."""
+    a, b = models
+    trust = ModelTrust(TrustedKeys.parse(hub_key.public_line()))
+    old = dataclasses.replace(model_envelope(a), seq=3).signed(hub_key)
+    new = dataclasses.replace(model_envelope(b), seq=5).signed(hub_key)
+    w, serving = watcher(a, tmp_path, probe, trust)
+    assert offer(w, new, 0) is not None
+    assert offer(w, old, 1) is None  # the replay comes later in the topic, with its old number
+    [refusal] = serving.pending_refusals()
+    assert refusal.reason == "replayed: publication 3 is older than publication 5 of the model serving"
+    restarted, again = watcher(b, tmp_path, probe, trust)  # the same state directory
+    assert offer(restarted, old, 1) is None and again.current().version == load_model(b).version
+    rollback = dataclasses.replace(model_envelope(a), seq=6).signed(hub_key)  # a genuine rollback: new number
+    assert offer(restarted, rollback, 2) is not None

@@ -34,12 +34,13 @@ def test_a_signed_envelope_survives_the_wire_and_verifies():
         {"parent": "m-0"},
         {"version": "m-3"},
         {"data": DATA + b"!"},
+        {"seq": 1},  # an old record claiming a later publication number
     ],
 )
 def test_a_signature_does_not_cover_another_audience_header_or_model(change):
     key = SigningKey.generate()
-    signed = envelope(targets=("RotB",), parent="m-1").signed(key)
-    fields = {"version": "m-2", "data": DATA, "targets": ("RotB",), "parent": "m-1", **change}
+    signed = envelope(targets=("RotB",), parent="m-1", seq=7).signed(key)
+    fields = {"version": "m-2", "data": DATA, "targets": ("RotB",), "parent": "m-1", "seq": 7, **change}
     forged = envelope(**fields, signature=signed.signature)
     why = forged.check_signature(TrustedKeys.parse(key.public_line()))
     assert why is not None and why.startswith("bad signature")

@@ -46,3 +46,16 @@ def test_size_and_hash_shape_are_checked():
     bad = ModelEnvelope("m-2", "XYZ", b"x").to_record()
     with pytest.raises(SchemaError, match="sha256"):
         ModelEnvelope.from_record(*bad)
+
+
+@pytest.mark.parametrize("seq", [-1, 2**53, True, "7", 1.5])
+def test_a_publication_number_must_be_a_plain_integer(seq):
+    env = ModelEnvelope("m-2", "ab" * 32, b"PK", seq=seq)  # type: ignore[arg-type]
+    with pytest.raises(SchemaError, match="'seq'"):
+        ModelEnvelope.from_record(*env.to_record())
+
+
+def test_the_publication_number_survives_the_wire():
+    env = ModelEnvelope("m-2", "ab" * 32, b"PK", seq=42)
+    assert ModelEnvelope.from_record(*env.to_record()).seq == 42
+    assert "seq" not in ModelEnvelope("m-2", "ab" * 32, b"PK").header()  # older records read as before

@@ -36,6 +36,18 @@ def test_an_accepted_model_goes_out_as_an_envelope_and_is_marked_published(publi
     assert [e["status"] for e in m["events"]] == ["candidate", "publishing", "published"]
 
 
+def test_every_publication_carries_a_larger_number_than_the_one_before(published_store):
+    """Issue 24.7: edges order models by the registry's publication number, not the sender's clock."""
+    add(published_store, "m-2", b"PK-model-bytes")
+    producer = FakeProducer()
+    publisher = ModelPublisher(topic="models", producer=producer)
+    publisher.publish(published_store, "m-2", ("CamA",), status="canary")
+    publisher.publish(published_store, "m-1", ("CamA",), why="rollback")
+    publisher.publish(published_store, "m-2")
+    seqs = [ModelEnvelope.from_record(s.key, s.value).seq for s in producer.sent]
+    assert seqs == sorted(set(seqs)) and len(seqs) == 3 and all(isinstance(n, int) for n in seqs)
+
+
 def test_a_model_too_large_is_refused_before_sending(published_store):
     add(published_store, "m-big", b"x" * (MAX_MODEL_BYTES + 1))
     producer = FakeProducer(first_offset=41)
