@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException, Response
+from fastapi import APIRouter, Depends, HTTPException, Request, Response
 from fastapi.responses import JSONResponse
 
-from metro_app.api.deps import Hub, HubDep, require_token
+from metro_app.access import Person
+from metro_app.api.deps import Hub, HubDep, by, note, require
 from metro_app.store.rollouts import with_rollouts
 from metro_app.training.jobs import RetrainJobs
 
@@ -30,10 +31,13 @@ def list_models(hub: HubDep) -> dict[str, Any]:
 
 # The retrain routes come before /models/{version}/...: the first matching route
 # answers, so /models/retrain/file is a retrain job, not a model's file.
-@router.post("/models/retrain", status_code=202, dependencies=[Depends(require_token)])
-def start_retrain(hub: HubDep) -> JSONResponse:
+@router.post("/models/retrain", status_code=202)
+def start_retrain(
+    hub: HubDep, request: Request, person: Annotated[Person, Depends(require("operator"))]
+) -> JSONResponse:
     """Start a retrain in the background: 202 with the job, or 409 naming the job already running."""
-    job, started = _jobs_or_503(hub).start("POST /models/retrain")
+    job, started = _jobs_or_503(hub).start("POST /models/retrain" + by(person))
+    note(request, job=job["id"], started=started)
     if not started:
         return JSONResponse(
             status_code=409, content={"detail": f"retrain job {job['id']} is running", "job": job}

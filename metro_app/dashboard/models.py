@@ -21,11 +21,12 @@ def _pct(v: Any) -> str:
 
 
 def _rollout(r: dict[str, Any] | None) -> str:
-    """The model's newest rollout: its state on its canary cameras."""
+    """The model's newest rollout: its state on its canary cameras, and who started it (its trigger)."""
     if not r:
         return ""
     targets = ", ".join(str(t) for t in r.get("targets") or [])
-    return f'<span class="metro-rollout" title="{html.escape(str(r.get("reason") or ""))}">{html.escape(str(r.get("state")))} on {html.escape(targets)}</span>'
+    who = f'<br><small class="metro-rollout-by">{html.escape(str(r["trigger"]))}</small>' if r.get("trigger") else ""
+    return f'<span class="metro-rollout" title="{html.escape(str(r.get("reason") or ""))}">{html.escape(str(r.get("state")))} on {html.escape(targets)}</span>{who}'
 
 
 def _transitions(events: list[dict[str, Any]]) -> str:
