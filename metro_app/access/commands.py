@@ -51,19 +51,19 @@ def _file(args: argparse.Namespace) -> Path:
 
 
 def _add(args: argparse.Namespace) -> int:
-    from metro_app.settings import HubSettings
-    from metro_app.store import Store
-
     import sqlalchemy as sa
 
-    from metro_app.settings import mask_url
+    from metro_app.settings import HubSettings, mask_url
+    from metro_app.store import Store
 
     path = _file(args)
     url = HubSettings(store=args.store or "").store_url
     try:
         store = Store(url)  # opened first: no add goes unaudited
     except sa.exc.SQLAlchemyError as exc:
-        raise ConfigError(f"store {mask_url(url)}: cannot open it to audit the add ({exc.orig})") from exc
+        raise ConfigError(
+            f"store {mask_url(url)}: cannot open it to audit the add ({getattr(exc, 'orig', exc)})"
+        ) from exc
     try:
         token = add_person(path, args.name, args.role)
         store.add_audit(cli_user(), None, False, "metro-app tokens add", str(path), 0,

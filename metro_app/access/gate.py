@@ -84,5 +84,7 @@ class AccessGate:
 
     def _why_401(self, authorization: str | None) -> str:
         if self.mode == "none":
-            return "no API token is configured on the hub (EDGE_MNIST_API_TOKEN or metro-app run --tokens FILE)"
+            return (
+                "no API token is configured on the hub (EDGE_MNIST_API_TOKEN or metro-app run --tokens FILE)"
+            )
         return "bad or missing bearer token" if authorization else "this needs a bearer token"

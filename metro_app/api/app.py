@@ -50,7 +50,8 @@ def create_app(
     def record(person: Person, route: str, path: str, status: int, detail: dict[str, Any]) -> None:
         store.add_audit(person.name, person.role, person.verified, route, path, status, detail)
 
-    app.add_middleware(BodyGuard, gate=gate, audit=record, max_body=max_body)
+    routes = [route for module in _ROUTERS for route in module.router.routes]
+    app.add_middleware(BodyGuard, gate=gate, routes=routes, audit=record, max_body=max_body)
     app.add_exception_handler(RequestValidationError, on_invalid_request)  # type: ignore[arg-type]
     for module in _ROUTERS:
         app.include_router(module.router)

@@ -32,8 +32,9 @@ def whoami(hub: HubDep, authorization: Annotated[str | None, Header()] = None) -
     """Who the request's token names (null: none), and the hub's access mode (tokens, token, none)."""
     person = hub.gate.identify(authorization)
     return {
-        "person": None if person is None else {"name": person.name, "role": person.role,
-                                               "verified": person.verified},  # fmt: skip
+        "person": None
+        if person is None
+        else {"name": person.name, "role": person.role, "verified": person.verified},  # fmt: skip
         "mode": hub.gate.mode,
         "public_reads": hub.gate.open_reads,
     }

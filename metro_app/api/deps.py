@@ -85,7 +85,7 @@ def require(role: Role) -> Callable[..., Person]:
 
 
 def by(person: Person) -> str:
-    """" by NAME" for a person a tokens file names, appended to a retrain's or rollout's trigger.
+    """ " by NAME" for a person a tokens file names, appended to a retrain's or rollout's trigger.
 
     Empty for the single shared token's `default`, so its triggers read as they always did.
     """

@@ -12,7 +12,7 @@ in chunks. Every write by a known person, allowed or not, goes to the audit trai
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, MutableMapping, Sequence
 from typing import Any
 
 from starlette.concurrency import run_in_threadpool
@@ -66,10 +66,9 @@ def route_role(route: Any) -> Role | None:
     return None
 
 
-def _route(scope: Scope) -> Any | None:
-    """The route that will answer this request; None when no route matches path and method."""
-    app = scope.get("app")
-    for route in getattr(getattr(app, "router", None), "routes", []):
+def _route(routes: Sequence[Any], scope: Scope) -> Any | None:
+    """The route that will answer this request (the first that matches, as the app's router picks)."""
+    for route in routes:
         match, _ = route.matches(scope)
         if match == Match.FULL:
             return route
@@ -79,20 +78,28 @@ def _route(scope: Scope) -> Any | None:
 class BodyGuard:
     """Refuse requests whose person lacks the route's role (401, 403) and bodies over `max_body` bytes (413).
 
+    `routes` are the app's API routes in the order its router tries them (each resource router's
+    routes: FastAPI may nest included routers, so the app's own list is not flat).
     `audit(person, route, path, status, detail)` records each write by a known person.
     """
 
     def __init__(
-        self, app: App, gate: AccessGate, audit: Audit | None = None, max_body: int = MAX_BODY_BYTES
+        self,
+        app: App,
+        gate: AccessGate,
+        routes: Sequence[Any] = (),
+        audit: Audit | None = None,
+        max_body: int = MAX_BODY_BYTES,
     ) -> None:
         self.app = app
         self.gate = gate
+        self.routes = list(routes)
         self.audit = audit
         self.max_body = max_body
 
     def _needs(self, scope: Scope) -> tuple[Role | None, str]:
         """(the role the request needs, None: the read rule) and the route's name for the audit."""
-        route = _route(scope)
+        route = _route(self.routes, scope)
         write = scope["method"] in WRITE_METHODS
         template = getattr(route, "path", None) or scope["path"]
         role = route_role(route) if route is not None else None

@@ -25,7 +25,11 @@ def _rollout(r: dict[str, Any] | None) -> str:
     if not r:
         return ""
     targets = ", ".join(str(t) for t in r.get("targets") or [])
-    who = f'<br><small class="metro-rollout-by">{html.escape(str(r["trigger"]))}</small>' if r.get("trigger") else ""
+    who = (
+        f'<br><small class="metro-rollout-by">{html.escape(str(r["trigger"]))}</small>'
+        if r.get("trigger")
+        else ""
+    )
     return f'<span class="metro-rollout" title="{html.escape(str(r.get("reason") or ""))}">{html.escape(str(r.get("state")))} on {html.escape(targets)}</span>{who}'
 
 
