@@ -119,24 +119,28 @@ class BodyGuard:
         auth = headers.get(b"authorization", b"").decode("latin-1") or None
         person, refusal = self.gate.decide(auth, role)
         write = scope["method"] in WRITE_METHODS
+        recorded = False
+
+        async def record(status: int) -> None:
+            """The audit row, written before the client sees the answer (once)."""
+            nonlocal recorded
+            if write and person is not None and not recorded:
+                recorded = True
+                await self._record(person, name, scope, status)
+
         if refusal is not None:
+            await record(refusal.status)
             extra = [(b"www-authenticate", b"Bearer")] if refusal.status == 401 else []
             await _reply(send, refusal.status, refusal.detail, extra)
-            if write and person is not None:
-                await self._record(person, name, scope, refusal.status)
             return
         scope.setdefault("state", {})
         if not write:
             await self.app(scope, receive, send)
             return
         try:
-            status = await self._capped(scope, receive, send)
-        except Exception:
-            if person is not None:
-                await self._record(person, name, scope, 500)
-            raise
-        if person is not None:
-            await self._record(person, name, scope, status)
+            await self._capped(scope, receive, send, record)
+        finally:
+            await record(500)  # the app raised, or returned without an answer
 
     async def _record(self, person: Person, name: str, scope: Scope, status: int) -> None:
         if self.audit is None:
@@ -144,35 +148,39 @@ class BodyGuard:
         detail = dict((scope.get("state") or {}).get("audit") or {})
         await run_in_threadpool(self.audit, person, name, scope["path"], status, detail)
 
-    async def _capped(self, scope: Scope, receive: Receive, send: Send) -> int:
-        """Run the app on a body of at most `max_body` bytes; returns the status sent (500: none)."""
+    async def _capped(
+        self, scope: Scope, receive: Receive, send: Send, on_status: Callable[[int], Awaitable[None]]
+    ) -> None:
+        """Run the app on a body of at most `max_body` bytes; `on_status(status)` runs before the answer goes."""
+        too_big = f"request body larger than {self.max_body} bytes"
         declared = dict(scope.get("headers") or []).get(b"content-length")
         if declared is not None and (not declared.isdigit() or int(declared) > self.max_body):
-            await _reply(send, 413, f"request body larger than {self.max_body} bytes")
-            return 413
+            await on_status(413)
+            await _reply(send, 413, too_big)
+            return
         seen = 0
-        status = 500
         started = replied = False
 
         async def counted() -> Message:
-            nonlocal seen, replied, status
+            nonlocal seen, replied
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > self.max_body:
                     if not started and not replied:
-                        replied, status = True, 413
-                        await _reply(send, 413, f"request body larger than {self.max_body} bytes")
+                        replied = True
+                        await on_status(413)
+                        await _reply(send, 413, too_big)
                     return {"type": "http.disconnect"}  # the app stops reading; its reply is dropped
             return message
 
         async def tracked(message: Message) -> None:
-            nonlocal started, status
+            nonlocal started
             if replied:
                 return
             if message["type"] == "http.response.start":
-                started, status = True, int(message["status"])
+                started = True
+                await on_status(int(message["status"]))
             await send(message)
 
         await self.app(scope, counted, tracked)
-        return status
