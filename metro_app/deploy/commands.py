@@ -73,6 +73,10 @@ def _run_args(args: argparse.Namespace, settings: HubSettings) -> list[str]:
         "--train-model" if settings.train_model else "--no-train-model",
     ]
     out += ["--models-topic", settings.models_topic, "--control-topic", settings.control_topic]
+    out += ["--public-reads" if settings.public_reads else "--no-public-reads"]
+    for flag in ("tokens", "tls_cert", "tls_key"):  # paths, not secrets: the key file stays 0600
+        if getattr(settings, flag):
+            out += [f"--{flag.replace('_', '-')}", getattr(settings, flag)]
     for flag, *_ in RETRAIN_ENV:
         out += [flag, str(getattr(args, flag[2:].replace("-", "_")))]
     for flag in ("bootstrap_servers", "credentials"):

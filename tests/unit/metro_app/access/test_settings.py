@@ -56,3 +56,28 @@ def test_tls_needs_both_files_and_names_the_one_it_cannot_read(tmp_path):
     cert.write_text("x")
     with pytest.raises(ConfigError, match=r"--tls-key .*key.pem: cannot read it"):
         api_server(object(), HubSettings(tls_cert=str(cert), tls_key=str(tmp_path / "key.pem")))
+
+
+def test_submit_forwards_the_tokens_file_public_reads_and_tls_paths(tmp_path):
+    from metro_app.cli import build_parser
+    from metro_app.deploy.commands import _run_args
+    from metro_app.deploy.jobs import Job
+
+    argv = [
+        "submit",
+        "--name",
+        "hub",
+        "--tokens",
+        "t.json",
+        "--public-reads",
+        "--tls-cert",
+        "c.pem",
+        "--tls-key",
+        "k.pem",
+    ]
+    args = build_parser().parse_args(argv)
+    out = _run_args(args, HubSettings.from_args(args, environ={}))
+    assert out[out.index("--tokens") + 1] == "t.json" and "--public-reads" in out
+    assert out[out.index("--tls-cert") + 1] == "c.pem" and out[out.index("--tls-key") + 1] == "k.pem"
+    job = Job(host="127.0.0.1", port=1, command=["metro-app", "run", *out])
+    assert job.health(timeout=0.5) is None  # nothing listens: no answer, no error
