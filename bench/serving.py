@@ -37,13 +37,16 @@ from edgemnist.kafka.settings import KafkaSettings
 from edgemnist.prep import prepare_batch
 from metro_app.testing import HubProcess, free_port, wait_until
 
+_PUSH_TOKEN = "bench-push-token"
+
 
 def _pct(xs: list[float], q: float) -> float:
     return float(np.percentile(xs, q)) if xs else float("nan")
 
 
 def _post(url: str, body: bytes) -> None:
-    req = urllib.request.Request(url, data=body, method="POST", headers={"Content-Type": "application/json"})
+    headers = {"Content-Type": "application/json", "Authorization": f"Bearer {_PUSH_TOKEN}"}
+    req = urllib.request.Request(url, data=body, method="POST", headers=headers)
     with urllib.request.urlopen(req, timeout=120) as resp:
         if resp.status != 200:
             raise RuntimeError(f"push answered {resp.status}")
@@ -65,7 +68,8 @@ def http_push(bootstrap: str, model: Path, tmp: Path, per_request: int, requests
     cmd = [sys.executable, "-m", "edge_app.cli", "run", "--camera", "BenchPush", "--delay", "3600",
            "--http-port", str(port), "--bootstrap-servers", bootstrap, "--topic", f"bench-push-{time.time_ns()}",
            "--model", str(model), "--outbox", str(tmp / f"push-{time.time_ns()}.db"), "--metrics-duration", "5"]  # fmt: skip
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    env = {**os.environ, "EDGE_MNIST_EDGE_TOKEN": _PUSH_TOKEN}
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
     base = f"http://127.0.0.1:{port}"
     try:
         wait_until(lambda: _up(f"{base}/health"), 60, "the edge's HTTP port")

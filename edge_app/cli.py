@@ -51,6 +51,12 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="print each message as one JSON line on stdout instead of sending it",
     )
+    run.add_argument(
+        "--http-no-auth",
+        action="store_true",
+        help="HTTP push without a bearer token, for a closed network only (by default pushes need "
+        "EDGE_MNIST_EDGE_TOKEN, or the token generated and printed at start)",
+    )
     run.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     run.set_defaults(func=_run)
     build = sub.add_parser(
@@ -178,6 +184,7 @@ def _http(settings: EdgeSettings) -> Iterator[PushFeed | None]:
         source=settings.source,
         camera=camera_name(settings.camera),
         token=os.environ.get("EDGE_MNIST_EDGE_TOKEN") or None,
+        no_auth=settings.http_no_auth,
     ).start()
     try:
         yield feed

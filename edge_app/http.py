@@ -7,8 +7,11 @@
 
 Pushed frames join the camera's own stream (`edge_app.push.PushFeed`) and the
 answer waits for their scores. Bad input is refused with a 4xx naming the
-problem before anything enters the pipeline. With env EDGE_MNIST_EDGE_TOKEN set,
-pushes need `Authorization: Bearer <token>` (the form sends it as a field).
+problem before anything enters the pipeline. Pushes need `Authorization: Bearer
+<token>` (the form sends it as a field): EDGE_MNIST_EDGE_TOKEN, else a token generated
+and printed at start; `--http-no-auth` turns this off for a closed network. The token is
+checked from the headers before the body is read; `source=` names one of the edge's data
+sets, never a path; every frame passes `edgemnist.png.check_png`.
 """
 
 from __future__ import annotations
@@ -17,11 +20,11 @@ import base64
 import binascii
 import hmac
 import html
-import io
 import json
 import logging
+import secrets
+import sys
 import threading
-import warnings
 from collections.abc import Callable
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
@@ -29,20 +32,21 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from PIL import Image
-
 from edge_app.push import EdgeStopped, PushFeed
 from edgemnist.data import Frames, load_frames
-from edgemnist.errors import EdgeMnistError
-from edgemnist.png import SIGNATURE as PNG_SIGNATURE
+from edgemnist.errors import EdgeMnistError, SchemaError
+from edgemnist.png import MAX_IMAGE_SIDE, check_png
 
 __all__ = ["BadRequest", "PushRequest", "parse_frames", "parse_range", "EdgeHttp", "MAX_BODY", "MAX_IMAGES"]
 
 log = logging.getLogger(__name__)
 
 MAX_BODY = 32 * 2**20
+MAX_FORM_BODY = 4096  # the form's fields, token among them: all a request without a bearer header may send
 MAX_IMAGES = 10_000
-MAX_SIDE = 2048
+MAX_SIDE = MAX_IMAGE_SIDE
+# data sets /push may name besides the edge's own --source: built in, never a path
+NAMED_SOURCES = ("bundled", "bundled-train", "bundled-all", "digits")
 
 
 class BadRequest(Exception):
@@ -62,21 +66,10 @@ class PushRequest:
 
 
 def _check_png(data: bytes, what: str) -> bytes:
-    if not data.startswith(PNG_SIGNATURE):
-        raise BadRequest(f"{what} is not a PNG (no PNG signature)")
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(io.BytesIO(data)) as img:
-                if max(img.size) > MAX_SIDE:
-                    raise BadRequest(
-                        f"{what} is {img.size[0]}x{img.size[1]}, larger than {MAX_SIDE} pixels a side", 413
-                    )
-                img.load()
-    except BadRequest:
-        raise
-    except Exception as exc:  # PIL raises many kinds for a broken file; all mean "not a usable PNG"
-        raise BadRequest(f"{what} is not a readable PNG: {exc}") from exc
+        check_png(data, what)
+    except SchemaError as exc:
+        raise BadRequest(str(exc), 413 if "each side must be" in str(exc) else 400) from exc
     return data
 
 
@@ -181,13 +174,18 @@ class EdgeHttp:
         source: str,
         camera: str,
         token: str | None = None,
+        no_auth: bool = False,
         answer_timeout: float = 120.0,
         frames: Callable[[str], Frames] = load_frames,
     ) -> None:
         self.feed = feed
         self.source = source
         self.camera = camera
-        self.token = token or None
+        self.token = None if no_auth else token or None
+        self.generated = not no_auth and self.token is None
+        if self.generated:
+            self.token = secrets.token_urlsafe(24)
+        self.sources = (source, *(s for s in NAMED_SOURCES if s != source))
         self.answer_timeout = answer_timeout
         self._load = frames
         self._sets: dict[str, Frames] = {}
@@ -206,8 +204,12 @@ class EdgeHttp:
         log.info(
             "HTTP push on http://%s:%d (token %s)",
             *self.server.server_address[:2],
-            "set" if self.token else "off",
+            "generated" if self.generated else "set" if self.token else "off (--http-no-auth)",
         )
+        if self.generated:  # stderr: stdout may carry the metrics (--dry-run)
+            print(
+                f"HTTP push token (no EDGE_MNIST_EDGE_TOKEN given): {self.token}", file=sys.stderr, flush=True
+            )
         return self
 
     def close(self) -> None:
@@ -215,6 +217,8 @@ class EdgeHttp:
         self.server.server_close()
 
     def frames_of(self, source: str) -> Frames:
+        if source not in self.sources:
+            raise BadRequest(f"unknown source {source[:80]!r}: this edge serves {', '.join(self.sources)}")
         with self._sets_lock:
             if source not in self._sets:
                 try:
@@ -276,14 +280,15 @@ class _Handler(BaseHTTPRequestHandler):
     def _json(self, status: int, obj: Any) -> None:
         self._send(status, json.dumps(obj).encode())
 
-    def _body(self) -> bytes:
+    def _body(self, limit: int) -> bytes:
         try:
             length = int(self.headers.get("Content-Length") or 0)
         except ValueError as exc:
-            raise BadRequest("Content-Length is not a number") from exc
-        if length > MAX_BODY:
             self.close_connection = True
-            raise BadRequest(f"body of {length} bytes is larger than {MAX_BODY}", 413)
+            raise BadRequest("Content-Length is not a number") from exc
+        if length > limit:
+            self.close_connection = True
+            raise BadRequest(f"body of {length} bytes is larger than {limit}", 413)
         return self.rfile.read(length) if length > 0 else b""
 
     def do_GET(self) -> None:
@@ -299,13 +304,22 @@ class _Handler(BaseHTTPRequestHandler):
             self._json(404, {"error": f"no such path {url.path!r}: try /, /push, /frames, /health"})
 
     def do_POST(self) -> None:
+        app = self.app
         url = urlsplit(self.path)
+        ctype = self.headers.get("Content-Type", "")
+        # the token is checked from the headers before the body is read; only the form, whose
+        # token is a field, may send a small body without it
+        bearer = app.authorised(self.headers.get("Authorization"))
+        form_post = url.path == "/push" and ctype.startswith("application/x-www-form-urlencoded")
         try:
-            body = self._body()
+            if not bearer and not form_post:
+                self.close_connection = True
+                app.counts["refused"] += 1
+                raise BadRequest("missing or wrong bearer token (EDGE_MNIST_EDGE_TOKEN)", 401)
+            body = self._body(MAX_BODY if bearer else MAX_FORM_BODY)
         except BadRequest as exc:
             self._json(exc.status, {"error": str(exc)})
             return
-        ctype = self.headers.get("Content-Type", "")
         if url.path == "/frames":
             self._serve(lambda: parse_frames(body, ctype), form=False)
         elif url.path == "/push":

@@ -4,7 +4,8 @@ A background thread reads the whole models topic (no consumer group: every edge
 sees every record, from the beginning, on every start). The model to serve is the
 last record, in topic order, whose audience includes this camera, so a later
 record with an older version is a rollback and is swapped in too. A candidate is
-verified (sha256, the skops allow-list), probed on a few prepared images, saved
+checked against the trusted keys (`edge_app.trust`), verified (sha256, the skops
+allow-list), probed on a few prepared images, saved
 in the edge's state directory and only then offered to the runner, which swaps
 it in between micro-batches. A refused model is logged once, reported in the
 next metrics message and never retried; the serving model keeps running.
@@ -23,7 +24,8 @@ from typing import Protocol
 import numpy as np
 
 from edge_app.saved_models import SavedModels, initial_model
-from edgemnist.errors import BrokerUnavailable, ModelError, SchemaError
+from edge_app.trust import ModelTrust
+from edgemnist.errors import BrokerUnavailable, ConfigError, ModelError, SchemaError
 from edgemnist.model import Model, load_model_bytes
 from edgemnist.wire.envelope import ALL_CAMERAS, ModelEnvelope
 from edgemnist.wire.messages import ModelRefusal
@@ -157,8 +159,10 @@ class ModelWatcher:
         *,
         poll_timeout: float = 1.0,
         retry: float = 2.0,
+        trust: ModelTrust,
     ) -> None:
         self._factory = reader_factory
+        self._trust = trust
         self._camera = camera
         self._serving = serving
         self._saved_models = saved_models
@@ -170,14 +174,22 @@ class ModelWatcher:
         self._latest: Record | None = None  # last applicable record read, not yet considered
         self._considered: set[tuple[int, int]] = set()
         self._refused: set[tuple[str, str]] = set()  # (version, sha256 or "") never retried
+        self._newest: dict[int, int] = {}  # partition -> the highest offset fed
         self.accepted: list[str] = []
         self.refused: list[ModelRefusal] = []
 
     # ----- the choice, testable without a thread or a broker ------------------------------------
 
     def feed(self, records: Sequence[Record]) -> None:
-        """Remember the last record, in topic order, that is meant for this camera."""
-        for rec in sorted(records, key=lambda r: (r.timestamp, r.partition, r.offset)):
+        """Remember the last record, in topic order, that is meant for this camera.
+
+        Topic order is the registry's publishing order (the hub is the models topic's one writer,
+        and a rollback is a new record); the record timestamp is the sender's clock and never counts.
+        """
+        for rec in sorted(records, key=lambda r: (r.partition, r.offset)):
+            if rec.offset <= self._newest.get(rec.partition, -1):
+                continue  # re-delivered: an earlier record never overtakes a later one
+            self._newest[rec.partition] = rec.offset
             if rec.value is not None and key_applies(rec.key, self._camera):
                 self._latest = rec
 
@@ -199,18 +211,26 @@ class ModelWatcher:
         same = env.version == serving.version and env.sha256 == serving.sha256
         if same and hashlib.sha256(env.data).hexdigest() == serving.sha256:
             return None  # already serving exactly this model
-        if (env.version, env.sha256) in self._refused:
+        ident = env.sha256 + (f":{env.signature.sig}" if env.signature else "")
+        if (env.version, ident) in self._refused:
+            return None
+        untrusted = self._trust.check(env)
+        if untrusted is not None:
+            self._refuse(env.version, ident, untrusted)
             return None
         try:
             model = load_model_bytes(env.data, expected_sha256=env.sha256, version=env.version, name=where)
             probe_model(model, self._probe)
         except ModelError as exc:
-            self._refuse(env.version, env.sha256, str(exc))
+            self._refuse(env.version, ident, str(exc))
+            return None
+        except Exception as exc:  # a loader failure nobody foresaw is still a refusal that says why
+            self._refuse(env.version, ident, f"{where}: cannot load model: {type(exc).__name__}: {exc}")
             return None
         try:
             path = self._saved_models.save(env)
         except OSError as exc:
-            self._refuse(env.version, env.sha256, f"cannot save it in {self._saved_models.directory}: {exc}")
+            self._refuse(env.version, ident, f"cannot save it in {self._saved_models.directory}: {exc}")
             return None
         model = dataclasses.replace(model, path=path)
         log.info(
@@ -275,6 +295,11 @@ class ModelWatcher:
                     self.consider()
             except BrokerUnavailable as exc:
                 log.debug("models topic unreachable (%s); retrying in %gs", exc, self._retry)
+                _close_quietly(reader)
+                reader = None
+                self._stop.wait(self._retry)
+            except ConfigError as exc:  # e.g. AccessDenied: say what is missing, no traceback
+                log.error("models topic: %s; trying again in %gs", exc, self._retry)
                 _close_quietly(reader)
                 reader = None
                 self._stop.wait(self._retry)

@@ -22,6 +22,7 @@ from edge_app.scoring import score_batches
 from edge_app.settings import EdgeSettings
 from edge_app.sinks import OutboxSink, Sink, StdoutSink
 from edge_app.stages import FrameBatch, Scored, UploadCap
+from edge_app.trust import ModelTrust
 from edgemnist.prep import SHAPE, prepare_frames
 from edgemnist.wire.messages import MetricsMessage, ModelRefusal, OutboxStats, UncertainImage
 
@@ -133,7 +134,7 @@ def run_edge(
     stop = stop or threading.Event()
     saved_models = SavedModels(settings.models_dir)
     # fail fast, with a clear error, before any worker starts
-    serving = ServingModel(initial_model(settings.model, saved_models))
+    serving = ServingModel(initial_model(settings.model, saved_models, follow=bool(settings.models_topic)))
     model = serving.current()
     stats = RunStats()
     log.info("model %s (sha256 %s…) from %s", model.version, model.sha256[:12], model.path or settings.model)
@@ -148,7 +149,9 @@ def run_edge(
         watcher = None
         if models is not None:
             probe = _probe_images(source.frames.frames)
-            watcher = ModelWatcher(models, enrich.camera, serving, saved_models, probe).start()
+            trust = ModelTrust.from_file(settings.trusted_keys, allow_unsigned=settings.allow_unsigned_models)
+            trust.describe()
+            watcher = ModelWatcher(models, enrich.camera, serving, saved_models, probe, trust=trust).start()
         try:
             frames = source() if feed is None else feed.merge(source(), stop)
             batches = (enrich(b) for b in itertools.takewhile(lambda _: not stop.is_set(), frames))

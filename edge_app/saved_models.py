@@ -65,9 +65,12 @@ class SavedModels:
         return path if path.parent == self.directory and path.is_file() else None
 
 
-def initial_model(configured: Path, saved_models: SavedModels) -> Model:
-    """The model a starting edge serves: the last one it accepted from the topic, else ``--model``."""
-    saved = saved_models.current()
+def initial_model(configured: Path, saved_models: SavedModels, *, follow: bool = True) -> Model:
+    """The model a starting edge serves: the last one it accepted from the topic, else ``--model``.
+
+    An edge that does not follow the models topic (``--models-topic ''``) serves ``--model``.
+    """
+    saved = saved_models.current() if follow else None
     if saved is not None:
         try:
             model = load_model(saved)

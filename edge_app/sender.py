@@ -10,7 +10,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Protocol
 
 from edge_app.outbox import Outbox
-from edgemnist.errors import EdgeMnistError
+from edgemnist.errors import AccessDenied, EdgeMnistError
 
 __all__ = ["Producer", "Sender"]
 
@@ -60,6 +60,7 @@ class Sender:
         self._thread = threading.Thread(target=self._run, name="outbox-sender", daemon=True)
         self.failures = 0
         self.connected = False
+        self._denied_said = ""  # the last AccessDenied logged, so it is said once
 
     def __enter__(self) -> Sender:
         self._thread.start()
@@ -123,7 +124,11 @@ class Sender:
         failed = len(rows) - len(acked)
         if failed:
             self.failures += failed
-            if self.connected:
+            if isinstance(first, AccessDenied):  # no retry will help until someone grants it: say so once
+                if str(first) != self._denied_said:
+                    log.error("%s; %d message(s) stay in the outbox", first, failed)
+                    self._denied_said = str(first)
+            elif self.connected:
                 log.warning(
                     "Kafka did not acknowledge %d of %d messages (%s); they stay in the outbox",
                     failed,

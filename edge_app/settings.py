@@ -40,7 +40,10 @@ class EdgeSettings:
     results_topic: str | None = None  # one compact result per scored image, when set
     http_port: int | None = None  # HTTP push into this camera, when set
     http_host: str = "127.0.0.1"
+    http_no_auth: bool = False  # HTTP push without a token: only on a closed network
     max_uncertain_per_minute: int = 0  # 0 = no cap
+    trusted_keys: Path | None = None  # hub.pub lines; models must be signed by one of them
+    allow_unsigned_models: bool = False
 
     def __post_init__(self) -> None:
         parse_distortion(self.distort)  # a bad spec fails at start-up, naming the bad part
@@ -72,7 +75,7 @@ class EdgeSettings:
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> EdgeSettings:
         values = {f.name: getattr(args, f.name) for f in fields(cls) if hasattr(args, f.name)}
-        for name in ("model", "outbox"):
+        for name in ("model", "outbox", "trusted_keys"):
             if values.get(name) is not None:
                 values[name] = Path(values[name])
         if values.get("distort") is None:
@@ -155,6 +158,21 @@ EDGE_ENV: tuple[tuple[str, str, type, str], ...] = (
         "send at most this many uncertain images in any 60 s (sliding window); the rest are held back "
         "and counted in each metrics message's held_back; metrics are never capped; 0 = no cap",
     ),
+    (
+        "--trusted-keys",
+        "EDGE_MNIST_TRUSTED_KEYS",
+        str,
+        "file of public keys (hub.pub lines, one per key); only models signed by one of them are "
+        "served (default: the hub.pub in $EDGE_MNIST_STATE_DIR/keys, made by a hub on this machine; "
+        "with no key at all every published model is refused)",
+    ),
+    (
+        "--allow-unsigned-models",
+        "EDGE_MNIST_ALLOW_UNSIGNED_MODELS",
+        bool,
+        "also serve unsigned models, and with no trusted key every model unchecked for origin "
+        "(a warning at every model)",
+    ),
 )
 
 
@@ -162,7 +180,8 @@ SUMMARY_ENV = "EDGE_MNIST_SUMMARY"  # edge-app run --summary: the run summary's 
 
 #: The edge's ``EDGE_MNIST_*`` env vars (name -> help text): its flags' and the secret it reads.
 EDGE_ENV_VARS: dict[str, str] = {env: text for _, env, _, text in EDGE_ENV} | {
-    "EDGE_MNIST_EDGE_TOKEN": "bearer token that HTTP pushes need, when set (secret; never a flag)",
+    "EDGE_MNIST_EDGE_TOKEN": "bearer token that HTTP pushes need; when unset, one is generated and printed "
+    "at start (secret; never a flag)",
     SUMMARY_ENV: "file the run's summary is appended to as one JSON line when the run ends",
 }
 

@@ -9,6 +9,7 @@ __all__ = [
     "ModelError",
     "BrokerUnavailable",
     "DataError",
+    "AccessDenied",
 ]
 
 
@@ -18,6 +19,10 @@ class EdgeMnistError(Exception):
 
 class ConfigError(EdgeMnistError):
     """A setting is unknown, missing or inconsistent; the message names it."""
+
+
+class AccessDenied(ConfigError):
+    """The broker's authorizer refused an operation; the message names the user, topic and permission."""
 
 
 class SchemaError(EdgeMnistError):

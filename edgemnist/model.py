@@ -17,6 +17,7 @@ import dataclasses
 import hashlib
 import io
 import json
+import re
 import zipfile
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -276,13 +277,52 @@ def save_model(
     return model_path, card_path
 
 
-def _types_in(data: bytes, name: str) -> set[str]:
-    """Every type named in a skops file's schema, found before anything is built from it."""
+MAX_MODEL_UNPACKED_BYTES = 64 * 2**20  # all members of a skops archive, unpacked (a model is ~1 MB)
+MAX_SCHEMA_BYTES = 4 * 2**20  # schema.json, unpacked
+MAX_SCHEMA_DEPTH = 100  # nesting of schema.json; ours nests about 10 deep
+_JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"')
+
+
+def _json_depth(text: bytes) -> int:
+    """How deep JSON arrays and objects nest, counted without parsing (so without recursion).
+
+    >>> _json_depth(b'{"a": [1, {"b": "[[["}]}')
+    3
+    """
+    bare = np.frombuffer(_JSON_STRING.sub(b"", text), np.uint8)
+    steps = np.isin(bare, (ord("["), ord("{"))).astype(np.int64) - np.isin(bare, (ord("]"), ord("}")))
+    return int(np.cumsum(steps).max(initial=0))
+
+
+def _schema(data: bytes, name: str) -> Any:
+    """schema.json of a skops archive, after the sizes of all members and its nesting are checked."""
     try:
         with zipfile.ZipFile(io.BytesIO(data)) as archive:
-            schema = json.loads(archive.read("schema.json"))
-    except (zipfile.BadZipFile, KeyError, ValueError) as exc:
+            members = archive.infolist()
+            total = sum(m.file_size for m in members)
+            if total > MAX_MODEL_UNPACKED_BYTES:
+                raise ModelError(
+                    f"{name}: the archive's {len(members)} members unpack to {total} bytes, "
+                    f"more than {MAX_MODEL_UNPACKED_BYTES}"
+                )
+            size = archive.getinfo("schema.json").file_size
+            if size > MAX_SCHEMA_BYTES:
+                raise ModelError(f"{name}: schema.json unpacks to {size} bytes, more than {MAX_SCHEMA_BYTES}")
+            text = archive.read("schema.json")  # zipfile stops at the declared size and checks the CRC
+    except (zipfile.BadZipFile, KeyError, ValueError, EOFError, NotImplementedError) as exc:
         raise ModelError(f"{name}: not a skops model file ({exc})") from exc
+    depth = _json_depth(text)
+    if depth > MAX_SCHEMA_DEPTH:
+        raise ModelError(f"{name}: schema.json nests {depth} levels deep, more than {MAX_SCHEMA_DEPTH}")
+    try:
+        return json.loads(text)
+    except (ValueError, RecursionError) as exc:
+        raise ModelError(f"{name}: not a skops model file ({exc})") from exc
+
+
+def _types_in(data: bytes, name: str) -> set[str]:
+    """Every type named in a skops file's schema, found before anything is built from it."""
+    schema = _schema(data, name)
     found: set[str] = set()
     todo: list[Any] = [schema]
     while todo:

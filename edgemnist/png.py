@@ -41,13 +41,28 @@ import zlib
 from collections.abc import Iterator
 from typing import Literal, NamedTuple
 
-__all__ = ["SIGNATURE", "IHDR_SIZE", "Header", "ChunkError", "read_header", "chunks"]
+from edgemnist.errors import SchemaError
+
+__all__ = [
+    "SIGNATURE",
+    "IHDR_SIZE",
+    "MAX_IMAGE_SIDE",
+    "MAX_RAW_BYTES",
+    "Header",
+    "ChunkError",
+    "read_header",
+    "chunks",
+    "check_png",
+]
 
 SIGNATURE = b"\x89PNG\r\n\x1a\n"
 IHDR_SIZE = 13  # bytes of IHDR data, fixed by the PNG spec
 _CHUNK = struct.Struct(">I4s")
 _IHDR = struct.Struct(">IIBBBBB")
 _MAX_LENGTH = 2**31 - 1  # the largest chunk length the spec allows
+# Camera frames are 28x28; a frame from a PNG folder may be larger. Checked in the PNG header,
+# before anything is inflated, so a small file cannot make anyone allocate gigabytes.
+MAX_IMAGE_SIDE = 1024
 
 
 class Header(NamedTuple):
@@ -122,3 +137,112 @@ def chunks(data: bytes) -> Iterator[tuple[bytes, bytes]]:
         if kind == b"IEND":
             return
         pos = stop + 4
+
+
+# bits per pixel per PNG colour type, for each allowed bit depth (PNG spec, table 11.1)
+_CHANNELS = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}
+_DEPTHS = {0: (1, 2, 4, 8, 16), 2: (8, 16), 3: (1, 2, 4, 8), 4: (8, 16), 6: (8, 16)}
+_ADAM7 = ((0, 0, 8, 8), (4, 0, 8, 8), (0, 4, 4, 8), (2, 0, 4, 4), (0, 2, 2, 4), (1, 0, 2, 2), (0, 1, 1, 2))
+
+
+def _raw_size(width: int, height: int, bits: int, interlaced: bool) -> int:
+    """Bytes of filtered scanlines (a filter byte per row) the IDAT stream must inflate to."""
+    if not interlaced:
+        return height * (1 + (width * bits + 7) // 8)
+    total = 0
+    for x0, y0, dx, dy in _ADAM7:
+        w, h = (width - x0 + dx - 1) // dx, (height - y0 + dy - 1) // dy
+        if w and h:
+            total += h * (1 + (w * bits + 7) // 8)
+    return total
+
+
+MAX_RAW_BYTES = _raw_size(MAX_IMAGE_SIDE, MAX_IMAGE_SIDE, 64, False)  # the most a valid PNG may inflate to
+
+
+def check_png(data: bytes, what: str = "image") -> tuple[int, int]:
+    r"""(width, height) of a complete, well-formed PNG within the limits; SchemaError naming `what` if not.
+
+    The one check every way in uses: event images, training events, prediction requests and
+    HTTP push. It reads the header first (a small file claiming a huge image is refused before
+    anything is inflated), verifies every chunk's CRC, requires IHDR first, PLTE for palette
+    images, IDAT and IEND, then inflates the IDAT stream with zlib, bounded by the size the
+    header implies, and checks it holds exactly that many bytes with a valid filter type on
+    every row. A decompression bomb therefore costs at most a few megabytes.
+
+    >>> check_png(b"GIF89a", "images[0]")
+    Traceback (most recent call last):
+    edgemnist.errors.SchemaError: images[0] is not a PNG (bad signature)
+    >>> bomb = SIGNATURE + struct.pack(">I4sIIBBBBB", 13, b"IHDR", 20000, 20000, 1, 0, 0, 0, 0)
+    >>> check_png(bomb + bytes(4), "the body")
+    Traceback (most recent call last):
+    edgemnist.errors.SchemaError: the body is a 20000x20000 PNG; each side must be 1..1024 pixels
+    """
+    if not data.startswith(SIGNATURE):
+        raise SchemaError(f"{what} is not a PNG (bad signature)")
+    head = read_header(data)
+    if head is None:
+        raise SchemaError(f"{what} is not a readable PNG (no IHDR header)")
+    if not (0 < head.width <= MAX_IMAGE_SIDE and 0 < head.height <= MAX_IMAGE_SIDE):
+        raise SchemaError(
+            f"{what} is a {head.width}x{head.height} PNG; each side must be 1..{MAX_IMAGE_SIDE} pixels"
+        )
+    bad = _problem(data, head)
+    if bad:
+        raise SchemaError(f"{what} is not a readable PNG ({bad})")
+    return head.width, head.height
+
+
+def _problem(data: bytes, head: Header) -> str | None:
+    """What is wrong with a PNG whose signature and size were checked; None when nothing is."""
+    width, height, depth, colour, compression, filtering, interlace = head
+    if int.from_bytes(data[8:12], "big") != IHDR_SIZE or depth not in _DEPTHS.get(colour, ()):
+        return f"bad IHDR: bit depth {depth}, colour type {colour}"
+    if compression or filtering or interlace > 1:
+        return "bad IHDR: unknown compression, filter or interlace method"
+    expected = _raw_size(width, height, depth * _CHANNELS[colour], interlace == 1)
+    inflate = zlib.decompressobj()
+    raw = bytearray()
+    seen: list[bytes] = []
+    try:
+        for kind, body in chunks(data):
+            if kind == b"IDAT":
+                if seen and seen[-1] != b"IDAT" and b"IDAT" in seen:
+                    return "IDAT chunks are not consecutive"
+                try:
+                    raw += inflate.decompress(body, expected + 1 - len(raw))
+                except zlib.error as exc:
+                    return f"bad image data: {exc}"
+                if len(raw) > expected or inflate.unconsumed_tail:
+                    return "image data is larger than its header says"
+            seen.append(kind)
+    except ChunkError as exc:
+        return str(exc)
+    if b"IDAT" not in seen:
+        return "no IDAT chunk"
+    if colour == 3 and b"PLTE" not in seen:
+        return "palette image without PLTE chunk"
+    if not inflate.eof or len(raw) != expected:
+        return f"image data truncated: {len(raw)} of {expected} bytes"
+    bits = depth * _CHANNELS[colour]
+    starts = (
+        range(0, len(raw), 1 + (width * bits + 7) // 8)
+        if interlace == 0
+        else _row_starts(width, height, bits)
+    )
+    if max(raw[k] for k in starts) > 4:
+        return "unknown row filter type"
+    return None
+
+
+def _row_starts(width: int, height: int, bits: int) -> list[int]:
+    """Where each row's filter byte sits in an Adam7-interlaced image's inflated data."""
+    out: list[int] = []
+    pos = 0
+    for x0, y0, dx, dy in _ADAM7:
+        w, h = (width - x0 + dx - 1) // dx, (height - y0 + dy - 1) // dy
+        if w and h:
+            row = 1 + (w * bits + 7) // 8
+            out += range(pos, pos + h * row, row)
+            pos += h * row
+    return out

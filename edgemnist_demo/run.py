@@ -28,6 +28,7 @@ from edgemnist import topics
 from edgemnist.errors import BrokerUnavailable, ConfigError
 from edgemnist.model import ensure_model
 from edgemnist.runsummary import read_summary
+from edgemnist.signing import PRIVATE_KEY_FILE, PUBLIC_KEY_FILE, init_keys
 from edgemnist_demo.broker import LocalBroker, port_in_use, terminate, wait_for_port
 
 __all__ = ["DemoOptions", "run_demo", "camera_plan"]
@@ -136,6 +137,14 @@ def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
+def _ensure_keys(directory: Path, say: TextIO) -> Path:
+    """The demo's model signing key pair, made on first run (the hub signs, the edges trust hub.pub)."""
+    if not (directory / PRIVATE_KEY_FILE).exists():
+        key = init_keys(directory)
+        print(f"keys:   made signing key {key.key_id} in {directory}", file=say)
+    return directory
+
+
 def run_demo(opts: DemoOptions, say: TextIO = sys.stderr) -> dict[str, Any]:
     """Run the demo until `duration` passes, Ctrl-C or SIGTERM; return the summary."""
     # Explicit: a shell's background job starts with SIGINT ignored, and SIGTERM must clean up too.
@@ -144,6 +153,7 @@ def run_demo(opts: DemoOptions, say: TextIO = sys.stderr) -> dict[str, Any]:
     _check_ports(opts)
     model = _ensure_model(opts.model, say)
     state, env = _state_dir(opts)
+    _demo_keys(state, env, say)
     procs, broker, hub_started = _Procs(), None, False
     api = f"http://127.0.0.1:{opts.port}"
     try:
@@ -190,6 +200,14 @@ def _demo_tokens(state: Path, token: str) -> Path:
     if book is None or book.person(token) is None:
         add_person(path, "demo" if book is None else f"demo-{len(book) + 1}", "operator", token=token)
     return path
+
+
+def _demo_keys(state: Path, env: dict[str, str], say: TextIO) -> Path:
+    """Make the demo's key pair on first run; the hub signs with it (by path: the key stays in its
+    0600 file) and every edge trusts its hub.pub. Returns hub.pub."""
+    keys = _ensure_keys(state / "keys", say)
+    env["EDGE_MNIST_SIGNING_KEY"] = str(keys / PRIVATE_KEY_FILE)
+    return keys / PUBLIC_KEY_FILE
 
 
 def _submit_hub(
@@ -257,6 +275,8 @@ def _start_edges(
                 "5",
                 "--summary",
                 str(state / SUMMARY.format(name)),
+                "--trusted-keys",
+                str(state / "keys" / PUBLIC_KEY_FILE),
                 *(["--distort", distort] if distort else []),
             ],
             state / f"edge-{name}.log",

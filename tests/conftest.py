@@ -48,6 +48,26 @@ def pytest_make_collect_report(collector: pytest.Collector) -> Iterator[None]:
     _no_skip(outcome.get_result())  # type: ignore[attr-defined]
 
 
+@pytest.fixture(scope="session", autouse=True)
+def model_signing_keys(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """One key pair for the session, as a deployment has: every hub and `metro-app` command the
+    tests start signs with it (EDGE_MNIST_SIGNING_KEY) and every edge trusts it
+    (EDGE_MNIST_TRUSTED_KEYS). Tests of unsigned or foreign models set their own."""
+    from edgemnist.signing import PRIVATE_KEY_FILE, PUBLIC_KEY_FILE, init_keys
+
+    keys = tmp_path_factory.mktemp("keys")
+    init_keys(keys)
+    saved = {k: os.environ.get(k) for k in ("EDGE_MNIST_SIGNING_KEY", "EDGE_MNIST_TRUSTED_KEYS")}
+    os.environ["EDGE_MNIST_SIGNING_KEY"] = str(keys / PRIVATE_KEY_FILE)
+    os.environ["EDGE_MNIST_TRUSTED_KEYS"] = str(keys / PUBLIC_KEY_FILE)
+    yield keys
+    for k, v in saved.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+
+
 @pytest.fixture(scope="session")
 def kafka(request: pytest.FixtureRequest) -> Iterator[Broker]:
     """Apache Kafka on loopback for the session (or KAFKA_BOOTSTRAP_SERVERS, or Tansu)."""

@@ -105,9 +105,14 @@ class SecureKafka(ApacheKafka):
 
     kind = f"Apache Kafka {KAFKA_VERSION}, SASL_SSL with {MECHANISM}"
 
-    def __init__(self, users: Mapping[str, str], **kwargs: object) -> None:
+    def __init__(
+        self, users: Mapping[str, str], *, super_users: tuple[str, ...] | None = None, **kwargs: object
+    ) -> None:
+        """`super_users` turns on the standard KRaft authorizer: only they (and the broker) may do
+        anything an ACL does not allow; None (default) runs without an authorizer."""
         super().__init__(**kwargs)  # type: ignore[arg-type]
         self.users = dict(users)
+        self.super_users = super_users
         self._broker_password = secrets.token_urlsafe(18)
         self.tls = make_tls(self.workdir / "tls")
 
@@ -141,6 +146,14 @@ class SecureKafka(ApacheKafka):
             "ssl.truststore.location": str(self.tls.ca_file),
             "ssl.client.auth": "none",
         })  # fmt: skip
+        if self.super_users is not None:
+            # the controller listener is PLAINTEXT on loopback: its principal is ANONYMOUS
+            supers = ["broker", "ANONYMOUS", *self.super_users]
+            props.update({
+                "authorizer.class.name": "org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+                "super.users": ";".join(f"User:{u}" for u in supers),
+                "allow.everyone.if.no.acl.found": "false",
+            })  # fmt: skip
         return props
 
     def _format_args(self) -> list[str]:

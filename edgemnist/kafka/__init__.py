@@ -9,6 +9,7 @@ The code lives in `edgemnist.kafka.clients` (client factories, SteadyConsumer),
 
 from __future__ import annotations
 
+from edgemnist.kafka.acls import Grant, create_acls, kafka_acls_commands, needs
 from edgemnist.kafka.admin import _admin, check_access, ensure_topics, wait_for_broker
 from edgemnist.kafka.clients import (
     CONSUMER_DEFAULTS,
@@ -38,5 +39,9 @@ __all__ = [
     "TopicReader",
     "PRODUCER_DEFAULTS",
     "CONSUMER_DEFAULTS",
+    "Grant",
+    "needs",
+    "create_acls",
+    "kafka_acls_commands",
     "_admin",
 ]

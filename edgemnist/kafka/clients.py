@@ -17,7 +17,7 @@ from kafka.consumer import KafkaConsumer
 from kafka.producer import KafkaProducer
 from kafka.structs import TopicPartition
 
-from edgemnist.errors import BrokerUnavailable, ConfigError
+from edgemnist.errors import AccessDenied, BrokerUnavailable, ConfigError
 from edgemnist.kafka.diagnose import misconfiguration, watch_connections
 from edgemnist.kafka.settings import KafkaSettings
 
@@ -73,6 +73,31 @@ def is_unavailable(exc: BaseException) -> bool:
     return isinstance(exc, kerrors.KafkaError) and (
         exc.retriable or isinstance(exc, kerrors.BrokerNotAvailableError)
     )
+
+
+_DENIED = (kerrors.TopicAuthorizationFailedError, kerrors.GroupAuthorizationFailedError)
+
+
+def _denied(settings: KafkaSettings, action: str, topic: str, exc: BaseException) -> BaseException:
+    """An authorizer's refusal as AccessDenied naming the user, the topic and the permission; else `exc`.
+
+    >>> s = KafkaSettings(bootstrap_servers=("b:9093",), security_protocol="SASL_PLAINTEXT",
+    ...                   sasl_mechanism="PLAIN", sasl_username="edge", sasl_password="pw")
+    >>> print(_denied(s, "write", "edge-mnist.models", kerrors.TopicAuthorizationFailedError()))
+    Kafka user 'edge' may not write topic 'edge-mnist.models' (TopicAuthorizationFailedError): grant it Write and Describe on that topic (docs/security.md, Kafka)
+    """
+    if not isinstance(exc, _DENIED):
+        return exc
+    user = settings.sasl_username or "ANONYMOUS"
+    name = type(exc).__name__
+    if isinstance(exc, kerrors.GroupAuthorizationFailedError):
+        text = f"Kafka user {user!r} may not use its consumer group on topic {topic!r} ({name}): grant it Read on that group"
+    else:
+        need = {"write": "Write and Describe", "read": "Read and Describe"}.get(action, action)
+        text = f"Kafka user {user!r} may not {action} topic {topic!r} ({name}): grant it {need} on that topic"
+    err = AccessDenied(f"{text} (docs/security.md, Kafka)")
+    err.__cause__ = exc
+    return err
 
 
 def _unavailable(settings: KafkaSettings, what: str, exc: BaseException | None) -> BrokerUnavailable:

@@ -14,7 +14,7 @@ from typing import Any, Literal
 import kafka.errors as kerrors
 
 from edgemnist.errors import BrokerUnavailable
-from edgemnist.kafka.clients import _unavailable, is_unavailable, make_producer
+from edgemnist.kafka.clients import _DENIED, _denied, _unavailable, is_unavailable, make_producer
 from edgemnist.kafka.settings import KafkaSettings
 
 __all__ = ["EventProducer"]
@@ -97,8 +97,14 @@ class EventProducer:
         with _max_block(producer, deadline):
             for i, (key, value) in enumerate(records):
                 try:
-                    futures[i] = producer.send(topic, value=value, key=key)
+                    future = futures[i] = producer.send(topic, value=value, key=key)
+                    if future.is_done and isinstance(future.exception, _DENIED):
+                        raise future.exception  # refused for the topic: so is every record after it
                 except kerrors.KafkaError as exc:
+                    if isinstance(exc, _DENIED):
+                        futures[i] = None
+                        results[i:] = [_denied(self._settings, "write", topic, exc)] * (len(records) - i)
+                        break
                     if not is_unavailable(exc):
                         results[i] = exc
                         continue
@@ -115,7 +121,7 @@ class EventProducer:
         exc = future.exception
         if is_unavailable(exc):
             return _unavailable(self._settings, f"sending to {topic!r}", exc)
-        return exc
+        return _denied(self._settings, "write", topic, exc)
 
     def close(self) -> None:
         """Close the producer, waiting at most ``close_timeout`` for unsent records."""

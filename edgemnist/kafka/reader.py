@@ -12,7 +12,7 @@ import kafka.errors as kerrors
 from kafka.consumer import KafkaConsumer
 from kafka.structs import TopicPartition
 
-from edgemnist.kafka.clients import _unavailable, is_unavailable, make_consumer
+from edgemnist.kafka.clients import _denied, _unavailable, is_unavailable, make_consumer
 from edgemnist.kafka.settings import KafkaSettings
 
 __all__ = ["TopicRecord", "TopicReader"]
@@ -77,7 +77,10 @@ class TopicReader:
         except kerrors.KafkaError as exc:
             if is_unavailable(exc):
                 raise _unavailable(self._settings, f"reading topic {self._topic!r}", exc) from exc
-            raise
+            denied = _denied(self._settings, "read", self._topic, exc)
+            if denied is exc:
+                raise
+            raise denied from exc
 
     def poll(self, timeout: float) -> list[TopicRecord]:
         """The next records, in offset order per partition (empty after `timeout` seconds)."""
@@ -88,7 +91,10 @@ class TopicReader:
         except kerrors.KafkaError as exc:
             if is_unavailable(exc):
                 raise _unavailable(self._settings, f"reading topic {self._topic!r}", exc) from exc
-            raise
+            denied = _denied(self._settings, "read", self._topic, exc)
+            if denied is exc:
+                raise
+            raise denied from exc
         return [
             TopicRecord(r.topic, r.partition, r.offset, r.timestamp, r.key, r.value)
             for records in batches.values()

@@ -1,7 +1,8 @@
 """The model envelope: one record on the models topic carries a skops model and its card.
 
 The value is ``EMM1`` + a 4-byte big-endian header length + a JSON header
-(version, sha256, parent, created, targets, size) + the skops bytes, so the
+(version, sha256, parent, created, targets, size, and ``signature`` when the hub signed it) + the
+skops bytes, so the
 record is self-contained on any broker (no reliance on record headers). The
 record key names the audience: ``*`` for every camera, otherwise the sorted
 target names joined by commas, so a compacted topic keeps the newest model per
@@ -9,7 +10,8 @@ audience and a rollback to the same cameras replaces the canary.
 
 Parsing checks the envelope's shape only; the model's sha256 and its types are
 verified when it is loaded (`edgemnist.model.load_model_bytes`), which is where
-a tampered or foreign model is refused.
+a tampered or foreign model is refused. The signature (`edgemnist.signing`) is checked by the
+edge against its trusted keys before the model is loaded.
 
 >>> env = ModelEnvelope("m-1", "0" * 64, b"PK", targets=("RotB",))
 >>> back = ModelEnvelope.from_record(*env.to_record())
@@ -21,6 +23,7 @@ a tampered or foreign model is refused.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import struct
 from collections.abc import Iterable
@@ -30,6 +33,7 @@ from typing import Any
 import orjson
 
 from edgemnist.errors import SchemaError
+from edgemnist.signing import ModelSignature, SigningKey, TrustedKeys
 
 __all__ = ["MODEL_MAGIC", "MAX_MODEL_BYTES", "ALL_CAMERAS", "ModelEnvelope"]
 
@@ -59,6 +63,7 @@ class ModelEnvelope:
     parent: str | None = None
     created: str | None = None
     targets: tuple[str, ...] | None = None  # None = every camera
+    signature: ModelSignature | None = None
 
     @property
     def key(self) -> bytes:
@@ -73,7 +78,7 @@ class ModelEnvelope:
         return self.targets is None or targets_match(camera, self.targets)
 
     def header(self) -> dict[str, Any]:
-        return {
+        head: dict[str, Any] = {
             "version": self.version,
             "sha256": self.sha256,
             "parent": self.parent,
@@ -81,6 +86,20 @@ class ModelEnvelope:
             "targets": None if self.targets is None else list(self.targets),
             "size": len(self.data),
         }
+        if self.signature is not None:
+            head["signature"] = self.signature.to_json()
+        return head
+
+    def signed(self, key: SigningKey) -> ModelEnvelope:
+        """This envelope with `key`'s signature over the model bytes, version, targets and parent."""
+        sig = key.sign_model(self.data, version=self.version, targets=self.targets, parent=self.parent)
+        return dataclasses.replace(self, signature=sig)
+
+    def check_signature(self, trusted: TrustedKeys) -> str | None:
+        """None when a key in `trusted` signed this model for this audience, else why not."""
+        return trusted.check_model(
+            self.data, self.signature, version=self.version, targets=self.targets, parent=self.parent
+        )
 
     def to_record(self) -> tuple[bytes, bytes]:
         """(key, value) for the models topic."""
@@ -113,6 +132,7 @@ class ModelEnvelope:
             parent=_text(head, "parent", where, optional=True),
             created=_text(head, "created", where, optional=True),
             targets=_targets(head.get("targets"), where),
+            signature=_signature(head.get("signature"), where),
         )
 
 
@@ -151,3 +171,12 @@ def _targets(v: Any, where: str) -> tuple[str, ...] | None:
     ):
         raise SchemaError(f"{where}: header key 'targets' must be null or a non-empty list of camera names")
     return tuple(v)
+
+
+def _signature(v: Any, where: str) -> ModelSignature | None:
+    if v is None:
+        return None
+    try:
+        return ModelSignature.from_json(v)
+    except ValueError as exc:
+        raise SchemaError(f"{where}: header key 'signature': {exc}") from exc

@@ -239,6 +239,8 @@ def _check_metrics(m: WireMetrics, latest: datetime) -> None:
         raise _Refuse
     if m.correct is not None and m.labelled is not None and m.correct > m.labelled:
         raise _Refuse
+    if m.labelled is not None and m.labelled > (total if m.images is None else min(m.images, total)):
+        raise _Refuse
     _text(m.id, m.model_version)
     _stamp(m.timestamp, latest)
     _stamp(m.window_start, latest)

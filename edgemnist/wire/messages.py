@@ -298,7 +298,9 @@ class MetricsMessage:
             if oc is None:
                 raise SchemaError(f"{origin}: key 'outbox' must be an object")
             outbox = OutboxStats(oc.int_("pending", lo=0), oc.int_("dropped", lo=0))
-        labelled = c.int_("labelled", optional=True, lo=0)
+        images = c.int_("images", optional=True, lo=0)
+        # a labelled image is one of the window's images: never more than it scored
+        labelled = c.int_("labelled", optional=True, lo=0, hi=total if images is None else min(images, total))
         correct = c.int_("correct", optional=True, lo=0, hi=labelled)
         return cls(
             camera_metrics=counts,
@@ -311,7 +313,7 @@ class MetricsMessage:
             model_version=c.str_("model_version", optional=True),
             window_start=c.timestamp("window_start", optional=True),
             window_end=c.timestamp("window_end", optional=True),
-            images=c.int_("images", optional=True, lo=0),
+            images=images,
             outbox=outbox,
             labelled=labelled,
             correct=correct,

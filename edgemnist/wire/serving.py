@@ -24,7 +24,7 @@ import numpy as np
 import orjson
 
 from edgemnist.errors import SchemaError
-from edgemnist.png import SIGNATURE as PNG_SIGNATURE
+from edgemnist.png import check_png
 from edgemnist.prep import PIXELS, SHAPE
 from edgemnist.wire.messages import Origin
 
@@ -177,8 +177,10 @@ def _png(v: Any, where: str, rid: str) -> bytes:
         png = base64.b64decode(v, validate=True)
     except (binascii.Error, ValueError) as exc:
         raise RequestError(f"{where}: 'image' is not valid base64", rid) from exc
-    if not png.startswith(PNG_SIGNATURE):
-        raise RequestError(f"{where}: 'image' is not a PNG", rid)
+    try:
+        check_png(png, f"{where}: malformed image: 'image'")
+    except SchemaError as exc:
+        raise RequestError(str(exc), rid) from exc
     return png
 
 

@@ -12,6 +12,7 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
 
+from edgemnist.signing import SigningKey
 from metro_app.access import AccessGate, Person
 from metro_app.api import alerts, audit, cameras, health, images, labels, models, rollouts, views
 from metro_app.api.deps import Hub
@@ -36,6 +37,7 @@ def create_app(
     retrain: RetrainJobs | None = None,
     max_body: int = MAX_BODY_BYTES,
     rollout_policy: Policy | None = None,
+    signing_key: SigningKey | None = None,
 ) -> FastAPI:
     """The API over one store; `health` adds the consumer's figures to GET /health, `retrain` runs retrains.
 
@@ -45,7 +47,9 @@ def create_app(
     """
     gate = gate or AccessGate(token=token)
     app = FastAPI(title="edge-mnist hub", version="1", description=__doc__)
-    app.state.hub = Hub.over(store, gate=gate, health=health, retrain=retrain, policy=rollout_policy)
+    app.state.hub = Hub.over(
+        store, gate=gate, health=health, retrain=retrain, policy=rollout_policy, signing_key=signing_key
+    )
 
     def record(person: Person, route: str, path: str, status: int, detail: dict[str, Any]) -> None:
         store.add_audit(person.name, person.role, person.verified, route, path, status, detail)

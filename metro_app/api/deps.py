@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated, Any
 
 from fastapi import Depends, Header, HTTPException, Request
 
+from edgemnist.signing import SigningKey
 from metro_app.access import AccessGate, Person, Role
 from metro_app.rollout.policy import Policy
 from metro_app.store import Store
@@ -39,6 +40,7 @@ class Hub:
     health: Callable[[], dict[str, Any]] | None
     started: float
     gate: AccessGate
+    signing_key: SigningKey | None = field(default=None, repr=False)  # signs model files served
 
     @classmethod
     def over(
@@ -49,10 +51,13 @@ class Hub:
         health: Callable[[], dict[str, Any]] | None,
         retrain: RetrainJobs | None,
         policy: Policy | None,
+        signing_key: SigningKey | None = None,
     ) -> Hub:
         """The state for an app over `store`; its uptime counts from now."""
         book = RolloutBook(store)
-        return cls(store, Views(store), book, policy or Policy(), retrain, health, time.time(), gate)
+        return cls(
+            store, Views(store), book, policy or Policy(), retrain, health, time.time(), gate, signing_key
+        )
 
 
 async def hub(request: Request) -> Hub:

@@ -18,8 +18,11 @@ router = APIRouter()
 def get_health(hub: HubDep) -> dict[str, Any]:
     counts = hub.store.counts()
     consumer = hub.health() if hub.health is not None else {}
+    loops = consumer.get("loops") or {}
+    stuck = sorted(name for name, loop in loops.items() if (loop or {}).get("stuck_seconds"))
     return {
-        "status": "degraded" if consumer.get("store_failing") else "ok",
+        "status": "degraded" if consumer.get("store_failing") or stuck else "ok",
+        "degraded": stuck,  # the loops that made no progress past a record for longer than their period
         "uptime": time.time() - hub.started,
         "consumer_lag": consumer.get("lag"),
         "stored": {k: counts[k] for k in ("metrics", "images", "labels", "models")},

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Request, Response
@@ -66,8 +67,32 @@ def model_file(hub: HubDep, version: str) -> Response:
     data = hub.store.model_file(version)
     if data is None:
         raise HTTPException(status_code=404, detail=f"no model version {version!r} in the registry")
-    return Response(
-        content=data,
-        media_type="application/octet-stream",
-        headers={"Content-Disposition": f'attachment; filename="{version}.skops"'},
-    )
+    headers = {"Content-Disposition": f'attachment; filename="{version}.skops"'}
+    card = _signature_card(hub, version, data)
+    if card is not None:
+        headers["X-Model-Signature"] = json.dumps(card, separators=(",", ":"))
+    return Response(content=data, media_type="application/octet-stream", headers=headers)
+
+
+@router.get("/models/{version}/signature")
+def model_signature(hub: HubDep, version: str) -> dict[str, Any]:
+    """The model file's signature card (save it as ``<version>.sig.json`` for `metro-app keys verify`)."""
+    data = hub.store.model_file(version)
+    if data is None:
+        raise HTTPException(status_code=404, detail=f"no model version {version!r} in the registry")
+    card = _signature_card(hub, version, data)
+    if card is None:
+        raise HTTPException(
+            status_code=404, detail="this hub has no signing key (metro-app run --signing-key)"
+        )
+    return card
+
+
+def _signature_card(hub: Hub, version: str, data: bytes) -> dict[str, Any] | None:
+    """Version, parent, targets (every camera) and the hub's signature over them and the bytes."""
+    if hub.signing_key is None:
+        return None
+    model = hub.store.model(version) or {}
+    parent = model.get("parent")
+    sig = hub.signing_key.sign_model(data, version=version, targets=None, parent=parent)
+    return {"version": version, "parent": parent, "targets": None, "role": None, "signature": sig.to_json()}

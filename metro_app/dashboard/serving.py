@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import time
 import urllib.error
 import urllib.request
@@ -71,7 +72,11 @@ def ask_hub(
 def push_to_edge(
     edge_url: str | None, start: int = 0, end: int = 5, token: str | None = None
 ) -> dict[str, Any]:
-    """POST /push?start_idx=&end_idx= to an edge started with --http-port, and print the answer."""
+    """POST /push?start_idx=&end_idx= to an edge started with --http-port, and print the answer.
+
+    The token defaults to env EDGE_MNIST_EDGE_TOKEN: every push needs one (or `--http-no-auth`).
+    """
+    token = token or os.environ.get("EDGE_MNIST_EDGE_TOKEN")
     if not edge_url:
         print("HTTP push: no edge URL given (start one with: edge-app run --http-port 8081)")
         return {}

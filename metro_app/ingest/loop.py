@@ -20,7 +20,7 @@ import sqlalchemy as sa
 
 from edgemnist import topics
 from edgemnist.wire.messages import Origin
-from metro_app.ingest.runloop import rewind, run_forever
+from metro_app.ingest.runloop import LoopHealth, rewind, run_forever
 from metro_app.ingest.validate import RecordLike, Valid, Validator
 from metro_app.store import DeadLetter, Store, WriteResult
 from metro_app.store.items import Item
@@ -122,6 +122,7 @@ class HubLoop:
         self.retry_seconds = retry_seconds
         self.lag_interval = lag_interval
         self.stats = HubStats()
+        self.health = LoopHealth("hub")
         self._lag_at = 0.0
         self._on_stored = on_stored
         self.async_commits = async_commits
@@ -224,7 +225,7 @@ class HubLoop:
 
     def run(self, stop: threading.Event) -> None:
         """Loop until `stop` is set; one bad record or a failed batch never ends it."""
-        run_forever(self.step, stop, self.retry_seconds, "hub loop: a batch", log)
+        run_forever(self.step, stop, self.retry_seconds, "hub loop: a batch", log, health=self.health)
         self.flush_commits()
 
     def _split(self, records: list[RecordLike]) -> tuple[list[Any], list[Any], list[Any]]:

@@ -5,13 +5,12 @@ from __future__ import annotations
 import binascii
 import dataclasses
 import logging
-import zlib
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from edgemnist import png
 from edgemnist.errors import SchemaError
+from edgemnist.png import MAX_IMAGE_SIDE, check_png
 from edgemnist.wire.fast import WireMetrics, fast_decode
 from edgemnist.wire.messages import (
     FUTURE_TOLERANCE,
@@ -28,9 +27,6 @@ __all__ = ["MAX_IMAGE_SIDE", "RecordLike", "Validator", "derived_id", "Valid"]
 
 log = logging.getLogger(__name__)
 Valid = MetricsMessage | UncertainImage
-# Camera frames are 28x28; a frame from a PNG folder may be larger. Checked in the PNG header,
-# before anything is decoded, so a small file cannot make the hub allocate gigabytes.
-MAX_IMAGE_SIDE = 1024
 
 
 class RecordLike(Protocol):
@@ -48,24 +44,6 @@ def derived_id(topic: str, partition: int, offset: int) -> str:
     return f"{topic}:{partition}:{offset}"
 
 
-# bits per pixel per PNG colour type, for each allowed bit depth (PNG spec, table 11.1)
-_CHANNELS = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}
-_DEPTHS = {0: (1, 2, 4, 8, 16), 2: (8, 16), 3: (1, 2, 4, 8), 4: (8, 16), 6: (8, 16)}
-_ADAM7 = ((0, 0, 8, 8), (4, 0, 8, 8), (0, 4, 4, 8), (2, 0, 4, 4), (0, 2, 2, 4), (1, 0, 2, 2), (0, 1, 1, 2))
-
-
-def _raw_size(width: int, height: int, bits: int, interlaced: bool) -> int:
-    """Bytes of filtered scanlines (a filter byte per row) the IDAT stream must inflate to."""
-    if not interlaced:
-        return height * (1 + (width * bits + 7) // 8)
-    total = 0
-    for x0, y0, dx, dy in _ADAM7:
-        w, h = (width - x0 + dx - 1) // dx, (height - y0 + dy - 1) // dy
-        if w and h:
-            total += h * (1 + (w * bits + 7) // 8)
-    return total
-
-
 def _png_bytes(msg: UncertainImage, origin: Origin | _LazyOrigin) -> bytes:
     try:
         return binascii.a2b_base64(msg.image, strict_mode=True)
@@ -74,79 +52,8 @@ def _png_bytes(msg: UncertainImage, origin: Origin | _LazyOrigin) -> bytes:
 
 
 def _check_png(msg: UncertainImage, origin: Origin | _LazyOrigin) -> None:
-    """A complete, well-formed PNG of bounded size, checked without decoding pixels.
-
-    Reads the header first (a small file claiming a huge image is refused before anything is
-    inflated), verifies every chunk's CRC, requires IHDR first, PLTE for palette images, IDAT and
-    IEND, then inflates the IDAT stream with zlib, bounded by the size the header implies, and
-    checks it holds exactly that many bytes with a valid filter type on every row.
-    """
-    data = _png_bytes(msg, origin)
-    if not data.startswith(png.SIGNATURE):
-        raise SchemaError(f"{origin}: key 'image' is not a PNG (bad signature)")
-    head = png.read_header(data)
-    if head is None:
-        raise SchemaError(f"{origin}: key 'image' is not a readable PNG (no IHDR header)")
-    width, height = head.width, head.height
-    if not (0 < width <= MAX_IMAGE_SIDE and 0 < height <= MAX_IMAGE_SIDE):
-        raise SchemaError(
-            f"{origin}: key 'image' is a {width}x{height} PNG; each side must be 1..{MAX_IMAGE_SIDE} pixels"
-        )
-    bad = _png_problem(data, head)
-    if bad:
-        raise SchemaError(f"{origin}: key 'image' is not a readable PNG ({bad})")
-
-
-def _png_problem(data: bytes, head: png.Header) -> str | None:
-    """What is wrong with a PNG whose signature and size were checked; None when nothing is."""
-    width, height, depth, colour, compression, filtering, interlace = head
-    if int.from_bytes(data[8:12], "big") != png.IHDR_SIZE or depth not in _DEPTHS.get(colour, ()):
-        return f"bad IHDR: bit depth {depth}, colour type {colour}"
-    if compression or filtering or interlace > 1:
-        return "bad IHDR: unknown compression, filter or interlace method"
-    expected = _raw_size(width, height, depth * _CHANNELS[colour], interlace == 1)
-    inflate = zlib.decompressobj()
-    raw = bytearray()
-    seen: list[bytes] = []
-    try:
-        for kind, body in png.chunks(data):
-            if kind == b"IDAT":
-                if seen and seen[-1] != b"IDAT" and b"IDAT" in seen:
-                    return "IDAT chunks are not consecutive"
-                try:
-                    raw += inflate.decompress(body, expected + 1 - len(raw))
-                except zlib.error as exc:
-                    return f"bad image data: {exc}"
-                if len(raw) > expected or inflate.unconsumed_tail:
-                    return "image data is larger than its header says"
-            seen.append(kind)
-    except png.ChunkError as exc:
-        return str(exc)
-    if b"IDAT" not in seen:
-        return "no IDAT chunk"
-    if colour == 3 and b"PLTE" not in seen:
-        return "palette image without PLTE chunk"
-    if not inflate.eof or len(raw) != expected:
-        return f"image data truncated: {len(raw)} of {expected} bytes"
-    if interlace == 0:
-        row = 1 + (width * depth * _CHANNELS[colour] + 7) // 8
-        if max(raw[::row]) > 4:
-            return "unknown row filter type"
-    elif max(raw[k] for k in _row_starts(width, height, depth * _CHANNELS[colour])) > 4:
-        return "unknown row filter type"
-    return None
-
-
-def _row_starts(width: int, height: int, bits: int) -> list[int]:
-    out: list[int] = []
-    pos = 0
-    for x0, y0, dx, dy in _ADAM7:
-        w, h = (width - x0 + dx - 1) // dx, (height - y0 + dy - 1) // dy
-        if w and h:
-            row = 1 + (w * bits + 7) // 8
-            out += range(pos, pos + h * row, row)
-            pos += h * row
-    return out
+    """The image's PNG within the limits of `edgemnist.png.check_png` (header first, bounded inflate)."""
+    check_png(_png_bytes(msg, origin), f"{origin}: key 'image'")
 
 
 def _own_id(msg: Valid, rec: RecordLike) -> bool:

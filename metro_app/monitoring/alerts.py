@@ -25,6 +25,7 @@ from typing import Any
 import orjson
 
 from edgemnist.wire.messages import MetricsMessage
+from metro_app.ingest.runloop import LoopHealth
 from metro_app.labels.quality import camera_error_counts
 from metro_app.monitoring.drift import CameraDrift, Change, DriftSettings, FleetDrift
 from metro_app.store import Store
@@ -56,6 +57,7 @@ class AlertMonitor:
         self._fleet = FleetDrift(settings)
         self._after = 0
         self._label_marks: tuple[int, int] | None = None
+        self.health = LoopHealth("alerts")  # degraded when one step (say, a huge window) outlasts a minute
         self.stats = {"windows": 0, "changes": 0, "raised": 0, "closed": 0, "sent": 0, "send_errors": 0}
 
     def step(self) -> int:
@@ -87,9 +89,11 @@ class AlertMonitor:
     def run(self, stop: threading.Event, interval: float = 1.0) -> None:
         """Step every `interval` seconds until `stop`; a failing step is logged and retried."""
         while not stop.is_set():
+            self.health.begin()
             try:
                 self.step()
-            except Exception:
+                self.health.done()
+            except Exception:  # health stays begun: a step failing for longer than its period is reported
                 log.exception("alert loop: a step failed; retrying")
             stop.wait(interval)
 

@@ -48,6 +48,7 @@ __all__ = [
 
 DETECTORS = ("adwin", "page_hinkley")
 SIGNALS = ("uncertain_share", "accuracy")
+MAX_BITS_PER_WINDOW = 4096  # detector updates one (pooled) window may expand to
 _WORSE = {"uncertain_share": +1, "accuracy": -1}  # the direction that is bad news
 _HISTORY = 1000  # observations kept per signal for the change-point estimate and the evidence
 
@@ -256,9 +257,16 @@ def _counts(signal: str, obs: Observation) -> tuple[int, int]:
 def _spread(ones: int, n: int) -> list[int]:
     """n bits with `ones` ones spread evenly (the window's order is unknown; clumping would fake a change).
 
+    A window of more than MAX_BITS_PER_WINDOW images is scaled down to that many bits, keeping its
+    share, so one valid but huge window can neither freeze the loop nor grow its memory.
+
     >>> _spread(2, 5)
     [0, 0, 1, 0, 1]
+    >>> len(_spread(10**8, 10**9)), sum(_spread(10**8, 10**9))
+    (4096, 409)
     """
+    if n > MAX_BITS_PER_WINDOW:
+        ones, n = ones * MAX_BITS_PER_WINDOW // n, MAX_BITS_PER_WINDOW
     return [(i + 1) * ones // n - i * ones // n for i in range(n)]
 
 

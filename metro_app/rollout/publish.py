@@ -13,6 +13,7 @@ from typing import Any
 
 from edgemnist import topics
 from edgemnist.errors import BrokerUnavailable, ModelError
+from edgemnist.signing import PUBLIC_KEY_FILE, SigningKey, default_signing_key
 from edgemnist.wire.envelope import MAX_HEADER_BYTES, MAX_MODEL_BYTES, ModelEnvelope
 from metro_app.store import Store
 
@@ -21,6 +22,7 @@ __all__ = [
     "models_topic_config",
     "envelope_for",
     "ModelPublisher",
+    "load_signing_key",
 ]
 
 log = logging.getLogger(__name__)
@@ -47,10 +49,31 @@ def envelope_for(store: Store, version: str, targets: tuple[str, ...] | None = N
     return ModelEnvelope(version, card["sha256"], data, card["parent"], card["created"], targets)
 
 
+def load_signing_key(path: str | None) -> SigningKey:
+    """The hub's signing key from `path` (ConfigError if unreadable).
+
+    Without a path, the key pair in `edgemnist.signing.default_key_dir()`, made on first use: the
+    hub always signs. Edges on this machine trust its hub.pub by default; elsewhere they need it.
+    """
+    if not path:
+        key, file, made = default_signing_key()
+        log.log(
+            logging.WARNING if made else logging.INFO,
+            "no --signing-key (EDGE_MNIST_SIGNING_KEY): signing with key %s from %s%s; give edges on "
+            "other machines %s with --trusted-keys",
+            key.key_id, file, " (made now)" if made else "", file.with_name(PUBLIC_KEY_FILE),
+        )  # fmt: skip
+        return key
+    key = SigningKey.load(path)
+    log.info("signing published models with key %s from %s", key.key_id, path)
+    return key
+
+
 class ModelPublisher:
     """Send registered models to the models topic and mark them published.
 
-    The producer is created on first use (from `edgemnist.kafka`), or handed in by tests.
+    The producer is created on first use (from `edgemnist.kafka`), or handed in by tests. With
+    `signing_key` every envelope is signed for its audience (`edgemnist.signing`).
     """
 
     def __init__(
@@ -60,6 +83,7 @@ class ModelPublisher:
         *,
         producer: Any = None,
         timeout: float = 60.0,
+        signing_key: SigningKey | None = None,
     ) -> None:
         if not topic:
             raise ModelError("the models topic name must not be empty")
@@ -67,6 +91,7 @@ class ModelPublisher:
         self.topic = topic
         self._producer = producer
         self.timeout = timeout
+        self.signing_key = signing_key
         self._ready = producer is not None
 
     def _open(self) -> Any:
@@ -90,21 +115,25 @@ class ModelPublisher:
         status: str = "published",
         why: str = "",
     ) -> ModelEnvelope:
-        """Send the model, wait for the broker's ack, then record its `status` (with an event).
+        """Record a `publishing` event, send the model, wait for the broker's ack, then record its `status`.
 
         `targets` (camera names) limits it to those cameras: a canary (status "canary"), or a
         rollback of one; `why` opens the event's reason.
         """
         envelope = envelope_for(store, version, targets)
+        if self.signing_key is not None:
+            envelope = envelope.signed(self.signing_key)
         key, value = envelope.to_record()
         producer = self._open()
+        audience = "every camera" if targets is None else ", ".join(targets)
+        # recorded before the send: a crash between send and record leaves this mark, not a silent candidate
+        store.note_model_event(version, "publishing", f"sending as {status} on {self.topic} for {audience}")
         try:
             future = producer.send(self.topic, key=key, value=value)
             producer.flush(timeout=self.timeout)
             meta = future.get(timeout=self.timeout)
         except Exception as exc:  # kafka-python raises its own KafkaError family; all mean "not published"
             raise BrokerUnavailable(f"model {version}: not acknowledged on {self.topic!r}: {exc}") from exc
-        audience = "every camera" if targets is None else ", ".join(targets)
         reason = f"on {self.topic} partition {meta.partition} offset {meta.offset} for {audience}"
         reason = f"{why}: {reason}" if why else reason
         store.set_model_status(version, status, reason)

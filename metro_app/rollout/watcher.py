@@ -23,6 +23,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
 from edgemnist.errors import BrokerUnavailable, ConfigError, ModelError
+from metro_app.ingest.runloop import LoopHealth
 from metro_app.rollout.policy import Figures, Policy, figures, judge
 from metro_app.store import Store
 from metro_app.store.rollouts import check_model
@@ -122,6 +123,7 @@ class RolloutWatcher:
         self.interval = interval
         self.lease = store.lease(LEASE_NAME, holder, ttl=lease_ttl)
         self.clock = clock
+        self.health = LoopHealth("rollouts", period=max(60.0, 10 * interval))
         self.stats: dict[str, Any] = {
             "leader": False,
             "ticks": 0,
@@ -241,8 +243,10 @@ class RolloutWatcher:
         """Tick until `stop`; one failed tick is logged and the next one tries again."""
         try:
             while not stop.is_set():
+                self.health.begin()
                 try:
                     self.tick()
+                    self.health.done()
                 except Exception:  # the store or the broker hiccuped; the state is in the store, retry
                     self.stats["errors"] += 1
                     log.exception("rollout watcher: tick failed; retrying in %gs", self.interval)
@@ -261,12 +265,14 @@ def rollback(
     cameras: Sequence[str] | None = None,
     *,
     who: str = "metro-app rollback",
+    force: bool = False,
 ) -> dict[str, Any]:
     """Roll back by hand: end any running canary, then publish `version` (default: the parent of the
     current model) to every camera or to `cameras`.
 
     Without a version or cameras, ending a running canary (its parent back on its canary
-    cameras) is the whole rollback. Returns what was done.
+    cameras) is the whole rollback. A version that never served (never published, never a
+    canary: an imported candidate, say) needs `force`. Returns what was done.
     """
     book = store.rollout_book()
     ended = []
@@ -288,6 +294,13 @@ def rollback(
     if not target:
         raise ModelError("nothing to roll back to: the current model has no parent; name a VERSION")
     check_model(store, target)
+    row = store.model(target) or {}
+    served = any(e["status"] in ("published", "canary") for e in row.get("events", ()))
+    if not served and not force:
+        raise ModelError(
+            f"model {target} has never served (status {row.get('status')}): it was never published nor a "
+            "canary; roll back to it only with --force"
+        )
     audience = tuple(cameras) if cameras else None
     where = "every camera" if audience is None else ", ".join(audience)
     publisher.publish(store, target, audience, why=f"rollback by hand ({who}) on {where}")

@@ -25,7 +25,7 @@ from edgemnist.model import Model, ensure_model, load_model, load_model_bytes
 from edgemnist.prep import SHAPE, prepare_frames
 from edgemnist.wire.messages import Origin
 from edgemnist.wire.serving import LATEST, PredictRequest, PredictResponse, RequestError, parse_request
-from metro_app.ingest.runloop import rewind, run_forever
+from metro_app.ingest.runloop import LoopHealth, rewind, run_forever
 
 __all__ = [
     "ModelResolver",
@@ -163,10 +163,11 @@ class PredictLoop:
         self.send_timeout = send_timeout
         self.retry_seconds = retry_seconds
         self.stats = PredictStats()
+        self.health = LoopHealth("predict")
 
     def run(self, stop: threading.Event) -> None:
         """Loop until `stop`; a bad request gets an error response, a failed batch is retried."""
-        run_forever(self.step, stop, self.retry_seconds, "prediction loop: a batch", log)
+        run_forever(self.step, stop, self.retry_seconds, "prediction loop: a batch", log, health=self.health)
 
     def step(self) -> int:
         """Answer one polled batch; returns how many requests it answered."""
@@ -216,6 +217,10 @@ class PredictLoop:
             except RequestError as exc:
                 out[i] = PredictResponse.failed(exc.request_id, str(exc))
                 continue
+            except Exception as exc:  # one request the parser chokes on never takes its batch down
+                log.exception("prediction request %s could not be parsed", origin)
+                out[i] = PredictResponse.failed(None, f"{origin}: {type(exc).__name__}: {exc}")
+                continue
             model = self._resolve(req.model)
             if model is None:
                 out[i] = PredictResponse.failed(req.id, f"unknown model {req.model!r}")
@@ -240,12 +245,23 @@ def _score(model: Model, reqs: list[PredictRequest]) -> list[PredictResponse]:
     good = np.zeros(len(reqs), bool)
     pngs = [i for i, r in enumerate(reqs) if r.png is not None]
     if pngs:
-        prepared = prepare_frames([reqs[i].png for i in pngs])  # type: ignore[misc]
-        for pos, why in prepared.errors:
-            out[pngs[pos]] = PredictResponse.failed(reqs[pngs[pos]].id, f"malformed image: {why}")
-        for j, pos in enumerate(prepared.index):
-            images[pngs[int(pos)]] = prepared.images[j]
-            good[pngs[int(pos)]] = True
+        try:
+            parts = [(pngs, prepare_frames([reqs[i].png for i in pngs]))]  # type: ignore[misc]
+        except Exception:  # the batch failed as a whole: prepare image by image, so one fails alone
+            parts = []
+            for i in pngs:
+                try:
+                    parts.append(([i], prepare_frames([reqs[i].png])))  # type: ignore[list-item]
+                except Exception as exc:
+                    out[i] = PredictResponse.failed(
+                        reqs[i].id, f"malformed image: {type(exc).__name__}: {exc}"
+                    )
+        for where, prepared in parts:
+            for pos, why in prepared.errors:
+                out[where[pos]] = PredictResponse.failed(reqs[where[pos]].id, f"malformed image: {why}")
+            for j, pos in enumerate(prepared.index):
+                images[where[int(pos)]] = prepared.images[j]
+                good[where[int(pos)]] = True
     for i, r in enumerate(reqs):
         if r.pixels is not None:
             images[i] = r.pixels

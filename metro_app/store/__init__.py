@@ -5,7 +5,8 @@
 - `events`: metrics windows, their per-camera rows, uncertain images, dead letters;
 - `labels`: people's labels, training images from other systems, resolutions;
 - `models`: the model registry (skops bytes, status, events), shown as `modelrows`;
-- `alerts`: camera alerts; `audit`: who did which write; `rollouts`: rollouts (`RolloutBook`); `leases`: singleton jobs (`Lease`).
+- `alerts`: camera alerts; `audit`: who did which write; `rollouts`: rollouts (`RolloutBook`); `leases`: singleton jobs (`Lease`);
+  `requests`: retrain requests from the control topic (`RetrainRequests`).
 
 `schema` holds every table, `engine` the SQLite/PostgreSQL engines, `base` the shared write lock,
 `rows` and `items` the conversions between wire messages and rows.
@@ -27,6 +28,7 @@ from metro_app.store.events import (
 from metro_app.store.labels import LabelTables
 from metro_app.store.leases import Lease
 from metro_app.store.models import ModelTables
+from metro_app.store.requests import RetrainRequests
 from metro_app.store.rollouts import RolloutBook
 
 __all__ = ["DeadLetter", "WriteResult", "Store", "FLEET_BUCKET_SECONDS", "image_row_to_dict"]
@@ -41,6 +43,10 @@ class Store(EventTables, LabelTables, ModelTables, AlertTables, AuditTables):
     def rollout_book(self) -> RolloutBook:
         """The rollouts table (and the windows a rollout's verdict is made of)."""
         return RolloutBook(self)
+
+    def retrain_requests(self) -> RetrainRequests:
+        """Retrain requests from the control topic, recorded before their offset is committed."""
+        return RetrainRequests(self)
 
     def lease(self, name: str, holder: str | None = None, *, ttl: float = 15.0) -> Lease:
         """A lease row: one hub of several sharing this store runs the singleton job `name`."""

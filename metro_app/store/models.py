@@ -63,6 +63,15 @@ class ModelTables(StoreBase):
             )
         return True
 
+    def note_model_event(self, version: str, event: str, reason: str) -> None:
+        """Record an event of a model without moving its status (e.g. `publishing`, before the send)."""
+        with self.engine.begin() as conn:
+            self._begin_write(conn)
+            conn.execute(
+                sa.insert(model_events),
+                {"version": version, "status": event, "time": time.time(), "reason": reason},
+            )
+
     def set_model_status(self, version: str, status: str, reason: str) -> None:
         """Move a model to `status`, keeping the transition (time, reason) as an event."""
         _check_status(status)

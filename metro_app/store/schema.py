@@ -222,6 +222,29 @@ rollouts = sa.Table(
     ),
 )
 
+# a retrain asked for on the control topic: recorded before the command's offset is committed, so a
+# hub stopped before or during the retrain leaves a row that the next hub picks up (or reports)
+RETRAIN_REQUEST_STATES = ("pending", "running", "done", "failed")
+
+retrain_requests = sa.Table(
+    "retrain_requests",
+    metadata,
+    sa.Column("id", sa.String(300), primary_key=True),  # topic[partition]@offset of the command
+    sa.Column("trigger", sa.String(300), nullable=False),
+    sa.Column("state", sa.String(16), nullable=False, index=True),
+    sa.Column("holder", sa.String(300)),  # the hub process running it
+    sa.Column("job", sa.String(100)),  # the retrain job that ran it
+    sa.Column("created", sa.Float, nullable=False),
+    sa.Column(
+        "updated", sa.Float, nullable=False
+    ),  # renewed while it runs: a stale running row was abandoned
+    sa.Column("detail", sa.Text),
+    sa.CheckConstraint(
+        "state IN (" + ", ".join(f"'{s}'" for s in RETRAIN_REQUEST_STATES) + ")",
+        name="ck_retrain_requests_state",
+    ),
+)
+
 # a lease: the one hub (of several sharing the store) that runs a singleton job, until it expires
 leases = sa.Table(
     "leases",

@@ -294,6 +294,7 @@ def test_image_swaps_to_a_published_model_and_keeps_it_in_its_volume(
         "EDGE_MNIST_BOOTSTRAP_SERVERS": kafka.bootstrap_servers,
         "EDGE_MNIST_TOPIC": topic,
         "EDGE_MNIST_MODELS_TOPIC": models,
+        "EDGE_MNIST_ALLOW_UNSIGNED_MODELS": "1",  # the test publishes an unsigned model
     }
     env_args = [arg for name, value in env.items() for arg in ("--env", f"{name}={value}")]
     with _container(edge_image) as ctr:

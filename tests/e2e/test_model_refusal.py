@@ -68,7 +68,7 @@ def test_tampered_and_foreign_models_are_refused_and_nothing_runs(
     cmd = [*EDGE_APP, "run", "--camera", "Guard", "--repeat", "0", "--delay", "0.01",
            "--metrics-duration", "1", "--bootstrap-servers", kafka.bootstrap_servers, "--topic", events,
            "--model", str(model_path), "--outbox", str(tmp_path / "state" / "o.db"),
-           "--models-topic", models]  # fmt: skip
+           "--models-topic", models, "--allow-unsigned-models"]  # fmt: skip
     edge = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
         read_topic(kafka_settings, events, lambda ms: serving in {m.model_version for m in split(ms)[1]})

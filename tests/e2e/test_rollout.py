@@ -149,7 +149,7 @@ def test_a_bad_canary_is_rolled_back_and_no_other_camera_runs_it(fleet: Fleet) -
     assert versions["RollB"] == versions["RollC"] == {initial}, versions
 
     [model] = [m for m in fleet.hub.client.models() if m["version"] == bad]
-    assert [e["status"] for e in model["events"]] == ["candidate", "canary", "rolled_back"]
+    assert [e["status"] for e in model["events"]] == ["candidate", "publishing", "canary", "rolled_back"]
     assert model["status"] == "rolled_back" and "live accuracy" in model["reason"]
     assert "for RollA" in model["events"][1]["reason"]
     assert model["rollout"]["state"] == "rolled_back"
@@ -171,7 +171,13 @@ def test_a_good_canary_is_promoted_and_every_camera_runs_it(fleet: Fleet) -> Non
 
     wait_until(everyone, 90, f"every camera reporting {good}")
     [model] = [m for m in fleet.hub.client.models() if m["version"] == good]
-    assert [e["status"] for e in model["events"]] == ["candidate", "canary", "published"]
+    assert [e["status"] for e in model["events"]] == [
+        "candidate",
+        "publishing",
+        "canary",
+        "publishing",
+        "published",
+    ]
     assert "promoted by rollout" in model["reason"] and "every camera" in model["reason"]
     health = {c["name"]: c["model_version"] for c in fleet.hub.client.cameras()}
     assert all(health[fleet.cameras[p]] == good for p in CAMERAS), health

@@ -94,9 +94,16 @@ def test_a_control_command_retrains_and_publishes_a_better_model(loop_hub, kafka
     model = wait_until(lambda: published_child(hub), 180, "a published retrained model")
     assert model["field_accuracy"] > model["parent_field_accuracy"], model["reason"]
     assert model["n_field_train"] + model["n_field_test"] == 150
-    assert [e["status"] for e in model["events"]] == ["candidate", "published"]
+    assert [e["status"] for e in model["events"]] == ["candidate", "publishing", "published"]
     parent = hub.client.model(model["parent"])
     assert parent["status"] == "published" and parent["parent"] is None  # --model, registered first
+    # the command was recorded in the store before its offset was committed, and closed when done
+    requests = wait_until(
+        lambda: (hub.client.health()["consumer"].get("retrain_requests") or {}).get("done"),
+        30,
+        "the request done",
+    )
+    assert requests == 1 and hub.client.health()["consumer"]["retrain_requests"] == {"done": 1}
 
     [rec] = read_records(kafka_settings, topics["models"], 1)
     envelope = ModelEnvelope.from_record(rec.key, rec.value)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import signal
 import subprocess
 import time
@@ -25,8 +26,12 @@ from tests.helpers import edge_cmd, outbox_rows, read_topic, read_values, split
 pytestmark = pytest.mark.integration
 
 
+PUSH_TOKEN = "integration-push-token"  # pushes always need a token (issue 24.5)
+
+
 def _post(url: str, body: bytes = b"", ctype: str = "application/octet-stream") -> tuple[int, dict]:
-    req = urllib.request.Request(url, data=body, method="POST", headers={"Content-Type": ctype})
+    headers = {"Content-Type": ctype, "Authorization": f"Bearer {PUSH_TOKEN}"}
+    req = urllib.request.Request(url, data=body, method="POST", headers=headers)
     try:
         with urllib.request.urlopen(req, timeout=120) as resp:
             return resp.status, json.loads(resp.read())
@@ -48,7 +53,8 @@ def test_http_push_scores_through_the_pipeline(kafka, kafka_settings, model_path
     # The camera's own source emits its first frame, then waits an hour: everything else is pushed.
     cmd = edge_cmd(kafka.bootstrap_servers, topic, model_path, tmp_path / "o.db", "TestPush",
                    "--delay", "3600", "--http-port", str(port))  # fmt: skip
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    env = {**os.environ, "EDGE_MNIST_EDGE_TOKEN": PUSH_TOKEN}
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     base = f"http://127.0.0.1:{port}"
     try:
         wait_until(lambda: _up(f"{base}/health"), 60, "the edge's HTTP port")

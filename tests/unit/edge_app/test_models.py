@@ -18,10 +18,9 @@ from edge_app import models as models_mod
 from edge_app.models import ModelWatcher, SavedModels, ServingModel, initial_model, key_applies, probe_model
 from edge_app.runner import StdoutSink, run_edge
 from edge_app.settings import EdgeSettings
-from edgemnist.data import load_frames
+from edge_app.trust import ModelTrust
 from edgemnist.errors import ModelError
 from edgemnist.model import Model, load_model
-from edgemnist.prep import prepare_frames
 from edgemnist.wire.envelope import ModelEnvelope
 from edgemnist.wire.messages import MetricsMessage, parse_message
 from metro_app.testing import wait_until
@@ -40,6 +39,10 @@ class Rec:
     timestamp: int = 0
 
 
+# these tests are about choosing and loading models; signatures are tested in test_trust.py
+UNSIGNED = ModelTrust(allow_unsigned=True)
+
+
 @pytest.fixture(scope="module")
 def two_models(tmp_path_factory) -> tuple[Path, Path]:
     out = tmp_path_factory.mktemp("two-models")
@@ -48,11 +51,6 @@ def two_models(tmp_path_factory) -> tuple[Path, Path]:
     wait_until(lambda: int(time.time()) > made, 5, "the next second", every=0.01)
     b = train_small_model(out, n=1200, seed=1)
     return a, b
-
-
-@pytest.fixture(scope="module")
-def probe() -> np.ndarray:
-    return prepare_frames(load_frames("bundled").frames[:32]).images
 
 
 def rec(env: ModelEnvelope, offset: int) -> Rec:
@@ -64,7 +62,9 @@ def watcher_for(
     path: Path, tmp: Path, probe: np.ndarray, camera: str = CAM
 ) -> tuple[ModelWatcher, ServingModel]:
     serving = ServingModel(load_model(path))
-    return ModelWatcher(lambda: None, camera, serving, SavedModels(tmp / "models-RotB"), probe), serving
+    return ModelWatcher(
+        lambda: None, camera, serving, SavedModels(tmp / "models-RotB"), probe, trust=UNSIGNED
+    ), serving
 
 
 def test_key_applies_to_every_camera_or_the_named_ones():
@@ -238,7 +238,14 @@ def test_the_thread_waits_for_the_topic_then_swaps(two_models, probe, tmp_path):
     serving = ServingModel(load_model(a))
     reader = FakeReader([rec(model_envelope(b), 0)], missing_first=2)
     watcher = ModelWatcher(
-        reader, CAM, serving, SavedModels(tmp_path / "m"), probe, poll_timeout=0.05, retry=0.05
+        reader,
+        CAM,
+        serving,
+        SavedModels(tmp_path / "m"),
+        probe,
+        poll_timeout=0.05,
+        retry=0.05,
+        trust=UNSIGNED,
     )
     with watcher:
         wait_until(lambda: serving.current().version == model_envelope(b).version, 30, "the swap", every=0.05)
@@ -263,7 +270,7 @@ def test_run_edge_swaps_between_batches_and_windows_carry_one_version(two_models
     out = io.StringIO()
     settings = EdgeSettings(
         model=a, camera="RotB", parallelism=parallelism, repeat=1, delay=0.004, batch_size=20,
-        metrics_duration=60, outbox=tmp_path / "o.db", source="bundled",
+        metrics_duration=60, outbox=tmp_path / "o.db", source="bundled", allow_unsigned_models=True,
     )  # fmt: skip
 
     open_gate = threading.Timer(1.0, gate.set)  # the model arrives a second into a 4 s run
@@ -286,3 +293,45 @@ def test_run_edge_swaps_between_batches_and_windows_carry_one_version(two_models
     assert len({m.count for m in images}) == len(images) == stats.uncertain_sent
     assert {m.model_version for m in images} <= {a_version, env_b.version}
     assert (tmp_path / f"models-RotB/{env_b.version}.skops").is_file()
+
+
+def test_model_refused_always_says_why_even_for_an_unexpected_error(two_models, probe, tmp_path, monkeypatch):
+    """Issue 24.6: an error the loader did not foresee still becomes a refusal naming it."""
+    a, b = two_models
+
+    def choke(*args, **kwargs):
+        raise RecursionError("maximum recursion depth exceeded while decoding a JSON array")
+
+    monkeypatch.setattr(models_mod, "load_model_bytes", choke)
+    w, serving = watcher_for(a, tmp_path, probe)
+    w.feed([rec(model_envelope(b), 0)])
+    assert w.consider() is None
+    (refusal,) = serving.pending_refusals()
+    assert refusal.version == model_envelope(b).version
+    assert "RecursionError" in refusal.reason and "recursion depth" in refusal.reason
+
+
+def test_a_record_dated_in_the_future_does_not_win_over_later_records(two_models, probe, tmp_path):
+    """Issue 24.7: order is the registry's (topic order), never the sender's record timestamp."""
+    a, b = two_models
+    w, serving = watcher_for(a, tmp_path, probe)
+    env_a, env_b = model_envelope(a), model_envelope(b)
+    year_2100 = 4_102_444_800_000
+    w.feed([Rec(*env_a.to_record(), offset=0, timestamp=year_2100), Rec(*env_b.to_record(), offset=1)])
+    w.consider()
+    assert serving.current().version == env_b.version
+    w.feed([Rec(*env_a.to_record(), offset=2, timestamp=year_2100)])  # a later record: it is the newest
+    w.feed([Rec(*env_b.to_record(), offset=1)])  # re-delivered earlier record: stays earlier
+    w.consider()
+    assert serving.current().version == env_a.version
+
+
+def test_without_a_models_topic_the_configured_model_is_served(two_models, probe, tmp_path):
+    """Issue 24.7: `--models-topic ''` with `--model` serves that model, not one saved from the topic."""
+    a, b = two_models
+    w, serving = watcher_for(a, tmp_path, probe)
+    w.feed([rec(model_envelope(b), 0)])
+    w.consider()
+    store = SavedModels(tmp_path / "models-RotB")
+    assert initial_model(a, store).version == model_envelope(b).version
+    assert initial_model(a, store, follow=False).version == load_model(a).version

@@ -172,3 +172,50 @@ def test_ensure_model_trains_once_into_an_empty_directory_then_reuses_it(tmp_pat
     assert ensure_model(tmp_path / "models") == first == load_model(tmp_path / "models").path
     with pytest.raises(ModelError, match="no such model file"):
         ensure_model(tmp_path / "missing.skops")
+
+
+def _skops_with_schema(schema: bytes) -> bytes:
+    import io
+    import zipfile
+
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("schema.json", schema)
+    return buf.getvalue()
+
+
+def test_a_schema_that_unpacks_to_megabytes_is_refused_before_it_is_read() -> None:
+    """Issue 24.6: a small skops file whose schema.json unpacks to far more than any model's."""
+    data = _skops_with_schema(b'{"__class__": "x", "pad": "' + b" " * (24 * 2**20) + b'"}')
+    assert len(data) < 200_000
+    with pytest.raises(ModelError, match="schema.json unpacks to 25165.* bytes, more than"):
+        load_model_bytes(data, expected_sha256=None, name="big.skops")
+
+
+def test_a_member_that_unpacks_beyond_the_limit_is_refused() -> None:
+    import io
+    import zipfile
+
+    from edgemnist.model import MAX_MODEL_UNPACKED_BYTES
+
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("schema.json", b"{}")
+        archive.writestr("weights.npy", bytes(MAX_MODEL_UNPACKED_BYTES + 1))
+    with pytest.raises(ModelError, match="members unpack to .* bytes, more than"):
+        load_model_bytes(buf.getvalue(), expected_sha256=None, name="wide.skops")
+
+
+def test_a_deeply_nested_schema_is_refused_with_a_reason() -> None:
+    """Issue 24.6: nesting deep enough to blow the recursion limit is a ModelError, not a RecursionError."""
+    deep = _skops_with_schema(b"[" * 200_000 + b"]" * 200_000)
+    with pytest.raises(ModelError, match="deep.skops: schema.json nests .* levels deep, more than"):
+        load_model_bytes(deep, expected_sha256=None, name="deep.skops")
+    quoted = _skops_with_schema(b'{"a": "' + b"[" * 5000 + b'"}')  # brackets inside a string are text
+    with pytest.raises(ModelError, match="not a fitted|cannot load"):
+        load_model_bytes(quoted, expected_sha256=None, name="quoted.skops")
+
+
+def test_a_real_model_passes_the_archive_limits(saved) -> None:
+    model_path, _ = saved
+    assert load_model(model_path).predict_proba(np.zeros((1, 28, 28), np.uint8)).shape == (1, 10)

@@ -23,7 +23,7 @@ def test_control_alive_is_the_control_threads_not_the_last_started() -> None:
     watcher when a models topic is set: a dead control loop was reported alive."""
     threads = [_thread("hub-loop", True), _thread("hub-control", False), _thread("hub-rollouts", True)]
     parts = _Parts(
-        loop=SimpleNamespace(stats=HubStats()),  # type: ignore[arg-type]
+        loop=SimpleNamespace(stats=HubStats(), health=None),  # type: ignore[arg-type]
         threads=threads,
         control=SimpleNamespace(stats={"records": 3}),  # type: ignore[arg-type]
         jobs=SimpleNamespace(running=lambda: False),  # type: ignore[arg-type]
@@ -36,3 +36,25 @@ def test_control_alive_is_the_control_threads_not_the_last_started() -> None:
     assert body["alive"] is True
     assert body["control"] == {"records": 3, "alive": False}
     assert body["alerts"]["alive"] is True
+
+
+def test_health_lists_every_loop_that_reports_progress() -> None:
+    """Issue 24: hub, control, prediction, alerts and the rollout watcher all appear under `loops`."""
+    from metro_app.ingest.runloop import LoopHealth
+
+    def part(name: str, **kw: object) -> SimpleNamespace:
+        return SimpleNamespace(health=LoopHealth(name), **kw)
+
+    parts = _Parts(
+        loop=part("hub", stats=HubStats()),  # type: ignore[arg-type]
+        threads=[_thread("hub-loop", True), _thread("hub-control", True)],
+        control=part("control", stats={}),  # type: ignore[arg-type]
+        jobs=SimpleNamespace(running=lambda: None),  # type: ignore[arg-type]
+        predictions=part("predict", stats=HubStats()),  # type: ignore[arg-type]
+        rollouts=part("rollouts", stats={}),  # type: ignore[arg-type]
+        alerts=part("alerts", stats={}),  # type: ignore[arg-type]
+        alert_thread=_thread("hub-alerts", True),
+    )
+    body = _health(HubSettings(), parts)()
+    assert sorted(body["loops"]) == ["alerts", "control", "hub", "predict", "rollouts"]
+    assert body["retrain_requests"] is None

@@ -159,3 +159,22 @@ def test_image_bytes_rejects_bad_base64():
     m = UncertainImage.from_dict({**reference_image(), "image": "***"})
     with pytest.raises(SchemaError, match="base64"):
         m.image_bytes()
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        {"images": 10, "labelled": 1000, "correct": 0},  # more labelled than scored
+        {"labelled": 2**53 - 1, "correct": 0},  # no images key: bounded by the window's counts
+        {"images": 13, "labelled": 14},
+    ],
+)
+def test_labelled_is_bounded_by_the_images_of_the_window(extra):
+    with pytest.raises(SchemaError, match="labelled"):
+        parse_message(json.dumps({**REFERENCE_METRICS, **extra}))
+
+
+def test_labelled_up_to_the_images_of_the_window_is_kept():
+    m = parse_message(json.dumps({**REFERENCE_METRICS, "images": 13, "labelled": 13, "correct": 12}))
+    assert isinstance(m, MetricsMessage)
+    assert (m.labelled, m.correct) == (13, 12)

@@ -6,10 +6,11 @@ import json
 import numpy as np
 import pytest
 
+from edgemnist.testing.hostile import bomb_png
 from edgemnist.wire.messages import MetricsMessage, Origin, ResultStats
 from edgemnist.wire.serving import ImageResult, PredictRequest, PredictResponse, RequestError, parse_request
 
-PNG = b"\x89PNG\r\n\x1a\n" + b"rest"
+PNG = bomb_png(28, bits=8)  # a readable 28x28 frame: requests are checked like every PNG way in
 
 
 def _req(**kw):
@@ -40,6 +41,8 @@ def test_image_request_keeps_the_png_bytes_and_model_defaults_to_latest():
         (_req(pixels=[0.5] * 784), "only integers", "r1"),
         (_req(image="%%%"), "not valid base64", "r1"),
         (_req(image=base64.b64encode(b"GIF89a").decode()), "not a PNG", "r1"),
+        (_req(image=base64.b64encode(bomb_png(20000)).decode()), "20000x20000 PNG; each side must be", "r1"),
+        (_req(image=base64.b64encode(PNG[:-20]).decode()), "not a readable PNG", "r1"),
         (_req(), "exactly one of", "r1"),
         (_req(image=base64.b64encode(PNG).decode(), pixels=[0] * 784), "exactly one of", "r1"),
         (_req(model=""), "'model'", "r1"),

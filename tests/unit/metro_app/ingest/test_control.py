@@ -7,6 +7,7 @@ import json
 import pytest
 
 from edgemnist.testing.fakes import FakeConsumer, FakeProducer, Record
+from edgemnist.testing.hostile import bomb_png
 from metro_app.ingest.control import Command, ControlLoop, TrainingEvent, control_group_id, parse_control
 from metro_app.ingest.loop import DeadLetterSink
 from metro_app.samples import png_frame
@@ -99,3 +100,39 @@ def test_the_loop_stores_training_dead_letters_bad_ones_commits_then_runs_comman
     assert [d.offset for d in store.dead_letters()] == [4, 5]
     assert loop.stats == {"records": 6, "commands": 1, "training_stored": 2, "dead_letters": 2}
     assert control_group_id("edge-mnist.control") == "MetroEdge-control-edge-mnist.control"
+
+
+def test_one_bomb_png_is_dead_lettered_and_its_neighbours_are_kept(store):
+    """Issue 24.2: a 20000x20000 1-bit PNG (about 48 KB) must not take the good events around it down."""
+    bomb = base64.b64encode(bomb_png(20000)).decode()
+    big = base64.b64encode(bomb_png(1100, bits=8)).decode()
+    values = [
+        training(id="before"),
+        training(id="bomb", image=bomb),
+        training(id="after", label=3),
+        {"type": "command", "payload": "retrain"},
+        training(id="big", image=big),  # larger than the side limit of event images
+    ]
+    consumer = FakeConsumer([{("control", 0): [rec(v, offset=i) for i, v in enumerate(values)]}])
+    producer = FakeProducer()
+    commands = []
+    loop = ControlLoop(consumer, store, DeadLetterSink(producer, "dlq"), commands.append, retry_seconds=0)
+    assert loop.step() == 5
+    assert sorted(lab["image_id"] for lab in store.labels()) == ["after", "before"]
+    assert commands == ["retrain"]
+    reasons = {d.offset: d.reason for d in store.dead_letters()}
+    assert sorted(reasons) == [1, 4]
+    assert "20000x20000" in reasons[1] and "1100x1100" in reasons[4]
+    assert [p.headers["source_offset"] for p in producer.sent] == [b"1", b"4"]
+
+
+def test_a_record_the_parser_chokes_on_is_dead_lettered_with_the_error(store, monkeypatch):
+    import metro_app.ingest.control as control
+
+    def boom(payload, where):
+        raise RecursionError("maximum recursion depth exceeded")
+
+    monkeypatch.setattr(control, "_training", boom)
+    out = parse_control(rec(training(), offset=3))
+    assert isinstance(out, DeadLetter)
+    assert "RecursionError" in out.reason and "edge-mnist.control[0]@3" in out.reason

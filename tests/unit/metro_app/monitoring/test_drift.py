@@ -154,3 +154,28 @@ def test_camera_error_labels_over_the_share_raise_an_alert_and_closing_it_when_i
         store.add_label(imgs[i].id, "1", "ana")  # she corrects herself: 0 of 20
     monitor.step()
     assert store.alerts("open") == [] and store.alerts("closed")[0]["close_reason"].startswith("Camera Error")
+
+
+class _CountingDetector:
+    """Stands in for a detector and fails once fed more bits than one window may expand to."""
+
+    drift_detected = False
+
+    def __init__(self, limit: int) -> None:
+        self.limit, self.n = limit, 0
+
+    def update(self, _bit: float) -> None:
+        self.n += 1
+        assert self.n <= self.limit, "one window expanded to more bits than the drift loop allows"
+
+
+@pytest.mark.parametrize("signal", ["uncertain_share", "accuracy"])
+def test_one_huge_window_expands_to_a_bounded_number_of_bits(signal):
+    """A valid window counting 10**9 images must not become 10**9 detector updates (memory, a frozen loop)."""
+    from metro_app.monitoring.drift import MAX_BITS_PER_WINDOW
+
+    drift = CameraDrift("A", DriftSettings(detector="adwin"))
+    counter = _CountingDetector(MAX_BITS_PER_WINDOW)
+    drift.signals[signal].detector = counter
+    drift.add(metrics_window("A", 0, 10**9, 10**8, correct=9 * 10**8).to_dict())
+    assert 0 < counter.n <= MAX_BITS_PER_WINDOW

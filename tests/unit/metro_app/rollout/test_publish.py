@@ -33,7 +33,7 @@ def test_an_accepted_model_goes_out_as_an_envelope_and_is_marked_published(publi
     assert env.sha256 == hashlib.sha256(b"PK-model-bytes").hexdigest() and env.created.endswith("Z")
     m = published_store.model("m-2")
     assert m["status"] == "published" and "models partition 0 offset 41" in m["reason"]
-    assert [e["status"] for e in m["events"]] == ["candidate", "published"]
+    assert [e["status"] for e in m["events"]] == ["candidate", "publishing", "published"]
 
 
 def test_a_model_too_large_is_refused_before_sending(published_store):
@@ -59,3 +59,20 @@ def test_the_models_topic_is_compacted_and_fits_the_largest_model():
     config = models_topic_config()
     assert config["cleanup.policy"] == "compact"
     assert int(config["max.message.bytes"]) == MAX_RECORD_BYTES > MAX_MODEL_BYTES + 64 * 1024
+
+
+def test_a_model_is_recorded_publishing_before_it_is_sent_and_published_after(published_store):
+    """Issue 24.8: a crash between send and record leaves a visible `publishing` mark, not a silent candidate."""
+    add(published_store, "m-2", b"PK-model-bytes")
+    seen = []
+
+    class Watching(FakeProducer):
+        def send(self, topic, key=None, value=None, **kw):
+            seen.append([e["status"] for e in published_store.model("m-2")["events"]])
+            return super().send(topic, key, value, **kw)
+
+    ModelPublisher(topic="models", producer=Watching()).publish(published_store, "m-2")
+    assert seen == [["candidate", "publishing"]]
+    events = published_store.model("m-2")["events"]
+    assert [e["status"] for e in events] == ["candidate", "publishing", "published"]
+    assert "models" in events[1]["reason"] and published_store.model("m-2")["status"] == "published"

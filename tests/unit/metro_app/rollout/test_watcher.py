@@ -136,7 +136,13 @@ def test_a_canary_within_bounds_is_promoted_to_every_camera(fleet_store, produce
     assert [(e.version, e.targets) for e in producer.envelopes] == [("m-2", ("CamA",)), ("m-2", None)]
     assert {producer.served(c) for c in ("CamA-h", "CamB-h", "CamC-h")} == {"m-2"}
     m = fleet_store.model("m-2")
-    assert [e["status"] for e in m["events"]] == ["candidate", "canary", "published"]
+    assert [e["status"] for e in m["events"]] == [
+        "candidate",
+        "publishing",
+        "canary",
+        "publishing",
+        "published",
+    ]
     assert "promoted by rollout" in m["reason"] and fleet_store.current_model()["version"] == "m-2"
     assert not RolloutBook(fleet_store).active() and w.stats["promoted"] == 1
 
@@ -152,7 +158,7 @@ def test_a_bad_canary_is_rolled_back_on_its_cameras_only(fleet_store, producer):
     assert [(e.version, e.targets) for e in producer.envelopes] == [("m-2", ("CamA",)), ("m-1", ("CamA",))]
     assert producer.served("CamA-h") == "m-1" and producer.served("CamB-h") is None
     m = fleet_store.model("m-2")
-    assert [e["status"] for e in m["events"]] == ["candidate", "canary", "rolled_back"]
+    assert [e["status"] for e in m["events"]] == ["candidate", "publishing", "canary", "rolled_back"]
     assert m["status"] == "rolled_back" and "-87.0 points" in m["reason"]
     assert fleet_store.current_model()["version"] == "m-1"
 
@@ -231,7 +237,13 @@ def test_a_restarted_hub_resumes_the_rollout_from_the_store(tmp_path, fleet_stor
             ("CamA",),
             None,
         ]  # the canary was not published twice
-        assert [e["status"] for e in again.model("m-2")["events"]] == ["candidate", "canary", "published"]
+        assert [e["status"] for e in again.model("m-2")["events"]] == [
+            "candidate",
+            "publishing",
+            "canary",
+            "publishing",
+            "published",
+        ]
     finally:
         again.close()
 
@@ -303,3 +315,15 @@ def test_rollback_without_a_parent_names_the_problem(tmp_path, producer):
             rollback(s, ModelPublisher(topic="models", producer=p), "m-1")
     finally:
         s.close()
+
+
+def test_rollback_to_a_version_that_never_served_needs_force(fleet_store, producer):
+    """Issue 24.8: an imported candidate, never evaluated on a camera, is not a rollback target by default."""
+    publisher = ModelPublisher(topic="models", producer=producer)
+    fleet_store.add_model("m-imported", "0" * 64, b"PK-imported", parent="m-1", reason="imported")
+    before = len(producer.envelopes)
+    with pytest.raises(ModelError, match="m-imported.*never served.*--force"):
+        rollback(fleet_store, publisher, "m-imported")
+    assert len(producer.envelopes) == before and fleet_store.model("m-imported")["status"] == "candidate"
+    done = rollback(fleet_store, publisher, "m-imported", force=True)
+    assert done["published"] == "m-imported" and producer.envelopes[-1].version == "m-imported"

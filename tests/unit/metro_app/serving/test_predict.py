@@ -9,6 +9,7 @@ from PIL import Image
 
 from edgemnist.model import Model
 from edgemnist.testing.fakes import FakeConsumer, FakeProducer, Record
+from edgemnist.testing.hostile import bomb_png
 from edgemnist.wire.serving import PredictResponse
 from metro_app.serving.predict import PredictLoop
 
@@ -70,3 +71,49 @@ def test_unacknowledged_responses_rewind_without_commit():
     loop = PredictLoop(consumer, FakeProducer(fail=True), lambda n: model, "resp", retry_seconds=0)
     assert loop.step() == 0
     assert consumer.commits == 0 and consumer.seeks == [(("req", 0), 0)]
+
+
+def test_a_bomb_png_is_refused_before_decoding_and_its_batch_is_answered():
+    """Issue 24.3: a 20000x20000 PNG in one request is refused by its header; the others are scored."""
+    est = Estimator()
+    model = Model(est, "m-1", "sha")
+    digit = np.zeros((28, 28), np.uint8)
+    digit[8:20, 12:16] = 255
+    bomb = base64.b64encode(bomb_png(20000)).decode()
+    bodies = [
+        json.dumps({"id": "a", "image": _png(digit)}).encode(),
+        json.dumps({"id": "bomb", "image": bomb}).encode(),
+        json.dumps({"id": "c", "pixels": [0] * 784}).encode(),
+    ]
+    consumer, producer = FakeConsumer([_recs(bodies)]), FakeProducer()
+    loop = PredictLoop(consumer, producer, lambda name: model, "resp")
+    assert loop.step() == 3
+    got = [PredictResponse.from_json(v) for v in (s.value for s in producer.sent)]
+    assert [r.id for r in got] == ["a", "bomb", "c"]
+    assert got[0].predictions is not None and got[2].predictions is not None
+    assert "20000x20000" in got[1].error and "1024" in got[1].error
+    assert loop.stats.answered == 2 and loop.stats.errors == 1
+
+
+def test_a_request_the_scorer_chokes_on_fails_alone(monkeypatch):
+    """One image whose preparation raises is answered with the error; its neighbours are scored."""
+    import metro_app.serving.predict as predict
+
+    est = Estimator()
+    model = Model(est, "m-1", "sha")
+    digit = np.zeros((28, 28), np.uint8)
+    digit[8:20, 12:16] = 255
+    real = predict.prepare_frames
+
+    def choke(frames):
+        if any(len(f) == 0 for f in frames) or len(frames) > 1:
+            raise MemoryError("cannot allocate")
+        return real(frames)
+
+    monkeypatch.setattr(predict, "prepare_frames", choke)
+    bodies = [json.dumps({"id": i, "image": _png(digit)}).encode() for i in ("a", "b")]
+    consumer, producer = FakeConsumer([_recs(bodies)]), FakeProducer()
+    loop = PredictLoop(consumer, producer, lambda name: model, "resp")
+    assert loop.step() == 2
+    got = [PredictResponse.from_json(v) for v in (s.value for s in producer.sent)]
+    assert [r.predictions is not None for r in got] == [True, True]
