@@ -11,7 +11,7 @@ from typing import Any
 from edgemnist.cliargs import env_flag
 from edgemnist.errors import ConfigError
 from metro_app.access.roles import ROLES
-from metro_app.access.tokens import TokenBook, _entries, add_person
+from metro_app.access.tokens import TokenBook, add_person
 
 __all__ = ["add_token_parsers", "cli_user"]
 
@@ -77,7 +77,6 @@ def _add(args: argparse.Namespace) -> int:
 
 def _list(args: argparse.Namespace) -> int:
     path = _file(args)
-    TokenBook.load(path)  # refuses a bad file, naming the entry
-    for e in _entries(path):
-        print(json.dumps({"name": e["name"], "role": e["role"]}))
+    for person in TokenBook.load(path).people():  # a bad file is refused, naming the entry
+        print(json.dumps({"name": person.name, "role": person.role}))
     return 0

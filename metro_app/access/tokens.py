@@ -66,8 +66,9 @@ class TokenBook:
         """The person whose token this is; None for an unknown token."""
         return self._by_hash.get(token_hash(token)) if token else None
 
-    def names(self) -> set[str]:
-        return {p.name for p in self._by_hash.values()}
+    def people(self) -> list[Person]:
+        """Everyone in the book, by name."""
+        return sorted(self._by_hash.values(), key=lambda p: p.name)
 
     @classmethod
     def load(cls, path: Path) -> TokenBook:
