@@ -170,3 +170,26 @@ def test_the_single_shared_token_keeps_todays_behaviour(hub_store):
     row = rows[0]
     assert (row["person"], row["role"], row["verified"], row["detail"]["labeller"]) == (
         "default", "operator", False, "station-7")  # fmt: skip
+
+
+def test_a_retrain_a_person_started_names_them_on_its_model_and_in_the_models_panel(hub_store, people):
+    from metro_app.dashboard.models import models_table_html
+
+    path, tokens = people
+
+    def run(progress):
+        hub_store.add_model("m-3", "3" * 64, b"3", parent="m-2", reason="trained")
+        return RetrainResult("m-3", "m-2", False, "refused: a fake retrain")
+
+    jobs = RetrainJobs(run)
+    app = create_app(hub_store, gate=AccessGate(tokens=TokenFile(path)), retrain=jobs)
+    with TestClient(app) as c:
+        assert c.post("/models/retrain", headers=bearer(tokens["operator"])).status_code == 202
+        jobs.join(10)
+        m3 = c.get("/models/m-3", headers=bearer(tokens["viewer"])).json()
+    [event] = [e for e in m3["events"] if e["status"] == "started_by"]
+    assert event["reason"].endswith("started by operator-1")
+    table = models_table_html([m3], [])
+    assert (
+        'class="metro-started-by">retrain' in table and "operator-1" in table and "started_by " not in table
+    )
