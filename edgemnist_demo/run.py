@@ -188,6 +188,20 @@ def _state_dir(opts: DemoOptions) -> tuple[Path, dict[str, str]]:
     return state, env
 
 
+def _demo_tokens(state: Path, token: str) -> Path:
+    """The demo hub's tokens file: the dashboards' token (env EDGE_MNIST_API_TOKEN) is an operator's.
+
+    Made on the first run; a later run with another token adds it as a second person.
+    """
+    from metro_app.access import TokenBook, add_person
+
+    path = state / "api-tokens.json"
+    book = TokenBook.load(path) if path.exists() else None
+    if book is None or book.person(token) is None:
+        add_person(path, "demo" if book is None else f"demo-{len(book) + 1}", "operator", token=token)
+    return path
+
+
 def _demo_keys(state: Path, env: dict[str, str], say: TextIO) -> Path:
     """Make the demo's key pair on first run; the hub signs with it (by path: the key stays in its
     0600 file) and every edge trusts its hub.pub. Returns hub.pub."""
@@ -218,8 +232,11 @@ def _submit_hub(
             str(opts.port),
             "--model",
             str(model),
+            "--tokens",  # people and roles; reads stay open so the demo is one command
+            str(_demo_tokens(state, env["EDGE_MNIST_API_TOKEN"])),
+            "--public-reads",
         ],
-        env=env,
+        env={k: v for k, v in env.items() if k != "EDGE_MNIST_API_TOKEN"},  # the hub reads the tokens file
         capture_output=True,
         text=True,
         timeout=120,

@@ -1,6 +1,7 @@
 """`metro-app`: run the hub, retrain, list, import and roll out models; background jobs are in `deploy.commands`.
 
-POST /labels and POST /models/retrain need the bearer token from env EDGE_MNIST_API_TOKEN (never a flag).
+The API's writes need a bearer token: a person's from the tokens file (`metro-app tokens add`,
+`run --tokens FILE`) or the single shared EDGE_MNIST_API_TOKEN; a token is never a flag.
 """
 
 from __future__ import annotations
@@ -9,12 +10,14 @@ import argparse
 import json
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from edgemnist.cliargs import CommandParser, env_flag, kafka_settings, run_command, setup_logging
 from edgemnist.errors import ConfigError, EdgeMnistError
+from metro_app.access.commands import add_token_parsers, cli_user
 from metro_app.deploy.commands import add_job_parsers
 from metro_app.keys import add_keys_parser
 from metro_app.settings import HUB_ENV, HubSettings, add_hub_flags
@@ -48,6 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
         *_rollout_parsers(sub),
         *add_job_parsers(sub),
         add_keys_parser(sub),
+        *add_token_parsers(sub, _store_flag),
     ]
     for p in commands:
         p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -239,7 +243,9 @@ def _retrain(args: argparse.Namespace) -> int:
         )
     store = Store(HubSettings(store=args.store or "").store_url)
     try:
-        result = retrain(store, settings, publisher=publisher, console=not args.quiet, labels=labels)
+        with _audited(store, "metro-app retrain", "", {}) as detail:
+            result = retrain(store, settings, publisher=publisher, console=not args.quiet, labels=labels)
+            detail.update(version=result.version, status=result.status)
     finally:
         if publisher is not None:
             publisher.close()
@@ -292,7 +298,9 @@ def _models_import(args: argparse.Namespace) -> int:
 
     store = _open_store(args)
     try:
-        model = import_model(store, args.path, RetrainSettings.from_args(args))
+        with _audited(store, "metro-app models import", str(args.path), {}) as detail:
+            model = import_model(store, args.path, RetrainSettings.from_args(args))
+            detail.update(version=model.get("version"), status=model.get("status"))
     finally:
         store.close()
     print(model["reason"], file=sys.stderr)
@@ -310,7 +318,8 @@ def _rollout(args: argparse.Namespace) -> int:
     try:
         if store.current_model() is None:  # the fleet's first model: registered as published, as retrain does
             current_model(store, RetrainSettings(model=args.model))
-        r = register_rollout(store, args.version, args.canary, policy, "metro-app rollout")
+        with _audited(store, "metro-app rollout", args.version, {"canary": args.canary}):
+            r = register_rollout(store, args.version, args.canary, policy, "metro-app rollout")
         print(f"rollout {r['rollout']} registered: {r['reason']}; a running hub's rollout watcher starts it",
               file=sys.stderr)  # fmt: skip
         if args.wait:
@@ -334,12 +343,28 @@ def _rollback(args: argparse.Namespace) -> int:
     )
     store = _open_store(args)
     try:
-        done = rollback(store, publisher, args.version, cameras, force=args.force)
+        with _audited(store, "metro-app rollback", args.version or "", {"cameras": cameras}) as detail:
+            done = rollback(store, publisher, args.version, cameras, force=args.force)
+            detail.update(done=done)
     finally:
         publisher.close()
         store.close()
     print(json.dumps(done))
     return 0
+
+
+@contextmanager
+def _audited(store: Any, command: str, target: str, detail: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    """Record `command` in the store's audit trail under the machine's user: status 0 done, 1 failed.
+
+    The command runs with the store's own credentials, so its person is unverified (see docs/access.md).
+    """
+    try:
+        yield detail
+    except BaseException:
+        store.add_audit(cli_user(), None, False, command, target, 1, detail)
+        raise
+    store.add_audit(cli_user(), None, False, command, target, 0, detail)
 
 
 def _pct(v: float | None) -> str:

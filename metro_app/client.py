@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import ssl
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -27,30 +28,41 @@ class ApiError(EdgeMnistError):
 class ViewClient:
     """Read views (paged, long-polled), cameras, images and labels; post labels with a token.
 
+    The token (argument, else env EDGE_MNIST_API_TOKEN) goes with every request: a hub with a
+    tokens file may need it for reads too. `ca_file` (else env EDGE_MNIST_API_CA_FILE) is a PEM
+    file of the CA that signed an HTTPS hub's certificate; without it the system's CAs are used.
+
     >>> ViewClient("http://127.0.0.1:8000/").base
     'http://127.0.0.1:8000'
     """
 
     def __init__(
-        self, base: str = "http://127.0.0.1:8000", *, token: str | None = None, timeout: float = 30
+        self,
+        base: str = "http://127.0.0.1:8000",
+        *,
+        token: str | None = None,
+        timeout: float = 30,
+        ca_file: str | None = None,
     ) -> None:
         self.base = base.rstrip("/")
         self.token = token if token is not None else os.environ.get("EDGE_MNIST_API_TOKEN")
         self.timeout = timeout
+        ca_file = ca_file or os.environ.get("EDGE_MNIST_API_CA_FILE") or None
+        self._tls = _tls_context(ca_file) if self.base.startswith("https:") else None
 
     def _request(self, path: str, *, body: Any = None, timeout: float | None = None) -> bytes:
         headers = {"Accept": "application/json"}
+        if self.token:
+            headers["Authorization"] = f"Bearer {self.token}"
         data = None
         if body is not None:
             data = json.dumps(body).encode()
             headers["Content-Type"] = "application/json"
-            if self.token:
-                headers["Authorization"] = f"Bearer {self.token}"
         req = urllib.request.Request(
             self.base + path, data=data, headers=headers, method="POST" if data else "GET"
         )
         try:
-            with urllib.request.urlopen(req, timeout=timeout or self.timeout) as resp:
+            with urllib.request.urlopen(req, timeout=timeout or self.timeout, context=self._tls) as resp:
                 return resp.read()
         except urllib.error.HTTPError as exc:
             text = exc.read().decode(errors="replace")[:500]
@@ -109,16 +121,28 @@ class ViewClient:
                 return out
             after = page[-1]["id"]
 
-    def add_label(self, image_id: str, label: str, labeller: str, **context: Any) -> dict[str, Any]:
-        """POST one label; `context` (e.g. model_version, previous_prediction) travels in the body."""
-        body = {**context, "image_id": image_id, "label": label, "labeller": labeller}
-        return self._json("/labels", body=body)
+    def add_label(
+        self, image_id: str, label: str, labeller: str | None = None, **context: Any
+    ) -> dict[str, Any]:
+        """POST one label; `context` (e.g. model_version, previous_prediction) travels in the body.
 
-    def resolve(self, image_id: str, label: str, resolver: str) -> dict[str, Any]:
-        """POST a reviewer's final label for an image its labellers disagree on (needs the token)."""
-        return self._json(
-            "/labels/resolve", body={"image_id": image_id, "label": label, "resolver": resolver}
-        )
+        `labeller` None: the hub takes the token's person (a hub with a tokens file).
+        """
+        body = {**context, "image_id": image_id, "label": label}
+        return self._json("/labels", body=body | ({"labeller": labeller} if labeller else {}))
+
+    def resolve(self, image_id: str, label: str, resolver: str | None = None) -> dict[str, Any]:
+        """POST a reviewer's final label for an image its labellers disagree on (needs an operator)."""
+        body = {"image_id": image_id, "label": label} | ({"resolver": resolver} if resolver else {})
+        return self._json("/labels/resolve", body=body)
+
+    def whoami(self) -> dict[str, Any]:
+        """Who the hub says the token names: {"person": {name, role, verified} | None, "mode", ...}."""
+        return self._json("/whoami")
+
+    def audit(self, after: int = 0, max: int = 1000) -> list[dict[str, Any]]:
+        """The hub's audit trail after row `after`, oldest first (needs an operator)."""
+        return self._json(f"/audit?{urllib.parse.urlencode({'after': after, 'max': max})}")["audit"]
 
     def conflicts(self) -> list[dict[str, Any]]:
         """Images whose labellers disagree, with each labeller's latest label."""
@@ -153,3 +177,11 @@ class ViewClient:
 
     def health(self) -> dict[str, Any]:
         return self._json("/health")
+
+
+def _tls_context(ca_file: str | None) -> ssl.SSLContext:
+    """Verify the hub's certificate against `ca_file` (or the system's CAs); ApiError naming a bad file."""
+    try:
+        return ssl.create_default_context(cafile=ca_file)
+    except (OSError, ssl.SSLError) as exc:
+        raise ApiError(f"CA file {ca_file} (EDGE_MNIST_API_CA_FILE): cannot load it ({exc})") from exc

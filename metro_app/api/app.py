@@ -1,4 +1,4 @@
-"""The hub's HTTP API (FastAPI): views with long-poll, cameras, images, labels, models, health.
+"""The hub's HTTP API (FastAPI): views with long-poll, cameras, images, labels, models, health, audit.
 
 Shapes are a contract that dashboards and `metro_app.client` rely on; the
 OpenAPI spec is served at /openapi.json.
@@ -13,7 +13,8 @@ from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
 
 from edgemnist.signing import SigningKey
-from metro_app.api import alerts, cameras, health, images, labels, models, rollouts, views
+from metro_app.access import AccessGate, Person
+from metro_app.api import alerts, audit, cameras, health, images, labels, models, rollouts, views
 from metro_app.api.deps import Hub
 from metro_app.api.errors import on_invalid_request
 from metro_app.api.guard import MAX_BODY_BYTES, BodyGuard
@@ -24,13 +25,14 @@ from metro_app.training.jobs import RetrainJobs
 __all__ = ["create_app"]
 
 # The first matching route answers: /models/{version}/rollout must precede /models/retrain/{job_id}.
-_ROUTERS = (views, cameras, images, labels, alerts, rollouts, models, health)
+_ROUTERS = (views, cameras, images, labels, alerts, rollouts, models, health, audit)
 
 
 def create_app(
     store: Store,
     *,
-    token: str | None,
+    token: str | None = None,
+    gate: AccessGate | None = None,
     health: Callable[[], dict[str, Any]] | None = None,
     retrain: RetrainJobs | None = None,
     max_body: int = MAX_BODY_BYTES,
@@ -39,14 +41,21 @@ def create_app(
 ) -> FastAPI:
     """The API over one store; `health` adds the consumer's figures to GET /health, `retrain` runs retrains.
 
-    Writes need the bearer token, checked before their body is read; bodies over `max_body`
-    bytes are refused (413).
+    `gate` says who may do what (`metro_app.access`); without one, `token` is the single shared
+    token (its holder is the operator ``default``, reads are open). Roles are checked before a
+    body is read; bodies over `max_body` bytes are refused (413); writes go to the audit trail.
     """
+    gate = gate or AccessGate(token=token)
     app = FastAPI(title="edge-mnist hub", version="1", description=__doc__)
     app.state.hub = Hub.over(
-        store, token=token, health=health, retrain=retrain, policy=rollout_policy, signing_key=signing_key
+        store, gate=gate, health=health, retrain=retrain, policy=rollout_policy, signing_key=signing_key
     )
-    app.add_middleware(BodyGuard, token=token, max_body=max_body)
+
+    def record(person: Person, route: str, path: str, status: int, detail: dict[str, Any]) -> None:
+        store.add_audit(person.name, person.role, person.verified, route, path, status, detail)
+
+    routes = [route for module in _ROUTERS for route in module.router.routes]
+    app.add_middleware(BodyGuard, gate=gate, routes=routes, audit=record, max_body=max_body)
     app.add_exception_handler(RequestValidationError, on_invalid_request)  # type: ignore[arg-type]
     for module in _ROUTERS:
         app.include_router(module.router)

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException, Query
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from pydantic import BaseModel, Field, field_validator
 
-from metro_app.api.deps import MAX_SEQ, HubDep, require_token
+from metro_app.access import Person
+from metro_app.api.deps import MAX_SEQ, HubDep, note, require
 from metro_app.labels.quality import LABELS, conflicts, labeller_stats
 
 __all__ = ["LabelIn", "ResolveIn", "router"]
@@ -20,7 +21,13 @@ class LabelIn(BaseModel):
 
     image_id: str = Field(min_length=1, max_length=300)
     label: str = Field(description=f"one of {', '.join(LABELS)}")
-    labeller: str = Field(min_length=1, max_length=300)
+    labeller: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=300,
+        description="who labelled: needed with the single shared token; with a tokens file the token's "
+        "person, and a different name is refused",
+    )
 
     @field_validator("label", mode="before")
     @classmethod
@@ -36,14 +43,35 @@ class ResolveIn(BaseModel):
 
     image_id: str = Field(min_length=1, max_length=300)
     label: str = Field(description=f"one of {', '.join(LABELS)}")
-    resolver: str = Field(min_length=1, max_length=300)
+    resolver: str | None = Field(
+        default=None, min_length=1, max_length=300, description="who decided; as `LabelIn.labeller`"
+    )
 
     _known_label = field_validator("label", mode="before")(LabelIn._known_label.__func__)  # type: ignore[attr-defined]
 
 
-@router.post("/labels", status_code=201, dependencies=[Depends(require_token)])
-def add_label(hub: HubDep, body: LabelIn) -> dict[str, Any]:
-    stored = hub.store.add_label(body.image_id, body.label, body.labeller)
+def _who(person: Person, named: str | None, field: str) -> str:
+    """The name a write is recorded under: the token's person, or (shared token) the body's name."""
+    if person.verified:
+        if named is not None and named != person.name:
+            raise HTTPException(
+                status_code=403,
+                detail=f"{field} {named!r} is not the token's person {person.name!r}: "
+                f"send your own token (or leave {field} out)",
+            )
+        return person.name
+    if named is None:
+        raise HTTPException(status_code=422, detail=f"{field}: needed with the shared API token")
+    return named
+
+
+@router.post("/labels", status_code=201)
+def add_label(
+    hub: HubDep, request: Request, body: LabelIn, person: Annotated[Person, Depends(require("labeller"))]
+) -> dict[str, Any]:
+    labeller = _who(person, body.labeller, "labeller")
+    note(request, image_id=body.image_id, label=body.label, labeller=labeller)
+    stored = hub.store.add_label(body.image_id, body.label, labeller, verified=person.verified)
     if stored is None:
         raise HTTPException(status_code=404, detail=f"no uncertain image with id {body.image_id!r}")
     return stored
@@ -59,10 +87,14 @@ def list_labels(
     return {"labels": hub.store.labels(after, max, image_id)}
 
 
-@router.post("/labels/resolve", status_code=201, dependencies=[Depends(require_token)])
-def resolve_label(hub: HubDep, body: ResolveIn) -> dict[str, Any]:
+@router.post("/labels/resolve", status_code=201)
+def resolve_label(
+    hub: HubDep, request: Request, body: ResolveIn, person: Annotated[Person, Depends(require("operator"))]
+) -> dict[str, Any]:
     """Settle an image's label whatever its labellers said (rule 2 of `trainset.settle_labels`)."""
-    stored = hub.store.add_resolution(body.image_id, body.label, body.resolver)
+    resolver = _who(person, body.resolver, "resolver")
+    note(request, image_id=body.image_id, label=body.label, resolver=resolver)
+    stored = hub.store.add_resolution(body.image_id, body.label, resolver)
     if stored is None:
         raise HTTPException(status_code=404, detail=f"no image with id {body.image_id!r}")
     return stored

@@ -3,18 +3,34 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from collections.abc import Callable
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException, Response
+from fastapi import APIRouter, Depends, HTTPException, Request, Response
 from fastapi.responses import JSONResponse
 
-from metro_app.api.deps import Hub, HubDep, require_token
+from metro_app.access import Person
+from metro_app.api.deps import Hub, HubDep, by, note, require
 from metro_app.store.rollouts import with_rollouts
 from metro_app.training.jobs import RetrainJobs
 
-__all__ = ["router"]
+__all__ = ["router", "STARTED_BY"]
+
+#: The model event naming who started the retrain that made a model (a person of the tokens file).
+STARTED_BY = "started_by"
 
 router = APIRouter()
+
+
+def _note_starter(hub: Hub, name: str) -> Callable[[dict[str, Any]], None]:
+    """Once the job has made a model, record on it who started the retrain (the Models panel shows it)."""
+
+    def note(job: dict[str, Any]) -> None:
+        version = (job.get("result") or {}).get("version")
+        if version and hub.store.model(version) is not None:
+            hub.store.note_model_event(version, STARTED_BY, f"retrain {job['id']} started by {name}")
+
+    return note
 
 
 def _jobs_or_503(hub: Hub) -> RetrainJobs:
@@ -31,10 +47,14 @@ def list_models(hub: HubDep) -> dict[str, Any]:
 
 # The retrain routes come before /models/{version}/...: the first matching route
 # answers, so /models/retrain/file is a retrain job, not a model's file.
-@router.post("/models/retrain", status_code=202, dependencies=[Depends(require_token)])
-def start_retrain(hub: HubDep) -> JSONResponse:
+@router.post("/models/retrain", status_code=202)
+def start_retrain(
+    hub: HubDep, request: Request, person: Annotated[Person, Depends(require("operator"))]
+) -> JSONResponse:
     """Start a retrain in the background: 202 with the job, or 409 naming the job already running."""
-    job, started = _jobs_or_503(hub).start("POST /models/retrain")
+    on_finish = _note_starter(hub, person.name) if person.verified else None
+    job, started = _jobs_or_503(hub).start("POST /models/retrain" + by(person), on_finish=on_finish)
+    note(request, job=job["id"], started=started)
     if not started:
         return JSONResponse(
             status_code=409, content={"detail": f"retrain job {job['id']} is running", "job": job}

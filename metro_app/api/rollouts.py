@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException, Path, Query
+from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from edgemnist.errors import ConfigError, ModelError
-from metro_app.api.deps import MAX_SEQ, HubDep, require_token
+from metro_app.access import Person
+from metro_app.api.deps import MAX_SEQ, HubDep, by, note, require
 from metro_app.rollout.policy import Policy
 from metro_app.rollout.watcher import register_rollout
 from metro_app.store.rollouts import RolloutBusy
@@ -40,14 +41,22 @@ def _chosen(policy: Policy, body: RolloutIn) -> Policy:
     )
 
 
-@router.post("/models/{version}/rollout", status_code=201, dependencies=[Depends(require_token)])
-def start_rollout(hub: HubDep, version: str, body: RolloutIn) -> JSONResponse:
+@router.post("/models/{version}/rollout", status_code=201)
+def start_rollout(
+    hub: HubDep,
+    request: Request,
+    version: str,
+    body: RolloutIn,
+    person: Annotated[Person, Depends(require("operator"))],
+) -> JSONResponse:
     """Register a canary rollout (the hub's watcher starts it): 201, 404 unknown model, 409 one is running."""
     chosen = _chosen(hub.policy, body)
+    note(request, version=version, canary=body.canary)
     if hub.store.model(version) is None:
         raise HTTPException(status_code=404, detail=f"no model version {version!r} in the registry")
     try:
-        r = register_rollout(hub.store, version, body.canary, chosen, f"POST /models/{version}/rollout")
+        trigger = f"POST /models/{version}/rollout{by(person)}"
+        r = register_rollout(hub.store, version, body.canary, chosen, trigger)
     except RolloutBusy as exc:
         raise HTTPException(status_code=409, detail=str(exc)) from exc
     except (ConfigError, ModelError) as exc:

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import html
+from typing import Any
+
 import ipywidgets as widgets
 
-from metro_app.client import ViewClient
+from metro_app.client import ApiError, ViewClient
 from metro_app.dashboard._data import unseen_labels
 from metro_app.dashboard.gallery import Gallery
 from metro_app.dashboard.live import Ticker
@@ -12,7 +15,27 @@ from metro_app.dashboard.models import ModelsPanel
 from metro_app.dashboard.monitor import HubMonitor
 from metro_app.dashboard.station import CorrectionStation
 
-__all__ = ["MetroDashboard", "render_metro_views"]
+__all__ = ["MetroDashboard", "render_metro_views", "signed_in_html"]
+
+
+def signed_in_html(who: dict[str, Any] | None) -> str:
+    """Who the dashboard's token signs in as (GET /whoami), as one line of HTML.
+
+    >>> signed_in_html({"person": {"name": "ana", "role": "labeller", "verified": True}})
+    '<span class="metro-whoami">signed in as <b>ana</b> (labeller)</span>'
+    >>> "unverified" in signed_in_html({"person": {"name": "default", "role": "operator", "verified": False}})
+    True
+    """
+    person = (who or {}).get("person")
+    if who is None:
+        text = "not signed in: this hub needs a token to read (EDGE_MNIST_API_TOKEN)"
+    elif person is None:
+        text = "not signed in: reads only"
+    elif person["verified"]:
+        text = f"signed in as <b>{html.escape(person['name'])}</b> ({html.escape(person['role'])})"
+    else:
+        text = "shared token: operator <b>default</b>; labels carry the labeller typed below (unverified)"
+    return f'<span class="metro-whoami">{text}</span>'
 
 
 class MetroDashboard:
@@ -27,8 +50,11 @@ class MetroDashboard:
         ticks: int = 0,
         station_size: int = 24,
         labeller: str = "dashboard",
+        ca_file: str | None = None,
     ) -> None:
-        self.client = ViewClient(api_url, token=token, timeout=15)
+        self.client = ViewClient(api_url, token=token, timeout=15, ca_file=ca_file)
+        self.whoami = widgets.HTML()
+        self._signed_in = False
         self.monitor = HubMonitor(self.client)
         self.gallery = Gallery(self.client)
         self.station = CorrectionStation(self.client, size=station_size, labeller=labeller)
@@ -36,7 +62,8 @@ class MetroDashboard:
         self.ticker = Ticker(self._tick, interval=interval, ticks=ticks, name="live views")
         self.widget = widgets.VBox(
             [
-                widgets.HTML(f"<h2>edge-mnist hub at {api_url}</h2>"),
+                widgets.HTML(f"<h2>edge-mnist hub at {html.escape(api_url)}</h2>"),
+                self.whoami,
                 self.ticker.widget,
                 self.monitor.widget,
                 widgets.HTML("<h3>Models</h3>"),
@@ -49,7 +76,22 @@ class MetroDashboard:
         )
         self.widget.add_class("metro-dashboard")
 
+    def sign_in(self) -> dict[str, Any] | None:
+        """Ask the hub who the token names; show it, and label as that person when verified."""
+        try:
+            who: dict[str, Any] | None = self.client.whoami()
+        except ApiError as exc:
+            if exc.status != 401:
+                raise
+            who = None
+        self.whoami.value = signed_in_html(who)
+        self.station.sign_in((who or {}).get("person"))
+        self._signed_in = True
+        return who
+
     def _tick(self) -> None:
+        if not self._signed_in:
+            self.sign_in()
         self.monitor.refresh()
         self.models.refresh(self.monitor.cameras)
         self.station.show_unseen(*unseen_labels(self.client.labels(), self.models.models))

@@ -21,15 +21,27 @@ def _pct(v: Any) -> str:
 
 
 def _rollout(r: dict[str, Any] | None) -> str:
-    """The model's newest rollout: its state on its canary cameras."""
+    """The model's newest rollout: its state on its canary cameras, and who started it (its trigger)."""
     if not r:
         return ""
     targets = ", ".join(str(t) for t in r.get("targets") or [])
-    return f'<span class="metro-rollout" title="{html.escape(str(r.get("reason") or ""))}">{html.escape(str(r.get("state")))} on {html.escape(targets)}</span>'
+    who = (
+        f'<br><small class="metro-rollout-by">{html.escape(str(r["trigger"]))}</small>'
+        if r.get("trigger")
+        else ""
+    )
+    return f'<span class="metro-rollout" title="{html.escape(str(r.get("reason") or ""))}">{html.escape(str(r.get("state")))} on {html.escape(targets)}</span>{who}'
+
+
+def _started_by(events: list[dict[str, Any]]) -> str:
+    """Who started the retrain that made the model (its `started_by` event), as a small line."""
+    said = [str(e.get("reason") or "") for e in events if e.get("status") == "started_by"]
+    return f'<br><small class="metro-started-by">{html.escape(said[-1])}</small>' if said else ""
 
 
 def _transitions(events: list[dict[str, Any]]) -> str:
     """candidate -> canary -> rolled_back, each with its time; the reason shows on hover."""
+    events = [e for e in events if e.get("status") != "started_by"]
     return " &rarr; ".join(
         f'<span title="{html.escape(str(e.get("time")))}: {html.escape(str(e.get("reason") or ""))}">'
         f"{html.escape(str(e.get('status')))} {html.escape(str(e.get('time') or '')[11:19])}</span>"
@@ -75,7 +87,7 @@ def models_table_html(models: list[dict[str, Any]], cameras: list[dict[str, Any]
     for m in models:
         status = str(m.get("status", ""))
         cells = [
-            f"<code>{html.escape(str(m['version']))}</code>",
+            f"<code>{html.escape(str(m['version']))}</code>{_started_by(m.get('events') or [])}",
             f'<b style="color:{_STATUS_COLOUR.get(status, "#333")}">{html.escape(status)}</b>',
             html.escape(str(m.get("parent") or "")),
             html.escape(str(m.get("created") or "")[:19]),

@@ -349,6 +349,12 @@ class CorrectionStation:
 
     # upload -------------------------------------------------------------------------------------
 
+    def sign_in(self, person: dict[str, Any] | None) -> None:
+        """A person the hub knows from their token labels under their own name: the field shows it, fixed."""
+        if person is not None and person.get("verified"):
+            self.labeller.value = person["name"]
+            self.labeller.disabled = True
+
     def upload(self, wait: bool = False) -> threading.Thread | None:
         """Send the latest label of each changed image in a background thread; `wait` joins it."""
         if not self._uploading.acquire(blocking=False):

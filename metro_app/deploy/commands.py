@@ -75,6 +75,10 @@ def _run_args(args: argparse.Namespace, settings: HubSettings) -> list[str]:
     out += ["--models-topic", settings.models_topic, "--control-topic", settings.control_topic]
     if settings.signing_key:
         out += ["--signing-key", settings.signing_key]  # a path; the key itself stays in its file
+    out += ["--public-reads" if settings.public_reads else "--no-public-reads"]
+    for flag in ("tokens", "tls_cert", "tls_key"):  # paths, not secrets: the key file stays 0600
+        if getattr(settings, flag):
+            out += [f"--{flag.replace('_', '-')}", getattr(settings, flag)]
     for flag, *_ in RETRAIN_ENV:
         out += [flag, str(getattr(args, flag[2:].replace("-", "_")))]
     for flag in ("bootstrap_servers", "credentials"):

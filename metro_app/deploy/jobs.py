@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import ssl
 import subprocess
 import sys
 import time
@@ -41,8 +42,13 @@ class Job(dict):  # type: ignore[type-arg]
         return b"metro_app" in cmdline or b"metro-app" in cmdline
 
     def health(self, timeout: float = 2.0) -> dict[str, Any] | None:
+        """The job's GET /health; over HTTPS when it serves with --tls-cert (a liveness check of our
+        own child, so its certificate is not verified: the host may be a name its SAN lacks)."""
+        tls = "--tls-cert" in (self.get("command") or [])
+        url = f"{'https' if tls else 'http'}://{self['host']}:{self['port']}/health"
+        context = ssl._create_unverified_context() if tls else None  # noqa: S323
         try:
-            with urllib.request.urlopen(f"http://{self['host']}:{self['port']}/health", timeout=timeout) as r:
+            with urllib.request.urlopen(url, timeout=timeout, context=context) as r:
                 return json.load(r)
         except (OSError, ValueError):
             return None

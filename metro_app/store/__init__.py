@@ -5,7 +5,7 @@
 - `events`: metrics windows, their per-camera rows, uncertain images, dead letters;
 - `labels`: people's labels, training images from other systems, resolutions;
 - `models`: the model registry (skops bytes, status, events), shown as `modelrows`;
-- `alerts`: camera alerts; `rollouts`: rollouts (`RolloutBook`); `leases`: singleton jobs (`Lease`);
+- `alerts`: camera alerts; `audit`: who did which write; `rollouts`: rollouts (`RolloutBook`); `leases`: singleton jobs (`Lease`);
   `requests`: retrain requests from the control topic (`RetrainRequests`).
 
 `schema` holds every table, `engine` the SQLite/PostgreSQL engines, `base` the shared write lock,
@@ -17,6 +17,7 @@ Kafka delivers twice is stored once.
 from __future__ import annotations
 
 from metro_app.store.alerts import AlertTables
+from metro_app.store.audit import AuditTables
 from metro_app.store.events import (
     FLEET_BUCKET_SECONDS,
     DeadLetter,
@@ -33,8 +34,8 @@ from metro_app.store.rollouts import RolloutBook
 __all__ = ["DeadLetter", "WriteResult", "Store", "FLEET_BUCKET_SECONDS", "image_row_to_dict"]
 
 
-class Store(EventTables, LabelTables, ModelTables, AlertTables):
-    """Metrics windows, uncertain and training images, labels, the model registry, alerts and dead letters.
+class Store(EventTables, LabelTables, ModelTables, AlertTables, AuditTables):
+    """Metrics windows, uncertain and training images, labels, the model registry, alerts, dead letters, audit.
 
     One engine and one write lock (`base.StoreBase`) shared by the table families it combines.
     """

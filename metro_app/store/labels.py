@@ -27,8 +27,14 @@ __all__ = ["LabelTables"]
 class LabelTables(StoreBase):
     """Labels on stored images, training images, and the label each image settles on."""
 
-    def add_label(self, image_id: str, label: str, labeller: str) -> dict[str, Any] | None:
-        """Store a person's label for a stored image; None when the image is unknown."""
+    def add_label(
+        self, image_id: str, label: str, labeller: str, *, verified: bool | None = None
+    ) -> dict[str, Any] | None:
+        """Store a person's label for a stored image; None when the image is unknown.
+
+        `verified`: True when the hub knows the labeller from their token, False when the
+        request body named them (the single shared token), None when nobody said.
+        """
         img = self.image(image_id)
         if img is None:
             return None
@@ -39,6 +45,7 @@ class LabelTables(StoreBase):
             "created": time.time(),
             "model_version": img.model_version,
             "previous_prediction": img.result_class,
+            "verified": verified,
         }
         with self.engine.begin() as conn:
             row["id"] = conn.execute(sa.insert(labels).returning(labels.c.id), row).scalar_one()

@@ -112,6 +112,7 @@ def label_dict(row: dict[str, Any]) -> dict[str, Any]:
         "created": iso(row["created"]),
         "model_version": row["model_version"],
         "previous_prediction": row["previous_prediction"],
+        "verified": row.get("verified"),
     }
 
 

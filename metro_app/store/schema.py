@@ -20,6 +20,7 @@ __all__ = [
     "leases",
     "alerts",
     "label_resolutions",
+    "audit",
     "add_missing_columns",
 ]
 
@@ -86,6 +87,9 @@ labels = sa.Table(
     sa.Column("created", sa.Float, nullable=False),
     sa.Column("model_version", sa.String(300)),
     sa.Column("previous_prediction", sa.Integer),
+    # True: the labeller is the person a tokens-file token names; False: whatever the body said
+    # (the single shared token); NULL: from before the hub knew people, or a training event
+    sa.Column("verified", sa.Boolean),
 )
 
 training_images = sa.Table(
@@ -169,6 +173,23 @@ label_resolutions = sa.Table(
 )
 
 
+# every write on the hub (API route or CLI command): who, when, what, and how it ended; never pruned
+audit = sa.Table(
+    "audit",
+    metadata,
+    sa.Column("id", _ID, primary_key=True, autoincrement=True),
+    sa.Column("time", sa.Float, nullable=False, index=True),
+    sa.Column("person", sa.String(300), nullable=False),
+    sa.Column("role", sa.String(32)),
+    sa.Column("verified", sa.Boolean, nullable=False),  # False: the shared token's `default`, or a CLI user
+    sa.Column("route", sa.String(300), nullable=False),  # "POST /labels", "metro-app tokens add"
+    sa.Column("path", sa.Text, nullable=False),  # the request's path, or the command's target
+    sa.Column("status", sa.Integer, nullable=False),  # the HTTP status (a command: 0 done, 1 failed)
+    sa.Column("outcome", sa.String(32), nullable=False),  # done | refused | failed
+    sa.Column("detail", sa.Text, nullable=False),  # JSON: what the write was about (image, label, version)
+)
+
+
 # a canary rollout: pending (registered) -> canary (on the canary cameras) -> promoted | rolled_back;
 # failed when it could not start (unknown model, nothing to compare with)
 ROLLOUT_STATES = ("pending", "canary", "promoted", "rolled_back", "failed")
@@ -238,7 +259,7 @@ def add_missing_columns(engine: sa.engine.Engine) -> None:
     """Add nullable columns that newer versions define to tables an older hub created."""
     inspector = sa.inspect(engine)
     with engine.begin() as conn:
-        for table in (metrics, uncertain_images):
+        for table in (metrics, uncertain_images, labels):
             have = {c["name"] for c in inspector.get_columns(table.name)}
             for col in table.columns:
                 if col.name not in have and col.nullable:
