@@ -43,7 +43,7 @@ from metro_app.store import Store  # noqa: E402
 from metro_app.testing import HubProcess  # noqa: E402
 
 SCENARIOS = {"metrics": (20_000, 0), "images": (0, 8_000)}
-RUNNERS = ("ours", "quix", "minimal", "quix_slow")
+RUNNERS = ("ours", "ours_rdk", "quix", "minimal", "quix_slow")
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,6 +143,9 @@ def race(
         total = filled.total
         runners: dict[str, Callable[[str, str], Run]] = {
             "ours": lambda url, g, topic=topic, total=total: run_ours(settings, topic, total, url, g),
+            "ours_rdk": lambda url, g, topic=topic, total=total: run_ours(
+                settings, topic, total, url, g, client="confluent-kafka"
+            ),
             "quix": lambda url, g, topic=topic, total=total: run_quix(bootstrap, topic, total, url, g),
             "minimal": lambda url, g, topic=topic, total=total: run_minimal(settings, topic, total, url, g),
             "quix_slow": lambda url, g, topic=topic, total=total: run_quix(

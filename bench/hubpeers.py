@@ -46,9 +46,22 @@ class Run:
         return self.cpu / self.messages * 1000
 
 
-def run_ours(settings: Any, topic: str, total: int, url: str, group: str, deadline: float = 300) -> Run:
+def run_ours(
+    settings: Any,
+    topic: str,
+    total: int,
+    url: str,
+    group: str,
+    deadline: float = 300,
+    client: str = "kafka-python",
+) -> Run:
     """`metro-app run`'s loop as the service wires it (same consumer config, batch size, commits)."""
-    consumer = make_consumer(settings, [topic], group, **HUB_CONSUMER_CONFIG)
+    if client == "confluent-kafka":
+        from edgemnist.kafka.confluent import ConfluentConsumer
+
+        consumer: Any = ConfluentConsumer(settings, [topic], group, **HUB_CONSUMER_CONFIG)
+    else:
+        consumer = make_consumer(settings, [topic], group, **HUB_CONSUMER_CONFIG)
     store = Store(url)
     producer = make_producer(settings)
     loop = HubLoop(
