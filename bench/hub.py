@@ -2,7 +2,8 @@
 
 Per scenario (metrics-only, images-only; one pre-filled single-partition topic each), interleaved
 and repeated (median of --repeat): ours (`HubLoop` as `metro-app run` wires it: full validation,
-the exactly-once SQLite store, dead letters, commit after the store); the honest peer, a Quix
+the exactly-once SQLite store, dead letters, commit after the store), on kafka-python (`ours`,
+the default) and on librdkafka (`ours_rdk`, `--kafka-client confluent-kafka`); the honest peer, a Quix
 Streams app running our hub's validation per message (`Validator.items`: the compiled msgspec
 pass and the PNG check) and writing the same rows with `Store.write_items` from its BatchingSink,
 committing after the flush; a bare kafka-python + orjson + executemany loop with no checks as a
@@ -44,6 +45,14 @@ from metro_app.testing import HubProcess  # noqa: E402
 
 SCENARIOS = {"metrics": (20_000, 0), "images": (0, 8_000)}
 RUNNERS = ("ours", "ours_rdk", "quix", "minimal", "quix_slow")
+# ours = kafka-python (the default client), ours_rdk = --kafka-client confluent-kafka; quix = the honest peer
+RATIOS = (
+    ("ours", "quix"),
+    ("ours_rdk", "quix"),
+    ("ours_rdk", "ours"),
+    ("ours", "minimal"),
+    ("ours", "quix_slow"),
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,8 +175,8 @@ def race(
             med = sorted(rs, key=lambda x: x.rate)[(len(rs) - 1) // 2]
             res[who] = {"msgs_per_s": round(med.rate), "cpu_s_per_1000": round(med.cpu_per_1000, 4),
                         "runs": [round(x.rate) for x in rs]}  # fmt: skip
-        for other in ("quix", "quix_slow", "minimal"):
-            res[f"ratio_{other}"] = round(res["ours"]["msgs_per_s"] / res[other]["msgs_per_s"], 2)
+        for ours, other in RATIOS:
+            res[f"{ours}/{other}"] = round(res[ours]["msgs_per_s"] / res[other]["msgs_per_s"], 2)
         res["messages"] = total
         out[name] = res
     return out
@@ -369,11 +378,10 @@ def report(result: dict[str, Any]) -> None:
         for name, r in result[broker].items():
             rows.append([
                 f"{broker} {name}", *(r[w]["msgs_per_s"] for w in RUNNERS),
-                *(r[w]["cpu_s_per_1000"] * 1000 for w in RUNNERS),
-                r["ratio_quix"], r["ratio_quix_slow"], r["ratio_minimal"],
+                *(r[w]["cpu_s_per_1000"] * 1000 for w in RUNNERS), *(r[f"{a}/{b}"] for a, b in RATIOS),
             ])  # fmt: skip
         print(table(["scenario", *(f"{w} msg/s" for w in RUNNERS), *(f"{w} CPU-us" for w in RUNNERS),
-                     "ours/quix", "ours/quix_slow", "ours/minimal"], rows))  # fmt: skip
+                     *(f"{a}/{b}" for a, b in RATIOS)], rows))  # fmt: skip
     if "postgres" in result:
         rows = [[name, r["one_msgs_per_s"], r["two_msgs_per_s"], r["two_over_one"], str(r["split"])]
                 for name, r in result["postgres"].items()]  # fmt: skip

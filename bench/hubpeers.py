@@ -18,7 +18,7 @@ from typing import Any
 
 import orjson
 
-from edgemnist.kafka import make_consumer, make_producer
+from edgemnist.kafka import make_consumer, make_group_consumer, make_producer
 from edgemnist.wire.messages import MetricsMessage, parse_message
 from metro_app.ingest.loop import HUB_CONSUMER_CONFIG, DeadLetterSink, HubLoop
 from metro_app.ingest.validate import Validator
@@ -56,12 +56,7 @@ def run_ours(
     client: str = "kafka-python",
 ) -> Run:
     """`metro-app run`'s loop as the service wires it (same consumer config, batch size, commits)."""
-    if client == "confluent-kafka":
-        from edgemnist.kafka.confluent import ConfluentConsumer
-
-        consumer: Any = ConfluentConsumer(settings, [topic], group, **HUB_CONSUMER_CONFIG)
-    else:
-        consumer = make_consumer(settings, [topic], group, **HUB_CONSUMER_CONFIG)
+    consumer = make_group_consumer(settings, [topic], group, client=client, **HUB_CONSUMER_CONFIG)
     store = Store(url)
     producer = make_producer(settings)
     loop = HubLoop(

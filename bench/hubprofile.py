@@ -31,13 +31,14 @@ import orjson  # noqa: E402
 
 from bench.common import table  # noqa: E402
 from bench.hub import SCENARIOS, apache_kafka, fill, kafka_settings  # noqa: E402
-from edgemnist.kafka import make_consumer, make_producer  # noqa: E402
+from edgemnist.kafka import make_consumer, make_group_consumer, make_producer  # noqa: E402
 from edgemnist.wire.fast import fast_decode  # noqa: E402
 from edgemnist.wire.messages import FUTURE_TOLERANCE  # noqa: E402
 from metro_app.ingest.loop import HUB_CONSUMER_CONFIG, DeadLetterSink, HubLoop  # noqa: E402
 from metro_app.ingest.validate import Validator, _check_png  # noqa: E402
 from metro_app.store import Store  # noqa: E402
 
+WHO = {"ours (kafka-python)": "kafka-python", "ours (librdkafka)": "confluent-kafka", "bare loop": "bare"}
 PHASES = ("poll", "decode+validate", "row build", "store", "commit", "other")
 
 
@@ -101,10 +102,13 @@ class _TimedValidator(Validator):
         return self._clock.timed("validator", super().items, records)
 
 
-def profile_ours(settings: Any, topic: str, total: int, url: str) -> dict[str, float]:
+def profile_ours(
+    settings: Any, topic: str, total: int, url: str, client: str = "kafka-python"
+) -> dict[str, float]:
     """Our hub; the clock starts after the first batch (joining the group is not the hub's work)."""
     clock = _Clock()
-    consumer = make_consumer(settings, [topic], f"prof-{time.time_ns()}", **HUB_CONSUMER_CONFIG)
+    group = f"prof-{time.time_ns()}"
+    consumer = make_group_consumer(settings, [topic], group, client=client, **HUB_CONSUMER_CONFIG)
     store = Store(url)
     producer = make_producer(settings)
     timed_store: Any = _TimedStore(store, clock)
@@ -184,14 +188,14 @@ def main(argv: list[str] | None = None) -> int:
         for name, (n_metrics, n_images) in SCENARIOS.items():
             topic = f"prof-{name}-{time.time_ns()}"
             total = fill(settings, topic, n_metrics, n_images).total
-            runs: dict[str, list[dict[str, float]]] = {"ours": [], "bare loop": []}
-            for r in range(args.repeat):
-                runs["ours"].append(
-                    profile_ours(settings, topic, total, f"sqlite:///{tmpdir}/o-{name}-{r}.db")
-                )
-                runs["bare loop"].append(
-                    profile_bare(settings, topic, total, f"sqlite:///{tmpdir}/b-{name}-{r}.db")
-                )
+            runs: dict[str, list[dict[str, float]]] = {who: [] for who in WHO}
+            for r in range(args.repeat):  # interleaved: each repeat runs every contender once
+                for who, client in WHO.items():
+                    url = f"sqlite:///{tmpdir}/{name}-{client}-{r}.db"
+                    if client == "bare":
+                        runs[who].append(profile_bare(settings, topic, total, url))
+                    else:
+                        runs[who].append(profile_ours(settings, topic, total, url, client))
             result[name] = {who: _median(rs) for who, rs in runs.items()}
             rows = [[who, *(v[k] for k in (*PHASES, "total"))] for who, v in result[name].items()]
             print(table([f"{name}: us/message", *PHASES, "total"], rows), flush=True)
