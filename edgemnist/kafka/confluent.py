@@ -168,8 +168,8 @@ class ConfluentConsumer:
     def seek(self, tp: TopicPartition, offset: int) -> None:
         from confluent_kafka import TopicPartition as CTP
 
+        self._positions[tp] = offset  # first: even if the seek fails, no commit passes the rewound batch
         self._c.seek(CTP(tp.topic, tp.partition, offset))
-        self._positions[tp] = offset
 
     def assignment(self) -> set[TopicPartition]:
         return {TopicPartition(p.topic, p.partition) for p in self._c.assignment()}
