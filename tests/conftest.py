@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from edgemnist.data import load_bundled
-from edgemnist.kafka.settings import KafkaSettings
+from edgemnist.kafka.settings import KAFKA_CLIENTS, KafkaSettings
 from edgemnist.model import evaluate, load_model, save_model, train_model
 from edgemnist.testing.brokers import ApacheKafka, ExternalKafka, KafkaNotAvailable
 from edgemnist.testing.postgres import PostgresCluster, postgres_session
@@ -98,6 +98,12 @@ def kafka(request: pytest.FixtureRequest) -> Iterator[Broker]:
 @pytest.fixture(scope="session")
 def kafka_settings(kafka: Broker) -> KafkaSettings:
     return kafka.settings()
+
+
+@pytest.fixture(scope="module", params=KAFKA_CLIENTS)
+def hub_kafka_client(request: pytest.FixtureRequest) -> str:
+    """The client the hub's events consumer runs on (`--kafka-client`): every hub test runs on each."""
+    return str(request.param)
 
 
 @pytest.fixture(scope="session")

@@ -183,9 +183,23 @@ def make_group_consumer(
     group_id: str,
     *,
     session_timeout_ms: int = 10_000,
+    client: str = "kafka-python",
     **overrides: Any,
-) -> SteadyConsumer:
-    """A group consumer (see `make_consumer`) that recreates itself if it sits with no partitions."""
+) -> Any:
+    """A group consumer (see `make_consumer`) that recreates itself if it sits with no partitions.
+
+    `client="confluent-kafka"`: the same interface on librdkafka (`ConfluentConsumer`), which
+    learns the topics' partitions before it subscribes and has no join race to recover from.
+    """
+    if client == "confluent-kafka":
+        from edgemnist.kafka.confluent import ConfluentConsumer
+
+        topic_list = [topics] if isinstance(topics, str) else list(topics)
+        return ConfluentConsumer(
+            settings, topic_list, group_id, session_timeout_ms=session_timeout_ms, **overrides
+        )
+    if client != "kafka-python":
+        raise ConfigError(f"unknown Kafka client {client!r}: use kafka-python or confluent-kafka")
 
     def factory() -> KafkaConsumer:
         return make_consumer(settings, topics, group_id, session_timeout_ms=session_timeout_ms, **overrides)

@@ -25,11 +25,14 @@ __all__ = [
     "state_dir",
     "SECURITY_PROTOCOLS",
     "SASL_MECHANISMS",
+    "KAFKA_CLIENTS",
     "KafkaSettings",
     "resolve",
 ]
 
 MASK = "****"
+#: The clients a group consumer can run on: kafka-python (the default) or librdkafka via confluent-kafka.
+KAFKA_CLIENTS = ("kafka-python", "confluent-kafka")
 
 #: The core's ``EDGE_MNIST_*`` env vars (name -> help text): Kafka connection, local state, the
 #: digit database and tests. Each app registers its own names in its settings module

