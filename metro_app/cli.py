@@ -74,6 +74,13 @@ def _models_parsers(sub: Any) -> tuple[argparse.ArgumentParser, argparse.Argumen
         description="Last line of output: the registered model as JSON.",
     )
     imp.add_argument("path", type=Path, help="the .skops file (its model card .json beside it)")
+    imp.add_argument(
+        "--trusted-keys",
+        type=Path,
+        help="import only if a key in this file (hub.pub lines) signed the model: its signature card "
+        "is --signature, else <model>.sig.json, else the card beside it (as `keys verify` reads it)",
+    )
+    imp.add_argument("--signature", type=Path, help="the model's signature card (with --trusted-keys)")
     _retrain_arguments(imp, publish=False)
     imp.set_defaults(func=_models_import)
     return models, imp
@@ -296,6 +303,10 @@ def _models(args: argparse.Namespace) -> int:
 def _models_import(args: argparse.Namespace) -> int:
     from metro_app.training.modelimport import import_model
 
+    if args.trusted_keys is not None:
+        _check_import_signature(args.path, args.signature, args.trusted_keys)
+    elif args.signature is not None:
+        raise ConfigError("--signature needs --trusted-keys: the keys to check it against")
     store = _open_store(args)
     try:
         with _audited(store, "metro-app models import", str(args.path), {}) as detail:
@@ -306,6 +317,19 @@ def _models_import(args: argparse.Namespace) -> int:
     print(model["reason"], file=sys.stderr)
     print(json.dumps(model))
     return 0
+
+
+def _check_import_signature(model: Path, signature: Path | None, trusted_keys: Path) -> None:
+    """Refuse (ModelError naming why) a model file no trusted key signed, before anything is stored."""
+    from edgemnist.errors import ModelError
+    from edgemnist.signing import TrustedKeys
+    from metro_app.keys import signature_card, verify_model_file
+
+    card = signature_card(model, signature)
+    why = verify_model_file(model, card, TrustedKeys.load(trusted_keys))
+    if why is not None:
+        raise ModelError(f"{model}: not imported: {why} (signature card {card})")
+    log.info("%s: signature OK (%s)", model, card)
 
 
 def _rollout(args: argparse.Namespace) -> int:

@@ -85,14 +85,20 @@ def verify_model_file(model: Path, card_path: Path, trusted: TrustedKeys) -> str
         targets=None if targets is None else tuple(targets),
         parent=card.get("parent"),
         role=card.get("role"),
+        seq=card.get("seq"),  # an edge's saved card holds the publication number its record was signed with
     )
 
 
+def signature_card(model: Path, given: Path | None = None) -> Path:
+    """`given`, else ``<model>.sig.json`` (from the hub) when it exists, else ``<model>.json``."""
+    if given is not None:
+        return given
+    sig_json = model.with_name(model.name.removesuffix(".skops") + ".sig.json")
+    return sig_json if sig_json.exists() else model.with_suffix(".json")
+
+
 def _verify(args: argparse.Namespace) -> int:
-    card = args.signature
-    if card is None:
-        sig_json = args.model.with_name(args.model.name.removesuffix(".skops") + ".sig.json")
-        card = sig_json if sig_json.exists() else args.model.with_suffix(".json")
+    card = signature_card(args.model, args.signature)
     why = verify_model_file(args.model, card, TrustedKeys.load(args.trusted_keys))
     if why is not None:
         print(f"{args.model}: REFUSED: {why}")

@@ -92,3 +92,15 @@ def test_a_model_file_from_the_api_checks_offline_with_keys_verify(tmp_path, cap
     (tmp_path / "m-2.skops").write_bytes(DATA + b"tampered")
     assert main(["keys", "verify", model, "--trusted-keys", str(tmp_path / "hub.pub")]) == 1
     assert "bad signature" in capsys.readouterr().out
+
+
+def test_an_edges_saved_model_and_card_check_offline_publication_number_included(tmp_path, capsys):
+    """The card an edge saves beside an accepted model holds the signed header, `seq` too."""
+    from edge_app.saved_models import SavedModels
+
+    key = SigningKey.generate()
+    (tmp_path / "hub.pub").write_text(key.public_line() + "\n")
+    env = ModelEnvelope("m-2", hashlib.sha256(DATA).hexdigest(), DATA, parent="m-1", seq=17).signed(key)
+    path = SavedModels(tmp_path / "models-RotB").save(env)
+    assert main(["keys", "verify", str(path), "--trusted-keys", str(tmp_path / "hub.pub")]) == 0
+    assert "signature OK" in capsys.readouterr().out

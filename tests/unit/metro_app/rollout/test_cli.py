@@ -143,3 +143,36 @@ def test_models_flags_given_before_import_are_kept(monkeypatch) -> None:
     ).store == ("sqlite:///b.db")
     monkeypatch.setenv("EDGE_MNIST_STORE", "sqlite:///env.db")
     assert build_parser().parse_args(["models", "import", "m.skops"]).store == "sqlite:///env.db"
+
+
+def test_import_with_trusted_keys_takes_only_a_model_a_trusted_key_signed(
+    tmp_path, model_path, other_model, capsys
+):
+    """Issue 21: a model file carries its signature into `models import`, checked before anything is stored."""
+    from edgemnist.signing import SigningKey
+
+    key, stranger = SigningKey.generate(), SigningKey.generate()
+    (tmp_path / "trusted.pub").write_text(key.public_line() + "\n")
+    model = load_model(other_model)
+    url = f"sqlite:///{tmp_path}/hub.db"
+    args = ["models", "import", str(other_model), "--store", url, "--model", str(model_path),
+            "--trusted-keys", str(tmp_path / "trusted.pub"), "-q"]  # fmt: skip
+
+    def card(signer):
+        sig = signer.sign_model(other_model.read_bytes(), version=model.version, parent=None)
+        return {"version": model.version, "parent": None, "targets": None, "signature": sig.to_json()}
+
+    sig_file = tmp_path / "m.sig.json"
+    sig_file.write_text(json.dumps(card(stranger)))
+    assert main([*args, "--signature", str(sig_file)]) == 2
+    assert "not imported: unknown key" in capsys.readouterr().err
+    assert main(args) == 2  # the card beside the model holds no signature
+    assert "not imported: unsigned" in capsys.readouterr().err
+    store = Store(url)
+    try:
+        assert store.model(model.version) is None  # nothing was stored
+    finally:
+        store.close()
+    sig_file.write_text(json.dumps(card(key)))
+    assert main([*args, "--signature", str(sig_file)]) == 0
+    assert last_json(capsys)["version"] == model.version
