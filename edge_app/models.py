@@ -8,6 +8,12 @@ verified (sha256, the skops allow-list), probed on a few prepared images, saved
 in the edge's state directory and only then offered to the runner, which swaps
 it in between micro-batches. A refused model is logged once, reported in the
 next metrics message and never retried; the serving model keeps running.
+
+A record under a ``shadow:`` key (`edgemnist.wire.envelope`) offers a **shadow** model:
+verified, probed and saved the same way, it scores beside the serving model and never
+decides what is sent. The last shadow record meant for this camera wins; a tombstone
+under that key, or any later serving record meant for this camera (the rollout ended:
+promoted or rolled back), withdraws it.
 """
 
 from __future__ import annotations
@@ -28,7 +34,7 @@ import numpy as np
 
 from edgemnist.errors import BrokerUnavailable, ModelError, SchemaError
 from edgemnist.model import Model, load_model, load_model_bytes
-from edgemnist.wire.envelope import ALL_CAMERAS, ModelEnvelope
+from edgemnist.wire.envelope import ALL_CAMERAS, SHADOW_KEY_PREFIX, ModelEnvelope
 from edgemnist.wire.messages import ModelRefusal
 
 __all__ = [
@@ -40,6 +46,7 @@ __all__ = [
     "key_applies",
     "probe_model",
     "initial_model",
+    "initial_shadow",
 ]
 
 log = logging.getLogger(__name__)
@@ -113,7 +120,8 @@ class ModelStore:
     """Models this edge accepted, in its state directory, so a restarted edge serves them at once.
 
     ``<dir>/<version>.skops`` with its card ``<version>.json`` (version, sha256, parent,
-    created, targets, accepted), and ``current.json`` naming the one being served.
+    created, targets, accepted), ``current.json`` naming the one being served and
+    ``shadow.json`` the one scoring beside it (a shadow envelope does not change ``current.json``).
     """
 
     def __init__(self, directory: Path) -> None:
@@ -131,14 +139,15 @@ class ModelStore:
         }
         _write_atomic(path, env.data)
         _write_atomic(path.with_suffix(".json"), json.dumps(card, indent=2).encode())
+        pointer = "shadow.json" if env.role == "shadow" else "current.json"
         _write_atomic(
-            self.directory / "current.json", json.dumps({"version": env.version, "file": path.name}).encode()
+            self.directory / pointer, json.dumps({"version": env.version, "file": path.name}).encode()
         )
         return path
 
-    def current(self) -> Path | None:
+    def current(self, pointer_name: str = "current.json") -> Path | None:
         """The model file last made current, or None (nothing accepted yet, or unreadable pointer)."""
-        pointer = self.directory / "current.json"
+        pointer = self.directory / pointer_name
         try:
             name = json.loads(pointer.read_text())["file"]
         except FileNotFoundError:
@@ -148,6 +157,13 @@ class ModelStore:
             return None
         path = self.directory / str(name)
         return path if path.parent == self.directory and path.is_file() else None
+
+    def shadow(self) -> Path | None:
+        """The shadow model file last accepted and not withdrawn, or None."""
+        return self.current("shadow.json")
+
+    def withdraw_shadow(self) -> None:
+        (self.directory / "shadow.json").unlink(missing_ok=True)
 
 
 def _write_atomic(path: Path, data: bytes) -> None:
@@ -174,6 +190,18 @@ def initial_model(configured: Path, store: ModelStore) -> Model:
     return load_model(configured)
 
 
+def initial_shadow(store: ModelStore) -> Model | None:
+    """The shadow model a restarting edge scores beside its serving one: the last one not withdrawn."""
+    saved = store.shadow()
+    if saved is None:
+        return None
+    try:
+        return load_model(saved)
+    except ModelError as exc:
+        log.error("shadow model accepted earlier cannot be used (%s); no shadow scoring", exc)
+        return None
+
+
 class ServingModel:
     """The model the runner should score the next micro-batch with, and refusals not yet reported.
 
@@ -184,11 +212,21 @@ class ServingModel:
     def __init__(self, model: Model) -> None:
         self._lock = threading.Lock()
         self._model = model
+        self._shadow: Model | None = None
         self._refused: list[ModelRefusal] = []
 
     def current(self) -> Model:
         with self._lock:
             return self._model
+
+    def shadow(self) -> Model | None:
+        """The model to score beside the serving one, or None."""
+        with self._lock:
+            return self._shadow
+
+    def offer_shadow(self, model: Model | None) -> None:
+        with self._lock:
+            self._shadow = model
 
     def offer(self, model: Model) -> None:
         with self._lock:
@@ -237,6 +275,8 @@ class ModelWatcher:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._latest: Record | None = None  # last applicable record read, not yet considered
+        self._latest_shadow: Record | None = None  # likewise for shadow records
+        self._shadow_ended = False  # a tombstone or a serving record came after the shadow record
         self._considered: set[tuple[int, int]] = set()
         self._refused: set[tuple[str, str]] = set()  # (version, sha256 or "") never retried
         self.accepted: list[str] = []
@@ -247,11 +287,75 @@ class ModelWatcher:
     def feed(self, records: Sequence[Record]) -> None:
         """Remember the last record, in topic order, that is meant for this camera."""
         for rec in sorted(records, key=lambda r: (r.timestamp, r.partition, r.offset)):
-            if rec.value is not None and key_applies(rec.key, self._camera):
+            key = rec.key or b""
+            if key.startswith(SHADOW_KEY_PREFIX):
+                if key_applies(key[len(SHADOW_KEY_PREFIX) :], self._camera):
+                    self._latest_shadow = rec if rec.value is not None else None
+                    self._shadow_ended = rec.value is None
+            elif rec.value is not None and key_applies(rec.key, self._camera):
                 self._latest = rec
+                self._latest_shadow, self._shadow_ended = None, True
 
     def consider(self) -> Model | None:
-        """Verify, probe, save and offer the remembered record's model; None when nothing changed."""
+        """Verify, probe, save and offer the remembered records' models; the serving one, or None."""
+        model = self._consider_serving()
+        self._consider_shadow()
+        return model
+
+    def _consider_shadow(self) -> None:
+        rec, self._latest_shadow = self._latest_shadow, None
+        if self._shadow_ended:
+            self._shadow_ended = False
+            if self._serving.shadow() is not None or self._store.shadow() is not None:
+                log.info("shadow model withdrawn; scoring with the serving model only")
+                self._serving.offer_shadow(None)
+                self._store.withdraw_shadow()
+        if rec is None or (rec.partition, rec.offset) in self._considered:
+            return
+        self._considered.add((rec.partition, rec.offset))
+        env = self._verified(rec, role="shadow")
+        if env is None:
+            return
+        current = self._serving.shadow()
+        if current is not None and (current.version, current.sha256) == (env.version, env.sha256):
+            return
+        model = self._load(env, f"{rec.topic}[{rec.partition}]@{rec.offset}")
+        if model is not None:
+            log.info("shadow model %s scores beside %s from the next batch", env.version,
+                     self._serving.current().version)  # fmt: skip
+            self._serving.offer_shadow(model)
+            self.accepted.append(env.version)
+
+    def _verified(self, rec: Record, role: str) -> ModelEnvelope | None:
+        where = f"{rec.topic}[{rec.partition}]@{rec.offset}"
+        try:
+            env = ModelEnvelope.from_record(rec.key, rec.value, where)
+        except SchemaError as exc:
+            self._refuse(_header_version(rec.value) or where, "", f"malformed envelope: {exc}")
+            return None
+        if env.role != role:
+            self._refuse(env.version, env.sha256, f"{where}: a {env.role} envelope under a {role} key")
+            return None
+        if not env.applies_to(self._camera) or (env.version, env.sha256) in self._refused:
+            return None
+        return env
+
+    def _load(self, env: ModelEnvelope, where: str) -> Model | None:
+        """Verify, probe and save `env`'s model (refusing it on failure)."""
+        try:
+            model = load_model_bytes(env.data, expected_sha256=env.sha256, version=env.version, name=where)
+            probe_model(model, self._probe)
+        except ModelError as exc:
+            self._refuse(env.version, env.sha256, str(exc))
+            return None
+        try:
+            path = self._store.save(env)
+        except OSError as exc:
+            self._refuse(env.version, env.sha256, f"cannot save it in {self._store.directory}: {exc}")
+            return None
+        return dataclasses.replace(model, path=path)
+
+    def _consider_serving(self) -> Model | None:
         rec, self._latest = self._latest, None
         if rec is None or (rec.partition, rec.offset) in self._considered:
             return None
@@ -264,6 +368,9 @@ class ModelWatcher:
             return None
         if not env.applies_to(self._camera):
             return None  # the key named us but the header's targets do not: not ours
+        if env.role != "serve":
+            self._refuse(env.version, env.sha256, f"{where}: a {env.role} envelope under a serving key")
+            return None
         serving = self._serving.current()
         same = env.version == serving.version and env.sha256 == serving.sha256
         if same and hashlib.sha256(env.data).hexdigest() == serving.sha256:

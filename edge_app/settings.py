@@ -40,6 +40,7 @@ class EdgeSettings:
     http_port: int | None = None  # HTTP push into this camera, when set
     http_host: str = "127.0.0.1"
     max_uncertain_per_minute: int = 0  # 0 = no cap
+    shadow_cap: int = 20  # disagreement frames of a shadow model sent per metrics window
 
     def __post_init__(self) -> None:
         parse_distortion(self.distort)  # a bad spec fails at start-up, naming the bad part
@@ -56,6 +57,7 @@ class EdgeSettings:
             ("results_topic", self.results_topic != self.topic, "must differ from --topic"),
             ("http_port", self.http_port is None or 0 <= self.http_port <= 65535, "must be a TCP port"),
             ("max_uncertain_per_minute", self.max_uncertain_per_minute >= 0, "must be 0 (no cap) or more"),
+            ("shadow_cap", self.shadow_cap >= 0, "must be 0 or more"),
         ]
         check_fields(self, checks)
 
@@ -153,6 +155,13 @@ EDGE_ENV: tuple[tuple[str, str, type, str], ...] = (
         int,
         "send at most this many uncertain images in any 60 s (sliding window); the rest are held back "
         "and counted in each metrics message's held_back; metrics are never capped; 0 = no cap",
+    ),
+    (
+        "--shadow-cap",
+        "EDGE_MNIST_SHADOW_CAP",
+        int,
+        "send at most this many frames per metrics window where a shadow model disagrees with the "
+        "serving one; the rest are counted in the window's shadow.held_back",
     ),
 )
 
