@@ -34,7 +34,9 @@ def models_topic_config() -> dict[str, str]:
     return {"cleanup.policy": "compact", "max.message.bytes": str(MAX_RECORD_BYTES)}
 
 
-def envelope_for(store: Store, version: str, targets: tuple[str, ...] | None = None) -> ModelEnvelope:
+def envelope_for(
+    store: Store, version: str, targets: tuple[str, ...] | None = None, role: str = "serve"
+) -> ModelEnvelope:
     """The registered model as it goes on the wire; refuses an unknown or oversized model."""
     card = store.model(version)
     data = store.model_file(version)
@@ -45,7 +47,7 @@ def envelope_for(store: Store, version: str, targets: tuple[str, ...] | None = N
             f"model {version}: {len(data)} bytes is larger than the {MAX_MODEL_BYTES} bytes an edge "
             "accepts on the models topic; not published"
         )
-    return ModelEnvelope(version, card["sha256"], data, card["parent"], card["created"], targets)
+    return ModelEnvelope(version, card["sha256"], data, card["parent"], card["created"], targets, role)
 
 
 class ModelPublisher:
@@ -90,13 +92,15 @@ class ModelPublisher:
         *,
         status: str = "published",
         why: str = "",
+        role: str = "serve",
     ) -> ModelEnvelope:
         """Send the model, wait for the broker's ack, then record its `status` (with an event).
 
         `targets` (camera names) limits it to those cameras: a canary (status "canary"), or a
-        rollback of one; `why` opens the event's reason.
+        rollback of one; `why` opens the event's reason. `role` "shadow" sends it to score beside
+        the serving model on those cameras (`edgemnist.wire.envelope`).
         """
-        envelope = envelope_for(store, version, targets)
+        envelope = envelope_for(store, version, targets, role)
         key, value = envelope.to_record()
         producer = self._open()
         try:
@@ -106,6 +110,7 @@ class ModelPublisher:
         except Exception as exc:  # kafka-python raises its own KafkaError family; all mean "not published"
             raise BrokerUnavailable(f"model {version}: not acknowledged on {self.topic!r}: {exc}") from exc
         audience = "every camera" if targets is None else ", ".join(targets)
+        audience = f"{audience} in the shadow role" if role == "shadow" else audience
         reason = f"on {self.topic} partition {meta.partition} offset {meta.offset} for {audience}"
         reason = f"{why}: {reason}" if why else reason
         store.set_model_status(version, status, reason)

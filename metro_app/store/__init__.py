@@ -5,7 +5,8 @@
 - `events`: metrics windows, their per-camera rows, uncertain images, dead letters;
 - `labels`: people's labels, training images from other systems, resolutions;
 - `models`: the model registry (skops bytes, status, events), shown as `modelrows`;
-- `alerts`: camera alerts; `rollouts`: rollouts (`RolloutBook`); `leases`: singleton jobs (`Lease`).
+- `alerts`: camera alerts; `rollouts`: rollouts (`RolloutBook`); `leases`: singleton jobs (`Lease`);
+- `disagreements`: images where a shadow model disagreed, and who was right (`DisagreementBook`).
 
 `schema` holds every table, `engine` the SQLite/PostgreSQL engines, `base` the shared write lock,
 `rows` and `items` the conversions between wire messages and rows.
@@ -16,6 +17,7 @@ Kafka delivers twice is stored once.
 from __future__ import annotations
 
 from metro_app.store.alerts import AlertTables
+from metro_app.store.disagreements import DisagreementBook
 from metro_app.store.events import (
     FLEET_BUCKET_SECONDS,
     DeadLetter,
@@ -40,6 +42,10 @@ class Store(EventTables, LabelTables, ModelTables, AlertTables):
     def rollout_book(self) -> RolloutBook:
         """The rollouts table (and the windows a rollout's verdict is made of)."""
         return RolloutBook(self)
+
+    def disagreement_book(self) -> DisagreementBook:
+        """The images where a shadow model disagreed with the serving one, and their labels."""
+        return DisagreementBook(self.engine)
 
     def lease(self, name: str, holder: str | None = None, *, ttl: float = 15.0) -> Lease:
         """A lease row: one hub of several sharing this store runs the singleton job `name`."""

@@ -83,3 +83,15 @@ def test_the_models_topic_is_compacted_and_fits_the_largest_model():
     config = models_topic_config()
     assert config["cleanup.policy"] == "compact"
     assert int(config["max.message.bytes"]) == MAX_RECORD_BYTES > MAX_MODEL_BYTES + 64 * 1024
+
+
+def test_a_shadow_publication_goes_under_its_own_key_and_the_edges_read_its_role(store):
+    add(store, "m-2", b"PK-model-bytes")
+    producer = Producer()
+    ModelPublisher(topic="models", producer=producer).publish(
+        store, "m-2", ("Line3",), status="canary", why="shadow of rollout 1", role="shadow"
+    )
+    [(_, key, value)] = producer.sent
+    env = ModelEnvelope.from_record(key, value)
+    assert key == b"shadow:Line3" and env.role == "shadow" and env.targets == ("Line3",)
+    assert "Line3 in the shadow role" in store.model("m-2")["reason"]
