@@ -9,6 +9,12 @@ allow-list), probed on a few prepared images, saved
 in the edge's state directory and only then offered to the runner, which swaps
 it in between micro-batches. A refused model is logged once, reported in the
 next metrics message and never retried; the serving model keeps running.
+
+A record under a ``shadow:`` key (`edgemnist.wire.envelope`) offers a **shadow** model:
+verified, probed and saved the same way, it scores beside the serving model and never
+decides what is sent. The last shadow record meant for this camera wins; a tombstone
+under that key, or any later serving record meant for this camera (the rollout ended:
+promoted or rolled back), withdraws it.
 """
 
 from __future__ import annotations
@@ -23,11 +29,11 @@ from typing import Protocol
 
 import numpy as np
 
-from edge_app.saved_models import SavedModels, initial_model
+from edge_app.saved_models import SavedModels, initial_model, initial_shadow
 from edge_app.trust import ModelTrust
 from edgemnist.errors import BrokerUnavailable, ConfigError, ModelError, SchemaError
 from edgemnist.model import Model, load_model_bytes
-from edgemnist.wire.envelope import ALL_CAMERAS, ModelEnvelope
+from edgemnist.wire.envelope import ALL_CAMERAS, SHADOW_KEY_PREFIX, ModelEnvelope
 from edgemnist.wire.messages import ModelRefusal
 
 __all__ = [
@@ -39,6 +45,7 @@ __all__ = [
     "key_applies",
     "probe_model",
     "initial_model",
+    "initial_shadow",
 ]
 
 log = logging.getLogger(__name__)
@@ -117,11 +124,21 @@ class ServingModel:
     def __init__(self, model: Model) -> None:
         self._lock = threading.Lock()
         self._model = model
+        self._shadow: Model | None = None
         self._refused: list[ModelRefusal] = []
 
     def current(self) -> Model:
         with self._lock:
             return self._model
+
+    def shadow(self) -> Model | None:
+        """The model to score beside the serving one, or None."""
+        with self._lock:
+            return self._shadow
+
+    def offer_shadow(self, model: Model | None) -> None:
+        with self._lock:
+            self._shadow = model
 
     def offer(self, model: Model) -> None:
         with self._lock:
@@ -172,6 +189,8 @@ class ModelWatcher:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._latest: Record | None = None  # last applicable record read, not yet considered
+        self._latest_shadow: Record | None = None  # likewise for shadow records
+        self._shadow_ended = False  # a tombstone or a serving record came after the shadow record
         self._considered: set[tuple[int, int]] = set()
         self._refused: set[tuple[str, str]] = set()  # (version, sha256 or "") never retried
         self._newest: dict[int, int] = {}  # partition -> the highest offset fed
@@ -182,37 +201,109 @@ class ModelWatcher:
     # ----- the choice, testable without a thread or a broker ------------------------------------
 
     def feed(self, records: Sequence[Record]) -> None:
-        """Remember the last record, in topic order, that is meant for this camera.
+        """Remember the last record, in topic order, that is meant for this camera (serving and shadow).
 
         Topic order is the registry's publishing order (the hub is the models topic's one writer,
         and a rollback is a new record); the record timestamp is the sender's clock and never counts.
+        A serving record meant for this camera ends any shadow before it (the rollout is over).
         """
         for rec in sorted(records, key=lambda r: (r.partition, r.offset)):
             if rec.offset <= self._newest.get(rec.partition, -1):
                 continue  # re-delivered: an earlier record never overtakes a later one
             self._newest[rec.partition] = rec.offset
-            if rec.value is not None and key_applies(rec.key, self._camera):
+            key = rec.key or b""
+            if key.startswith(SHADOW_KEY_PREFIX):
+                if key_applies(key[len(SHADOW_KEY_PREFIX) :], self._camera):
+                    self._latest_shadow = rec if rec.value is not None else None
+                    self._shadow_ended = rec.value is None
+            elif rec.value is not None and key_applies(rec.key, self._camera):
                 self._latest = rec
+                self._latest_shadow, self._shadow_ended = None, True
 
     def consider(self) -> Model | None:
-        """Verify, probe, save and offer the remembered record's model; None when nothing changed."""
-        rec, self._latest = self._latest, None
+        """Verify, probe, save and offer the remembered records' models; the serving one, or None."""
+        model = self._consider_serving()
+        self._consider_shadow()
+        return model
+
+    def _consider_serving(self) -> Model | None:
+        env, where = self._envelope(self._take("serve"), "serve")
+        if env is None:
+            return None
+        serving = self._serving.current()
+        same = env.version == serving.version and env.sha256 == serving.sha256
+        if same and hashlib.sha256(env.data).hexdigest() == serving.sha256:
+            return None  # already serving exactly this model
+        model = self._admit(env, where)
+        if model is None:
+            return None
+        log.info(
+            "model %s (parent %s, sha256 %s…) verified, probed and saved to %s; swapping it in for %s "
+            "between micro-batches",
+            env.version,
+            env.parent,
+            env.sha256[:12],
+            model.path,
+            serving.version,
+        )
+        self._serving.offer(model)
+        self.accepted.append(env.version)
+        if env.seq is not None:
+            self._seq = env.seq
+        return model
+
+    def _consider_shadow(self) -> None:
+        rec = self._take("shadow")
+        if self._shadow_ended:
+            self._shadow_ended = False
+            if self._serving.shadow() is not None or self._saved_models.shadow() is not None:
+                log.info("shadow model withdrawn; scoring with the serving model only")
+                self._serving.offer_shadow(None)
+                self._saved_models.withdraw_shadow()
+        env, where = self._envelope(rec, "shadow")
+        if env is None:
+            return
+        current = self._serving.shadow()
+        if current is not None and (current.version, current.sha256) == (env.version, env.sha256):
+            return
+        model = self._admit(env, where)
+        if model is not None:
+            log.info("shadow model %s scores beside %s from the next batch", env.version,
+                     self._serving.current().version)  # fmt: skip
+            self._serving.offer_shadow(model)
+            self.accepted.append(env.version)
+
+    def _take(self, role: str) -> Record | None:
+        """The remembered record of `role`, once: None when none is new."""
+        if role == "shadow":
+            rec, self._latest_shadow = self._latest_shadow, None
+        else:
+            rec, self._latest = self._latest, None
         if rec is None or (rec.partition, rec.offset) in self._considered:
             return None
         self._considered.add((rec.partition, rec.offset))
+        return rec
+
+    def _envelope(self, rec: Record | None, role: str) -> tuple[ModelEnvelope | None, str]:
+        """The record's envelope when it is well formed, of `role` and for this camera; else None."""
+        if rec is None:
+            return None, ""
         where = f"{rec.topic}[{rec.partition}]@{rec.offset}"
         try:
             env = ModelEnvelope.from_record(rec.key, rec.value, where)
         except SchemaError as exc:
             self._refuse(_header_version(rec.value) or where, "", f"malformed envelope: {exc}")
-            return None
+            return None, where
         if not env.applies_to(self._camera):
-            return None  # the key named us but the header's targets do not: not ours
-        serving = self._serving.current()
-        same = env.version == serving.version and env.sha256 == serving.sha256
-        if same and hashlib.sha256(env.data).hexdigest() == serving.sha256:
-            return None  # already serving exactly this model
-        ident = env.sha256 + (f":{env.signature.sig}" if env.signature else "")
+            return None, where  # the key named us but the header's targets do not: not ours
+        if env.role != role:
+            self._refuse(env.version, _ident(env), f"{where}: a {env.role} envelope under a {role} key")
+            return None, where
+        return env, where
+
+    def _admit(self, env: ModelEnvelope, where: str) -> Model | None:
+        """Check origin and order, then verify, probe and save `env`'s model; None (refused) on failure."""
+        ident = _ident(env)
         if (env.version, ident) in self._refused:
             return None
         untrusted = self._trust.check(env)
@@ -240,21 +331,7 @@ class ModelWatcher:
         except OSError as exc:
             self._refuse(env.version, ident, f"cannot save it in {self._saved_models.directory}: {exc}")
             return None
-        model = dataclasses.replace(model, path=path)
-        log.info(
-            "model %s (parent %s, sha256 %s…) verified, probed and saved to %s; swapping it in for %s "
-            "between micro-batches",
-            env.version,
-            env.parent,
-            env.sha256[:12],
-            path,
-            serving.version,
-        )
-        self._serving.offer(model)
-        self.accepted.append(env.version)
-        if env.seq is not None:
-            self._seq = env.seq
-        return model
+        return dataclasses.replace(model, path=path)
 
     def _refuse(self, version: str, sha256: str, reason: str) -> None:
         self._refused.add((version, sha256))
@@ -327,6 +404,11 @@ def _close_quietly(reader: Reader | None) -> None:
             reader.close()
         except Exception:  # closing a broken reader may fail; nothing more to do with it
             log.debug("closing the models topic reader failed", exc_info=True)
+
+
+def _ident(env: ModelEnvelope) -> str:
+    """What a refusal is remembered by: the model's hash and its signature (re-signed, it is tried again)."""
+    return env.sha256 + (f":{env.signature.sig}" if env.signature else "")
 
 
 def _header_version(value: bytes | None) -> str | None:

@@ -19,12 +19,14 @@ from typing import Any, Literal, Protocol
 from edge_app.settings import EdgeSettings
 from edge_app.sinks import OutboxSink, message_key
 from edge_app.stages import (
+    SHADOW_CAP,
     Enricher,
     FrameBatch,
     ImageSource,
     MetricsWindow,
     Scored,
     Scorer,
+    ShadowCap,
     UncertainFilter,
     UploadCap,
 )
@@ -91,17 +93,26 @@ class ScoreStage:
 
 
 class UncertainStage:
-    """FlatMap: the batch's uncertain images that go home, at most the upload cap's share."""
+    """FlatMap: the batch's uncertain images that go home, at most the upload cap's share.
 
-    def __init__(self, confidence: float, per_minute: int = 0) -> None:
+    With a shadow model, the frames where it disagrees with the serving model go home too
+    (carrying both predictions), at most `shadow_cap` per metrics window.
+    """
+
+    def __init__(self, confidence: float, per_minute: int = 0, shadow_cap: int = SHADOW_CAP) -> None:
         self._filter = UncertainFilter(confidence)
         self.cap = UploadCap(per_minute)
+        self.shadow_cap = ShadowCap(shadow_cap)
         self.held_back = 0  # over the whole run (the cap's own count is per metrics window)
 
     def __call__(self, item: tuple[FrameBatch, Scored]) -> list[UncertainImage]:
         picked = self._filter(*item)
         sent = self.cap(picked)
         self.held_back += len(picked) - len(sent)
+        if item[1].shadow_probabilities is not None:
+            going = {m.count for m in picked}  # an uncertain frame already carries both predictions
+            extra = [m for m in self._filter.disagreements(*item) if m.count not in going]
+            sent = sent + self.shadow_cap(extra)
         return sent
 
 
@@ -113,6 +124,8 @@ class WindowReport(Protocol):
     def refused(self) -> tuple[ModelRefusal, ...]: ...
 
     def held_back(self) -> int | None: ...
+
+    def shadow_held_back(self) -> int: ...
 
     def reported(self, refused: int) -> None: ...
 
@@ -160,8 +173,11 @@ class WindowStage:
         r = self.report
         refused = r.refused() if r else ()
         held = r.held_back() if r else None
+        shadow_held = r.shadow_held_back() if r else 0
         outbox = r.outbox() if r else None
-        msg = self.window.close(now, self._camera, self._run_id, outbox, self.version, refused, held)
+        msg = self.window.close(
+            now, self._camera, self._run_id, outbox, self.version, refused, held, shadow_held
+        )
         if msg is None:
             return []
         if r:
@@ -274,7 +290,7 @@ def edge_stages(
         source=ImageSource(s.source, s.repeat, s.delay, s.batch_size, distort=s.distort),
         enrich=Enricher(s.camera),
         score=ScoreStage(str(model_path or s.model)),
-        uncertain=UncertainStage(s.confidence, s.max_uncertain_per_minute),
+        uncertain=UncertainStage(s.confidence, s.max_uncertain_per_minute, s.shadow_cap),
         window=WindowStage(s.metrics_duration, edge_config(s), s.confidence),
         send=SendStage(
             str(s.outbox_path),

@@ -17,11 +17,11 @@ import numpy as np
 
 from edge_app.models import ModelWatcher, Reader, ServingModel
 from edge_app.pipeline import EdgeStages, edge_stages
-from edge_app.saved_models import SavedModels, initial_model
+from edge_app.saved_models import SavedModels, initial_model, initial_shadow
 from edge_app.scoring import score_batches
 from edge_app.settings import EdgeSettings
 from edge_app.sinks import OutboxSink, Sink, StdoutSink
-from edge_app.stages import FrameBatch, Scored, UploadCap
+from edge_app.stages import FrameBatch, Scored, ShadowCap, UploadCap
 from edge_app.trust import ModelTrust
 from edgemnist.prep import SHAPE, prepare_frames
 from edgemnist.wire.messages import MetricsMessage, ModelRefusal, OutboxStats, UncertainImage
@@ -95,8 +95,8 @@ def _probe_images(frames: tuple[bytes, ...], n: int = 64) -> np.ndarray:
 class _Report:
     """What a window's message says about this process: the outbox, refused models, the upload cap."""
 
-    def __init__(self, sink: Sink, serving: ServingModel, cap: UploadCap) -> None:
-        self._sink, self._serving, self._cap = sink, serving, cap
+    def __init__(self, sink: Sink, serving: ServingModel, cap: UploadCap, shadow_cap: ShadowCap) -> None:
+        self._sink, self._serving, self._cap, self._shadow_cap = sink, serving, cap, shadow_cap
 
     def outbox(self) -> OutboxStats | None:
         return self._sink.stats()
@@ -106,6 +106,9 @@ class _Report:
 
     def held_back(self) -> int | None:
         return self._cap.held_back  # per window: what the cap kept home since the last message
+
+    def shadow_held_back(self) -> int:
+        return self._shadow_cap.take_held_back()  # the next window starts with room again
 
     def reported(self, refused: int) -> None:
         self._cap.take_held_back()
@@ -135,13 +138,15 @@ def run_edge(
     saved_models = SavedModels(settings.models_dir)
     # fail fast, with a clear error, before any worker starts
     serving = ServingModel(initial_model(settings.model, saved_models, follow=bool(settings.models_topic)))
+    if settings.models_topic:  # a shadow model comes from the topic; without it, none scores
+        serving.offer_shadow(initial_shadow(saved_models))
     model = serving.current()
     stats = RunStats()
     log.info("model %s (sha256 %s…) from %s", model.version, model.sha256[:12], model.path or settings.model)
     model_path = model.path or settings.model
     stages = edge_stages(settings, model_path)  # the sink stands in for stages.send
     source, window = stages.source, stages.window
-    window.report = _Report(sink, serving, stages.uncertain.cap)
+    window.report = _Report(sink, serving, stages.uncertain.cap, stages.uncertain.shadow_cap)
     dropped_before = _dropped(sink)
     with source, stages.enrich as enrich:
         stats.camera = enrich.camera
@@ -155,7 +160,7 @@ def run_edge(
         try:
             frames = source() if feed is None else feed.merge(source(), stop)
             batches = (enrich(b) for b in itertools.takewhile(lambda _: not stop.is_set(), frames))
-            scored = score_batches(batches, model_path, stages.parallelism, serving.current)
+            scored = score_batches(batches, model_path, stages.parallelism, serving.current, serving.shadow)
             _Batches(stages, sink, enrich.camera.encode(), taps, stats).run(scored)
         finally:
             if watcher is not None:

@@ -17,7 +17,7 @@ from edgemnist.files import write_atomic
 from edgemnist.model import Model, load_model
 from edgemnist.wire.envelope import ModelEnvelope
 
-__all__ = ["SavedModels", "initial_model"]
+__all__ = ["SavedModels", "initial_model", "initial_shadow"]
 
 log = logging.getLogger(__name__)
 
@@ -28,7 +28,8 @@ class SavedModels:
     """Models this edge accepted, in its state directory, so a restarted edge serves them at once.
 
     ``<dir>/<version>.skops`` with its card ``<version>.json`` (version, sha256, parent,
-    created, targets, accepted), and ``current.json`` naming the one being served.
+    created, targets, accepted), ``current.json`` naming the one being served and
+    ``shadow.json`` the one scoring beside it (a shadow envelope does not change ``current.json``).
     """
 
     def __init__(self, directory: Path) -> None:
@@ -46,8 +47,9 @@ class SavedModels:
         }
         write_atomic(path, env.data)
         write_atomic(path.with_suffix(".json"), json.dumps(card, indent=2).encode())
+        pointer = "shadow.json" if env.role == "shadow" else "current.json"
         write_atomic(
-            self.directory / "current.json", json.dumps({"version": env.version, "file": path.name}).encode()
+            self.directory / pointer, json.dumps({"version": env.version, "file": path.name}).encode()
         )
         return path
 
@@ -60,9 +62,9 @@ class SavedModels:
             return None
         return seq if isinstance(seq, int) and not isinstance(seq, bool) else None
 
-    def current(self) -> Path | None:
+    def current(self, pointer_name: str = "current.json") -> Path | None:
         """The model file last made current, or None (nothing accepted yet, or unreadable pointer)."""
-        pointer = self.directory / "current.json"
+        pointer = self.directory / pointer_name
         try:
             name = json.loads(pointer.read_text())["file"]
         except FileNotFoundError:
@@ -72,6 +74,25 @@ class SavedModels:
             return None
         path = self.directory / str(name)
         return path if path.parent == self.directory and path.is_file() else None
+
+    def shadow(self) -> Path | None:
+        """The shadow model file last accepted and not withdrawn, or None."""
+        return self.current("shadow.json")
+
+    def withdraw_shadow(self) -> None:
+        (self.directory / "shadow.json").unlink(missing_ok=True)
+
+
+def initial_shadow(saved_models: SavedModels) -> Model | None:
+    """The shadow model a restarting edge scores beside its serving one: the last one not withdrawn."""
+    saved = saved_models.shadow()
+    if saved is None:
+        return None
+    try:
+        return load_model(saved)
+    except ModelError as exc:
+        log.error("shadow model accepted earlier cannot be used (%s); no shadow scoring", exc)
+        return None
 
 
 def initial_model(configured: Path, saved_models: SavedModels, *, follow: bool = True) -> Model:

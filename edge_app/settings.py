@@ -44,6 +44,7 @@ class EdgeSettings:
     max_uncertain_per_minute: int = 0  # 0 = no cap
     trusted_keys: Path | None = None  # hub.pub lines; models must be signed by one of them
     allow_unsigned_models: bool = False
+    shadow_cap: int = 20  # disagreement frames of a shadow model sent per metrics window
 
     def __post_init__(self) -> None:
         parse_distortion(self.distort)  # a bad spec fails at start-up, naming the bad part
@@ -60,6 +61,7 @@ class EdgeSettings:
             ("results_topic", self.results_topic != self.topic, "must differ from --topic"),
             ("http_port", self.http_port is None or 0 <= self.http_port <= 65535, "must be a TCP port"),
             ("max_uncertain_per_minute", self.max_uncertain_per_minute >= 0, "must be 0 (no cap) or more"),
+            ("shadow_cap", self.shadow_cap >= 0, "must be 0 or more"),
         ]
         check_fields(self, checks)
 
@@ -172,6 +174,13 @@ EDGE_ENV: tuple[tuple[str, str, type, str], ...] = (
         bool,
         "also serve unsigned models, and with no trusted key every model unchecked for origin "
         "(a warning at every model)",
+    ),
+    (
+        "--shadow-cap",
+        "EDGE_MNIST_SHADOW_CAP",
+        int,
+        "send at most this many frames per metrics window where a shadow model disagrees with the "
+        "serving one; the rest are counted in the window's shadow.held_back",
     ),
 )
 

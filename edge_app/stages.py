@@ -33,6 +33,7 @@ from edgemnist.wire.messages import (
     MetricsMessage,
     ModelRefusal,
     OutboxStats,
+    ShadowStats,
     UncertainImage,
     utc_timestamp,
 )
@@ -48,8 +49,12 @@ __all__ = [
     "UncertainFilter",
     "MetricsWindow",
     "UploadCap",
+    "ShadowCap",
+    "SHADOW_CAP",
     "camera_name",
 ]
+
+SHADOW_CAP = 20  # disagreement frames sent home per metrics window, by default
 
 
 def camera_name(camera: str, hostname: str | None = None) -> str:
@@ -84,12 +89,19 @@ class Scored:
     predict_time: float  # seconds per image
     errors: tuple[tuple[int, str], ...] = ()
     model_version: str | None = None
+    shadow_probabilities: np.ndarray | None = None  # (M, 10) by the shadow model, when one runs
+    shadow_version: str | None = None
     result_class: np.ndarray = field(init=False)  # argmax per image, computed once per batch
     result_probability: np.ndarray = field(init=False)  # its probability
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "result_class", self.probabilities.argmax(axis=1))
         object.__setattr__(self, "result_probability", self.probabilities.max(axis=1))
+
+    @property
+    def shadow_class(self) -> np.ndarray | None:
+        """The shadow model's top class per image, or None without a shadow model."""
+        return None if self.shadow_probabilities is None else self.shadow_probabilities.argmax(axis=1)
 
 
 class ImageSource:
@@ -243,11 +255,16 @@ class DigitPredictor:
 
 
 class Scorer:
-    """ImagePrep then DigitPredictor: the CPU-heavy part that parallel workers run."""
+    """ImagePrep then DigitPredictor: the CPU-heavy part that parallel workers run.
+
+    With a shadow model (`shadow_swap`), the same prepared images are scored by it too: one
+    more `predict_proba` per batch, reported beside the serving scores, never instead of them.
+    """
 
     def __init__(self, model_path: Path | str) -> None:
         self._prep = ImagePrep()
         self._predictor = DigitPredictor(model_path)
+        self.shadow: Model | None = None
 
     def __enter__(self) -> Scorer:
         self._prep.__enter__()
@@ -269,10 +286,20 @@ class Scorer:
     def swap(self, model: Model) -> None:
         self._predictor.swap(model)
 
+    def shadow_swap(self, model: Model | None) -> None:
+        """Score beside `model` from the next batch on; None stops shadow scoring."""
+        self.shadow = model
+
     def __call__(self, frames: tuple[bytes, ...]) -> Scored:
         images, index, errors, prep_time = self._prep(frames)
         probs, predict_time = self._predictor(images)
-        return Scored(index, images, probs, prep_time, predict_time, errors, self.model_version)
+        shadow, shadow_probs = self.shadow, None
+        if shadow is not None:
+            shadow_probs = shadow.predict_proba(images) if len(images) else np.zeros((0, 10))
+        return Scored(
+            index, images, probs, prep_time, predict_time, errors, self.model_version,
+            shadow_probs, None if shadow is None else shadow.version,
+        )  # fmt: skip
 
 
 class UncertainFilter:
@@ -285,10 +312,19 @@ class UncertainFilter:
         picked = np.flatnonzero(is_uncertain(scored.result_probability, self._confidence, batch.camera))
         return [self._message(batch, scored, int(j)) for j in picked]
 
+    def disagreements(self, batch: FrameBatch, scored: Scored) -> list[UncertainImage]:
+        """The frames whose top class differs between the serving and the shadow model, with both."""
+        shadow = scored.shadow_class
+        if shadow is None:
+            return []
+        return [self._message(batch, scored, int(j)) for j in np.flatnonzero(shadow != scored.result_class)]
+
     @staticmethod
     def _message(batch: FrameBatch, scored: Scored, j: int) -> UncertainImage:
         pos = int(scored.index[j])
         count = batch.first_count + pos
+        shadow = scored.shadow_probabilities
+        disagrees = shadow is not None and int(shadow[j].argmax()) != int(scored.result_class[j])
         return UncertainImage(
             count=count,
             image=base64.b64encode(batch.frames[pos]).decode("ascii"),
@@ -303,6 +339,9 @@ class UncertainFilter:
             id=f"{batch.camera}/{batch.run_id}/{count}",
             model_version=scored.model_version,
             true_class=None if batch.labels is None else int(batch.labels[pos]),
+            shadow_version=scored.shadow_version if disagrees else None,
+            shadow_predicted=int(shadow[j].argmax()) if shadow is not None and disagrees else None,
+            shadow_scores=tuple(shadow[j].tolist()) if shadow is not None and disagrees else None,
         )
 
 
@@ -338,6 +377,32 @@ class UploadCap:
         return n
 
 
+class ShadowCap:
+    """At most `per_window` disagreement frames sent home per metrics window; the rest are counted.
+
+    A shadow model that disagrees with everything must not flood the hub: the hub needs tens of
+    labelled disagreements, not thousands. `held_back` is reported in the window's ``shadow``
+    figures and starts again at 0 with the next window (`take_held_back`).
+    """
+
+    def __init__(self, per_window: int = SHADOW_CAP) -> None:
+        self._limit = per_window
+        self.sent = 0
+        self.held_back = 0
+
+    def __call__(self, messages: list[UncertainImage]) -> list[UncertainImage]:
+        room = max(0, self._limit - self.sent)
+        kept = messages[:room]
+        self.sent += len(kept)
+        self.held_back += len(messages) - len(kept)
+        return kept
+
+    def take_held_back(self) -> int:
+        """The count held back in the window that ends now; the next window starts with room again."""
+        n, self.held_back, self.sent = self.held_back, 0, 0
+        return n
+
+
 class MetricsWindow:
     """A tumbling window over every scored image; emits one metrics message per non-empty window.
 
@@ -362,6 +427,7 @@ class MetricsWindow:
         self._images = 0
         self._labelled: int | None = None
         self._correct = 0
+        self._shadow: list = [None, 0, 0, None]  # version, images, agree, correct
 
     @property
     def images(self) -> int:
@@ -391,6 +457,25 @@ class MetricsWindow:
         self._prep.append(np.full(n, scored.prep_time))
         self._predict.append(np.full(n, scored.predict_time))
         self._images += n
+        self._add_shadow(scored, None if labels is None else np.asarray(labels)[scored.index])
+
+    def _add_shadow(self, scored: Scored, truth: np.ndarray | None) -> None:
+        shadow = scored.shadow_class
+        if shadow is None:
+            return
+        if self._shadow[0] != scored.shadow_version:  # a replaced shadow model counts afresh
+            self._shadow = [scored.shadow_version, 0, 0, None]
+        self._shadow[1] += len(shadow)
+        self._shadow[2] += int(np.count_nonzero(shadow == scored.result_class))
+        if truth is not None:
+            self._shadow[3] = (self._shadow[3] or 0) + int(np.count_nonzero(shadow == truth))
+
+    def shadow(self, held_back: int = 0) -> ShadowStats | None:
+        """The shadow figures of the window so far; None when no shadow model scored in it."""
+        version, images, agree, correct = self._shadow
+        if version is None:
+            return None
+        return ShadowStats(version, images, agree, correct, held_back)
 
     def due(self, now: float) -> bool:
         return now - self._start >= self._duration
@@ -404,6 +489,7 @@ class MetricsWindow:
         model_version: str | None,
         refused: tuple[ModelRefusal, ...] = (),
         held_back: int | None = None,
+        shadow_held_back: int = 0,
     ) -> MetricsMessage | None:
         """End the window at `now`; return its message, or None when it saw no image.
 
@@ -411,6 +497,7 @@ class MetricsWindow:
         the next window when this one returns None.
         """
         start, images, labelled, correct = self._start, self._images, self._labelled, self._correct
+        shadow = self.shadow(shadow_held_back)
         certain, uncertain, prep, predict = self._certain, self._uncertain, self._prep, self._predict
         self._reset(now)
         if images == 0:
@@ -432,4 +519,5 @@ class MetricsWindow:
             correct=None if labelled is None else correct,
             model_refused=tuple(refused) or None,
             held_back=held_back,
+            shadow=shadow,
         )

@@ -8,6 +8,13 @@ record key names the audience: ``*`` for every camera, otherwise the sorted
 target names joined by commas, so a compacted topic keeps the newest model per
 audience and a rollback to the same cameras replaces the canary.
 
+The header's ``role`` says how the cameras run the model: ``serve`` (the
+default, and what a header without the key means) or ``shadow``: score beside
+the serving model and report, never decide. A shadow record's key is the
+audience prefixed by ``shadow:``, so it never replaces a served model under
+compaction and edges that know no roles ignore it (the key names no camera);
+a tombstone under that key withdraws the shadow model.
+
 Parsing checks the envelope's shape only; the model's sha256 and its types are
 verified when it is loaded (`edgemnist.model.load_model_bytes`), which is where
 a tampered or foreign model is refused. The signature (`edgemnist.signing`) is checked by the
@@ -19,6 +26,9 @@ edge against its trusted keys before the model is loaded.
 ('m-1', ('RotB',), b'PK', b'RotB')
 >>> back.applies_to("RotB-host1"), back.applies_to("RotA-host1")
 (True, False)
+>>> shadow = ModelEnvelope("m-2", "0" * 64, b"PK", targets=("RotB",), role="shadow")
+>>> ModelEnvelope.from_record(*shadow.to_record()).role, shadow.key
+('shadow', b'shadow:RotB')
 """
 
 from __future__ import annotations
@@ -35,12 +45,14 @@ import orjson
 from edgemnist.errors import SchemaError
 from edgemnist.signing import ModelSignature, SigningKey, TrustedKeys
 
-__all__ = ["MODEL_MAGIC", "MAX_MODEL_BYTES", "ALL_CAMERAS", "ModelEnvelope"]
+__all__ = ["MODEL_MAGIC", "MAX_MODEL_BYTES", "ALL_CAMERAS", "ROLES", "SHADOW_KEY_PREFIX", "ModelEnvelope"]
 
 MODEL_MAGIC = b"EMM1"
 MAX_MODEL_BYTES = 16 * 2**20  # the models topic is created with max.message.bytes just above this
 MAX_HEADER_BYTES = 64 * 1024
 ALL_CAMERAS = b"*"
+ROLES = ("serve", "shadow")
+SHADOW_KEY_PREFIX = b"shadow:"
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
@@ -63,13 +75,15 @@ class ModelEnvelope:
     parent: str | None = None
     created: str | None = None
     targets: tuple[str, ...] | None = None  # None = every camera
+    role: str = "serve"  # or "shadow": scores beside the serving model, never decides
     signature: ModelSignature | None = None
     seq: int | None = None  # the hub's publication number: grows with every record it publishes
 
     @property
     def key(self) -> bytes:
-        """Kafka record key: the audience, so compaction keeps the newest model per audience."""
-        return ALL_CAMERAS if self.targets is None else ",".join(sorted(self.targets)).encode()
+        """Kafka record key: the audience (and role), so compaction keeps the newest model per audience."""
+        audience = ALL_CAMERAS if self.targets is None else ",".join(sorted(self.targets)).encode()
+        return SHADOW_KEY_PREFIX + audience if self.role == "shadow" else audience
 
     def applies_to(self, camera: str) -> bool:
         """Whether `camera` (``<camera>-<hostname>``) should run this model.
@@ -87,6 +101,8 @@ class ModelEnvelope:
             "targets": None if self.targets is None else list(self.targets),
             "size": len(self.data),
         }
+        if self.role != "serve":  # a serving record reads exactly as before roles existed
+            head["role"] = self.role
         if self.seq is not None:
             head["seq"] = self.seq
         if self.signature is not None:
@@ -94,22 +110,33 @@ class ModelEnvelope:
         return head
 
     def signed(self, key: SigningKey) -> ModelEnvelope:
-        """This envelope with `key`'s signature over the model bytes, version, targets and parent."""
+        """This envelope with `key`'s signature over the model bytes and its header (audience, role, seq)."""
         sig = key.sign_model(
-            self.data, version=self.version, targets=self.targets, parent=self.parent, seq=self.seq
+            self.data,
+            version=self.version,
+            targets=self.targets,
+            parent=self.parent,
+            role=self._signed_role,
+            seq=self.seq,
         )
         return dataclasses.replace(self, signature=sig)
 
     def check_signature(self, trusted: TrustedKeys) -> str | None:
-        """None when a key in `trusted` signed this model for this audience, else why not."""
+        """None when a key in `trusted` signed this model for this audience and role, else why not."""
         return trusted.check_model(
             self.data,
             self.signature,
             version=self.version,
             targets=self.targets,
             parent=self.parent,
+            role=self._signed_role,
             seq=self.seq,
         )
+
+    @property
+    def _signed_role(self) -> str | None:
+        """The role as signed: null for serve (as signatures made before roles existed), else its name."""
+        return None if self.role == "serve" else self.role
 
     def to_record(self) -> tuple[bytes, bytes]:
         """(key, value) for the models topic."""
@@ -142,9 +169,18 @@ class ModelEnvelope:
             parent=_text(head, "parent", where, optional=True),
             created=_text(head, "created", where, optional=True),
             targets=_targets(head.get("targets"), where),
+            role=_role(head.get("role"), where),
             signature=_signature(head.get("signature"), where),
             seq=_seq(head.get("seq"), where),
         )
+
+
+def _role(v: Any, where: str) -> str:
+    if v is None:
+        return "serve"
+    if v not in ROLES:
+        raise SchemaError(f"{where}: header key 'role' must be one of {', '.join(ROLES)}, got {v!r:.40}")
+    return str(v)
 
 
 def _text(head: dict[str, Any], key: str, where: str, *, optional: bool = False) -> Any:

@@ -13,7 +13,7 @@ both paths on mutated messages.
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from math import copysign
+from math import copysign, isfinite
 from typing import Annotated, Any
 
 import msgspec
@@ -63,6 +63,9 @@ class WireImage(msgspec.Struct, forbid_unknown_fields=True):
     schema: _Schema | None = None
     model_version: _Str | None = None
     true_class: _Digit | None = None
+    shadow_version: Annotated[str, Meta(max_length=300)] | None = None
+    shadow_predicted: _Digit | None = None
+    shadow_scores: Annotated[tuple[float, ...], Meta(min_length=10, max_length=10)] | None = None
 
 
 class _Counts(msgspec.Struct, forbid_unknown_fields=True):
@@ -108,6 +111,14 @@ class _Refusal(msgspec.Struct, forbid_unknown_fields=True):
     reason: Annotated[str, Meta(max_length=2000)]
 
 
+class _Shadow(msgspec.Struct, forbid_unknown_fields=True):
+    version: Annotated[str, Meta(max_length=300)]
+    images: _Count
+    agree: _Count
+    correct: _Count | None = None
+    held_back: _Count | None = None
+
+
 class WireMetrics(msgspec.Struct, forbid_unknown_fields=True):
     camera_metrics: Annotated[dict[_Str, _Counts], Meta(min_length=1, max_length=_MAX_CAMERAS)]
     timestamp: _Stamp
@@ -125,6 +136,7 @@ class WireMetrics(msgspec.Struct, forbid_unknown_fields=True):
     model_refused: Annotated[list[_Refusal], Meta(max_length=100)] | None = None
     results: _Results | None = None
     held_back: Annotated[int, Meta(ge=0, le=_MAX_WINDOW_IMAGES)] | None = None
+    shadow: _Shadow | None = None
 
 
 _IMAGE = msgspec.json.Decoder(WireImage)
@@ -187,7 +199,9 @@ def fast_parse(data: bytes | str, latest: datetime, types: Any) -> Any:
 
 
 def _check_image(m: WireImage, latest: datetime) -> None:
-    _text(m.image, m.camera, m.id, m.model_version)
+    _text(m.image, m.camera, m.id, m.model_version, m.shadow_version)
+    if m.shadow_scores is not None and not all(map(isfinite, m.shadow_scores)):
+        raise _Refuse
     _stamp(m.timestamp, latest)
 
 
@@ -201,7 +215,7 @@ def _image(m: WireImage, t: Any) -> Any:
     return t.UncertainImage(
         m.count, m.image, m.camera, m.timestamp, np.frombuffer(pixels, dtype=np.uint8).reshape(SHAPE),
         m.prep_time, m.predictions, m.result_class, m.result_probability, m.predict_time,
-        m.id, m.schema, m.model_version, m.true_class,
+        m.id, m.schema, m.model_version, m.true_class, m.shadow_version, m.shadow_predicted, m.shadow_scores,
     )  # fmt: skip
 
 
@@ -247,6 +261,11 @@ def _check_metrics(m: WireMetrics, latest: datetime) -> None:
     _stamp(m.window_end, latest)
     if m.model_refused is not None:
         _text(*(r.version for r in m.model_refused), *(r.reason for r in m.model_refused))
+    sh = m.shadow
+    if sh is not None and (sh.agree > sh.images or (sh.correct is not None and sh.correct > sh.images)):
+        raise _Refuse
+    if sh is not None:
+        _text(sh.version)
 
 
 def _metrics(m: WireMetrics, t: Any) -> Any:
@@ -265,4 +284,7 @@ def _metrics(m: WireMetrics, t: Any) -> Any:
         m.labelled, m.correct, refused,
         None if m.results is None else t.ResultStats(m.results.acked, m.results.failed, m.results.pending),
         m.held_back,
+        None if m.shadow is None else t.ShadowStats(
+            m.shadow.version, m.shadow.images, m.shadow.agree, m.shadow.correct, m.shadow.held_back or 0
+        ),
     )  # fmt: skip

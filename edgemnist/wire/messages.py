@@ -44,6 +44,7 @@ from edgemnist.wire.metricparts import (
     ModelRefusal,
     OutboxStats,
     ResultStats,
+    ShadowStats,
     refusals,
 )
 
@@ -63,6 +64,7 @@ __all__ = [
     "OutboxStats",
     "ResultStats",
     "ModelRefusal",
+    "ShadowStats",
     "UncertainImage",
     "MetricsMessage",
     "parse_message",
@@ -79,7 +81,11 @@ def _encode(obj: dict[str, Any]) -> bytes:
 
 @dataclass(frozen=True, slots=True, eq=False)
 class UncertainImage:
-    """An image the edge is unsure of, sent home whole for a person to label."""
+    """An image the edge is unsure of, sent home whole for a person to label.
+
+    Also a frame where a shadow model's top class differs from the serving model's: then the
+    ``shadow_*`` keys carry the shadow model's version, class and ten scores.
+    """
 
     count: int
     image: str  # base64 of the PNG frame, ASCII
@@ -95,6 +101,9 @@ class UncertainImage:
     schema: int | None = SCHEMA_VERSION
     model_version: str | None = None
     true_class: int | None = None
+    shadow_version: str | None = None
+    shadow_predicted: int | None = None
+    shadow_scores: tuple[float, ...] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {
@@ -109,10 +118,12 @@ class UncertainImage:
             "result_probability": self.result_probability,
             "predict_time": self.predict_time,
         }
-        for key in ("id", "schema", "model_version", "true_class"):
+        for key in ("id", "schema", "model_version", "true_class", "shadow_version", "shadow_predicted"):
             value = getattr(self, key)
             if value is not None:
                 d[key] = value
+        if self.shadow_scores is not None:
+            d["shadow_scores"] = list(self.shadow_scores)
         return d
 
     def to_json(self) -> bytes:
@@ -146,6 +157,9 @@ class UncertainImage:
             schema=c.int_("schema", optional=True, lo=1, hi=2**31 - 1),
             model_version=c.str_("model_version", optional=True),
             true_class=c.int_("true_class", optional=True, lo=0, hi=9),
+            shadow_version=c.str_("shadow_version", optional=True, max_len=300),
+            shadow_predicted=c.int_("shadow_predicted", optional=True, lo=0, hi=9),
+            shadow_scores=None if obj.get("shadow_scores") is None else c.floats("shadow_scores", 10),
         )
 
     @classmethod
@@ -194,6 +208,7 @@ class MetricsMessage:
     model_refused: tuple[ModelRefusal, ...] | None = None  # models refused since the last window
     results: ResultStats | None = None  # the per-image results topic, when the edge sends one
     held_back: int | None = None  # uncertain images of this window the upload cap kept home (not sent)
+    shadow: ShadowStats | None = None  # the shadow model scoring beside the serving one, if any
 
     @property
     def total(self) -> int:
@@ -261,6 +276,8 @@ class MetricsMessage:
             d["model_refused"] = [r.to_dict() for r in self.model_refused]
         if self.results is not None:
             d["results"] = self.results.to_dict()
+        if self.shadow is not None:
+            d["shadow"] = self.shadow.to_dict()
         return d
 
     def to_json(self) -> bytes:
@@ -320,6 +337,7 @@ class MetricsMessage:
             model_refused=refusals(obj.get("model_refused"), origin),
             results=None if obj.get("results") is None else ResultStats.from_dict(obj["results"], origin),
             held_back=c.int_("held_back", optional=True, lo=0, hi=MAX_WINDOW_IMAGES),
+            shadow=None if obj.get("shadow") is None else ShadowStats.from_dict(obj["shadow"], origin),
         )
 
     @classmethod

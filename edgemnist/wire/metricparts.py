@@ -23,6 +23,7 @@ __all__ = [
     "OutboxStats",
     "ResultStats",
     "ModelRefusal",
+    "ShadowStats",
     "refusals",
 ]
 
@@ -173,6 +174,39 @@ class ResultStats:
             raise SchemaError(f"{origin}: key 'results' must be an object")
         c = Check(obj, origin)
         return cls(c.int_("acked", lo=0), c.int_("failed", lo=0), c.int_("pending", lo=0))
+
+
+@dataclass(frozen=True, slots=True)
+class ShadowStats:
+    """A window's shadow model: images it scored beside the serving one, the top classes both gave, its
+    right answers (only where the source knows labels), and disagreements the per-window cap kept home."""
+
+    version: str
+    images: int = 0
+    agree: int = 0
+    correct: int | None = None
+    held_back: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"version": self.version, "images": self.images, "agree": self.agree}
+        if self.correct is not None:
+            d["correct"] = self.correct
+        d["held_back"] = self.held_back
+        return d
+
+    @classmethod
+    def from_dict(cls, obj: Any, origin: Origin) -> ShadowStats:
+        if not isinstance(obj, Mapping):
+            raise SchemaError(f"{origin}: key 'shadow' must be an object")
+        c = Check(obj, origin)
+        images = c.int_("images", lo=0)
+        return cls(
+            c.str_("version", max_len=300),
+            images,
+            c.int_("agree", lo=0, hi=images),
+            c.int_("correct", optional=True, lo=0, hi=images),
+            c.int_("held_back", optional=True, lo=0) or 0,
+        )
 
 
 @dataclass(frozen=True, slots=True)

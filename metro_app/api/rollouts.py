@@ -1,4 +1,8 @@
-"""Canary rollouts: POST /models/{version}/rollout registers one, GET /rollouts lists them."""
+"""Canary rollouts: POST /models/{version}/rollout registers one, GET /rollouts lists them.
+
+GET /rollouts/{id}/disagreements lists the images where the rollout's model, scoring in the
+shadow role on its canary cameras, disagreed with the serving model: label those first.
+"""
 
 from __future__ import annotations
 
@@ -76,3 +80,21 @@ def get_rollout(hub: HubDep, rollout_id: Annotated[int, Path(ge=1, le=MAX_SEQ)])
     if found is None:
         raise HTTPException(status_code=404, detail=f"no rollout {rollout_id}")
     return found
+
+
+@router.get("/rollouts/{rollout_id}/disagreements")
+def list_disagreements(
+    hub: HubDep,
+    rollout_id: Annotated[int, Path(ge=1, le=MAX_SEQ)],
+    after: Annotated[int, Query(ge=0, le=MAX_SEQ, description="only images with seq > after")] = 0,
+    max: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> dict[str, Any]:
+    """Newest first, the disagreement images of the rollout's model on its canary cameras, with their
+    latest label (null until labelled), and who was right on the labelled ones so far."""
+    found = hub.book.get(rollout_id)
+    if found is None:
+        raise HTTPException(status_code=404, detail=f"no rollout {rollout_id}")
+    book = hub.store.disagreement_book()
+    targets = found["targets"] or []
+    items = book.listing(found["version"], targets, after, max)
+    return {"items": items, "pairs": book.pairs(found["version"], targets)}

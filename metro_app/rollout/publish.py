@@ -36,7 +36,9 @@ def models_topic_config() -> dict[str, str]:
     return {"cleanup.policy": "compact", "max.message.bytes": str(MAX_RECORD_BYTES)}
 
 
-def envelope_for(store: Store, version: str, targets: tuple[str, ...] | None = None) -> ModelEnvelope:
+def envelope_for(
+    store: Store, version: str, targets: tuple[str, ...] | None = None, role: str = "serve"
+) -> ModelEnvelope:
     """The registered model as it goes on the wire; refuses an unknown or oversized model."""
     card = store.model(version)
     data = store.model_file(version)
@@ -47,7 +49,7 @@ def envelope_for(store: Store, version: str, targets: tuple[str, ...] | None = N
             f"model {version}: {len(data)} bytes is larger than the {MAX_MODEL_BYTES} bytes an edge "
             "accepts on the models topic; not published"
         )
-    return ModelEnvelope(version, card["sha256"], data, card["parent"], card["created"], targets)
+    return ModelEnvelope(version, card["sha256"], data, card["parent"], card["created"], targets, role)
 
 
 def load_signing_key(path: str | None) -> SigningKey:
@@ -115,15 +117,18 @@ class ModelPublisher:
         *,
         status: str = "published",
         why: str = "",
+        role: str = "serve",
     ) -> ModelEnvelope:
         """Record a `publishing` event, send the model, wait for the broker's ack, then record its `status`.
 
         `targets` (camera names) limits it to those cameras: a canary (status "canary"), or a
-        rollback of one; `why` opens the event's reason.
+        rollback of one; `why` opens the event's reason. `role` "shadow" sends it to score beside
+        the serving model on those cameras (`edgemnist.wire.envelope`).
         """
-        envelope = envelope_for(store, version, targets)  # a model too large is refused here, unsent
+        envelope = envelope_for(store, version, targets, role)  # a model too large is refused here, unsent
         producer = self._open()
         audience = "every camera" if targets is None else ", ".join(targets)
+        audience = f"{audience} in the shadow role" if role == "shadow" else audience
         # recorded before the send: a crash between send and record leaves this mark, not a silent
         # candidate; its id is the publication number edges use to refuse replayed older records
         seq = store.note_model_event(

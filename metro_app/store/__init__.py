@@ -6,7 +6,8 @@
 - `labels`: people's labels, training images from other systems, resolutions;
 - `models`: the model registry (skops bytes, status, events), shown as `modelrows`;
 - `alerts`: camera alerts; `audit`: who did which write; `rollouts`: rollouts (`RolloutBook`); `leases`: singleton jobs (`Lease`);
-  `requests`: retrain requests from the control topic (`RetrainRequests`).
+  `requests`: retrain requests from the control topic (`RetrainRequests`);
+- `disagreements`: images where a shadow model disagreed, and who was right (`DisagreementBook`).
 
 `schema` holds every table, `engine` the SQLite/PostgreSQL engines, `base` the shared write lock,
 `rows` and `items` the conversions between wire messages and rows.
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 from metro_app.store.alerts import AlertTables
 from metro_app.store.audit import AuditTables
+from metro_app.store.disagreements import DisagreementBook
 from metro_app.store.events import (
     FLEET_BUCKET_SECONDS,
     DeadLetter,
@@ -47,6 +49,10 @@ class Store(EventTables, LabelTables, ModelTables, AlertTables, AuditTables):
     def retrain_requests(self) -> RetrainRequests:
         """Retrain requests from the control topic, recorded before their offset is committed."""
         return RetrainRequests(self)
+
+    def disagreement_book(self) -> DisagreementBook:
+        """The images where a shadow model disagreed with the serving one, and their labels."""
+        return DisagreementBook(self.engine)
 
     def lease(self, name: str, holder: str | None = None, *, ttl: float = 15.0) -> Lease:
         """A lease row: one hub of several sharing this store runs the singleton job `name`."""

@@ -24,8 +24,12 @@ METRIC_COLS = ("msg_id", "camera", "timestamp", "ts", "bucket", "images", "body"
 IMAGE_COLS = (
     "msg_id", "camera", "timestamp", "ts", "count", "image", "prepared", "prep_time", "predictions",
     "result_class", "result_probability", "predict_time", "schema", "model_version", "true_class",
-    "received", "content_hash",
+    "shadow_version", "shadow_predicted", "shadow_scores", "received", "content_hash",
 )  # fmt: skip
+
+
+def _scores(scores: Any) -> str | None:
+    return None if scores is None else orjson.dumps(scores).decode()
 
 
 @dataclass(slots=True)
@@ -60,7 +64,7 @@ def image_item(m: WireImage) -> Item:
     row = (
         m.id, m.camera, m.timestamp, epoch(m.timestamp), m.count, m.image, prepared_bytes(m), m.prep_time,
         orjson.dumps(m.predictions).decode(), m.result_class, m.result_probability, m.predict_time,
-        m.schema, m.model_version, m.true_class,
+        m.schema, m.model_version, m.true_class, m.shadow_version, m.shadow_predicted, _scores(m.shadow_scores),
     )  # fmt: skip
     return Item(m.id, False, row)
 
@@ -74,5 +78,6 @@ def message_item(m: MetricsMessage | UncertainImage, body: str | None = None) ->
         m.id, m.camera, m.timestamp, epoch(m.timestamp), m.count, m.image,
         m.prepared_image.astype("uint8").tobytes(), m.prep_time, orjson.dumps(m.predictions).decode(),
         m.result_class, m.result_probability, m.predict_time, m.schema, m.model_version, m.true_class,
+        m.shadow_version, m.shadow_predicted, _scores(m.shadow_scores),
     )  # fmt: skip
     return Item(m.id, False, row)

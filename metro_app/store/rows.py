@@ -65,6 +65,9 @@ def image_row(m: UncertainImage, now: float) -> dict[str, Any]:
         "schema": m.schema,
         "model_version": m.model_version,
         "true_class": m.true_class,
+        "shadow_version": m.shadow_version,
+        "shadow_predicted": m.shadow_predicted,
+        "shadow_scores": None if m.shadow_scores is None else orjson.dumps(m.shadow_scores).decode(),
         "received": now,
     }
 
@@ -86,6 +89,11 @@ def image_row_to_dict(row: Any) -> dict[str, Any]:
         schema=row.schema,
         model_version=row.model_version,
         true_class=row.true_class,
+        shadow_version=getattr(row, "shadow_version", None),
+        shadow_predicted=getattr(row, "shadow_predicted", None),
+        shadow_scores=None
+        if getattr(row, "shadow_scores", None) is None
+        else tuple(json.loads(row.shadow_scores)),
     )
     return msg.to_dict()
 

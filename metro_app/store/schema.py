@@ -72,6 +72,9 @@ uncertain_images = sa.Table(
     sa.Column("schema", sa.Integer),
     sa.Column("model_version", sa.String(300)),
     sa.Column("true_class", sa.Integer),
+    sa.Column("shadow_version", sa.String(300), index=True),  # a disagreement with this shadow model
+    sa.Column("shadow_predicted", sa.Integer),
+    sa.Column("shadow_scores", sa.Text),  # JSON: the shadow model's ten scores
     sa.Column("received", sa.Float, nullable=False),
     sa.Column("content_hash", sa.String(64)),
     sa.Index("ix_uncertain_images_camera", "camera", "id"),

@@ -24,7 +24,7 @@ from edgemnist.model import Model, load_model
 from edgemnist.wire.envelope import ModelEnvelope
 from edgemnist.wire.messages import MetricsMessage, parse_message
 from metro_app.testing import wait_until
-from tests.helpers import model_envelope, train_small_model
+from tests.helpers import model_envelope
 
 CAM = "RotB-host1"
 
@@ -41,16 +41,6 @@ class Rec:
 
 # these tests are about choosing and loading models; signatures are tested in test_trust.py
 UNSIGNED = ModelTrust(allow_unsigned=True)
-
-
-@pytest.fixture(scope="module")
-def two_models(tmp_path_factory) -> tuple[Path, Path]:
-    out = tmp_path_factory.mktemp("two-models")
-    a = train_small_model(out, n=800, seed=0)
-    made = int(time.time())  # versions carry the second they were made: the next model, the next second
-    wait_until(lambda: int(time.time()) > made, 5, "the next second", every=0.01)
-    b = train_small_model(out, n=1200, seed=1)
-    return a, b
 
 
 def rec(env: ModelEnvelope, offset: int) -> Rec:

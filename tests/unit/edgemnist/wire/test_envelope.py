@@ -1,5 +1,6 @@
 import hashlib
 
+import orjson
 import pytest
 
 from edgemnist.errors import SchemaError
@@ -59,3 +60,34 @@ def test_the_publication_number_survives_the_wire():
     env = ModelEnvelope("m-2", "ab" * 32, b"PK", seq=42)
     assert ModelEnvelope.from_record(*env.to_record()).seq == 42
     assert "seq" not in ModelEnvelope("m-2", "ab" * 32, b"PK").header()  # older records read as before
+
+
+def test_a_shadow_envelope_round_trips_its_role_under_its_own_key():
+    env = _env(targets=("Line3",), role="shadow")
+    key, value = env.to_record()
+    back = ModelEnvelope.from_record(key, value)
+    assert key == b"shadow:Line3"
+    assert back.role == "shadow" and back.header()["role"] == "shadow"
+    assert back.data == env.data and back.targets == ("Line3",)
+    assert _env(role="shadow").key == b"shadow:*"
+
+
+def test_an_envelope_without_a_role_serves_and_its_record_is_unchanged():
+    env = _env(targets=("Line3",))
+    key, value = env.to_record()
+    assert b'"role"' not in value  # the bytes of a serving record are those of a record before roles
+    assert key == b"Line3"
+    assert ModelEnvelope.from_record(key, value).role == "serve"
+    head = orjson.loads(value[8 : 8 + int.from_bytes(value[4:8], "big")])
+    head["role"] = "serve"
+    raw = orjson.dumps(head)
+    explicit = MODEL_MAGIC + len(raw).to_bytes(4, "big") + raw + env.data
+    assert ModelEnvelope.from_record(key, explicit).role == "serve"
+
+
+def test_an_unknown_role_is_refused_by_name():
+    env = _env()
+    head = {**env.header(), "role": "boss"}
+    raw = orjson.dumps(head)
+    with pytest.raises(SchemaError, match="role"):
+        ModelEnvelope.from_record(b"*", MODEL_MAGIC + len(raw).to_bytes(4, "big") + raw + env.data)

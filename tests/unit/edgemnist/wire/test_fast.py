@@ -77,3 +77,51 @@ def test_shared_edge_configs_keep_signs_and_types():
         if fast is not None:
             seen.append(json.dumps(fast.to_dict()["config"]))
     assert len(set(seen)) == 4, seen  # 0/0, -0.0/0, 0.0/0.0, 0.0/-0.0; False takes the slow path
+
+
+def _with_shadow():
+    import dataclasses
+
+    image = dataclasses.replace(
+        make_image("Cam", 8), shadow_version="m-2", shadow_predicted=7, shadow_scores=(0.0,) * 7 + (1.0, 0, 0)
+    )
+    window = dataclasses.replace(
+        make_metrics("Cam", 9, correct=15),
+        shadow=messages.ShadowStats("m-2", images=250, agree=240, correct=200, held_back=3),
+    )
+    return image, window
+
+
+def test_the_shadow_keys_take_the_fast_pass_and_round_trip():
+    for msg in _with_shadow():
+        fast, slow = both(msg.to_json())
+        assert fast is not None and type(fast) is type(slow)
+        assert fast.to_dict() == slow.to_dict() == msg.to_dict()
+    image, window = _with_shadow()
+    back = messages.parse_message(image.to_json())
+    assert (back.shadow_version, back.shadow_predicted, back.shadow_scores[7]) == ("m-2", 7, 1.0)
+    shadow = messages.parse_message(window.to_json()).shadow
+    assert shadow == messages.ShadowStats("m-2", 250, 240, 200, 3)
+    assert window.to_dict()["shadow"] == {
+        "version": "m-2",
+        "images": 250,
+        "agree": 240,
+        "correct": 200,
+        "held_back": 3,
+    }
+
+
+@pytest.mark.parametrize(
+    "change",
+    [{"agree": 251}, {"correct": 251}, {"images": -1}, {"version": 7}, {"version": "a\x00b"}, {"extra": 1}],
+)
+def test_impossible_shadow_figures_are_refused_by_both_passes_or_agree(change):
+    _, window = _with_shadow()
+    d = window.to_dict()
+    d["shadow"].update(change)
+    fast, slow = both(json.dumps(d).encode())
+    if "extra" in change:  # an unknown key: the fast pass hands over, the checks accept it
+        assert fast is None and not isinstance(slow, SchemaError)
+    else:
+        assert fast is None and isinstance(slow, SchemaError)
+        assert f"key {next(iter(change))!r}" in str(slow)

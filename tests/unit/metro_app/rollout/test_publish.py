@@ -88,3 +88,15 @@ def test_a_model_is_recorded_publishing_before_it_is_sent_and_published_after(pu
     events = published_store.model("m-2")["events"]
     assert [e["status"] for e in events] == ["candidate", "publishing", "published"]
     assert "models" in events[1]["reason"] and published_store.model("m-2")["status"] == "published"
+
+
+def test_a_shadow_publication_goes_under_its_own_key_and_the_edges_read_its_role(published_store):
+    add(published_store, "m-2", b"PK-model-bytes")
+    producer = FakeProducer()
+    ModelPublisher(topic="models", producer=producer).publish(
+        published_store, "m-2", ("Line3",), status="canary", why="shadow of rollout 1", role="shadow"
+    )
+    [sent] = producer.sent
+    env = ModelEnvelope.from_record(sent.key, sent.value)
+    assert sent.key == b"shadow:Line3" and env.role == "shadow" and env.targets == ("Line3",)
+    assert "Line3 in the shadow role" in published_store.model("m-2")["reason"]
