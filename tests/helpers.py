@@ -6,7 +6,8 @@ import re
 import sys
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -209,3 +210,42 @@ def read_all(kafka_settings: KafkaSettings, topic: str, count: int, timeout: flo
     finally:
         consumer.close()
     return out
+
+
+@dataclass(frozen=True)
+class ModelsRecord:
+    """A models-topic record as the edge's `ModelWatcher` reads it (`timestamp` is the sender's clock)."""
+
+    key: bytes | None
+    value: bytes | None
+    offset: int
+    partition: int = 0
+    topic: str = "models"
+    timestamp: int = 0
+
+
+class FakeModelsReader:
+    """The models topic for a `ModelWatcher`: missing for the first `missing_first` opens, then holding `records`."""
+
+    def __init__(self, records: Sequence[ModelsRecord], missing_first: int = 0) -> None:
+        self.records, self.missing, self.opens, self.closed, self.made = list(records), missing_first, 0, 0, 0
+
+    def __call__(self) -> FakeModelsReader:
+        self.made += 1
+        return self
+
+    def open(self) -> bool:
+        self.opens += 1
+        return self.opens > self.missing
+
+    def poll(self, timeout: float) -> list[ModelsRecord]:
+        out, self.records = self.records, []
+        if not out:
+            time.sleep(timeout)
+        return out
+
+    def caught_up(self) -> bool:
+        return not self.records
+
+    def close(self) -> None:
+        self.closed += 1

@@ -7,8 +7,6 @@ import hashlib
 import io
 import json
 import threading
-import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -24,28 +22,18 @@ from edgemnist.model import Model, load_model
 from edgemnist.wire.envelope import ModelEnvelope
 from edgemnist.wire.messages import MetricsMessage, parse_message
 from metro_app.testing import wait_until
-from tests.helpers import model_envelope
+from tests.helpers import FakeModelsReader, ModelsRecord, model_envelope
 
 CAM = "RotB-host1"
-
-
-@dataclass(frozen=True)
-class Rec:
-    key: bytes | None
-    value: bytes | None
-    offset: int
-    partition: int = 0
-    topic: str = "models"
-    timestamp: int = 0
 
 
 # these tests are about choosing and loading models; signatures are tested in test_trust.py
 UNSIGNED = ModelTrust(allow_unsigned=True)
 
 
-def rec(env: ModelEnvelope, offset: int) -> Rec:
+def rec(env: ModelEnvelope, offset: int) -> ModelsRecord:
     key, value = env.to_record()
-    return Rec(key, value, offset)
+    return ModelsRecord(key, value, offset)
 
 
 def watcher_for(
@@ -151,14 +139,14 @@ def test_foreign_types_are_refused_before_anything_is_built(two_models, probe, t
 def test_malformed_envelopes_for_this_camera_are_refused_others_ignored(two_models, probe, tmp_path):
     a, b = two_models
     w, serving = watcher_for(a, tmp_path, probe)
-    w.feed([Rec(b"RotA", b"garbage", 0)])
+    w.feed([ModelsRecord(b"RotA", b"garbage", 0)])
     assert w.consider() is None and serving.pending_refusals() == ()
     key, value = model_envelope(b).to_record()
-    w.feed([Rec(b"*", value[:-10], 1)])  # size in the header no longer matches
+    w.feed([ModelsRecord(b"*", value[:-10], 1)])  # size in the header no longer matches
     w.consider()
     (refusal,) = serving.pending_refusals()
     assert refusal.version == model_envelope(b).version and "malformed envelope" in refusal.reason
-    w.feed([Rec(b"*", b"garbage", 2)])
+    w.feed([ModelsRecord(b"*", b"garbage", 2)])
     w.consider()
     assert serving.pending_refusals()[1].version == "models[0]@2"
 
@@ -196,37 +184,10 @@ def test_a_model_with_wrong_output_fails_the_probe(two_models, probe, tmp_path, 
     assert "probe" in serving.pending_refusals()[0].reason
 
 
-class FakeReader:
-    """The models topic missing at first, then holding `records`."""
-
-    def __init__(self, records, missing_first: int) -> None:
-        self.records, self.missing, self.opens, self.closed, self.made = list(records), missing_first, 0, 0, 0
-
-    def __call__(self) -> FakeReader:
-        self.made += 1
-        return self
-
-    def open(self) -> bool:
-        self.opens += 1
-        return self.opens > self.missing
-
-    def poll(self, timeout: float):
-        out, self.records = self.records, []
-        if not out:
-            time.sleep(timeout)
-        return out
-
-    def caught_up(self) -> bool:
-        return not self.records
-
-    def close(self) -> None:
-        self.closed += 1
-
-
 def test_the_thread_waits_for_the_topic_then_swaps(two_models, probe, tmp_path):
     a, b = two_models
     serving = ServingModel(load_model(a))
-    reader = FakeReader([rec(model_envelope(b), 0)], missing_first=2)
+    reader = FakeModelsReader([rec(model_envelope(b), 0)], missing_first=2)
     watcher = ModelWatcher(
         reader,
         CAM,
@@ -250,7 +211,7 @@ def test_run_edge_swaps_between_batches_and_windows_carry_one_version(two_models
     env_b = model_envelope(b)
     gate = threading.Event()
 
-    class SlowReader(FakeReader):
+    class SlowReader(FakeModelsReader):
         def poll(self, timeout: float):
             if not gate.wait(timeout):
                 return []
@@ -307,11 +268,18 @@ def test_a_record_dated_in_the_future_does_not_win_over_later_records(two_models
     w, serving = watcher_for(a, tmp_path, probe)
     env_a, env_b = model_envelope(a), model_envelope(b)
     year_2100 = 4_102_444_800_000
-    w.feed([Rec(*env_a.to_record(), offset=0, timestamp=year_2100), Rec(*env_b.to_record(), offset=1)])
+    w.feed(
+        [
+            ModelsRecord(*env_a.to_record(), offset=0, timestamp=year_2100),
+            ModelsRecord(*env_b.to_record(), offset=1),
+        ]
+    )
     w.consider()
     assert serving.current().version == env_b.version
-    w.feed([Rec(*env_a.to_record(), offset=2, timestamp=year_2100)])  # a later record: it is the newest
-    w.feed([Rec(*env_b.to_record(), offset=1)])  # re-delivered earlier record: stays earlier
+    w.feed(
+        [ModelsRecord(*env_a.to_record(), offset=2, timestamp=year_2100)]
+    )  # a later record: it is the newest
+    w.feed([ModelsRecord(*env_b.to_record(), offset=1)])  # re-delivered earlier record: stays earlier
     w.consider()
     assert serving.current().version == env_a.version
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import io
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +20,7 @@ from edge_app.trust import ModelTrust
 from edgemnist.errors import ConfigError
 from edgemnist.model import load_model
 from edgemnist.wire.messages import EdgeConfig, MetricsMessage, ShadowStats, parse_message
-from tests.helpers import model_envelope
+from tests.helpers import FakeModelsReader, ModelsRecord, model_envelope
 
 CAM = "RotB-host1"
 UNSIGNED = ModelTrust(allow_unsigned=True)  # signatures are tested in test_trust.py
@@ -137,22 +136,12 @@ def test_the_shadow_cap_setting_is_checked() -> None:
 # ----- the watcher ------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Rec:
-    key: bytes | None
-    value: bytes | None
-    offset: int
-    partition: int = 0
-    topic: str = "models"
-    timestamp: int = 0
-
-
 def shadow_env(path: Path, targets=("RotB",)):
     return dataclasses.replace(model_envelope(path, targets=targets), role="shadow")
 
 
-def rec(env, offset: int) -> Rec:
-    return Rec(*env.to_record(), offset)
+def rec(env, offset: int) -> ModelsRecord:
+    return ModelsRecord(*env.to_record(), offset)
 
 
 def test_a_shadow_record_is_verified_saved_and_scores_beside_the_serving_model(two_models, probe, tmp_path):
@@ -168,7 +157,7 @@ def test_a_shadow_record_is_verified_saved_and_scores_beside_the_serving_model(t
     assert store.current() is None and store.shadow() == tmp_path / "m" / f"{env.version}.skops"
     # a restarted edge scores beside the same shadow model
     assert initial_shadow(SavedModels(tmp_path / "m")).version == env.version
-    w.feed([Rec(b"shadow:RotB", None, 2)])  # a tombstone withdraws it
+    w.feed([ModelsRecord(b"shadow:RotB", None, 2)])  # a tombstone withdraws it
     w.consider()
     assert serving.shadow() is None and store.shadow() is None and initial_shadow(store) is None
 
@@ -200,33 +189,10 @@ def test_a_role_that_does_not_match_its_key_is_refused(two_models, probe, tmp_pa
     w = ModelWatcher(lambda: None, CAM, serving, SavedModels(tmp_path / "m"), probe, trust=UNSIGNED)
     env = shadow_env(b)
     _, value = env.to_record()
-    w.feed([Rec(b"RotB", value, 0)])  # a shadow envelope under a serving key: never served
+    w.feed([ModelsRecord(b"RotB", value, 0)])  # a shadow envelope under a serving key: never served
     w.consider()
     assert serving.current().version == load_model(a).version and serving.shadow() is None
     assert [r.version for r in w.refused] == [env.version] and "shadow envelope" in w.refused[0].reason
-
-
-class FakeReader:
-    def __init__(self, records) -> None:
-        self.records = list(records)
-
-    def __call__(self) -> FakeReader:
-        return self
-
-    def open(self) -> bool:
-        return True
-
-    def poll(self, timeout: float):
-        out, self.records = self.records, []
-        if not out:
-            time.sleep(timeout)
-        return out
-
-    def caught_up(self) -> bool:
-        return not self.records
-
-    def close(self) -> None:
-        pass
 
 
 @pytest.mark.parametrize("parallelism", [1, 2])
@@ -239,7 +205,7 @@ def test_every_worker_shadows_and_the_serving_model_decides_what_is_sent(two_mod
         metrics_duration=0.5, outbox=tmp_path / "o.db", source="bundled", shadow_cap=2, confidence=0.0,
         allow_unsigned_models=True,
     )  # fmt: skip  # confidence 0: nothing is uncertain, so every image sent is a capped disagreement
-    run_edge(settings, StdoutSink(out), models=FakeReader([rec(env, 0)]))
+    run_edge(settings, StdoutSink(out), models=FakeModelsReader([rec(env, 0)]))
     msgs = [parse_message(line) for line in out.getvalue().splitlines()]
     metrics = [m for m in msgs if isinstance(m, MetricsMessage)]
     a_version = load_model(a).version

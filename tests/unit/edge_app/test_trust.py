@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -15,19 +14,9 @@ from edge_app.saved_models import SavedModels
 from edge_app.trust import ModelTrust
 from edgemnist.model import load_model
 from edgemnist.signing import SigningKey, TrustedKeys
-from tests.helpers import model_envelope, train_small_model
+from tests.helpers import ModelsRecord, model_envelope, train_small_model
 
 CAM = "RotB-host1"
-
-
-@dataclass(frozen=True)
-class Rec:
-    key: bytes | None
-    value: bytes | None
-    offset: int
-    partition: int = 0
-    topic: str = "models"
-    timestamp: int = 0
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +38,7 @@ def watcher(path: Path, tmp: Path, probe: np.ndarray, trust: ModelTrust) -> tupl
 
 
 def offer(w: ModelWatcher, env, offset: int):  # noqa: ANN001, ANN202
-    w.feed([Rec(*env.to_record(), offset)])
+    w.feed([ModelsRecord(*env.to_record(), offset)])
     return w.consider()
 
 
