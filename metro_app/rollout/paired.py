@@ -102,7 +102,7 @@ class Agreement:
     windows: int = 0
     images: int = 0
     agree: int = 0
-    labelled: int = 0  # frames of fully shadowed windows whose source knew the label
+    labelled_frames: int = 0  # frames of fully shadowed windows whose source knew the label
     serving_correct: int = 0  # of those, right by the serving model
     candidate_correct: int = 0  # and by the candidate
     held_back: int = 0  # disagreements the edges' per-window cap kept at the edge
@@ -159,14 +159,14 @@ def decide(pairs: Pairs, agreement: Agreement, policy: PairedPolicy, elapsed: fl
             f"{pairs.serving_right}, candidate right {pairs.candidate_right} (McNemar p={p:.4g} < {policy.alpha:g})",
             p,
         )
-    if agreement.labelled and agreement.labelled >= policy.min_images:
+    if agreement.labelled_frames and agreement.labelled_frames >= policy.min_images:
         serving, candidate = (
-            agreement.serving_correct / agreement.labelled,
-            agreement.candidate_correct / agreement.labelled,
+            agreement.serving_correct / agreement.labelled_frames,
+            agreement.candidate_correct / agreement.labelled_frames,
         )
         drop = 100.0 * (serving - candidate)
         same = (
-            f"on the same {agreement.labelled} labelled frames: candidate {candidate:.3f}, "
+            f"on the same {agreement.labelled_frames} labelled frames: candidate {candidate:.3f}, "
             f"serving {serving:.3f} ({-drop:+.1f} points, at most -{policy.max_accuracy_drop:g} allowed)"
         )
         if drop > policy.max_accuracy_drop + 1e-9:
@@ -207,7 +207,7 @@ def agreement(by_camera: Mapping[str, Iterable[Mapping[str, Any]]], version: str
     >>> w = {"camera_metrics": {"A": {"certain": [9, 0], "uncertain": [1, 0]}}, "labelled": 10, "correct": 9,
     ...      "shadow": {"version": "m-2", "images": 10, "agree": 8, "correct": 7, "held_back": 0}}
     >>> agreement({"A": [w, w]}, "m-2")
-    Agreement(windows=2, images=20, agree=16, labelled=20, serving_correct=18, candidate_correct=14, held_back=0)
+    Agreement(windows=2, images=20, agree=16, labelled_frames=20, serving_correct=18, candidate_correct=14, held_back=0)
     """
     fewest: int | None = None
     images = agree = labelled = serving = candidate = held = 0

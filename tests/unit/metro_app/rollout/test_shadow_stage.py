@@ -95,6 +95,7 @@ def test_a_confidently_wrong_candidate_is_rolled_back_on_labelled_disagreements(
     w.tick()
     r = state(fleet_store, rid)
     assert r["state"] == "shadow" and r["shadow"]["disagreements"] == 8 and r["shadow"]["labelled"] == 0
+    assert r["shadow"]["labelled_frames"] == 0, "an unlabelled camera's windows carry no right answers"
     assert r["shadow"]["images"] == 400 and r["shadow"]["agree"] == 380 and "needs 10 more" in r["reason"]
     for image_id in ids[:5]:  # a person labels them: the digit is a 1
         fleet_store.add_label(image_id, "1", "alice")
