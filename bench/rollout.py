@@ -261,6 +261,7 @@ def shadow_figure(bootstrap: str, model: Path, tmp: Path) -> dict[str, Any]:
                     "p_value": sh["p_value"],
                     "agreement": round(sh["agree"] / sh["images"], 4) if sh["images"] else None,
                     "seconds_to_verdict": round(decided_at - float(sh["started"]), 1),
+                    "reason": done["reason"],
                 }
                 wait_until(lambda rid=r["rollout"], book=book: _state(book, rid) in ("promoted", "rolled_back", "failed"),
                            400, "rollout over")  # fmt: skip
@@ -271,6 +272,18 @@ def shadow_figure(bootstrap: str, model: Path, tmp: Path) -> dict[str, Any]:
             for proc in edges:
                 proc.wait(timeout=30)
     return out
+
+
+def _deployment_keys(tmp: Path) -> None:
+    """One key pair, as a deployment has: the hub signs with it, every edge trusts it (environment,
+    inherited by the processes started here). Without it the edges, whose state directories are their
+    own, would refuse every published model and the rollouts would measure refusals."""
+    from edgemnist.signing import PRIVATE_KEY_FILE, PUBLIC_KEY_FILE, init_keys
+
+    keys = tmp / "keys"
+    init_keys(keys)
+    os.environ["EDGE_MNIST_SIGNING_KEY"] = str(keys / PRIVATE_KEY_FILE)
+    os.environ["EDGE_MNIST_TRUSTED_KEYS"] = str(keys / PUBLIC_KEY_FILE)
 
 
 def _state(book: Any, rollout_id: int) -> str:
@@ -339,6 +352,7 @@ def main() -> None:
         broker(args.bootstrap_servers) as (bootstrap, desc),
     ):
         tmp = Path(d)
+        _deployment_keys(tmp)
         model = bench_model(args.model, tmp)
         print(f"broker: {desc}")
         result["broker"] = desc
