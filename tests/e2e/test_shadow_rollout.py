@@ -97,7 +97,7 @@ def _edge(param: str, kafka, topic: str, source: str, model: Path, tmp: Path) ->
 
 
 @pytest.fixture(scope="module")
-def fleet(kafka, kafka_settings, model_path: Path, tmp_path_factory) -> Iterator[Fleet]:
+def shadow_fleet(kafka, kafka_settings, model_path: Path, tmp_path_factory) -> Iterator[Fleet]:
     tmp = tmp_path_factory.mktemp("shadow-e2e")
     topic = topic_names("shadow")("events")
     ensure_topics(kafka_settings, {topic: 1})
@@ -189,7 +189,8 @@ def _roll_out(fleet: Fleet, version: str, timeout: float = 300) -> dict[str, Any
     return final
 
 
-def test_a_confidently_wrong_model_is_rolled_back_in_shadow_and_never_serves(fleet: Fleet) -> None:
+def test_a_confidently_wrong_model_is_rolled_back_in_shadow_and_never_serves(shadow_fleet: Fleet) -> None:
+    fleet = shadow_fleet
     bad = _import(fleet, fleet.swapped)
     start = len(fleet.hub.client.fetch_all("ClassificationMetrics"))
     r = _roll_out(fleet, bad)
@@ -207,7 +208,10 @@ def test_a_confidently_wrong_model_is_rolled_back_in_shadow_and_never_serves(fle
     wait_until(lambda: "shadow" not in _windows(fleet, CANARY)[-1], 60, "the shadow withdrawn on ShadowA")
 
 
-def test_a_model_better_on_the_drift_passes_shadow_and_canary_then_serves_everywhere(fleet: Fleet) -> None:
+def test_a_model_better_on_the_drift_passes_shadow_and_canary_then_serves_everywhere(
+    shadow_fleet: Fleet,
+) -> None:
+    fleet = shadow_fleet
     better = _import(fleet, fleet.better)
     r = _roll_out(fleet, better)
     assert r["state"] == "promoted", (r, fleet.hub.log_tail())

@@ -7,7 +7,6 @@ Labelled cameras: the windows' right answers on the same frames decide as well.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 
 import pytest
 
@@ -18,26 +17,9 @@ from metro_app.rollout.publish import ModelPublisher
 from metro_app.rollout.watcher import RolloutWatcher, register_rollout, rollback
 from metro_app.samples import make_image
 from metro_app.store.rollouts import RolloutBook
-from metro_app.testing import ModelsProducer, scored_window
+from metro_app.testing import scored_window
 
 POLICY = Policy(windows=3, timeout=60, min_images=50, shadow_labels=10)
-
-
-@pytest.fixture
-def fleet_store(store):
-    """m-1 published and m-2 a candidate; three cameras on m-1."""
-    for version, parent, status in (("m-1", None, "published"), ("m-2", "m-1", "candidate")):
-        data = f"PK-{version}".encode()
-        store.add_model(
-            version, hashlib.sha256(data).hexdigest(), data, parent=parent, status=status, reason="x"
-        )
-    store.write_batch([scored_window(c, n, "m-1") for n in range(4) for c in ("CamA-h", "CamB-h")], [])
-    return store
-
-
-@pytest.fixture
-def producer():
-    return ModelsProducer()
 
 
 def watcher(store, producer, clock):
