@@ -62,7 +62,7 @@ def create_app(
 
     routes = [route for module in _ROUTERS for route in module.router.routes]
     app.add_middleware(BodyGuard, gate=gate, routes=routes, audit=record, max_body=max_body)
-    app.add_middleware(RequestTimer, metrics=metrics)  # outermost: refusals are timed too
+    app.add_middleware(RequestTimer, metrics=metrics, routes=routes)  # outermost: refusals are timed too
     app.add_exception_handler(RequestValidationError, on_invalid_request)  # type: ignore[arg-type]
     for module in _ROUTERS:
         app.include_router(module.router)

@@ -9,13 +9,14 @@ seconds under its route template (``/models/{version}``, not the path), so the l
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, MutableMapping, Sequence
 from typing import Any
 
 from fastapi import APIRouter, Response
 from starlette.concurrency import run_in_threadpool
 
 from metro_app.api.deps import HubDep
+from metro_app.api.guard import matching_route
 from metro_app.monitoring.prometheus import CONTENT_TYPE, HubMetrics
 
 __all__ = ["router", "RequestTimer"]
@@ -34,11 +35,16 @@ async def metrics(hub: HubDep) -> Response:
 
 
 class RequestTimer:
-    """Observe each HTTP request's seconds in `metrics` under its route template and method."""
+    """Observe each HTTP request's seconds in `metrics` under its route template and method.
 
-    def __init__(self, app: App, metrics: HubMetrics) -> None:
+    A request refused before routing (401, 403, 413) is found among `routes` the way `BodyGuard`
+    finds it, so it is timed under its route too; one that matches no route is ``unmatched``.
+    """
+
+    def __init__(self, app: App, metrics: HubMetrics, routes: Sequence[Any] = ()) -> None:
         self.app = app
         self.metrics = metrics
+        self.routes = list(routes)
 
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -48,5 +54,6 @@ class RequestTimer:
         try:
             await self.app(scope, receive, send)
         finally:
-            route = getattr(scope.get("route"), "path", None) or "unmatched"
+            found = scope.get("route") or matching_route(self.routes, scope)
+            route = getattr(found, "path", None) or "unmatched"
             self.metrics.observe_request(route, scope["method"], time.perf_counter() - began)
