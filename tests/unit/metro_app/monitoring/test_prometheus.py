@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import time
 
-import pytest
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -95,14 +94,9 @@ def test_retention_counts_and_the_oldest_row_kept(store):
     assert abs(oldest - time.time()) < 600
 
 
-@pytest.fixture
-def people(tmp_path):
+def test_metrics_follow_the_read_rule_and_each_app_has_its_own_registry(store, tmp_path):
     path = tmp_path / "tokens.json"
-    return path, add_person(path, "grafana", "viewer")
-
-
-def test_metrics_follow_the_read_rule_and_each_app_has_its_own_registry(store, people):
-    path, viewer = people
+    viewer = add_person(path, "grafana", "viewer")
     first = create_app(store, gate=AccessGate(tokens=TokenFile(path)))
     second = create_app(store, gate=AccessGate(tokens=TokenFile(path), public_reads=True))
     with TestClient(first) as a, TestClient(second) as b:
