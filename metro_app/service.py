@@ -35,6 +35,7 @@ from metro_app.settings import HubSettings
 from metro_app.store import Store
 from metro_app.store.leases import holder_id
 from metro_app.store.requests import RetrainRequests
+from metro_app.training.auto import AutoPolicy, AutoRetrain
 from metro_app.training.jobs import CommandRetrains, RetrainJobs
 from metro_app.training.retrain import Progress, RetrainSettings, retrain
 
@@ -126,11 +127,14 @@ def run_hub(settings: HubSettings, kafka: Any, retrain_settings: RetrainSettings
     rollouts = RolloutWatcher(store, publisher) if publisher is not None else None
     if rollouts is not None:  # acts only while this hub holds the store's lease
         threads.append(threading.Thread(target=rollouts.run, args=(stop,), name="hub-rollouts", daemon=True))
+    auto = _auto_retrain(settings, store, jobs, retrain_settings, publisher)
+    if auto is not None:
+        threads.append(threading.Thread(target=auto.run, args=(stop,), name="hub-auto-retrain", daemon=True))
     predictions = _predictions(kafka, settings, store, stop)
     pruner = _pruner(settings, store, threads, stop)
     parts = _Parts(
         loop, threads, control, jobs, predictions, rollouts, alerts, alert_thread,
-        store.retrain_requests() if control is not None else None, pruner,
+        store.retrain_requests() if control is not None else None, auto, pruner=pruner,
     )  # fmt: skip
     app = create_app(
         store, gate=gate, health=_health(settings, parts), retrain=jobs,
@@ -161,6 +165,27 @@ def run_hub(settings: HubSettings, kafka: Any, retrain_settings: RetrainSettings
             publisher.close()
         store.close()
     return 0 if server.started else 1
+
+
+def _auto_retrain(
+    settings: HubSettings,
+    store: Store,
+    jobs: RetrainJobs,
+    retrain_settings: RetrainSettings,
+    publisher: ModelPublisher | None,
+) -> AutoRetrain | None:
+    """The auto-retrain loop with --auto-retrain (one hub of several acts, by lease), else None."""
+    if not settings.auto_retrain:
+        return None
+    if publisher is None:
+        raise ConfigError("--auto-retrain needs a models topic to roll its candidates out on")
+
+    def run(chosen: RetrainSettings, progress: Progress) -> Any:
+        return retrain(store, chosen, publisher=publisher, on_progress=progress)
+
+    policy = AutoPolicy(settings.auto_retrain_labels, settings.auto_retrain_drift_labels)
+    log.info("auto-retrain on: %d new labels, or %d on a drifting camera", policy.labels, policy.drift_labels)
+    return AutoRetrain(store, jobs, retrain_settings, run, policy)
 
 
 def _retrain_jobs(
@@ -245,6 +270,7 @@ class _Parts:
     alerts: AlertMonitor
     alert_thread: threading.Thread
     requests: RetrainRequests | None = None  # retrain requests from the control topic
+    auto: AutoRetrain | None = None  # --auto-retrain
     pruner: Pruner | None = None  # None: --retention off
 
 
@@ -271,6 +297,7 @@ def _health(settings: HubSettings, parts: _Parts) -> Callable[[], dict[str, Any]
             "retrain_requests": None if parts.requests is None else parts.requests.counts(),
             "predict": predictions.stats.as_dict() if predictions else None,
             "rollouts": None if rollouts is None else dict(rollouts.stats),
+            "auto_retrain": None if parts.auto is None else dict(parts.auto.stats),
             "alerts_topic": settings.alerts_topic,
             "alerts": {**parts.alerts.stats, "alive": parts.alert_thread.is_alive()},
             "retention": None
@@ -284,6 +311,7 @@ def _health(settings: HubSettings, parts: _Parts) -> Callable[[], dict[str, Any]
                     getattr(predictions, "health", None),
                     getattr(parts.alerts, "health", None),
                     getattr(rollouts, "health", None),
+                    getattr(parts.auto, "health", None),
                     getattr(parts.pruner, "health", None),
                 )
                 if h is not None

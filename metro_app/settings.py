@@ -69,6 +69,10 @@ class HubSettings:
     camera_error_share: float = 0.2
     camera_error_min_labels: int = 10
     signing_key: str = ""  # hub.key of `metro-app keys init`; "" = publish unsigned
+    # retraining on its own (metro_app.training.auto)
+    auto_retrain: bool = False
+    auto_retrain_labels: int = 100
+    auto_retrain_drift_labels: int = 30
     retention: str = DEFAULT_RETENTION  # metro_app.retention.policy: "metrics=14d,images=7d" or "off"
 
     @property
@@ -178,6 +182,25 @@ HUB_ENV: tuple[tuple[str, str, type, str], ...] = (
         "EDGE_MNIST_PUBLIC_READS",
         bool,
         "with --tokens: every GET is open (else it needs a viewer token)",
+    ),
+    (
+        "--auto-retrain",
+        "EDGE_MNIST_AUTO_RETRAIN",
+        bool,
+        "retrain on its own when enough new labels arrived, or a drifting camera has new labels; "
+        "an accepted model goes out in shadow to the drifting cameras (metro_app.training.auto)",
+    ),
+    (
+        "--auto-retrain-labels",
+        "EDGE_MNIST_AUTO_RETRAIN_LABELS",
+        int,
+        "with --auto-retrain: labels since the newest model was trained that start a retrain",
+    ),
+    (
+        "--auto-retrain-drift-labels",
+        "EDGE_MNIST_AUTO_RETRAIN_DRIFT_LABELS",
+        int,
+        "with --auto-retrain: new labels on a camera with an open drift alert that start a retrain",
     ),
     ("--tls-cert", "EDGE_MNIST_TLS_CERT", str, "PEM certificate chain: the API serves HTTPS"),
     ("--tls-key", "EDGE_MNIST_TLS_KEY", str, "PEM private key of --tls-cert (keep it mode 0600)"),

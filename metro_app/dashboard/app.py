@@ -95,6 +95,7 @@ class MetroDashboard:
         self.monitor.refresh()
         self.models.refresh(self.monitor.cameras)
         self.station.show_unseen(*unseen_labels(self.client.labels(), self.models.models))
+        self.station.show_shadow(self.models.rollouts)
         self.gallery.refresh()
         if not self.station.state.items and len(self.gallery.items) >= self.station.size.value:
             self.station.load_if_empty()

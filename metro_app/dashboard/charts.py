@@ -64,12 +64,18 @@ def digit_share_png(shares: Mapping[str, Any], title: str, size: tuple[float, fl
 def accuracy_png(
     series: Sequence[Mapping[str, Any]], title: str, size: tuple[float, float] = (4.6, 2.2)
 ) -> bytes:
-    """Live accuracy per metrics window, with a dashed marker where the model version changed."""
+    """Live accuracy per metrics window, with a dashed marker where the model version changed, and
+    while a candidate scores in shadow, the share of images both models agreed on."""
     fig = Figure(figsize=size, dpi=80, layout="constrained")
     ax = fig.add_subplot()
     x = np.arange(len(series))
-    y = [100.0 * p["accuracy"] for p in series]
-    ax.plot(x, y, marker=".", color=_CERTAIN, lw=1.2)
+    y = [np.nan if p.get("accuracy") is None else 100.0 * p["accuracy"] for p in series]
+    ax.plot(x, y, marker=".", color=_CERTAIN, lw=1.2, label="live accuracy")
+    agree = [np.nan if p.get("agreement") is None else 100.0 * p["agreement"] for p in series]
+    shown = [v for v in agree if not np.isnan(v)]
+    if shown:
+        ax.plot(x, agree, marker=".", color=_HIGHLIGHT, lw=1.0, ls=":", label="agrees with shadow")
+        ax.legend(fontsize=7, loc="lower left")
     for k in range(1, len(series)):
         if series[k]["model_version"] != series[k - 1]["model_version"]:
             ax.axvline(k - 0.5, color=_HIGHLIGHT, ls="--", lw=1)
@@ -78,7 +84,10 @@ def accuracy_png(
     ax.set_xlim(-0.5, max(1, len(series)) - 0.5)
     ax.set_ylabel("accuracy %")
     ax.set_xlabel("metrics window")
-    last = f", now {y[-1]:.1f} %" if y else ", no labelled window yet"
+    known = [v for v in y if not np.isnan(v)]
+    last = f", now {known[-1]:.1f} %" if known else ", no labelled window yet"
+    if shown:
+        last += f"; agrees with shadow {shown[-1]:.1f} %"
     ax.set_title(f"{title}: live accuracy{last}", fontsize=9)
     ax.tick_params(labelsize=7)
     return _png(fig)

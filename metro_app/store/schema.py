@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import sqlalchemy as sa
 
 __all__ = [
@@ -23,6 +25,7 @@ __all__ = [
     "audit",
     "metrics_hourly",
     "add_missing_columns",
+    "widen_checks",
 ]
 
 metadata = sa.MetaData()
@@ -106,7 +109,7 @@ training_images = sa.Table(
     sa.Column("received", sa.Float, nullable=False),
 )
 
-MODEL_STATUSES = ("candidate", "refused", "canary", "published", "rolled_back")
+MODEL_STATUSES = ("candidate", "refused", "shadow", "canary", "published", "rolled_back")
 
 model_registry = sa.Table(
     "model_registry",
@@ -213,7 +216,7 @@ audit = sa.Table(
 
 # a canary rollout: pending (registered) -> canary (on the canary cameras) -> promoted | rolled_back;
 # failed when it could not start (unknown model, nothing to compare with)
-ROLLOUT_STATES = ("pending", "canary", "promoted", "rolled_back", "failed")
+ROLLOUT_STATES = ("pending", "shadow", "canary", "promoted", "rolled_back", "failed")
 
 rollouts = sa.Table(
     "rollouts",
@@ -237,6 +240,8 @@ rollouts = sa.Table(
     sa.Column("upto", sa.BigInteger),  # newest metrics row id before the canary: the baseline ends here
     sa.Column("baseline", sa.Text),  # JSON: camera -> figures of its windows before the canary
     sa.Column("figures", sa.Text),  # JSON: camera -> figures of its windows scored by the canary
+    # JSON: the shadow stage's rule (labels, alpha), start and figures so far; NULL: no shadow stage
+    sa.Column("shadow", sa.Text),
     sa.Column("reason", sa.Text, nullable=False),
     sa.CheckConstraint(
         "state IN (" + ", ".join(f"'{s}'" for s in ROLLOUT_STATES) + ")", name="ck_rollouts_state"
@@ -280,9 +285,55 @@ def add_missing_columns(engine: sa.engine.Engine) -> None:
     """Add nullable columns that newer versions define to tables an older hub created."""
     inspector = sa.inspect(engine)
     with engine.begin() as conn:
-        for table in (metrics, uncertain_images, labels):
+        for table in (metrics, uncertain_images, labels, rollouts):
             have = {c["name"] for c in inspector.get_columns(table.name)}
             for col in table.columns:
                 if col.name not in have and col.nullable:
                     kind = col.type.compile(dialect=engine.dialect)
                     conn.execute(sa.text(f'ALTER TABLE {table.name} ADD COLUMN "{col.name}" {kind}'))
+
+
+def widen_checks(engine: sa.engine.Engine) -> None:
+    """Bring the state and status CHECK constraints of a store an older hub created up to date.
+
+    A newer hub knows more states (a rollout's ``shadow`` stage, say); an old constraint would refuse
+    them. Only the allowed values widen, no row changes: PostgreSQL drops and adds the constraint;
+    SQLite rewrites the table's schema text in place, the documented way for a change that leaves
+    the data on disk untouched (https://www.sqlite.org/lang_altertable.html, "writable_schema").
+    """
+    inspector = sa.inspect(engine)
+    for table in (rollouts, model_registry):
+        if not inspector.has_table(table.name):
+            continue
+        want = {
+            c.name: str(c.sqltext)
+            for c in table.constraints
+            if isinstance(c, sa.CheckConstraint) and isinstance(c.name, str)
+        }
+        have = {c["name"]: c["sqltext"] for c in inspector.get_check_constraints(table.name)}
+        stale = {n: (have[n], text) for n, text in want.items() if n in have and _narrower(have[n], text)}
+        if not stale:
+            continue
+        with engine.begin() as conn:
+            if engine.dialect.name == "postgresql":
+                for name, (_, text) in stale.items():
+                    conn.execute(sa.text(f"ALTER TABLE {table.name} DROP CONSTRAINT {name}"))
+                    conn.execute(sa.text(f"ALTER TABLE {table.name} ADD CONSTRAINT {name} CHECK ({text})"))
+            elif engine.dialect.name == "sqlite":
+                sql = conn.exec_driver_sql(
+                    "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?", (table.name,)
+                ).scalar_one()
+                for old, new in stale.values():
+                    sql = sql.replace(old, new)
+                version = conn.exec_driver_sql("PRAGMA schema_version").scalar_one()
+                conn.exec_driver_sql("PRAGMA writable_schema = ON")
+                conn.exec_driver_sql(
+                    "UPDATE sqlite_master SET sql = ? WHERE type = 'table' AND name = ?", (sql, table.name)
+                )
+                conn.exec_driver_sql(f"PRAGMA schema_version = {int(version) + 1}")
+                conn.exec_driver_sql("PRAGMA writable_schema = OFF")
+
+
+def _narrower(have: str, want: str) -> bool:
+    """Whether the constraint text `have` misses a value that `want` allows (however the database spells it)."""
+    return any(f"'{value}'" not in have for value in re.findall(r"'([^']*)'", want))

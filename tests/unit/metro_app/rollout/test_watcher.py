@@ -20,7 +20,9 @@ from metro_app.store.leases import Lease
 from metro_app.store.rollouts import RolloutBook, RolloutBusy
 from metro_app.testing import ModelsProducer, scored_window
 
-POLICY = Policy(windows=3, max_accuracy_drop=5, max_uncertain_rise=10, timeout=60, min_images=50)
+POLICY = Policy(
+    windows=3, max_accuracy_drop=5, max_uncertain_rise=10, timeout=60, min_images=50, shadow=False
+)
 
 
 @pytest.fixture
