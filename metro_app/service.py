@@ -20,6 +20,8 @@ from metro_app.api.app import create_app
 from metro_app.ingest.control import ControlLoop, control_group_id
 from metro_app.ingest.loop import HUB_CONSUMER_CONFIG, DeadLetterSink, HubLoop, group_id
 from metro_app.monitoring.alerts import AlertMonitor
+from metro_app.monitoring.prometheus import HubMetrics
+from metro_app.retention import Pruner
 from metro_app.rollout.publish import ModelPublisher, load_signing_key
 from metro_app.rollout.watcher import RolloutWatcher
 from metro_app.serving.predict import (
@@ -106,7 +108,8 @@ def run_hub(settings: HubSettings, kafka: Any, retrain_settings: RetrainSettings
     store = Store(settings.store_url)
     consumer, producer = open_kafka(kafka, settings)
     dead = DeadLetterSink(producer, settings.dlq_topic)
-    loop = HubLoop(consumer, store, dead, max_records=settings.max_records)
+    metrics = HubMetrics(store)
+    loop = HubLoop(consumer, store, dead, max_records=settings.max_records, on_write=metrics.observe_write)
     signing_key = load_signing_key(settings.signing_key)
     publisher = (
         ModelPublisher(kafka, settings.models_topic, signing_key=signing_key)
@@ -128,13 +131,15 @@ def run_hub(settings: HubSettings, kafka: Any, retrain_settings: RetrainSettings
     if auto is not None:
         threads.append(threading.Thread(target=auto.run, args=(stop,), name="hub-auto-retrain", daemon=True))
     predictions = _predictions(kafka, settings, store, stop)
+    pruner = _pruner(settings, store, threads, stop)
     parts = _Parts(
         loop, threads, control, jobs, predictions, rollouts, alerts, alert_thread,
-        store.retrain_requests() if control is not None else None, auto,
+        store.retrain_requests() if control is not None else None, auto, pruner=pruner,
     )  # fmt: skip
     app = create_app(
         store, gate=gate, health=_health(settings, parts), retrain=jobs,
         rollout_policy=retrain_settings.policy(), signing_key=signing_key,
+        metrics=metrics.watch(loop=loop, jobs=jobs, pruner=pruner),
     )  # fmt: skip
     server = api_server(app, settings)
     for thread in threads:
@@ -239,6 +244,19 @@ def _predictions(
     return predictions
 
 
+def _pruner(
+    settings: HubSettings, store: Store, threads: list[threading.Thread], stop: threading.Event
+) -> Pruner | None:
+    """The retention loop, its thread appended to `threads`; None with --retention off."""
+    policy = settings.retention_policy
+    log.info(policy.describe())
+    if not policy.enabled:
+        return None
+    pruner = Pruner(store, policy)
+    threads.append(threading.Thread(target=pruner.run, args=(stop,), name="hub-retention", daemon=True))
+    return pruner
+
+
 @dataclass(frozen=True, slots=True)
 class _Parts:
     """The running pieces of the hub that /health reports on."""
@@ -253,6 +271,7 @@ class _Parts:
     alert_thread: threading.Thread
     requests: RetrainRequests | None = None  # retrain requests from the control topic
     auto: AutoRetrain | None = None  # --auto-retrain
+    pruner: Pruner | None = None  # None: --retention off
 
 
 def _alive(parts: _Parts, name: str) -> bool:
@@ -281,6 +300,9 @@ def _health(settings: HubSettings, parts: _Parts) -> Callable[[], dict[str, Any]
             "auto_retrain": None if parts.auto is None else dict(parts.auto.stats),
             "alerts_topic": settings.alerts_topic,
             "alerts": {**parts.alerts.stats, "alive": parts.alert_thread.is_alive()},
+            "retention": None
+            if parts.pruner is None
+            else {**parts.pruner.as_dict(), "alive": _alive(parts, "hub-retention")},
             "loops": {
                 h.name: h.as_dict()
                 for h in (
@@ -290,6 +312,7 @@ def _health(settings: HubSettings, parts: _Parts) -> Callable[[], dict[str, Any]
                     getattr(parts.alerts, "health", None),
                     getattr(rollouts, "health", None),
                     getattr(parts.auto, "health", None),
+                    getattr(parts.pruner, "health", None),
                 )
                 if h is not None
             },  # fmt: skip

@@ -12,6 +12,7 @@ from edgemnist.cliargs import check_fields, env_flag
 from edgemnist.kafka.settings import KAFKA_CLIENTS, state_dir
 from edgemnist.masking import mask_password
 from metro_app.monitoring.drift import DriftSettings
+from metro_app.retention.policy import DEFAULT_RETENTION, RetentionPolicy
 from metro_app.training.retrain import RETRAIN_ENV
 
 __all__ = ["HubSettings", "HUB_ENV", "HUB_ENV_VARS", "add_hub_flags", "state_dir", "mask_url"]
@@ -72,6 +73,7 @@ class HubSettings:
     auto_retrain: bool = False
     auto_retrain_labels: int = 100
     auto_retrain_drift_labels: int = 30
+    retention: str = DEFAULT_RETENTION  # metro_app.retention.policy: "metrics=14d,images=7d" or "off"
 
     @property
     def drift(self) -> DriftSettings:
@@ -88,8 +90,14 @@ class HubSettings:
             camera_error_min_labels=self.camera_error_min_labels,
         )
 
+    @property
+    def retention_policy(self) -> RetentionPolicy:
+        """How long metrics windows and unlabelled images are kept (`--retention`)."""
+        return RetentionPolicy.parse(self.retention)
+
     def __post_init__(self) -> None:
         self.drift  # noqa: B018 - a bad threshold fails at start-up, naming its flag
+        self.retention_policy  # noqa: B018 - so does a bad --retention
         checks = [
             ("topic", bool(self.topic), "must not be empty"),
             ("dlq_topic", bool(self.dlq_topic) and self.dlq_topic != self.topic, "must differ from --topic"),
@@ -203,6 +211,14 @@ HUB_ENV: tuple[tuple[str, str, type, str], ...] = (
         str,
         "private key file (hub.key of `metro-app keys init`) every published model is signed with; "
         "without it models go out unsigned, with a warning",
+    ),
+    (
+        "--retention",
+        "EDGE_MNIST_RETENTION",
+        str,
+        "how long rows are kept after the hub stored them: metrics windows at full resolution (then as "
+        "hourly roll-ups per camera) and uncertain images nobody labelled, e.g. metrics=14d,images=7d "
+        "(units s, m, h, d; KIND=off keeps one kind forever; off disables pruning)",
     ),
     (
         "--max-records",

@@ -23,6 +23,7 @@ __all__ = [
     "alerts",
     "label_resolutions",
     "audit",
+    "metrics_hourly",
     "add_missing_columns",
     "widen_checks",
 ]
@@ -176,6 +177,23 @@ label_resolutions = sa.Table(
     sa.Column("label", sa.String(32), nullable=False),
     sa.Column("resolver", sa.String(300), nullable=False),
     sa.Column("created", sa.Float, nullable=False),
+)
+
+
+# metrics windows older than the retention period, rolled up per camera and hour (`store.retention`):
+# sums of counts, so accuracy (correct / labelled) and uncertain share (uncertain / images) stay computable
+metrics_hourly = sa.Table(
+    "metrics_hourly",
+    metadata,
+    sa.Column("camera", sa.String(300), primary_key=True),
+    sa.Column("hour", sa.BigInteger, primary_key=True),  # epoch seconds of the hour's start (UTC)
+    sa.Column("windows", sa.Integer, nullable=False),
+    sa.Column("images", sa.BigInteger, nullable=False),  # certain + uncertain
+    sa.Column("uncertain", sa.BigInteger, nullable=False),
+    sa.Column("labelled", sa.BigInteger, nullable=False),
+    sa.Column("correct", sa.BigInteger, nullable=False),
+    sa.Column("first_ts", sa.Float, nullable=False),  # the oldest window's time in the hour
+    sa.Column("last_ts", sa.Float, nullable=False),
 )
 
 
