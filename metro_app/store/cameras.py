@@ -55,20 +55,19 @@ class CameraTables(StoreBase):
     def _update_health(
         self,
         conn: Connection,
-        windows: Sequence[tuple[int, str]],
+        windows: Sequence[tuple[int, str, float]],
         images: Iterable[tuple[str, int, int | None]],
-        now: float,
     ) -> None:
-        """Fold new metrics rows (id, body; ascending ids) and new images (camera, result, true class)."""
-        parsed = [(mid, MetricsMessage.of(orjson.loads(body))) for mid, body in windows]
+        """Fold new metrics rows (id, body, received; ascending ids) and new images (camera, result, true class)."""
+        parsed = [(mid, MetricsMessage.of(orjson.loads(body)), got) for mid, body, got in windows]
         images = list(images)
-        names = {cam for _, w in parsed for cam in w.camera_metrics} | {cam for cam, _, _ in images}
+        names = {cam for _, w, _ in parsed for cam in w.camera_metrics} | {cam for cam, _, _ in images}
         if not names:
             return
         rows = self._health_rows(conn, names)
-        for mid, w in parsed:
+        for mid, w, got in parsed:
             for cam in w.camera_metrics:
-                rows[cam] = fold_window(rows.get(cam) or empty_row(cam), mid, w, now)
+                rows[cam] = fold_window(rows.get(cam) or empty_row(cam), mid, w, got)
         for cam, result, true in images:
             rows[cam] = fold_image(rows.get(cam) or empty_row(cam), result, true)
         conn.execute(self._upsert, list(rows.values()))
@@ -95,13 +94,13 @@ class CameraTables(StoreBase):
             after = 0
             while page := list(
                 conn.execute(
-                    sa.select(metrics.c.id, metrics.c.body)
+                    sa.select(metrics.c.id, metrics.c.body, metrics.c.received)
                     .where(metrics.c.id > after)
                     .order_by(metrics.c.id)
                     .limit(_CHUNK)
                 )
             ):
-                self._update_health(conn, [(r.id, r.body) for r in page], (), time.time())
+                self._update_health(conn, [(r.id, r.body, r.received) for r in page], ())
                 after = page[-1].id
             c = uncertain_images.c
             after = 0
@@ -113,7 +112,7 @@ class CameraTables(StoreBase):
                     .limit(5 * _CHUNK)
                 )
             ):
-                self._update_health(conn, [], [(r.camera, r.result_class, r.true_class) for r in page], 0)
+                self._update_health(conn, [], [(r.camera, r.result_class, r.true_class) for r in page])
                 after = page[-1].id
             return int(conn.execute(sa.select(sa.func.count()).select_from(camera_health)).scalar_one())
 

@@ -110,7 +110,7 @@ class EventTables(CameraTables):
                 conn, uncertain_images, IMAGE_COLS, [(*it.row, now, it.content_hash) for it in iitems]
             )
             out.images = len(new_images)
-            self._update_health(conn, _bodies(mitems, new_metrics), _image_cams(iitems, new_images), now)
+            self._update_health(conn, _bodies(mitems, new_metrics, now), _image_cams(iitems, new_images))
             out.conflicts = self._conflicts(conn, metrics, mitems, new_metrics)
             out.conflicts.update(self._conflicts(conn, uncertain_images, iitems, new_images))
             out.dead_letters = self._insert_dead(conn, dead, now)
@@ -270,10 +270,10 @@ class EventTables(CameraTables):
         return self.metrics_page(after, limit)
 
 
-def _bodies(items: list[Item], new: list[Any]) -> list[tuple[int, str]]:
-    """(row id, body) of the metrics rows just added, ascending."""
+def _bodies(items: list[Item], new: list[Any], now: float) -> list[tuple[int, str, float]]:
+    """(row id, body, received) of the metrics rows just added, ascending."""
     body_of = {it.id: it.row[METRIC_COLS.index("body")] for it in items}
-    return [(mid, body_of[msg_id]) for mid, msg_id in new]
+    return [(mid, body_of[msg_id], now) for mid, msg_id in new]
 
 
 _IMG = IMAGE_COLS.index("camera"), IMAGE_COLS.index("result_class"), IMAGE_COLS.index("true_class")
