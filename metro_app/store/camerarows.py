@@ -16,15 +16,15 @@ import orjson
 from edgemnist.wire.messages import MetricsMessage
 
 __all__ = ["RECENT", "ACTIVE_WINDOWS", "ACTIVE_MIN_SECONDS", "empty_row", "window_figures", "fold_window",
-           "fold_image"]  # fmt: skip
+           "fold_image", "recent_span"]  # fmt: skip
 
 RECENT = 5  # windows per camera that the rates, shares, accuracy and p99s cover (as CameraHealth did)
 ACTIVE_WINDOWS = 3  # a camera is active until this many of its windows pass without one arriving
 ACTIVE_MIN_SECONDS = 30.0
 
-# the figures of one window for one camera, in `recent` (JSON lists, to stay small):
-# id, uncertain, images, labelled, correct, seconds, prep p99, predict p99, held back
-_ID, _UNC, _TOT, _KNOWN, _RIGHT, _SECS, _PREP, _PRED, _HELD = range(9)
+# the figures of one window for one camera, in `recent` (JSON lists, to stay small): row id, uncertain,
+# images, labelled, correct, seconds, prep p99, predict p99, held back, timestamp, message id
+_ID, _UNC, _TOT, _KNOWN, _RIGHT, _SECS, _PREP, _PRED, _HELD, _TS, _MSG = range(11)
 
 
 def empty_row(camera: str) -> dict[str, Any]:
@@ -48,7 +48,7 @@ def window_figures(metric_id: int, w: MetricsMessage, camera: str) -> list[Any]:
     mine = w.single_camera == camera and bool(w.labelled)
     return [
         metric_id, c.n_uncertain, c.total, (w.labelled or 0) if mine else 0, (w.correct or 0) if mine else 0,
-        w.config.metrics_duration, w.prep.p99, w.predict.p99, w.held_back or 0,
+        w.config.metrics_duration, w.prep.p99, w.predict.p99, w.held_back or 0, w.timestamp, w.id,
     ]  # fmt: skip
 
 
@@ -109,3 +109,11 @@ def fold_image(row: dict[str, Any], result_class: int, true_class: int | None) -
         "known": row["known"] + known,
         "right": row["right"] + (known and result_class == true_class),
     }
+
+
+def recent_span(row: dict[str, Any]) -> tuple[int, str, str | None]:
+    """(windows, the oldest one's timestamp, the newest one's message id) of a row's recent windows."""
+    recent = orjson.loads(row["recent"])
+    if not recent:
+        return 0, "", None
+    return len(recent), recent[0][_TS], recent[-1][_MSG]

@@ -150,6 +150,12 @@ class CameraTables(StoreBase):
         q = sa.select(camera_health).where(_H.seq > after, _H.windows > 0).order_by(_H.seq).limit(limit)
         return [dict(r._mapping) for r in self._rows(q)]
 
+    def camera_rows_named(self, cameras: Iterable[str]) -> dict[str, dict[str, Any]]:
+        """The health rows of some cameras, by name (cameras without a window left out)."""
+        with self.engine.connect() as conn:
+            rows = self._health_rows(conn, set(cameras))
+        return {cam: r for cam, r in rows.items() if r["windows"] > 0}
+
     def camera_row(self, camera: str) -> dict[str, Any] | None:
         rows = self._rows(sa.select(camera_health).where(_H.camera == camera, _H.windows > 0))
         return dict(rows[0]._mapping) if rows else None
