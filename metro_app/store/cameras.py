@@ -15,13 +15,11 @@ import time
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-import orjson
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from edgemnist.wire.messages import MetricsMessage
 from metro_app.store.base import StoreBase
-from metro_app.store.camerarows import empty_row, fold_image, fold_window
+from metro_app.store.camerarows import empty_row, fold_image, fold_window, window_facts
 from metro_app.store.schema import alerts, camera_health, metric_cameras, metrics, uncertain_images
 
 __all__ = ["SORTS", "CameraTables"]
@@ -59,14 +57,14 @@ class CameraTables(StoreBase):
         images: Iterable[tuple[str, int, int | None]],
     ) -> None:
         """Fold new metrics rows (id, body, received; ascending ids) and new images (camera, result, true class)."""
-        parsed = [(mid, MetricsMessage.of(orjson.loads(body)), got) for mid, body, got in windows]
+        parsed = [(mid, window_facts(body), got) for mid, body, got in windows]
         images = list(images)
-        names = {cam for _, w, _ in parsed for cam in w.camera_metrics} | {cam for cam, _, _ in images}
+        names = {cam for _, w, _ in parsed for cam in w.counts} | {cam for cam, _, _ in images}
         if not names:
             return
         rows = self._health_rows(conn, names)
         for mid, w, got in parsed:
-            for cam in w.camera_metrics:
+            for cam in w.counts:
                 rows[cam] = fold_window(rows.get(cam) or empty_row(cam), mid, w, got)
         for cam, result, true in images:
             rows[cam] = fold_image(rows.get(cam) or empty_row(cam), result, true)
