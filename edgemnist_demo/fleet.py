@@ -153,20 +153,12 @@ def _measure(opts: FleetOptions, k: int, services: Services, hubs: list[HubProce
             break
         time.sleep(1.0)
         samples.append(_sample(start, engine, lag, groups, hubs, acked))
+    drain_s = time.time() - drain_from
     lag.close()
     for p in workers:
         p.join(30)
-    return summarise(
-        k,
-        opts,
-        samples,
-        done,
-        probe,
-        _latency(engine),
-        _rows(engine),
-        size1 - size0,
-        time.time() - drain_from,
-    )
+    run = summarise(k, opts, samples, done, probe, _latency(engine), _rows(engine), size1 - size0, drain_s)
+    return run | {"cameras_listed": hubs[0].client.fleet_summary()["cameras"]}
 
 
 def _wait_for(out: Any, kind: str, n: int, acked: dict, done: dict, timeout: float) -> None:

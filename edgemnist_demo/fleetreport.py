@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -56,6 +57,9 @@ def summarise(k: int, opts: Any, samples: list[Sample], done: dict, probe: Any, 
         "stored": rows,
         "rows_equal_sent": rows["metrics"] == rows["distinct_metrics"] == sent_metrics
         and rows["images"] == rows["distinct_images"] == sent_images,
+        "rows_not_stored_yet": sent
+        - rows["metrics"]
+        - rows["images"],  # still on the topic when the drain ended
         "duplicates_on_topic": last.records - sent,
         "lag": {
             "max": max(s.lag for s in samples),
@@ -70,6 +74,7 @@ def summarise(k: int, opts: Any, samples: list[Sample], done: dict, probe: Any, 
         "store_mb_per_hour": round(growth / opts.duration * 3600 / 2**20),
         "cpu_pct_of_one_core": cpu,
         "machine_busy_pct": round(100 * busy),
+        "load_average": round(os.getloadavg()[0], 1),
         "generator_behind_s": round(max((d[3] for d in done.values()), default=0.0), 2),
     }
     run["saturated_first"], run["saturation_note"] = saturation(run, target, opts.workers)
@@ -84,7 +89,7 @@ def saturation(run: dict[str, Any], target: float, workers: int) -> tuple[str, s
     the hubs fell behind (lag still growing at the end of the load) or the generator offered less
     than asked.
     """
-    cpu, cores = run["cpu_pct_of_one_core"], max(1, run.get("cores") or _cores())
+    cpu, cores = run["cpu_pct_of_one_core"], _cores()
     hub = max((v for n, v in cpu.items() if n.startswith("hub") and n != "hub"), default=0)
     use = {
         "hub CPU": hub / 100,
@@ -94,7 +99,13 @@ def saturation(run: dict[str, Any], target: float, workers: int) -> tuple[str, s
     }
     busiest = max(use, key=lambda n: use[n])
     shares = ", ".join(f"{n} {v:.0%}" for n, v in sorted(use.items(), key=lambda kv: -kv[1]))
-    machine = f"machine {run['machine_busy_pct']}% busy over {cores} cores (shared with other work)"
+    ours = sum(v for n, v in cpu.items() if n in ("hub", "postgres", "broker", "generator"))
+    machine = (
+        f"machine {run['machine_busy_pct']}% busy over {cores} cores, load average {run.get('load_average')}; "
+        f"this run's processes used {ours}% of one core"
+    )
+    if run["machine_busy_pct"] >= 95 and ours < 0.8 * 100 * cores:
+        machine += " (the rest went to other work on this shared machine)"
     if run["offered_msgs_per_s"] < 0.95 * target or run["generator_behind_s"] > 2:
         return (
             "generator",
@@ -107,9 +118,14 @@ def saturation(run: dict[str, Any], target: float, workers: int) -> tuple[str, s
 
 
 def _cores() -> int:
-    import os
-
     return os.cpu_count() or 1
+
+
+def _rows_cell(run: dict[str, Any]) -> str:
+    if run["rows_equal_sent"]:
+        return "yes"
+    left = run.get("rows_not_stored_yet", 0)
+    return f"not drained ({left:,} on the topic)" if left > 0 and not run["lag"]["drained"] else "NO"
 
 
 def table(result: dict[str, Any]) -> str:
@@ -125,7 +141,7 @@ def table(result: dict[str, Any]) -> str:
             f"{r['edge_to_store_s']['p50']} s", f"{r['edge_to_store_s']['p99']} s",
             f"{v['cameras']['p50_ms']}/{v['cameras']['p99_ms']}", f"{v['views']['p50_ms']}/{v['views']['p99_ms']}",
             v["summary"]["p99_ms"], "/".join(map(str, r["hub_rss_mb"])), f"{r['store_mb_per_hour']:,}",
-            "yes" if r["rows_equal_sent"] else "NO", r["saturated_first"],
+            _rows_cell(r), r["saturated_first"],
         )  # fmt: skip
         lines.append(" | ".join(map(str, cells)))
     notes = [f"{r['hubs']} hub(s): CPU % of one core {r['cpu_pct_of_one_core']}; {r['saturation_note']}"

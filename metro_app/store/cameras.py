@@ -132,15 +132,19 @@ class CameraTables(StoreBase):
         offset: int = 0,
         q: str | None = None,
         alert: bool = False,
+        count: bool = True,
     ) -> tuple[int, list[dict[str, Any]]]:
-        """(cameras matching, one page of their health rows in `sort` order: worst first, then name)."""
+        """(cameras matching (-1 without `count`), one page of their health rows in `sort` order: worst
+        first, then name)."""
         if sort not in SORTS:
             raise ValueError(f"sort {sort!r}: use one of {', '.join(SORTS)}")
         where = self._listed(q, alert)
         page = sa.select(camera_health).where(*where).order_by(*SORTS[sort]).limit(limit).offset(offset)
         with self.engine.connect() as conn:
-            total = conn.execute(sa.select(sa.func.count()).select_from(camera_health).where(*where))
-            n = int(total.scalar_one())
+            n = -1
+            if count:
+                total = conn.execute(sa.select(sa.func.count()).select_from(camera_health).where(*where))
+                n = int(total.scalar_one())
             return n, [dict(r._mapping) for r in conn.execute(page)]
 
     def camera_rows_after(self, after: int, limit: int) -> list[dict[str, Any]]:
@@ -166,17 +170,18 @@ class CameraTables(StoreBase):
     def camera_counts(self, now: float | None = None) -> dict[str, int]:
         """Cameras listed; active (a window within three of its windows); with an open alert; open alerts."""
         now = time.time() if now is None else now
-        listed = self._listed()
         open_cams = sa.select(alerts.c.camera).where(alerts.c.status == "open")
-        count = sa.select(sa.func.count()).select_from(camera_health)
+        q = sa.select(
+            sa.func.count(),
+            sa.func.count().filter(_H.expires >= now),
+            sa.func.count().filter(_H.camera.in_(open_cams)),
+        ).where(*self._listed())
+        n_alerts = sa.select(sa.func.count()).select_from(alerts).where(alerts.c.status == "open")
         with self.engine.connect() as conn:
+            cameras, active, alerting = conn.execute(q).one()
             return {
-                "cameras": int(conn.execute(count.where(*listed)).scalar_one()),
-                "active": int(conn.execute(count.where(*listed, _H.expires >= now)).scalar_one()),
-                "alerting": int(conn.execute(count.where(*listed, _H.camera.in_(open_cams))).scalar_one()),
-                "alerts": int(
-                    conn.execute(
-                        sa.select(sa.func.count()).select_from(alerts).where(alerts.c.status == "open")
-                    ).scalar_one()
-                ),
+                "cameras": int(cameras),
+                "active": int(active),
+                "alerting": int(alerting),
+                "alerts": int(conn.execute(n_alerts).scalar_one()),
             }

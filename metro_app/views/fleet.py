@@ -114,8 +114,8 @@ class Fleet:
     def summary(self, worst: int = 5) -> dict[str, Any]:
         """Counts (cameras, active, alerting, open alerts), the fleet's median share, the worst cameras."""
         counts = self._store.camera_counts()
-        by_acc = self._store.camera_rows(sort="accuracy", limit=worst)[1]
-        by_unc = self._store.camera_rows(sort="uncertain", limit=worst)[1]
+        by_acc = self._store.camera_rows(sort="accuracy", limit=worst, count=False)[1]
+        by_unc = self._store.camera_rows(sort="uncertain", limit=worst, count=False)[1]
         fleet = median(self._store.uncertain_shares())
         return counts | {
             "fleet_uncertain_share": fleet,
