@@ -117,7 +117,7 @@ def _measure(opts: FleetOptions, k: int, services: Services, hubs: list[HubProce
     for p in workers:
         p.start()
     acked: dict[int, tuple[int, int]] = {}
-    done: dict[int, tuple[int, int, int, float]] = {}
+    done: dict[int, tuple[int, int, int, float, float]] = {}
     _wait_for(out, "ready", opts.workers, acked, done, 300)
     lag = GroupLag(settings, topic, group_id(topic))
     groups = {
@@ -157,7 +157,9 @@ def _measure(opts: FleetOptions, k: int, services: Services, hubs: list[HubProce
     lag.close()
     for p in workers:
         p.join(30)
-    run = summarise(k, opts, samples, done, probe, _latency(engine), _rows(engine), size1 - size0, drain_s)
+    load_s = max(d[4] for d in done.values()) - start  # until the last worker sent what was due
+    latency, rows = _latency(engine), _rows(engine)
+    run = summarise(k, opts, samples, done, probe, latency, rows, size1 - size0, drain_s, load_s)
     return run | {"cameras_listed": hubs[0].client.fleet_summary()["cameras"]}
 
 
@@ -182,7 +184,7 @@ def _drain_queue(out: Any, acked: dict, done: dict) -> None:
             acked[msg[1]] = (msg[2], msg[3])
         elif msg[0] == "done":
             acked[msg[1]] = (msg[2], msg[3])
-            done[msg[1]] = (msg[2], msg[3], msg[4], msg[5])
+            done[msg[1]] = (msg[2], msg[3], msg[4], msg[5], msg[6])
 
 
 def _sample(start: float, engine: sa.engine.Engine, lag: GroupLag, groups: dict[str, list[int]],

@@ -37,22 +37,30 @@ def _ms(values: list[float]) -> dict[str, Any]:
 
 
 def summarise(k: int, opts: Any, samples: list[Sample], done: dict, probe: Any, latency: dict, rows: dict,
-              growth: int, drain_s: float) -> dict[str, Any]:  # fmt: skip
-    """The run's figures as the JSON line carries them."""
+              growth: int, drain_s: float, load_s: float) -> dict[str, Any]:  # fmt: skip
+    """The run's figures as the JSON line carries them.
+
+    Offered: messages acknowledged per second while the workers sent (`load_s`: until the last
+    one had sent everything due in the run's duration). Stored: rows per second over the samples
+    of that time. CPU: over the samples of the run's duration.
+    """
     load = [s for s in samples if 0 <= s.t <= opts.duration + 0.5] or samples
     first, end, last = load[0], load[-1], samples[-1]
     span = max(1e-9, end.t - first.t)
+    sending = [s for s in samples if 0 <= s.t <= load_s + 0.5] or samples
     sent_metrics = sum(d[0] for d in done.values())
     sent_images = sum(d[1] for d in done.values())
     sent = sent_metrics + sent_images
+    offered = sent / max(load_s, opts.duration)
+    stored_rate = (sending[-1].stored - sending[0].stored) / max(1e-9, sending[-1].t - sending[0].t)
     cpu = {name: round(100 * (end.cpu.get(name, 0) - first.cpu.get(name, 0)) / span) for name in end.cpu}
     busy = (end.machine[0] - first.machine[0]) / max(1e-9, end.machine[1] - first.machine[1])
-    offered = (end.acked - first.acked) / span  # over the same seconds as the stored rate
     target = sum(opts.plan.offered_per_second())
     run = {
         "hubs": k,
         "offered_msgs_per_s": round(offered),  # acknowledged by Kafka
-        "stored_msgs_per_s": round((end.stored - first.stored) / span),
+        "stored_msgs_per_s": round(stored_rate),
+        "load_s": round(load_s, 1),
         "sent": {"metrics": sent_metrics, "images": sent_images, "unsent": sum(d[2] for d in done.values())},
         "stored": rows,
         "rows_equal_sent": rows["metrics"] == rows["distinct_metrics"] == sent_metrics
@@ -75,7 +83,7 @@ def summarise(k: int, opts: Any, samples: list[Sample], done: dict, probe: Any, 
         "cpu_pct_of_one_core": cpu,
         "machine_busy_pct": round(100 * busy),
         "load_average": round(os.getloadavg()[0], 1),
-        "generator_behind_s": round(max((d[3] for d in done.values()), default=0.0), 2),
+        "generator_behind_s": round(max((d[3] for d in done.values()), default=0.0), 1),
     }
     run["saturated_first"], run["saturation_note"] = saturation(run, target, opts.workers)
     return run

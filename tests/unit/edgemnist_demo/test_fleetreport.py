@@ -5,7 +5,7 @@ from __future__ import annotations
 from edgemnist_demo.fleetreport import saturation
 
 
-def figures(offered=1000, lag_end=0, behind=0.1, **cpu):
+def figures(offered=1000, lag_end=0, behind=0.5, **cpu):
     return {"offered_msgs_per_s": offered, "generator_behind_s": behind, "machine_busy_pct": 90,
             "lag": {"at_load_end": lag_end}, "cpu_pct_of_one_core": {"hub": 0, "hub0": 0} | cpu}  # fmt: skip
 
