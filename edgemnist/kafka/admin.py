@@ -11,13 +11,14 @@ from typing import Any
 
 import kafka.errors as kerrors
 from kafka.admin import KafkaAdminClient
+from kafka.structs import TopicPartition
 
 from edgemnist.errors import ConfigError
-from edgemnist.kafka.clients import _raise_misconfiguration, _unavailable, is_unavailable
+from edgemnist.kafka.clients import _raise_misconfiguration, _unavailable, is_unavailable, make_consumer
 from edgemnist.kafka.diagnose import reachable, watch_connections
 from edgemnist.kafka.settings import KafkaSettings
 
-__all__ = ["check_access", "wait_for_broker", "ensure_topics"]
+__all__ = ["check_access", "wait_for_broker", "ensure_topics", "GroupLag"]
 
 
 def _admin(settings: KafkaSettings, timeout: float) -> KafkaAdminClient:
@@ -139,3 +140,28 @@ def _raise_topic_error(item: Mapping[str, Any], error: type[kerrors.KafkaError])
     if is_unavailable(exc):
         raise exc
     raise ConfigError(f"cannot create topic {item['name']!r}: {error.__name__} {message}") from exc
+
+
+class GroupLag:
+    """A consumer group's progress on a topic, read without joining the group (for benchmarks, ops).
+
+    Calling it returns, per partition, (end offset, the group's committed offset or 0).
+    """
+
+    def __init__(self, settings: KafkaSettings, topic: str, group: str, timeout: float = 30.0) -> None:
+        self._consumer = make_consumer(settings, [], group)
+        self._topic = topic
+        deadline = time.monotonic() + timeout
+        while not (parts := self._consumer.partitions_for_topic(topic)):
+            if time.monotonic() > deadline:
+                raise ConfigError(f"topic {topic}: no partitions known after {timeout:.0f} s")
+            self._consumer.topics()  # asks the broker for metadata
+            time.sleep(0.2)
+        self._parts = [TopicPartition(topic, p) for p in sorted(parts)]
+
+    def __call__(self) -> dict[int, tuple[int, int]]:
+        ends = self._consumer.end_offsets(self._parts)
+        return {tp.partition: (int(ends[tp]), int(self._consumer.committed(tp) or 0)) for tp in self._parts}
+
+    def close(self) -> None:
+        self._consumer.close()

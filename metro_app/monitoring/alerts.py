@@ -29,14 +29,14 @@ from metro_app.ingest.runloop import LoopHealth
 from metro_app.labels.quality import camera_error_counts
 from metro_app.monitoring.drift import CameraDrift, Change, DriftSettings, FleetDrift
 from metro_app.store import Store
-from metro_app.views.figures import camera_counts, typed_windows
-from metro_app.views.health import DEPARTURE, fleet_share
+from metro_app.store.camerarows import recent_span
+from metro_app.views.fleet import median
+from metro_app.views.health import DEPARTURE
 
 __all__ = ["AlertMonitor", "alert_json"]
 
 log = logging.getLogger(__name__)
 _PAGE = 2000
-_RECENT = 5  # windows per camera for the fleet check, as CameraHealth uses
 
 Publish = Callable[[bytes, bytes], None]  # (key, value): raises when the broker did not take it
 
@@ -111,32 +111,34 @@ class AlertMonitor:
             self.stats["closed"] += self._store.close_alerts(change.camera, change.signal, why)
 
     def _check_fleet(self, fresh: set[str]) -> None:
-        recent = typed_windows(self._store.recent_windows(_RECENT))
-        fleet = fleet_share(recent)
+        """Departs from the fleet: the fresh cameras' recent uncertain share against the fleet's median.
+
+        Both come from the store's camera health rows, kept as windows arrive, so a check costs the
+        same at 10 or 10,000 cameras.
+        """
+        fleet = median(self._store.uncertain_shares())
         if fleet is None:
             return
-        flags = {}
-        for cam in fresh:
-            unc, tot = camera_counts(recent.get(cam, []), cam)
-            flags[cam] = bool(tot) and abs(unc / tot - fleet) > DEPARTURE
+        rows = self._store.camera_rows_named(fresh)
+        shares = {cam: r["uncertain_share"] for cam, r in rows.items()}
+        flags = {cam: s is not None and abs(s - fleet) > DEPARTURE for cam, s in shares.items()}
         raised, back = self._fleet.update(flags)
         for cam in raised:
-            mine = recent.get(cam, [])
-            unc, tot = camera_counts(mine, cam)
-            last = mine[-1] if mine else None
+            windows, started, last_id = recent_span(rows[cam])
+            share = shares[cam]
+            assert share is not None
             evidence = {
-                "uncertain_share": unc / tot,
+                "uncertain_share": share,
                 "fleet_uncertain_share": fleet,
                 "departure": DEPARTURE,
-                "windows": len(mine),
+                "windows": windows,
                 "checks_in_a_row": self.settings.fleet_windows,
             }
             message = (
-                f"camera {cam}: uncertain share {unc / tot:.1%} departs from the fleet's {fleet:.1%} "
+                f"camera {cam}: uncertain share {share:.1%} departs from the fleet's {fleet:.1%} "
                 f"by more than {DEPARTURE:.0%} ({self.settings.fleet_windows} checks in a row)"
             )
-            started = mine[0].timestamp if mine else ""
-            key = f"{cam}|departs_from_fleet|{(last.id if last is not None else None) or ''}"
+            key = f"{cam}|departs_from_fleet|{last_id or ''}"
             if self._store.add_alert(key, cam, "departs_from_fleet", started, message, evidence) is not None:
                 self.stats["raised"] += 1
                 log.warning("alert: %s", message)

@@ -179,3 +179,27 @@ def test_one_huge_window_expands_to_a_bounded_number_of_bits(signal):
     drift.signals[signal].detector = counter
     drift.add(metrics_window("A", 0, 10**9, 10**8, correct=9 * 10**8).to_dict())
     assert 0 < counter.n <= MAX_BITS_PER_WINDOW
+
+
+def test_a_camera_departing_from_the_fleet_is_alerted_from_the_kept_camera_health(store):
+    """The fleet check reads the store's camera health rows (issue 23), not every camera's windows."""
+    import dataclasses
+
+    from edgemnist.wire.messages import CameraCounts
+    from metro_app.samples import make_metrics
+
+    def odd(n: int):
+        m = make_metrics("Odd", n)
+        return dataclasses.replace(
+            m, camera_metrics={"Odd": CameraCounts((1,) + (0,) * 10, (19,) + (0,) * 10)}
+        )
+
+    monitor = AlertMonitor(store, DriftSettings(fleet_windows=3))
+    for n in range(3):
+        store.write_batch([make_metrics(f"Cam{c}", n) for c in range(5)] + [odd(n)], [])
+        monitor.step()
+    [alert] = [a for a in store.alerts("open") if a["signal"] == "departs_from_fleet"]
+    assert alert["camera"] == "Odd" and alert["key"] == "Odd|departs_from_fleet|Odd/r1/m2"
+    assert alert["evidence"]["windows"] == 3 and alert["evidence"]["uncertain_share"] == 0.95
+    assert alert["evidence"]["fleet_uncertain_share"] == 0.25
+    assert alert["started"] == store.camera_windows("Odd", 5)[0]["timestamp"]

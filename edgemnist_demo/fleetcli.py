@@ -1,0 +1,115 @@
+"""`edge-mnist fleet-sim` (and `bench/fleet.py`): size a deployment with simulated cameras.
+
+Without `--bootstrap-servers` it starts Apache Kafka (the jars the tests use, `make kafka-jars`),
+and it always starts a throwaway PostgreSQL cluster (Debian's `postgresql` binaries), as the
+tests and `bench/hub.py` do. Prints a table, then one JSON line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import sys
+import tempfile
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+from edge_app.fleetsim import FleetPlan
+from edgemnist.cli import Command
+from edgemnist.cliargs import CommandParser, env_flag
+from edgemnist.errors import ConfigError, EdgeMnistError
+from edgemnist_demo.fleet import FleetOptions, Services, run_fleet
+from edgemnist_demo.fleetreport import table
+
+__all__ = ["COMMAND", "add_arguments", "run", "main"]
+
+
+def _hubs(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(x) for x in text.split(",") if x.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"--hubs {text!r}: hub counts separated by commas, e.g. 1,2,3"
+        ) from None
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The simulator's flags."""
+    add = parser.add_argument
+    add("--cameras", type=int, default=10_000, help="simulated cameras [default: %(default)s]")
+    add("--duration", type=float, default=60.0, help="seconds of load per hub count [default: %(default)s]")
+    add("--window", type=float, default=10.0, help="seconds per metrics window [default: %(default)s]")
+    add("--fps", type=float, default=30.0, help="images scored per second per camera [default: %(default)s]")
+    add("--uncertain-share", type=float, default=0.015,
+        help="share of images sent home as uncertain [default: %(default)s]")  # fmt: skip
+    add("--drift-share", type=float, default=0.05,
+        help="share of cameras whose frames drift (rotated; more uncertain, less accurate) [default: %(default)s]")  # fmt: skip
+    add("--partitions", type=int, default=12, help="partitions of the events topic [default: %(default)s]")
+    add("--hubs", type=_hubs, default=(1,), help="hub counts to run, one run each, e.g. 1,2,3 [default: 1]")
+    add("--workers", type=int, default=2, help="load processes [default: %(default)s]")
+    add("--drain", type=float, default=120.0, help="seconds the hubs get to catch up [default: %(default)s]")
+    add("--seed", type=int, default=0, help="which cameras drift, and the draws [default: %(default)s]")
+    add("--work-dir", default=None, help="where hub logs go [default: a temporary directory]")
+    env_flag(parser, "--bootstrap-servers", "EDGE_MNIST_BOOTSTRAP_SERVERS", default=None,
+             help="use this Kafka instead of starting Apache Kafka")  # fmt: skip
+
+
+@contextlib.contextmanager
+def services(bootstrap: str | None, work: Path) -> Iterator[Services]:
+    """Apache Kafka (unless given) and a throwaway PostgreSQL cluster, stopped on exit."""
+    from edgemnist.testing.postgres import PostgresCluster
+
+    with contextlib.ExitStack() as stack:
+        marker = None
+        if not bootstrap:
+            from edgemnist.testing.brokers import ApacheKafka
+
+            kafka = ApacheKafka().start()
+            stack.callback(kafka.close)
+            bootstrap, marker = kafka.bootstrap_servers, str(kafka.workdir)
+        pg = PostgresCluster().start()
+        stack.callback(pg.stop)
+        yield Services(bootstrap, pg.fresh_database, work, marker, str(pg.data))
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the simulator; the table goes to stdout, then the JSON line."""
+    try:
+        plan = FleetPlan(cameras=args.cameras, window=args.window, fps=args.fps,
+                         uncertain_share=args.uncertain_share, drift_share=args.drift_share, seed=args.seed)  # fmt: skip
+        opts = FleetOptions(plan=plan, hubs=args.hubs, partitions=args.partitions, duration=args.duration,
+                            workers=args.workers, drain=args.drain)  # fmt: skip
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from exc
+    work = Path(args.work_dir) if args.work_dir else Path(tempfile.mkdtemp(prefix="edge-mnist-fleet-"))
+    work.mkdir(parents=True, exist_ok=True)
+
+    def say(line: str) -> None:
+        print(line, file=sys.stderr, flush=True)
+
+    with services(args.bootstrap_servers, work) as svc:
+        result = run_fleet(opts, svc, say)
+    print(table(result), flush=True)
+    print(json.dumps(result), flush=True)
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """`python -m edgemnist_demo.fleetcli` / `bench/fleet.py`: errors print one line and exit 2."""
+    parser = CommandParser(prog="edge-mnist fleet-sim", description=COMMAND.help)
+    add_arguments(parser)
+    args = parser.parse_args(argv)
+    try:
+        return run(args)
+    except EdgeMnistError as exc:
+        print(f"edge-mnist fleet-sim: error: {exc}", file=sys.stderr)
+        return 2
+
+
+COMMAND = Command(
+    "simulate N cameras against K hubs on one PostgreSQL and report what saturates", add_arguments, run
+)
+
+if __name__ == "__main__":
+    sys.exit(main())
