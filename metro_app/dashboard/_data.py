@@ -120,10 +120,10 @@ def accuracy_series(metrics: Iterable[MetricsMessage], camera: str) -> list[dict
 def unseen_labels(
     labels: Sequence[Mapping[str, Any]], models: Sequence[Mapping[str, Any]]
 ) -> tuple[int, str | None]:
-    """(labels stored after the newest published model was created, that model's version).
+    """(labels stored after the newest serving or published model was created, that model's version).
 
     Those are the labels the serving model has not learnt from yet; every label counts when no model
-    was ever published.
+    is registered as serving or published.
 
     >>> labs = [{"created": "2026-01-01T00:00:00.000000Z"}, {"created": "2026-01-03T00:00:00.000000Z"}]
     >>> unseen_labels(labs, [{"version": "m2", "status": "published", "created": "2026-01-02T00:00:00Z"}])
@@ -131,7 +131,7 @@ def unseen_labels(
     >>> unseen_labels(labs, [])
     (2, None)
     """
-    published = [m for m in models if m.get("status") == "published" and _when(m.get("created"))]
+    published = [m for m in models if m.get("status") in ("serving", "published") and _when(m.get("created"))]
     if not published:
         return len(labels), None
     newest = max(published, key=lambda m: _when(m["created"]))  # type: ignore[arg-type,return-value]

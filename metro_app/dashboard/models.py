@@ -13,7 +13,27 @@ from metro_app.client import ApiError, ViewClient
 
 __all__ = ["ModelsPanel", "models_table_html"]
 
-_STATUS_COLOUR = {"published": "#080", "canary": "#b60", "refused": "#c00", "rolled_back": "#c00"}
+_STATUS_COLOUR = {
+    "serving": "#080",
+    "published": "#080",
+    "canary": "#b60",
+    "superseded": "#777",
+    "refused": "#c00",
+    "rolled_back": "#c00",
+}
+
+
+def _status(m: dict[str, Any]) -> str:
+    """The model's status; a superseded model says when (its `updated` time), in UTC.
+
+    >>> _status({"status": "superseded", "updated": "2026-01-01T10:02:03.5Z"})
+    '<b class="metro-model-status" style="color:#777">superseded</b> 2026-01-01 10:02:03'
+    """
+    status = str(m.get("status", ""))
+    text = f'<b class="metro-model-status" style="color:{_STATUS_COLOUR.get(status, "#333")}">{html.escape(status)}</b>'
+    if status == "superseded" and m.get("updated"):
+        text += " " + html.escape(str(m["updated"])[:19].replace("T", " "))
+    return text
 
 
 def _pct(v: Any) -> str:
@@ -85,10 +105,9 @@ def models_table_html(models: list[dict[str, Any]], cameras: list[dict[str, Any]
     )
     rows = []
     for m in models:
-        status = str(m.get("status", ""))
         cells = [
             f"<code>{html.escape(str(m['version']))}</code>{_started_by(m.get('events') or [])}",
-            f'<b style="color:{_STATUS_COLOUR.get(status, "#333")}">{html.escape(status)}</b>',
+            _status(m),
             html.escape(str(m.get("parent") or "")),
             html.escape(str(m.get("created") or "")[:19]),
             _pct(m.get("base_accuracy")),
