@@ -104,7 +104,43 @@ class ViewClient:
         return list(buf)
 
     def cameras(self) -> list[dict[str, Any]]:
-        return self._json("/cameras")["cameras"]
+        """Every camera's health, by name (all pages of `camera_page`)."""
+        out: list[dict[str, Any]] = []
+        offset: int | None = 0
+        while offset is not None:
+            page = self.camera_page(limit=500, offset=offset)
+            out += page["items"]
+            offset = page["next_offset"]
+        return out
+
+    def camera_page(
+        self,
+        *,
+        limit: int = 50,
+        offset: int = 0,
+        sort: str = "name",
+        q: str | None = None,
+        alert: bool = False,
+    ) -> dict[str, Any]:
+        """One page of cameras: {"items": [health], "total", "sort", "limit", "offset", "next_offset"}.
+
+        `sort`: accuracy | uncertain | p99 (worst first) | name; ties by name, so the order is stable.
+        `q` keeps names holding it (any case); `alert` only cameras with an open alert. `total` counts
+        the cameras matching; `next_offset` is None on the last page.
+        """
+        params: dict[str, Any] = {"limit": limit, "offset": offset, "sort": sort}
+        params |= ({"q": q} if q else {}) | ({"alert": 1} if alert else {})
+        page = self._json(f"/cameras?{urllib.parse.urlencode(params)}")
+        return {"items": page.pop("cameras")} | page
+
+    def camera(self, name: str) -> dict[str, Any]:
+        """One camera's health (ApiError 404 for a camera that never sent a metrics window)."""
+        return self._json(f"/cameras/{urllib.parse.quote(name, safe='')}")
+
+    def fleet_summary(self, worst: int = 5) -> dict[str, Any]:
+        """{"cameras", "active", "alerting", "alerts", "fleet_uncertain_share", "worst_accuracy",
+        "worst_uncertain"}: counts and the `worst` cameras by live accuracy and by uncertain share."""
+        return self._json(f"/cameras/summary?worst={int(worst)}")
 
     def image_png(self, image_id: str) -> bytes:
         return self._request(f"/images/{urllib.parse.quote(image_id, safe='/:')}")

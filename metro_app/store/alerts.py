@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import sqlalchemy as sa
@@ -67,6 +67,16 @@ class AlertTables(StoreBase):
         if status is not None:
             q = q.where(alerts.c.status == status)
         return [_alert_dict(r) for r in self._rows(q.order_by(alerts.c.id.desc()).limit(limit))]
+
+    def open_alerts_of(self, cameras: Sequence[str]) -> dict[str, list[dict[str, Any]]]:
+        """The open alerts of some cameras (a page of them), newest first."""
+        out: dict[str, list[dict[str, Any]]] = {}
+        names = sorted(set(cameras))
+        for k in range(0, len(names), 500):
+            q = sa.select(alerts).where(alerts.c.status == "open", alerts.c.camera.in_(names[k : k + 500]))
+            for r in self._rows(q.order_by(alerts.c.id.desc())):
+                out.setdefault(r.camera, []).append(_alert_dict(r))
+        return out
 
     def claim_unsent_alerts(self) -> list[dict[str, Any]]:
         """Alerts no hub has sent yet, each claimed by this call (so one hub sends each once)."""

@@ -20,7 +20,8 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from edgemnist.wire.messages import MetricsMessage, UncertainImage
-from metro_app.store.base import StoreBase, plain_insert
+from metro_app.store.base import plain_insert
+from metro_app.store.cameras import CameraTables
 from metro_app.store.items import IMAGE_COLS, METRIC_COLS, Item, message_item
 from metro_app.store.rows import FLEET_BUCKET_SECONDS, image_row_to_dict
 from metro_app.store.schema import (
@@ -59,7 +60,7 @@ class WriteResult:
     conflicts: dict[str, str] = field(default_factory=dict)  # msg id -> the stored content hash
 
 
-class EventTables(StoreBase):
+class EventTables(CameraTables):
     """What the hub loop writes (metrics windows, uncertain images, dead letters) and the views read."""
 
     def write_batch(
@@ -109,6 +110,7 @@ class EventTables(StoreBase):
                 conn, uncertain_images, IMAGE_COLS, [(*it.row, now, it.content_hash) for it in iitems]
             )
             out.images = len(new_images)
+            self._update_health(conn, _bodies(mitems, new_metrics, now), _image_cams(iitems, new_images))
             out.conflicts = self._conflicts(conn, metrics, mitems, new_metrics)
             out.conflicts.update(self._conflicts(conn, uncertain_images, iitems, new_images))
             out.dead_letters = self._insert_dead(conn, dead, now)
@@ -266,3 +268,19 @@ class EventTables(StoreBase):
     def metrics_after(self, after: int, limit: int) -> list[tuple[int, dict[str, Any]]]:
         """Metrics rows with id > after, ascending: what the drift monitor has not seen yet."""
         return self.metrics_page(after, limit)
+
+
+def _bodies(items: list[Item], new: list[Any], now: float) -> list[tuple[int, str, float]]:
+    """(row id, body, received) of the metrics rows just added, ascending."""
+    body_of = {it.id: it.row[METRIC_COLS.index("body")] for it in items}
+    return [(mid, body_of[msg_id], now) for mid, msg_id in new]
+
+
+_IMG = IMAGE_COLS.index("camera"), IMAGE_COLS.index("result_class"), IMAGE_COLS.index("true_class")
+
+
+def _image_cams(items: list[Item], new: list[Any]) -> list[tuple[str, int, int | None]]:
+    """(camera, result class, true class) of the uncertain images just added."""
+    cam, result, true = _IMG
+    row_of = {it.id: it.row for it in items}
+    return [(row_of[m][cam], row_of[m][result], row_of[m][true]) for _, m in new]

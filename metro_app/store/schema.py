@@ -21,6 +21,7 @@ __all__ = [
     "alerts",
     "label_resolutions",
     "audit",
+    "camera_health",
     "add_missing_columns",
 ]
 
@@ -51,6 +52,36 @@ metric_cameras = sa.Table(
     sa.Column("certain", sa.Integer, nullable=False),
     sa.Column("uncertain", sa.Integer, nullable=False),
     sa.Index("ix_metric_cameras_camera", "camera", "metric_id"),
+)
+
+# each camera's health, kept by the write that stores its windows and images (never recomputed per
+# request): all-time counts, its newest windows' figures (`recent`, JSON) and the columns views sort on
+camera_health = sa.Table(
+    "camera_health",
+    metadata,
+    sa.Column("camera", sa.String(300), primary_key=True),
+    sa.Column("seq", sa.BigInteger, nullable=False, index=True),  # id of its newest metrics row (0: none yet)
+    sa.Column("windows", sa.BigInteger, nullable=False),
+    sa.Column("images", sa.BigInteger, nullable=False),
+    sa.Column("uncertain", sa.BigInteger, nullable=False),
+    sa.Column("stored", sa.BigInteger, nullable=False),  # uncertain images stored
+    sa.Column("known", sa.BigInteger, nullable=False),  # of those, with a true_class
+    sa.Column("right", sa.BigInteger, nullable=False),  # of those, predicted right
+    sa.Column("recent", sa.Text, nullable=False),  # JSON: figures of its newest windows, oldest first
+    sa.Column("last_seen", sa.String(64)),
+    sa.Column("received", sa.Float),  # hub clock: when its newest window was stored
+    sa.Column("expires", sa.Float),  # active until then (three of its windows after `received`, >= 30 s)
+    sa.Column("uncertain_share", sa.Float),
+    sa.Column("accuracy", sa.Float),
+    sa.Column("accuracy_samples", sa.BigInteger, nullable=False),
+    sa.Column("images_per_second", sa.Float),
+    sa.Column("prep_p99", sa.Float),
+    sa.Column("predict_p99", sa.Float),
+    sa.Column("p99", sa.Float),  # the higher of the two
+    sa.Column("outbox_pending", sa.BigInteger),
+    sa.Column("outbox_dropped", sa.BigInteger),
+    sa.Column("model_version", sa.String(300)),
+    sa.Column("held_back", sa.BigInteger, nullable=False),
 )
 
 uncertain_images = sa.Table(

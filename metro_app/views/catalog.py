@@ -13,7 +13,9 @@ from collections.abc import Iterator
 from typing import Any, Protocol
 
 from metro_app.store import Store
+from metro_app.store.camerarows import RECENT
 from metro_app.views.figures import typed_windows
+from metro_app.views.fleet import Fleet
 from metro_app.views.health import camera_health, fleet_bucket, fleet_share
 
 __all__ = [
@@ -121,13 +123,32 @@ class FleetMetrics(ClassificationMetrics):
 
 
 class CameraHealth(ClassificationMetrics):
-    """One tuple per camera, re-sequenced whenever the camera sends a new metrics window."""
+    """One tuple per camera, re-sequenced whenever the camera sends a new metrics window.
+
+    Read from the camera health rows the store keeps as windows arrive (`metro_app.views.fleet`);
+    `recompute` is the same figures from scratch, from the stored windows.
+    """
 
     name = "CameraHealth"
-    recent = 5
+    recent = RECENT
+
+    def __init__(self, store: Store) -> None:
+        super().__init__(store)
+        self.fleet = Fleet(store)
 
     def snapshot(self) -> Page:
-        """Every camera's health, ascending by seq; linear in the recent windows read."""
+        """Every camera's health, ascending by seq."""
+        return self.page(0, 2**62)
+
+    def page(self, after: int, limit: int) -> Page:
+        rows = self._store.camera_rows_after(after, limit)
+        return [(r["seq"], t) for r, t in zip(rows, self.fleet.items(rows), strict=True)]
+
+    def size(self) -> int:
+        return self._store.camera_rows(limit=0)[0]
+
+    def recompute(self) -> Page:
+        """Every camera's health computed from its stored windows and images, ascending by seq."""
         summaries = self._store.camera_summaries()
         stats = self._store.camera_image_stats()
         recent = typed_windows(self._store.recent_windows(self.recent))
@@ -139,12 +160,6 @@ class CameraHealth(ClassificationMetrics):
             (s.seq, camera_health(s, recent, stats.get(s.camera, (0, 0, 0)), fleet, alerts.get(s.camera, [])))
             for s in summaries
         ]
-
-    def page(self, after: int, limit: int) -> Page:
-        return [(seq, t) for seq, t in self.snapshot() if seq > after][:limit]
-
-    def size(self) -> int:
-        return len(self._store.camera_summaries())
 
 
 class Views:

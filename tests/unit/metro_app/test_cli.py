@@ -80,6 +80,11 @@ def test_view_client_pages_follows_and_posts(live):
     assert len(recent) == 100 and recent[-1]["tuple"]["id"] == "CamA/r1/i149"
     assert client.image_png("CamA/r1/i7") == png_frame(7)
     assert [c["name"] for c in client.cameras()] == ["CamA"]
+    page = client.camera_page(sort="accuracy", q="cam", limit=1)
+    assert (
+        [c["name"] for c in page["items"]] == ["CamA"] and page["total"] == 1 and page["next_offset"] is None
+    )
+    assert client.fleet_summary()["cameras"] == 1 and client.camera("CamA")["name"] == "CamA"
     label = client.add_label("CamA/r1/i7", "1", "ana")
     assert client.labels("CamA/r1/i7") == [label]
     with pytest.raises(ApiError) as err:

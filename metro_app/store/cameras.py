@@ -1,0 +1,178 @@
+"""The store's camera health table: one row per camera, kept by the write that stores its windows.
+
+Part of `metro_app.store` (import `Store` from there). `EventTables.write_items` calls
+`_update_health` in the transaction that inserts the rows, under the store's write lock (SQLite's
+database lock; on PostgreSQL the advisory lock every writer takes), so several hubs sharing one
+PostgreSQL keep one truth and a reader never sees a window stored without its camera's health.
+Reads page, sort and filter that table in the database: a request costs the same with 10
+cameras or 10,000, and nothing re-reads the windows. A store written before the table existed is
+filled once, from its windows, when a hub opens it (`rebuild_camera_health`).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import orjson
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from edgemnist.wire.messages import MetricsMessage
+from metro_app.store.base import StoreBase
+from metro_app.store.camerarows import empty_row, fold_image, fold_window
+from metro_app.store.schema import alerts, camera_health, metric_cameras, metrics, uncertain_images
+
+__all__ = ["SORTS", "CameraTables"]
+
+_H = camera_health.c
+_NULL_LAST = {"accuracy": _H.accuracy, "uncertain": _H.uncertain_share, "p99": _H.p99}
+# worst first, ties by name so the order never changes between two requests of the same data
+SORTS: dict[str, tuple[Any, ...]] = {
+    "accuracy": (_H.accuracy.is_(None), _H.accuracy.asc(), _H.camera.asc()),
+    "uncertain": (_H.uncertain_share.is_(None), _H.uncertain_share.desc(), _H.camera.asc()),
+    "p99": (_H.p99.is_(None), _H.p99.desc(), _H.camera.asc()),
+    "name": (_H.camera.asc(),),
+}
+_CHUNK = 500
+
+
+class CameraTables(StoreBase):
+    """Camera health rows: folded on write, paged and sorted on read."""
+
+    def __init__(self, url: str) -> None:
+        super().__init__(url)
+        cols = [c.name for c in camera_health.columns if c.name != "camera"]
+        stmt = self._insert(camera_health)
+        self._upsert = stmt.on_conflict_do_update(
+            index_elements=["camera"], set_={c: stmt.excluded[c] for c in cols}
+        )
+        if self._health_missing():
+            self.rebuild_camera_health()
+
+    # writes -------------------------------------------------------------------------------------
+    def _update_health(
+        self,
+        conn: Connection,
+        windows: Sequence[tuple[int, str, float]],
+        images: Iterable[tuple[str, int, int | None]],
+    ) -> None:
+        """Fold new metrics rows (id, body, received; ascending ids) and new images (camera, result, true class)."""
+        parsed = [(mid, MetricsMessage.of(orjson.loads(body)), got) for mid, body, got in windows]
+        images = list(images)
+        names = {cam for _, w, _ in parsed for cam in w.camera_metrics} | {cam for cam, _, _ in images}
+        if not names:
+            return
+        rows = self._health_rows(conn, names)
+        for mid, w, got in parsed:
+            for cam in w.camera_metrics:
+                rows[cam] = fold_window(rows.get(cam) or empty_row(cam), mid, w, got)
+        for cam, result, true in images:
+            rows[cam] = fold_image(rows.get(cam) or empty_row(cam), result, true)
+        conn.execute(self._upsert, list(rows.values()))
+
+    def _health_rows(self, conn: Connection, names: set[str]) -> dict[str, dict[str, Any]]:
+        out: dict[str, dict[str, Any]] = {}
+        ordered = sorted(names)
+        for k in range(0, len(ordered), _CHUNK):
+            q = sa.select(camera_health).where(_H.camera.in_(ordered[k : k + _CHUNK]))
+            out.update((r.camera, dict(r._mapping)) for r in conn.execute(q))
+        return out
+
+    def _health_missing(self) -> bool:
+        with self.engine.connect() as conn:
+            have = conn.execute(sa.select(_H.camera).limit(1)).first()
+            windows = conn.execute(sa.select(metric_cameras.c.metric_id).limit(1)).first()
+        return have is None and windows is not None
+
+    def rebuild_camera_health(self) -> int:
+        """Fill the table from every stored window and image (a store an older hub wrote); cameras."""
+        with self.engine.begin() as conn:
+            self._begin_write(conn)
+            conn.execute(camera_health.delete())
+            after = 0
+            while page := list(
+                conn.execute(
+                    sa.select(metrics.c.id, metrics.c.body, metrics.c.received)
+                    .where(metrics.c.id > after)
+                    .order_by(metrics.c.id)
+                    .limit(_CHUNK)
+                )
+            ):
+                self._update_health(conn, [(r.id, r.body, r.received) for r in page], ())
+                after = page[-1].id
+            c = uncertain_images.c
+            after = 0
+            while page := list(
+                conn.execute(
+                    sa.select(c.id, c.camera, c.result_class, c.true_class)
+                    .where(c.id > after)
+                    .order_by(c.id)
+                    .limit(5 * _CHUNK)
+                )
+            ):
+                self._update_health(conn, [], [(r.camera, r.result_class, r.true_class) for r in page])
+                after = page[-1].id
+            return int(conn.execute(sa.select(sa.func.count()).select_from(camera_health)).scalar_one())
+
+    # reads --------------------------------------------------------------------------------------
+    def _listed(self, q: str | None = None, alert: bool = False) -> list[Any]:
+        """The conditions a listed camera meets: it sent a window; its name holds q; an open alert."""
+        where = [_H.windows > 0]
+        if q:
+            where.append(sa.func.lower(_H.camera).contains(q.lower(), autoescape=True))
+        if alert:
+            where.append(_H.camera.in_(sa.select(alerts.c.camera).where(alerts.c.status == "open")))
+        return where
+
+    def camera_rows(
+        self,
+        *,
+        sort: str = "name",
+        limit: int = 50,
+        offset: int = 0,
+        q: str | None = None,
+        alert: bool = False,
+    ) -> tuple[int, list[dict[str, Any]]]:
+        """(cameras matching, one page of their health rows in `sort` order: worst first, then name)."""
+        if sort not in SORTS:
+            raise ValueError(f"sort {sort!r}: use one of {', '.join(SORTS)}")
+        where = self._listed(q, alert)
+        page = sa.select(camera_health).where(*where).order_by(*SORTS[sort]).limit(limit).offset(offset)
+        with self.engine.connect() as conn:
+            total = conn.execute(sa.select(sa.func.count()).select_from(camera_health).where(*where))
+            n = int(total.scalar_one())
+            return n, [dict(r._mapping) for r in conn.execute(page)]
+
+    def camera_rows_after(self, after: int, limit: int) -> list[dict[str, Any]]:
+        """Health rows whose newest window has row id > after, ascending by it (the CameraHealth view)."""
+        q = sa.select(camera_health).where(_H.seq > after, _H.windows > 0).order_by(_H.seq).limit(limit)
+        return [dict(r._mapping) for r in self._rows(q)]
+
+    def camera_row(self, camera: str) -> dict[str, Any] | None:
+        rows = self._rows(sa.select(camera_health).where(_H.camera == camera, _H.windows > 0))
+        return dict(rows[0]._mapping) if rows else None
+
+    def uncertain_shares(self) -> list[float]:
+        """Every listed camera's uncertain share over its recent windows, ascending."""
+        q = sa.select(_H.uncertain_share).where(_H.windows > 0, _H.uncertain_share.is_not(None))
+        return sorted(r[0] for r in self._rows(q))
+
+    def camera_counts(self, now: float | None = None) -> dict[str, int]:
+        """Cameras listed; active (a window within three of its windows); with an open alert; open alerts."""
+        now = time.time() if now is None else now
+        listed = self._listed()
+        open_cams = sa.select(alerts.c.camera).where(alerts.c.status == "open")
+        count = sa.select(sa.func.count()).select_from(camera_health)
+        with self.engine.connect() as conn:
+            return {
+                "cameras": int(conn.execute(count.where(*listed)).scalar_one()),
+                "active": int(conn.execute(count.where(*listed, _H.expires >= now)).scalar_one()),
+                "alerting": int(conn.execute(count.where(*listed, _H.camera.in_(open_cams))).scalar_one()),
+                "alerts": int(
+                    conn.execute(
+                        sa.select(sa.func.count()).select_from(alerts).where(alerts.c.status == "open")
+                    ).scalar_one()
+                ),
+            }
