@@ -211,8 +211,9 @@ class ViewClient:
         """A retrain job's state, stage, progress, and result once done."""
         return self._json(f"/models/retrain/{urllib.parse.quote(job, safe='')}")
 
-    def health(self) -> dict[str, Any]:
-        return self._json("/health")
+    def health(self, timeout: float | None = None) -> dict[str, Any]:
+        """The hub's /health; `timeout` (seconds) overrides the client's, so a hung hub is seen soon."""
+        return self._json("/health", timeout=timeout)
 
 
 def _tls_context(ca_file: str | None) -> ssl.SSLContext:

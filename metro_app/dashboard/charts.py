@@ -62,9 +62,16 @@ def digit_share_png(shares: Mapping[str, Any], title: str, size: tuple[float, fl
 
 
 def accuracy_png(
-    series: Sequence[Mapping[str, Any]], title: str, size: tuple[float, float] = (4.6, 2.2)
+    series: Sequence[Mapping[str, Any]],
+    title: str,
+    size: tuple[float, float] = (4.6, 2.2),
+    recent: Mapping[str, Any] | None = None,
 ) -> bytes:
-    """Live accuracy per metrics window, with a dashed marker where the model version changed."""
+    """Live accuracy per metrics window, with a dashed marker where the model version changed.
+
+    `recent` (`_data.recent_accuracy`) is the camera's one live accuracy: the title says it, with
+    the number of windows it covers, and a dotted line shows it over the windows it covers.
+    """
     fig = Figure(figsize=size, dpi=80, layout="constrained")
     ax = fig.add_subplot()
     x = np.arange(len(series))
@@ -78,8 +85,15 @@ def accuracy_png(
     ax.set_xlim(-0.5, max(1, len(series)) - 0.5)
     ax.set_ylabel("accuracy %")
     ax.set_xlabel("metrics window")
-    last = f", now {y[-1]:.1f} %" if y else ", no labelled window yet"
-    ax.set_title(f"{title}: live accuracy{last}", fontsize=9)
+    if recent is not None:
+        n = int(recent["windows"])
+        ax.hlines(
+            100.0 * recent["accuracy"], len(series) - n - 0.2, len(series) - 0.8, colors=_UNCERTAIN, ls=":"
+        )
+        said = f" {100.0 * recent['accuracy']:.1f} % over the last {n} windows"
+    else:
+        said = ": no labelled window yet"
+    ax.set_title(f"{title}: live accuracy{said}", fontsize=9)
     ax.tick_params(labelsize=7)
     return _png(fig)
 

@@ -69,6 +69,17 @@ def _transitions(events: list[dict[str, Any]]) -> str:
     )
 
 
+def _cameras(names: list[str], show: int = 6) -> str:
+    """The cameras running a model: every name for a few, else how many and the first ones.
+
+    >>> _cameras(["a", "b"]), _cameras([f"c{i}" for i in range(1000)], 2)
+    ('a, b', '<b>1000 cameras</b>: c0, c1, &hellip;')
+    """
+    if len(names) <= show:
+        return html.escape(", ".join(names))
+    return f"<b>{len(names)} cameras</b>: {html.escape(', '.join(sorted(names)[:show]))}, &hellip;"
+
+
 def models_table_html(models: list[dict[str, Any]], cameras: list[dict[str, Any]]) -> str:
     """One row per registered model, newest first, with the cameras now running it.
 
@@ -116,7 +127,7 @@ def models_table_html(models: list[dict[str, Any]], cameras: list[dict[str, Any]
             html.escape(str(m.get("reason") or ""))[:160],
             _rollout(m.get("rollout")),
             _transitions(m.get("events") or []),
-            html.escape(", ".join(running.get(str(m["version"]), []))),
+            _cameras(running.get(str(m["version"]), [])),
         ]
         rows.append("<tr>" + "".join(f"<td>{x}</td>" for x in cells) + "</tr>")
     th = "".join(f"<th>{h}</th>" for h in head)
@@ -145,8 +156,9 @@ class ModelsPanel:
         self._busy = threading.Lock()
         self.last_result: dict[str, Any] | None = None
 
-    def refresh(self, cameras: list[dict[str, Any]]) -> None:
-        self.models = self.client.models()
+    def refresh(self, cameras: list[dict[str, Any]], models: list[dict[str, Any]] | None = None) -> None:
+        """Show the registry (`models`, else read now) and which of `cameras` runs each model."""
+        self.models = self.client.models() if models is None else models
         self.table.value = models_table_html(self.models, cameras)
 
     def retrain(self, wait: bool = False, timeout: float = 600) -> threading.Thread | None:
