@@ -260,6 +260,8 @@ class CameraDetail:
         self.window_images = 0
         self.accuracy_points = 0
         self._drawn: tuple[Any, ...] = ()
+        self._share_chart = charts.ShareChart()
+        self._accuracy_chart = charts.AccuracyChart()
         self._gauge: Any = object()
         self._thumbs: tuple[str, ...] = ()
 
@@ -285,12 +287,12 @@ class CameraDetail:
             self._drawn = key
             self.accuracy_points = len(series)
             self.accuracy.value = (
-                charts.accuracy_png(series, name, recent=recent) if series else charts.empty_png()
+                self._accuracy_chart.png(series, name, recent) if series else charts.empty_png()
             )
             if latest is not None:
                 shares = window_shares(latest, name)
                 self.window_images = shares["total"]
-                self.chart.value = charts.digit_share_png(shares, name)
+                self.chart.value = self._share_chart.png(shares, name)
             else:
                 self.window_images = 0
                 self.chart.value = charts.empty_png()
