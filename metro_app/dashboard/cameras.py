@@ -289,6 +289,8 @@ class CameraDetail:
             self.accuracy.value = (
                 self._accuracy_chart.png(series, name, recent) if series else charts.empty_png()
             )
+            self.accuracy.layout.display = None if series else "none"
+            self.chart.layout.display = None if latest is not None else "none"
             if latest is not None:
                 shares = window_shares(latest, name)
                 self.window_images = shares["total"]

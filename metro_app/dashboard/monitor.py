@@ -44,8 +44,9 @@ def unreachable_html(since: float, failed: int, error: str) -> str:
     """
     return (
         '<div class="metro-health metro-hub-down" style="background:#c00;color:#fff;padding:6px 10px;'
-        f'font-weight:bold">&#9888; hub unreachable since {_clock(since)} UTC ({failed} refreshes failed; '
-        f"the figures below are from before) &middot; "
+        f'font-weight:bold">&#9888; hub unreachable since {_clock(since)} UTC ({failed} '
+        f"refresh{'es' if failed != 1 else ''} failed; "
+        "the figures below are from before) &middot; "
         f'<span style="font-weight:normal">{html.escape(error[:300])}</span></div>'
     )
 

@@ -152,7 +152,9 @@ class ModelPublisher:
         # published to every camera in the serving role: the fleet's previous model is superseded
         fleet = targets is None and status == "published" and role == "serve"
         old = store.set_model_status(version, status, reason, supersede=fleet)
-        log.info("model %s %s: %s%s", version, status, reason, f"; superseded {', '.join(old)}" if old else "")
+        log.info(
+            "model %s %s: %s%s", version, status, reason, f"; superseded {', '.join(old)}" if old else ""
+        )
         return envelope
 
     def close(self) -> None:

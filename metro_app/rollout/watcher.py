@@ -76,7 +76,9 @@ def register_rollout(
     check_model(store, version)
     current = store.current_model()
     if current is None:
-        raise ModelError("no serving or published model in the registry: nothing to compare with or roll back to")
+        raise ModelError(
+            "no serving or published model in the registry: nothing to compare with or roll back to"
+        )
     if current["version"] == version:
         raise ConfigError(f"{version} is already published to every camera")
     book = store.rollout_book()

@@ -79,7 +79,9 @@ class ModelTables(StoreBase):
             assert key is not None  # an INSERT of one row always has its key
             return int(key[0])
 
-    def set_model_status(self, version: str, status: str, reason: str, *, supersede: bool = False) -> list[str]:
+    def set_model_status(
+        self, version: str, status: str, reason: str, *, supersede: bool = False
+    ) -> list[str]:
         """Move a model to `status`, keeping the transition (time, reason) as an event.
 
         With `supersede` (a model published to every camera) every other model that was serving or

@@ -166,9 +166,7 @@ def test_cli_retrain_prints_json_last_and_models_lists_the_registry(tmp_path, mo
     assert main(["models", "--store", url]) == 0
     table = capsys.readouterr().out.splitlines()
     assert (
-        table[0].split()[:2] == ["version", "status"]
-        and last["parent"] in table[1]
-        and "serving" in table[1]
+        table[0].split()[:2] == ["version", "status"] and last["parent"] in table[1] and "serving" in table[1]
     )
     assert main(["retrain", "--store", url, "--holdout", "1.5", "--no-publish"]) == 2
     assert "--holdout" in capsys.readouterr().err
