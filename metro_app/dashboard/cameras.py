@@ -264,6 +264,7 @@ class CameraDetail:
         self._accuracy_chart = charts.AccuracyChart()
         self._gauge: Any = object()
         self._thumbs: tuple[str, ...] = ()
+        self._pngs: dict[str, bytes] = {}
 
     def update(
         self,
@@ -324,12 +325,13 @@ class CameraDetail:
         if ids == self._thumbs:
             return
         self._thumbs = ids
+        pngs = {i: self._pngs[i] for i in ids if i in self._pngs}  # an image already shown is not drawn again
+        for t, i in zip(mine, ids, strict=True):
+            if i not in pngs:
+                pngs[i] = charts.frame_png(base64.b64decode(t["image"]), 56)
+        self._pngs = pngs
         for k, img in enumerate(self.thumbs):
-            img.value = (
-                charts.frame_png(base64.b64decode(mine[k]["image"]), 56)
-                if k < len(mine)
-                else charts.empty_png()
-            )
+            img.value = pngs[ids[k]] if k < len(ids) else charts.empty_png()
         self.thumbs_caption.value = (
             f"its {len(mine)} newest uncertain images (scores "
             + ", ".join(f"{t['result_probability']:.2f}" for t in mine)
