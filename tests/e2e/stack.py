@@ -20,6 +20,26 @@ from metro_app.testing import HubProcess
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 NOTEBOOKS = Path(__file__).resolve().parents[2] / "notebooks"
 
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+def chromium_path() -> str:
+    """Debian's chromium, for Playwright's `executable_path`."""
+    import pytest
+
+    path = shutil.which("chromium") or shutil.which("chromium-browser")
+    if path is None:
+        pytest.skip("the browser test needs Debian's chromium package (apt-get install chromium)")
+    return path
+
+
 # (camera parameter, delay between images): a normal camera and a Test camera that sends every image home
 EDGES = (("CamA", 0.05), ("TestCamB", 0.25))
 

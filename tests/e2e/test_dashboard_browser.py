@@ -6,7 +6,6 @@ from __future__ import annotations
 import io
 import os
 import re
-import shutil
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,26 +13,11 @@ from pathlib import Path
 import pytest
 
 from metro_app.store import Store
-from tests.e2e.stack import ARTIFACTS, Stack, voila_server
+from tests.e2e.stack import ARTIFACTS, CHROMIUM_ARGS, Stack, chromium_path, voila_server
 
 pytestmark = pytest.mark.e2e
 
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 DOCS_SHOT = Path(__file__).resolve().parents[2] / "docs" / "dashboard.png"
-
-
-def _chromium() -> str:
-    path = shutil.which("chromium") or shutil.which("chromium-browser")
-    if path is None:
-        pytest.skip("the browser test needs Debian's chromium package (apt-get install chromium)")
-    return path
 
 
 @pytest.fixture(scope="module")
@@ -66,7 +50,7 @@ def test_dashboard_in_chromium(live_stack: Stack, voila: str) -> None:
 
     labeller = f"e2e-browser-{time.time_ns()}"
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=_chromium(), args=CHROMIUM_ARGS, headless=True)
+        browser = p.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_ARGS, headless=True)
         page = browser.new_page(viewport={"width": 1280, "height": 1000})
         console: list[str] = []
         page.on("console", lambda m: console.append(f"{m.type}: {m.text}"))

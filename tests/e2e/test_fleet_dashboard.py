@@ -20,8 +20,7 @@ from edgemnist.model import load_model
 from metro_app.samples import make_metrics
 from metro_app.store import Store
 from metro_app.testing import HubProcess
-from tests.e2e.stack import ARTIFACTS, voila_server
-from tests.e2e.test_dashboard_browser import CHROMIUM_ARGS, _chromium
+from tests.e2e.stack import ARTIFACTS, CHROMIUM_ARGS, chromium_path, voila_server
 from tests.helpers import topic_names
 
 pytestmark = pytest.mark.e2e
@@ -67,7 +66,7 @@ def test_fleet_dashboard_in_chromium(fleet_hub: HubProcess, model_path: Path, tm
     serving = load_model(model_path).version
     env = {"EDGE_MNIST_API_URL": fleet_hub.client.base, "EDGE_MNIST_API_TOKEN": fleet_hub.token}
     with voila_server({**os.environ, **env}, tmp_path / "voila-fleet.log") as url, sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=_chromium(), args=CHROMIUM_ARGS, headless=True)
+        browser = p.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_ARGS, headless=True)
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
         try:
             page.goto(url, timeout=120_000)
