@@ -303,3 +303,50 @@ def add_missing_columns(engine: sa.engine.Engine) -> None:
                 if col.name not in have and col.nullable:
                     kind = col.type.compile(dialect=engine.dialect)
                     conn.execute(sa.text(f'ALTER TABLE {table.name} ADD COLUMN "{col.name}" {kind}'))
+
+
+def widen_model_statuses(engine: sa.engine.Engine) -> bool:
+    """Let a registry an older hub created hold every status of `MODEL_STATUSES` (its CHECK listed fewer).
+
+    PostgreSQL replaces the constraint; SQLite, which cannot alter one, copies the table into a new one
+    with the current constraint in one transaction (rows, bytes and events kept). True when it changed.
+    """
+    wanted = "status IN (" + ", ".join(f"'{s}'" for s in MODEL_STATUSES) + ")"
+    with engine.begin() as conn:
+        if engine.dialect.name == "postgresql":
+            defs = [
+                str(r[0])
+                for r in conn.execute(
+                    sa.text(
+                        "SELECT pg_get_constraintdef(oid) FROM pg_constraint "
+                        "WHERE conname = 'ck_model_registry_status'"
+                    )
+                )
+            ]
+            if not defs or all("superseded" in d for d in defs):
+                return False
+            conn.execute(sa.text(f"SELECT pg_advisory_xact_lock({0x4D4554524F})"))
+            conn.execute(
+                sa.text("ALTER TABLE model_registry DROP CONSTRAINT IF EXISTS ck_model_registry_status")
+            )
+            conn.execute(
+                sa.text(
+                    f"ALTER TABLE model_registry ADD CONSTRAINT ck_model_registry_status CHECK ({wanted})"
+                )
+            )
+            return True
+        if engine.dialect.name != "sqlite":
+            return False
+        sql = conn.execute(
+            sa.text("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'model_registry'")
+        ).scalar()
+        if not sql or "ck_model_registry_status" not in sql or "superseded" in sql:
+            return False
+        cols = ", ".join(f'"{c.name}"' for c in model_registry.columns)
+        conn.execute(sa.text("PRAGMA legacy_alter_table = ON"))  # model_events keeps naming model_registry
+        conn.execute(sa.text("ALTER TABLE model_registry RENAME TO model_registry_before"))
+        model_registry.create(conn)
+        conn.execute(sa.text(f"INSERT INTO model_registry ({cols}) SELECT {cols} FROM model_registry_before"))
+        conn.execute(sa.text("DROP TABLE model_registry_before"))
+        conn.execute(sa.text("PRAGMA legacy_alter_table = OFF"))
+        return True

@@ -56,3 +56,48 @@ def test_publishing_to_every_camera_supersedes_the_fleets_model_a_canary_does_no
     statuses = [m["status"] for m in store.models()]
     assert statuses.count("published") == 1 and store.current_model()["version"] == "m-4"
     assert store.model("m-3")["status"] == "superseded"
+
+
+def test_a_registry_an_older_hub_made_takes_the_new_statuses_with_its_rows_kept(tmp_path):
+    import sqlalchemy as sa
+
+    from metro_app.store import Store
+    from metro_app.store.schema import model_events
+
+    url = f"sqlite:///{tmp_path}/old.db"
+    Store(url).close()
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:  # the registry as an older hub made it: fewer statuses in its CHECK
+        conn.execute(sa.text("DROP TABLE model_events"))
+        conn.execute(sa.text("DROP TABLE model_registry"))
+        conn.execute(sa.text(
+            "CREATE TABLE model_registry (version VARCHAR(300) NOT NULL PRIMARY KEY, sha256 VARCHAR(64) NOT NULL, "
+            "parent VARCHAR(300), status VARCHAR(32) NOT NULL, created FLOAT NOT NULL, updated FLOAT NOT NULL, "
+            "reason TEXT NOT NULL, card TEXT NOT NULL, data BLOB NOT NULL, CONSTRAINT ck_model_registry_status "
+            "CHECK (status IN ('candidate', 'refused', 'canary', 'published', 'rolled_back')))"
+        ))  # fmt: skip
+        conn.execute(sa.text(
+            "INSERT INTO model_registry VALUES ('m-1', :sha, NULL, 'published', 1.0, 1.0, 'initial', '{}', x'504b')"
+        ), {"sha": SHA})  # fmt: skip
+        model_events.create(conn)  # its events refer to the registry by name
+        conn.execute(
+            sa.insert(model_events), {"version": "m-1", "status": "published", "time": 1.0, "reason": "x"}
+        )
+    engine.dispose()
+    store = Store(url)  # an upgraded hub opens it
+    try:
+        store.add_model("m-2", SHA, b"PK-2", parent="m-1", reason="accepted")
+        store.set_model_status("m-2", "published", "on the topic", supersede=True)
+        assert {m["version"]: m["status"] for m in store.models()} == {
+            "m-1": "superseded",
+            "m-2": "published",
+        }
+        assert store.model_file("m-1") == b"PK"
+        assert [e["status"] for e in store.model("m-1")["events"]] == ["published", "superseded"]
+        with store.engine.begin() as conn:
+            tables = {
+                r[0] for r in conn.execute(sa.text("SELECT name FROM sqlite_master WHERE type = 'table'"))
+            }
+        assert "model_registry_before" not in tables
+    finally:
+        store.close()
