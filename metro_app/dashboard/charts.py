@@ -50,7 +50,7 @@ def _png(fig: Figure) -> bytes:
 def digit_share_png(shares: Mapping[str, Any], title: str, size: tuple[float, float] = (4.6, 2.6)) -> bytes:
     """Stacked bars: per digit, percent of the window certain vs uncertain."""
     fig = Figure(figsize=size, dpi=80)  # fixed margins: a constrained layout costs more than the drawing
-    fig.subplots_adjust(left=0.12, right=0.98, top=0.9, bottom=0.1)
+    fig.subplots_adjust(left=0.15, right=0.98, top=0.9, bottom=0.1)
     ax = fig.add_subplot()
     x = np.arange(10)
     ax.bar(x, shares["certain"], color=_CERTAIN, label="certain")
@@ -212,7 +212,7 @@ class ShareChart:
 
     def __init__(self, size: tuple[float, float] = (4.6, 2.6)) -> None:
         self.fig = Figure(figsize=size, dpi=80)
-        self.fig.subplots_adjust(left=0.12, right=0.98, top=0.9, bottom=0.1)
+        self.fig.subplots_adjust(left=0.15, right=0.98, top=0.9, bottom=0.1)
         self.ax = self.fig.add_subplot()
         x = np.arange(10)
         self.certain = self.ax.bar(x, [0.0] * 10, color=_CERTAIN, label="certain")
