@@ -31,7 +31,7 @@ SORTS = {
 }
 _COLUMNS = (
     ("camera", 170),
-    ("live accuracy", 150),
+    ("live accuracy, 5 windows", 160),
     ("uncertain %", 90),
     ("fleet %", 70),
     ("images/s", 80),
