@@ -125,8 +125,9 @@ def _run(args: argparse.Namespace) -> int:
             raise ConfigError(
                 "--results-topic sends to Kafka through the outbox; it cannot go with --dry-run"
             )
-        with _http(settings) as feed:
-            stats = run_edge(settings, StdoutSink(), stop, feed=feed, taps=[feed] if feed else [])
+        out = StdoutSink()
+        with _http(settings) as feed, _metrics(settings, out) as live:
+            stats = run_edge(settings, out, stop, feed=feed, taps=[feed] if feed else [], stats=live)
         _summary(stats, 0, args.summary)
         return 0
     from edgemnist.kafka import EventProducer, TopicReader, check_access
@@ -153,7 +154,8 @@ def _run(args: argparse.Namespace) -> int:
             results = ResultWriter(outbox, sender, stop, settings.drain_timeout)
             sink, taps = ResultsSink(sink, results), [*taps, results]
             log.info("results topic %s: one result per scored image", settings.results_topic)
-        stats = run_edge(settings, sink, stop, models, feed=feed, taps=taps)
+        with _metrics(settings, sink) as live:
+            stats = run_edge(settings, sink, stop, models, feed=feed, taps=taps, stats=live)
         timeout = 10.0 if stop.is_set() else settings.drain_timeout
         drained = sender.drain(timeout)
         _summary(stats, outbox.pending, args.summary)
@@ -191,6 +193,23 @@ def _http(settings: EdgeSettings) -> Iterator[PushFeed | None]:
     finally:
         feed.close()
         server.close()
+
+
+@contextlib.contextmanager
+def _metrics(settings: EdgeSettings, sink: Sink) -> Iterator[RunStats]:
+    """The run's stats, served to Prometheus on --metrics-port while the run lasts."""
+    stats = RunStats()
+    if settings.metrics_port is None:
+        yield stats
+        return
+    from edge_app.prometheus import EdgeMetrics
+
+    exporter = EdgeMetrics(stats, sink)
+    exporter.serve(settings.metrics_host, settings.metrics_port)
+    try:
+        yield stats
+    finally:
+        exporter.close()
 
 
 def _build(args: argparse.Namespace) -> int:

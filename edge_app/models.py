@@ -126,6 +126,7 @@ class ServingModel:
         self._model = model
         self._shadow: Model | None = None
         self._refused: list[ModelRefusal] = []
+        self.refused_total = 0  # every refusal since start (the pending ones go out with the next window)
 
     def current(self) -> Model:
         with self._lock:
@@ -147,6 +148,7 @@ class ServingModel:
     def refuse(self, refusal: ModelRefusal) -> None:
         with self._lock:
             self._refused.append(refusal)
+            self.refused_total += 1
 
     def pending_refusals(self) -> tuple[ModelRefusal, ...]:
         """Refusals since the last metrics message (at most 100, the wire's limit)."""

@@ -62,6 +62,17 @@ class RunStats:
     models_refused: list[str] = field(default_factory=list)
     labelled: int = 0
     correct: int = 0
+    serving: ServingModel | None = field(default=None, repr=False, compare=False)  # while it runs
+
+    @property
+    def swaps(self) -> int:
+        """How often another model took over while this run scored (a rollback counts too)."""
+        return max(0, len(self.model_versions) - 1)
+
+    @property
+    def refused(self) -> int:
+        """Models refused since the run started (as they happen, not only once the run ends)."""
+        return self.serving.refused_total if self.serving is not None else len(self.models_refused)
 
     def served(self, version: str | None) -> None:
         if version and (not self.model_versions or self.model_versions[-1] != version):
@@ -123,6 +134,7 @@ def run_edge(
     *,
     feed: Feed | None = None,
     taps: Sequence[Tap] = (),
+    stats: RunStats | None = None,
 ) -> RunStats:
     """Run the pipeline until the source ends (`repeat` passes; with a `feed`, until `stop`) or `stop` is set.
 
@@ -133,6 +145,7 @@ def run_edge(
         models: opens a reader of the models topic; None serves the starting model throughout.
         feed: frames pushed from elsewhere (HTTP), merged into the camera's own.
         taps: see every scored batch after it was sent (results topic, HTTP answers).
+        stats: filled as the run goes (Prometheus reads it meanwhile); a new one when None.
     """
     stop = stop or threading.Event()
     saved_models = SavedModels(settings.models_dir)
@@ -141,7 +154,8 @@ def run_edge(
     if settings.models_topic:  # a shadow model comes from the topic; without it, none scores
         serving.offer_shadow(initial_shadow(saved_models))
     model = serving.current()
-    stats = RunStats()
+    stats = stats if stats is not None else RunStats()
+    stats.serving = serving
     log.info("model %s (sha256 %s…) from %s", model.version, model.sha256[:12], model.path or settings.model)
     model_path = model.path or settings.model
     stages = edge_stages(settings, model_path)  # the sink stands in for stages.send

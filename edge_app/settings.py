@@ -45,6 +45,8 @@ class EdgeSettings:
     trusted_keys: Path | None = None  # hub.pub lines; models must be signed by one of them
     allow_unsigned_models: bool = False
     shadow_cap: int = 20  # disagreement frames of a shadow model sent per metrics window
+    metrics_port: int | None = None  # Prometheus metrics (GET /metrics), when set
+    metrics_host: str = "127.0.0.1"
 
     def __post_init__(self) -> None:
         parse_distortion(self.distort)  # a bad spec fails at start-up, naming the bad part
@@ -60,6 +62,11 @@ class EdgeSettings:
             ("topic", bool(self.topic), "must not be empty"),
             ("results_topic", self.results_topic != self.topic, "must differ from --topic"),
             ("http_port", self.http_port is None or 0 <= self.http_port <= 65535, "must be a TCP port"),
+            (
+                "metrics_port",
+                self.metrics_port is None or 0 <= self.metrics_port <= 65535,
+                "must be a TCP port",
+            ),
             ("max_uncertain_per_minute", self.max_uncertain_per_minute >= 0, "must be 0 (no cap) or more"),
             ("shadow_cap", self.shadow_cap >= 0, "must be 0 or more"),
         ]
@@ -153,6 +160,14 @@ EDGE_ENV: tuple[tuple[str, str, type, str], ...] = (
         "serve HTTP push (POST /frames, /push?start_idx=&end_idx=, a form at /) on this port (default off)",
     ),
     ("--http-host", "EDGE_MNIST_HTTP_HOST", str, "address the HTTP push listens on"),
+    (
+        "--metrics-port",
+        "EDGE_MNIST_METRICS_PORT",
+        int,
+        "serve Prometheus metrics (images scored, uncertain sent, outbox, model) at /metrics on this port "
+        "(default off)",
+    ),
+    ("--metrics-host", "EDGE_MNIST_METRICS_HOST", str, "address the Prometheus metrics listen on"),
     (
         "--max-uncertain-per-minute",
         "EDGE_MNIST_MAX_UNCERTAIN_PER_MINUTE",

@@ -187,6 +187,15 @@ def _rollout_arguments(parser: argparse.ArgumentParser) -> None:
              type=float, help="uncertain-share points a canary camera may gain against its windows before")  # fmt: skip
     env_flag(parser, "--timeout", "EDGE_MNIST_CANARY_TIMEOUT", default=p.timeout, type=float,
              help="seconds the canary has to send its windows; then it is rolled back", dest="canary_timeout")  # fmt: skip
+    env_flag(parser, "--shadow-labels", "EDGE_MNIST_SHADOW_LABELS", default=p.shadow_labels, type=int,
+             help="labelled disagreements (where exactly one model is right) that decide the shadow stage")  # fmt: skip
+    env_flag(parser, "--shadow-alpha", "EDGE_MNIST_SHADOW_ALPHA", default=p.shadow_alpha, type=float,
+             help="McNemar p-value below which the serving model is significantly better: roll back")  # fmt: skip
+    parser.add_argument(
+        "--no-shadow",
+        action="store_true",
+        help="skip the shadow stage: serve on the canary cameras at once, judged on live quality only",
+    )
     parser.add_argument(
         "--wait", action="store_true", help="wait for the outcome (promoted, rolled back, failed)"
     )
@@ -337,7 +346,10 @@ def _rollout(args: argparse.Namespace) -> int:
     from metro_app.rollout.watcher import register_rollout, wait_for
     from metro_app.training.retrain import current_model
 
-    policy = Policy(args.canary_windows, args.max_accuracy_drop, args.max_uncertain_rise, args.canary_timeout)
+    policy = Policy(
+        args.canary_windows, args.max_accuracy_drop, args.max_uncertain_rise, args.canary_timeout,
+        shadow=not args.no_shadow, shadow_labels=args.shadow_labels, shadow_alpha=args.shadow_alpha,
+    )  # fmt: skip
     store = _open_store(args)
     try:
         if store.current_model() is None:  # the fleet's first model: registered as serving, as the hub does
@@ -347,7 +359,7 @@ def _rollout(args: argparse.Namespace) -> int:
         print(f"rollout {r['rollout']} registered: {r['reason']}; a running hub's rollout watcher starts it",
               file=sys.stderr)  # fmt: skip
         if args.wait:
-            r = wait_for(store, r["rollout"], policy.timeout + 120)
+            r = wait_for(store, r["rollout"], policy.timeout * (2 if policy.shadow else 1) + 120)
             print(f"rollout {r['rollout']}: {r['state']}: {r['reason']}", file=sys.stderr)
     finally:
         store.close()

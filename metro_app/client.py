@@ -211,6 +211,26 @@ class ViewClient:
         """A retrain job's state, stage, progress, and result once done."""
         return self._json(f"/models/retrain/{urllib.parse.quote(job, safe='')}")
 
+    def rollouts(self, max: int = 100) -> list[dict[str, Any]]:
+        """Rollouts, newest first: stage, canary cameras, shadow and canary figures, reason."""
+        return self._json(f"/rollouts?max={int(max)}")["rollouts"]
+
+    def rollout(self, rollout_id: int) -> dict[str, Any]:
+        return self._json(f"/rollouts/{int(rollout_id)}")
+
+    def start_rollout(
+        self, version: str, canary: list[str], *, shadow: bool = True, **bounds: Any
+    ) -> dict[str, Any]:
+        """Register a rollout of `version` to the `canary` cameras (needs an operator); it starts in
+        shadow unless `shadow` is False. ApiError 409 while another one runs."""
+        body = {"canary": list(canary), "shadow": shadow, **bounds}
+        return self._json(f"/models/{urllib.parse.quote(version, safe='')}/rollout", body=body)
+
+    def disagreements(self, rollout_id: int, after: int = 0, max: int = 100) -> dict[str, Any]:
+        """The rollout's disagreement images, newest first, with who was right on the labelled ones."""
+        query = urllib.parse.urlencode({"after": after, "max": max})
+        return self._json(f"/rollouts/{int(rollout_id)}/disagreements?{query}")
+
     def health(self, timeout: float | None = None) -> dict[str, Any]:
         """The hub's /health; `timeout` (seconds) overrides the client's, so a hung hub is seen soon."""
         return self._json("/health", timeout=timeout)

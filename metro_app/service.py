@@ -20,6 +20,8 @@ from metro_app.api.app import create_app
 from metro_app.ingest.control import ControlLoop, control_group_id
 from metro_app.ingest.loop import HUB_CONSUMER_CONFIG, DeadLetterSink, HubLoop, group_id
 from metro_app.monitoring.alerts import AlertMonitor
+from metro_app.monitoring.prometheus import HubMetrics
+from metro_app.retention import Pruner
 from metro_app.rollout.publish import ModelPublisher, load_signing_key
 from metro_app.rollout.watcher import RolloutWatcher
 from metro_app.serving.predict import (
@@ -33,6 +35,7 @@ from metro_app.settings import HubSettings
 from metro_app.store import Store
 from metro_app.store.leases import holder_id
 from metro_app.store.requests import RetrainRequests
+from metro_app.training.auto import AutoPolicy, AutoRetrain
 from metro_app.training.jobs import CommandRetrains, RetrainJobs
 from metro_app.training.retrain import Progress, RetrainSettings, register_initial_model, retrain
 
@@ -106,7 +109,8 @@ def run_hub(settings: HubSettings, kafka: Any, retrain_settings: RetrainSettings
     _register_first_model(store, retrain_settings.model)
     consumer, producer = open_kafka(kafka, settings)
     dead = DeadLetterSink(producer, settings.dlq_topic)
-    loop = HubLoop(consumer, store, dead, max_records=settings.max_records)
+    metrics = HubMetrics(store)
+    loop = HubLoop(consumer, store, dead, max_records=settings.max_records, on_write=metrics.observe_write)
     signing_key = load_signing_key(settings.signing_key)
     publisher = (
         ModelPublisher(kafka, settings.models_topic, signing_key=signing_key)
@@ -124,14 +128,19 @@ def run_hub(settings: HubSettings, kafka: Any, retrain_settings: RetrainSettings
     rollouts = RolloutWatcher(store, publisher) if publisher is not None else None
     if rollouts is not None:  # acts only while this hub holds the store's lease
         threads.append(threading.Thread(target=rollouts.run, args=(stop,), name="hub-rollouts", daemon=True))
+    auto = _auto_retrain(settings, store, jobs, retrain_settings, publisher)
+    if auto is not None:
+        threads.append(threading.Thread(target=auto.run, args=(stop,), name="hub-auto-retrain", daemon=True))
     predictions = _predictions(kafka, settings, store, stop)
+    pruner = _pruner(settings, store, threads, stop)
     parts = _Parts(
         loop, threads, control, jobs, predictions, rollouts, alerts, alert_thread,
-        store.retrain_requests() if control is not None else None,
+        store.retrain_requests() if control is not None else None, auto, pruner=pruner,
     )  # fmt: skip
     app = create_app(
         store, gate=gate, health=_health(settings, parts), retrain=jobs,
         rollout_policy=retrain_settings.policy(), signing_key=signing_key,
+        metrics=metrics.watch(loop=loop, jobs=jobs, pruner=pruner),
     )  # fmt: skip
     server = api_server(app, settings)
     for thread in threads:
@@ -169,6 +178,27 @@ def _register_first_model(store: Store, model: str) -> None:
         register_initial_model(store, model, train=False)
     except EdgeMnistError as exc:  # the hub still stores and serves views; retrain says it again
         log.warning("the first model %s is not in the registry: %s", model, exc)
+
+
+def _auto_retrain(
+    settings: HubSettings,
+    store: Store,
+    jobs: RetrainJobs,
+    retrain_settings: RetrainSettings,
+    publisher: ModelPublisher | None,
+) -> AutoRetrain | None:
+    """The auto-retrain loop with --auto-retrain (one hub of several acts, by lease), else None."""
+    if not settings.auto_retrain:
+        return None
+    if publisher is None:
+        raise ConfigError("--auto-retrain needs a models topic to roll its candidates out on")
+
+    def run(chosen: RetrainSettings, progress: Progress) -> Any:
+        return retrain(store, chosen, publisher=publisher, on_progress=progress)
+
+    policy = AutoPolicy(settings.auto_retrain_labels, settings.auto_retrain_drift_labels)
+    log.info("auto-retrain on: %d new labels, or %d on a drifting camera", policy.labels, policy.drift_labels)
+    return AutoRetrain(store, jobs, retrain_settings, run, policy)
 
 
 def _retrain_jobs(
@@ -227,6 +257,19 @@ def _predictions(
     return predictions
 
 
+def _pruner(
+    settings: HubSettings, store: Store, threads: list[threading.Thread], stop: threading.Event
+) -> Pruner | None:
+    """The retention loop, its thread appended to `threads`; None with --retention off."""
+    policy = settings.retention_policy
+    log.info(policy.describe())
+    if not policy.enabled:
+        return None
+    pruner = Pruner(store, policy)
+    threads.append(threading.Thread(target=pruner.run, args=(stop,), name="hub-retention", daemon=True))
+    return pruner
+
+
 @dataclass(frozen=True, slots=True)
 class _Parts:
     """The running pieces of the hub that /health reports on."""
@@ -240,6 +283,8 @@ class _Parts:
     alerts: AlertMonitor
     alert_thread: threading.Thread
     requests: RetrainRequests | None = None  # retrain requests from the control topic
+    auto: AutoRetrain | None = None  # --auto-retrain
+    pruner: Pruner | None = None  # None: --retention off
 
 
 def _alive(parts: _Parts, name: str) -> bool:
@@ -265,8 +310,12 @@ def _health(settings: HubSettings, parts: _Parts) -> Callable[[], dict[str, Any]
             "retrain_requests": None if parts.requests is None else parts.requests.counts(),
             "predict": predictions.stats.as_dict() if predictions else None,
             "rollouts": None if rollouts is None else dict(rollouts.stats),
+            "auto_retrain": None if parts.auto is None else dict(parts.auto.stats),
             "alerts_topic": settings.alerts_topic,
             "alerts": {**parts.alerts.stats, "alive": parts.alert_thread.is_alive()},
+            "retention": None
+            if parts.pruner is None
+            else {**parts.pruner.as_dict(), "alive": _alive(parts, "hub-retention")},
             "loops": {
                 h.name: h.as_dict()
                 for h in (
@@ -275,6 +324,8 @@ def _health(settings: HubSettings, parts: _Parts) -> Callable[[], dict[str, Any]
                     getattr(predictions, "health", None),
                     getattr(parts.alerts, "health", None),
                     getattr(rollouts, "health", None),
+                    getattr(parts.auto, "health", None),
+                    getattr(parts.pruner, "health", None),
                 )
                 if h is not None
             },  # fmt: skip

@@ -12,6 +12,7 @@ from edgemnist.cliargs import check_fields, env_flag
 from edgemnist.kafka.settings import KAFKA_CLIENTS, state_dir
 from edgemnist.masking import mask_password
 from metro_app.monitoring.drift import DriftSettings
+from metro_app.retention.policy import DEFAULT_RETENTION, RetentionPolicy
 from metro_app.training.retrain import RETRAIN_ENV
 
 __all__ = ["HubSettings", "HUB_ENV", "HUB_ENV_VARS", "add_hub_flags", "state_dir", "mask_url"]
@@ -68,6 +69,11 @@ class HubSettings:
     camera_error_share: float = 0.2
     camera_error_min_labels: int = 10
     signing_key: str = ""  # hub.key of `metro-app keys init`; "" = publish unsigned
+    # retraining on its own (metro_app.training.auto)
+    auto_retrain: bool = False
+    auto_retrain_labels: int = 100
+    auto_retrain_drift_labels: int = 30
+    retention: str = DEFAULT_RETENTION  # metro_app.retention.policy: "metrics=14d,images=7d" or "off"
 
     @property
     def drift(self) -> DriftSettings:
@@ -84,8 +90,14 @@ class HubSettings:
             camera_error_min_labels=self.camera_error_min_labels,
         )
 
+    @property
+    def retention_policy(self) -> RetentionPolicy:
+        """How long metrics windows and unlabelled images are kept (`--retention`)."""
+        return RetentionPolicy.parse(self.retention)
+
     def __post_init__(self) -> None:
         self.drift  # noqa: B018 - a bad threshold fails at start-up, naming its flag
+        self.retention_policy  # noqa: B018 - so does a bad --retention
         checks = [
             ("topic", bool(self.topic), "must not be empty"),
             ("dlq_topic", bool(self.dlq_topic) and self.dlq_topic != self.topic, "must differ from --topic"),
@@ -171,6 +183,25 @@ HUB_ENV: tuple[tuple[str, str, type, str], ...] = (
         bool,
         "with --tokens: every GET is open (else it needs a viewer token)",
     ),
+    (
+        "--auto-retrain",
+        "EDGE_MNIST_AUTO_RETRAIN",
+        bool,
+        "retrain on its own when enough new labels arrived, or a drifting camera has new labels; "
+        "an accepted model goes out in shadow to the drifting cameras (metro_app.training.auto)",
+    ),
+    (
+        "--auto-retrain-labels",
+        "EDGE_MNIST_AUTO_RETRAIN_LABELS",
+        int,
+        "with --auto-retrain: labels since the newest model was trained that start a retrain",
+    ),
+    (
+        "--auto-retrain-drift-labels",
+        "EDGE_MNIST_AUTO_RETRAIN_DRIFT_LABELS",
+        int,
+        "with --auto-retrain: new labels on a camera with an open drift alert that start a retrain",
+    ),
     ("--tls-cert", "EDGE_MNIST_TLS_CERT", str, "PEM certificate chain: the API serves HTTPS"),
     ("--tls-key", "EDGE_MNIST_TLS_KEY", str, "PEM private key of --tls-cert (keep it mode 0600)"),
     ("--dlq-topic", "EDGE_MNIST_DLQ_TOPIC", str, "dead-letter topic for refused messages"),
@@ -180,6 +211,14 @@ HUB_ENV: tuple[tuple[str, str, type, str], ...] = (
         str,
         "private key file (hub.key of `metro-app keys init`) every published model is signed with; "
         "without it models go out unsigned, with a warning",
+    ),
+    (
+        "--retention",
+        "EDGE_MNIST_RETENTION",
+        str,
+        "how long rows are kept after the hub stored them: metrics windows at full resolution (then as "
+        "hourly roll-ups per camera) and uncertain images nobody labelled, e.g. metrics=14d,images=7d "
+        "(units s, m, h, d; KIND=off keeps one kind forever; off disables pruning)",
     ),
     (
         "--max-records",

@@ -16,7 +16,7 @@ from typing import Any
 
 from edgemnist.procs import free_port
 from edgemnist.testing.fakes import Batch, FakeConsumer, FakeProducer
-from edgemnist.wire.envelope import ModelEnvelope
+from edgemnist.wire.envelope import ModelEnvelope, targets_match
 from edgemnist.wire.messages import (
     LABEL_SLOTS,
     CameraCounts,
@@ -171,12 +171,33 @@ class ModelsProducer(FakeProducer):
 
     @property
     def envelopes(self) -> list[ModelEnvelope]:
-        return [ModelEnvelope.from_record(s.key, s.value) for s in self.sent]
+        """The models sent, in order (tombstones left out)."""
+        return [ModelEnvelope.from_record(s.key, s.value) for s in self.sent if s.value is not None]
+
+    @property
+    def tombstones(self) -> list[bytes]:
+        """The keys of the tombstones sent (shadow withdrawals)."""
+        return [s.key or b"" for s in self.sent if s.value is None]
 
     def served(self, camera: str) -> str | None:
-        """What an edge named `camera` would serve: the last record meant for it."""
-        mine = [e.version for e in self.envelopes if e.applies_to(camera)]
+        """What an edge named `camera` would serve: the last serving record meant for it."""
+        mine = [e.version for e in self.envelopes if e.role == "serve" and e.applies_to(camera)]
         return mine[-1] if mine else None
+
+    def shadowed(self, camera: str) -> str | None:
+        """What an edge named `camera` would score in shadow: its last shadow record, unless a serving
+        record or a tombstone for it came later (`edge_app.models.ModelWatcher.feed`)."""
+        found = None
+        for s in self.sent:
+            if s.value is None:
+                audience = (s.key or b"").removeprefix(b"shadow:").decode()
+                if targets_match(camera, audience.split(",")) or audience == "*":
+                    found = None
+                continue
+            env = ModelEnvelope.from_record(s.key, s.value)
+            if env.applies_to(camera):
+                found = env.version if env.role == "shadow" else None
+        return found
 
 
 WINDOW_T0 = 1_780_000_000.0

@@ -17,6 +17,7 @@ from fastapi import Depends, Header, HTTPException, Request
 
 from edgemnist.signing import SigningKey
 from metro_app.access import AccessGate, Person, Role
+from metro_app.monitoring.prometheus import HubMetrics
 from metro_app.rollout.policy import Policy
 from metro_app.store import Store
 from metro_app.store.rollouts import RolloutBook
@@ -41,6 +42,7 @@ class Hub:
     started: float
     gate: AccessGate
     signing_key: SigningKey | None = field(default=None, repr=False)  # signs model files served
+    metrics: HubMetrics | None = field(default=None, repr=False)  # GET /metrics (this app's own registry)
 
     @classmethod
     def over(
@@ -52,12 +54,14 @@ class Hub:
         retrain: RetrainJobs | None,
         policy: Policy | None,
         signing_key: SigningKey | None = None,
+        metrics: HubMetrics | None = None,
     ) -> Hub:
         """The state for an app over `store`; its uptime counts from now."""
         book = RolloutBook(store)
         return cls(
-            store, Views(store), book, policy or Policy(), retrain, health, time.time(), gate, signing_key
-        )
+            store, Views(store), book, policy or Policy(), retrain, health, time.time(), gate, signing_key,
+            metrics,
+        )  # fmt: skip
 
 
 async def hub(request: Request) -> Hub:

@@ -20,7 +20,7 @@ from starlette.routing import Match
 
 from metro_app.access import AccessGate, Person, Role
 
-__all__ = ["MAX_BODY_BYTES", "WRITE_METHODS", "OPEN_PATHS", "BodyGuard", "route_role"]
+__all__ = ["MAX_BODY_BYTES", "WRITE_METHODS", "OPEN_PATHS", "BodyGuard", "route_role", "matching_route"]
 
 MAX_BODY_BYTES = 8 * 2**20  # a label is ~100 bytes; a model upload a few hundred KB
 WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
@@ -66,7 +66,7 @@ def route_role(route: Any) -> Role | None:
     return None
 
 
-def _route(routes: Sequence[Any], scope: Scope) -> Any | None:
+def matching_route(routes: Sequence[Any], scope: Scope) -> Any | None:
     """The route that will answer this request (the first that matches, as the app's router picks)."""
     for route in routes:
         match, _ = route.matches(scope)
@@ -99,7 +99,7 @@ class BodyGuard:
 
     def _needs(self, scope: Scope) -> tuple[Role | None, str]:
         """(the role the request needs, None: the read rule) and the route's name for the audit."""
-        route = _route(self.routes, scope)
+        route = matching_route(self.routes, scope)
         write = scope["method"] in WRITE_METHODS
         template = getattr(route, "path", None) or scope["path"]
         role = route_role(route) if route is not None else None

@@ -27,5 +27,6 @@ def get_health(hub: HubDep) -> dict[str, Any]:
         "consumer_lag": consumer.get("lag"),
         "stored": {k: counts[k] for k in ("metrics", "images", "labels", "models")},
         "dlq": counts["dead_letters"],
+        "retention": consumer.get("retention"),  # rows pruned per kind, oldest kept; None: off or not a hub
         "consumer": consumer,
     }

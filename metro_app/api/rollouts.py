@@ -1,4 +1,4 @@
-"""Canary rollouts: POST /models/{version}/rollout registers one, GET /rollouts lists them.
+"""Rollouts: POST /models/{version}/rollout registers one (shadow stage, then canary), GET /rollouts lists them.
 
 GET /rollouts/{id}/disagreements lists the images where the rollout's model, scoring in the
 shadow role on its canary cameras, disagreed with the serving model: label those first.
@@ -32,6 +32,9 @@ class RolloutIn(BaseModel):
     max_accuracy_drop: float | None = Field(default=None, ge=0, le=100)
     max_uncertain_rise: float | None = Field(default=None, ge=0, le=100)
     timeout: float | None = Field(default=None, gt=0)
+    shadow: bool = Field(default=True, description="start with a shadow stage (false: canary at once)")
+    shadow_labels: int | None = Field(default=None, ge=1, le=100_000)
+    shadow_alpha: float | None = Field(default=None, gt=0, lt=1)
 
 
 def _chosen(policy: Policy, body: RolloutIn) -> Policy:
@@ -42,6 +45,9 @@ def _chosen(policy: Policy, body: RolloutIn) -> Policy:
         policy.max_uncertain_rise if body.max_uncertain_rise is None else body.max_uncertain_rise,
         body.timeout or policy.timeout,
         policy.min_images,
+        shadow=body.shadow and policy.shadow,
+        shadow_labels=body.shadow_labels or policy.shadow_labels,
+        shadow_alpha=body.shadow_alpha or policy.shadow_alpha,
     )
 
 

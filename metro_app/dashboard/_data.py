@@ -97,9 +97,11 @@ def latest_labels(labels: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, An
 
 
 def accuracy_series(metrics: Iterable[MetricsMessage], camera: str) -> list[dict[str, Any]]:
-    """Per metrics window of one camera: when, live accuracy, how many labelled, which model.
+    """Per metrics window of one camera: when, live accuracy, how many labelled, which model, and
+    while a candidate scores in shadow there, the share of images on which the two models agreed.
 
-    Windows without labels (a source that knows none) are left out.
+    Windows with neither labels (a source that knows none) nor a shadow model are left out;
+    ``accuracy`` or ``agreement`` is None in a window that lacks it.
 
     >>> from metro_app.samples import make_metrics
     >>> m = [make_metrics("A", 1, images=10, correct=8), make_metrics("B", 1, images=10, correct=1),
@@ -109,16 +111,19 @@ def accuracy_series(metrics: Iterable[MetricsMessage], camera: str) -> list[dict
     """
     out = []
     for m in metrics:
-        if m.single_camera != camera or not m.labelled:
+        shadow = m.shadow if m.shadow is not None and m.shadow.images else None
+        if m.single_camera != camera or not (m.labelled or shadow):
             continue
         out.append(
             {
                 "timestamp": m.window_end or m.timestamp,
                 "start": m.window_start,
-                "accuracy": (m.correct or 0) / m.labelled,
-                "labelled": m.labelled,
+                "accuracy": (m.correct or 0) / m.labelled if m.labelled else None,
+                "labelled": m.labelled or 0,
                 "correct": m.correct or 0,
                 "model_version": m.model_version,
+                "agreement": shadow.agree / shadow.images if shadow else None,
+                "shadow_version": shadow.version if shadow else None,
             }
         )
     return out
@@ -163,7 +168,7 @@ def recent_accuracy(series: Sequence[Mapping[str, Any]], windows: int = RECENT) 
     >>> recent_accuracy([]) is None
     True
     """
-    last = list(series)[-windows:]
+    last = [p for p in series if p.get("labelled")][-windows:]  # windows scored in shadow only have none
     known = sum(int(p["labelled"]) for p in last)
     if not last or not known:
         return None

@@ -107,9 +107,11 @@ class MetroDashboard:
             self.station.refresh_labellers()
             self._unseen_due = True
         if self.ticker.count % self.models_every == 0:
-            models = self.client.models()
-            if models != self.models.models or self.ticker.count % (self.models_every * 5) == 0:
-                self.models.refresh(self.client.cameras(), models)
+            models, rollouts = self.client.models(), self.client.rollouts(10)
+            changed = models != self.models.models or rollouts != self.models.rollouts
+            if changed or self.ticker.count % (self.models_every * 5) == 0:
+                self.models.refresh(self.client.cameras(), models, rollouts)
+                self.station.show_shadow(self.models.rollouts)
                 self._unseen_due = True
         if self._unseen_due:
             self.station.show_unseen(*unseen_labels(self.client.labels(), self.models.models))

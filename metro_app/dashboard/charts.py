@@ -70,7 +70,8 @@ def accuracy_png(
     size: tuple[float, float] = (4.6, 2.2),
     recent: Mapping[str, Any] | None = None,
 ) -> bytes:
-    """Live accuracy per metrics window, with a dashed marker where the model version changed.
+    """Live accuracy per metrics window, with a dashed marker where the model version changed, and
+    while a candidate scores in shadow, the share of images both models agreed on.
 
     `recent` (`_data.recent_accuracy`) is the camera's one live accuracy: the title says it, with
     the number of windows it covers, and a dotted line shows it over the windows it covers.
@@ -79,8 +80,13 @@ def accuracy_png(
     fig.subplots_adjust(left=0.12, right=0.98, top=0.88, bottom=0.2)
     ax = fig.add_subplot()
     x = np.arange(len(series))
-    y = [100.0 * p["accuracy"] for p in series]
-    ax.plot(x, y, marker=".", color=_CERTAIN, lw=1.2)
+    y = [np.nan if p.get("accuracy") is None else 100.0 * p["accuracy"] for p in series]
+    ax.plot(x, y, marker=".", color=_CERTAIN, lw=1.2, label="live accuracy")
+    agree = [np.nan if p.get("agreement") is None else 100.0 * p["agreement"] for p in series]
+    shown = [v for v in agree if not np.isnan(v)]
+    if shown:
+        ax.plot(x, agree, marker=".", color=_HIGHLIGHT, lw=1.0, ls=":", label="agrees with shadow")
+        ax.legend(fontsize=7, loc="lower left")
     for k in range(1, len(series)):
         if series[k]["model_version"] != series[k - 1]["model_version"]:
             ax.axvline(k - 0.5, color=_HIGHLIGHT, ls="--", lw=1)
@@ -94,9 +100,11 @@ def accuracy_png(
         ax.hlines(
             100.0 * recent["accuracy"], len(series) - n - 0.2, len(series) - 0.8, colors=_UNCERTAIN, ls=":"
         )
-        said = f" {100.0 * recent['accuracy']:.1f} % over the last {n} windows"
+        said = f" {100.0 * recent['accuracy']:.1f} % over the last {n} labelled windows"
     else:
         said = ": no labelled window yet"
+    if shown:
+        said += f"; agrees with shadow {shown[-1]:.1f} %"
     ax.set_title(f"{title}: live accuracy{said}", fontsize=9)
     ax.tick_params(labelsize=7)
     return _png(fig)
@@ -241,7 +249,7 @@ class AccuracyChart:
         self.fig = Figure(figsize=size, dpi=80)
         self.fig.subplots_adjust(left=0.12, right=0.98, top=0.88, bottom=0.2)
         self.ax = self.fig.add_subplot()
-        (self.line,) = self.ax.plot([], [], marker=".", color=_CERTAIN, lw=1.2)
+        (self.line,) = self.ax.plot([], [], marker=".", color=_CERTAIN, lw=1.2, label="live accuracy")
         self.ax.set_ylim(0, 100)
         self.ax.set_ylabel("accuracy %")
         self.ax.set_xlabel("metrics window")
@@ -252,8 +260,16 @@ class AccuracyChart:
         for artist in self._marks:
             artist.remove()
         self._marks = []
-        y = [100.0 * p["accuracy"] for p in series]
-        self.line.set_data(np.arange(len(series)), y)
+        x = np.arange(len(series))
+        y = [np.nan if p.get("accuracy") is None else 100.0 * p["accuracy"] for p in series]
+        self.line.set_data(x, y)
+        agree = [np.nan if p.get("agreement") is None else 100.0 * p["agreement"] for p in series]
+        shown = [v for v in agree if not np.isnan(v)]
+        if shown:  # a candidate scores in shadow: how often it agreed with the serving model
+            (line,) = self.ax.plot(
+                x, agree, marker=".", color=_HIGHLIGHT, lw=1.0, ls=":", label="agrees with shadow"
+            )
+            self._marks += [line, self.ax.legend(handles=[self.line, line], fontsize=7, loc="lower left")]
         for k in range(1, len(series)):
             if series[k]["model_version"] != series[k - 1]["model_version"]:
                 self._marks.append(self.ax.axvline(k - 0.5, color=_HIGHLIGHT, ls="--", lw=1))
@@ -271,6 +287,8 @@ class AccuracyChart:
             said = f" {level:.1f} % over the last {n} windows"
         else:
             said = ": no labelled window yet"
+        if shown:
+            said += f"; agrees with shadow {shown[-1]:.1f} %"
         self.ax.set_xlim(-0.5, max(1, len(series)) - 0.5)
         self.ax.set_title(f"{title}: live accuracy{said}", fontsize=9)
         return _png(self.fig)

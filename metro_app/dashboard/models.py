@@ -11,11 +11,12 @@ import ipywidgets as widgets
 
 from metro_app.client import ApiError, ViewClient
 
-__all__ = ["ModelsPanel", "models_table_html"]
+__all__ = ["ModelsPanel", "models_table_html", "shadow_figures_html"]
 
 _STATUS_COLOUR = {
     "serving": "#080",
     "published": "#080",
+    "shadow": "#b60",
     "canary": "#b60",
     "superseded": "#777",
     "refused": "#c00",
@@ -40,8 +41,33 @@ def _pct(v: Any) -> str:
     return "&ndash;" if v is None else f"{100 * float(v):.1f}%"
 
 
+def shadow_figures_html(sh: dict[str, Any] | None) -> str:
+    """A shadow stage's figures in one line: agreement, labelled disagreements, who was right, p, labels needed.
+
+    >>> shadow_figures_html({"images": 500, "agree": 450, "disagreements": 40, "labelled": 12,
+    ...     "candidate_right": 1, "serving_right": 10, "p_value": 0.006, "needed": 9})
+    'agree 90.0% of 500 &middot; 40 disagreements, 12 labelled: candidate right 1, serving right 10, p=0.006 &middot; 9 more labels needed'
+    """
+    if not sh or "images" not in sh:
+        return ""
+    images = int(sh.get("images") or 0)
+    agree = (
+        f"agree {100 * int(sh.get('agree') or 0) / images:.1f}% of {images}"
+        if images
+        else "no image scored yet"
+    )
+    p = sh.get("p_value")
+    shown = "" if p is None else f", p={float(p):.3g}"
+    needed = int(sh.get("needed") or 0)
+    more = f" &middot; {needed} more labels needed" if needed else ""
+    return (
+        f"{agree} &middot; {sh.get('disagreements', 0)} disagreements, {sh.get('labelled', 0)} labelled: "
+        f"candidate right {sh.get('candidate_right', 0)}, serving right {sh.get('serving_right', 0)}{shown}{more}"
+    )
+
+
 def _rollout(r: dict[str, Any] | None) -> str:
-    """The model's newest rollout: its state on its canary cameras, and who started it (its trigger)."""
+    """The model's newest rollout: its stage on its canary cameras, the shadow figures, and who started it."""
     if not r:
         return ""
     targets = ", ".join(str(t) for t in r.get("targets") or [])
@@ -50,7 +76,14 @@ def _rollout(r: dict[str, Any] | None) -> str:
         if r.get("trigger")
         else ""
     )
-    return f'<span class="metro-rollout" title="{html.escape(str(r.get("reason") or ""))}">{html.escape(str(r.get("state")))} on {html.escape(targets)}</span>{who}'
+    stage = str(r.get("stage") or r.get("state"))
+    figures = shadow_figures_html(r.get("shadow"))
+    shadow = f'<br><small class="metro-shadow-figures">shadow: {figures}</small>' if figures else ""
+    reason = html.escape(str(r.get("reason") or ""))
+    return (
+        f'<span class="metro-rollout" title="{reason}">{html.escape(stage)} on {html.escape(targets)}</span>'
+        f'{shadow}<br><small class="metro-rollout-reason">{reason[:200]}</small>{who}'
+    )
 
 
 def _started_by(events: list[dict[str, Any]]) -> str:
@@ -151,15 +184,65 @@ class ModelsPanel:
         self.progress = widgets.FloatProgress(value=0, min=0, max=1, description="retrain")
         self.status = widgets.HTML()
         self.status.add_class("metro-retrain-status")
-        self.widget = widgets.VBox([widgets.HBox([self.button, self.progress, self.status]), self.table])
+        self._rollout_controls()
+        self.widget = widgets.VBox(
+            [
+                widgets.HBox([self.button, self.progress, self.status]),
+                widgets.HBox(
+                    [self.rollout_version, self.rollout_cameras, self.rollout_button, self.rollout_status]
+                ),
+                self.table,
+            ]
+        )
         self.widget.add_class("metro-models")
+        self.rollouts: list[dict[str, Any]] = []
         self._busy = threading.Lock()
         self.last_result: dict[str, Any] | None = None
 
-    def refresh(self, cameras: list[dict[str, Any]], models: list[dict[str, Any]] | None = None) -> None:
-        """Show the registry (`models`, else read now) and which of `cameras` runs each model."""
+    def _rollout_controls(self) -> None:
+        """Roll a registered candidate out to canary cameras: a shadow stage first, then the canary."""
+        self.rollout_version = widgets.Dropdown(options=[], description="roll out", layout={"width": "330px"})
+        self.rollout_version.add_class("metro-rollout-version")
+        self.rollout_cameras = widgets.Text(
+            placeholder="canary cameras, comma-separated", layout={"width": "240px"}
+        )
+        self.rollout_cameras.add_class("metro-rollout-cameras")
+        self.rollout_button = widgets.Button(description="Roll out in shadow", icon="eye")
+        self.rollout_button.add_class("metro-rollout-start")
+        self.rollout_button.on_click(lambda _b: self.start_rollout())
+        self.rollout_status = widgets.HTML()
+        self.rollout_status.add_class("metro-rollout-status")
+
+    def refresh(
+        self,
+        cameras: list[dict[str, Any]],
+        models: list[dict[str, Any]] | None = None,
+        rollouts: list[dict[str, Any]] | None = None,
+    ) -> None:
+        """Show the registry and rollouts (given, else read now) and which of `cameras` runs each model."""
         self.models = self.client.models() if models is None else models
+        self.rollouts = self.client.rollouts(10) if rollouts is None else rollouts
         self.table.value = models_table_html(self.models, cameras)
+        candidates = [str(m["version"]) for m in self.models if m.get("status") == "candidate"]
+        if list(self.rollout_version.options) != candidates:
+            self.rollout_version.options = candidates
+
+    def start_rollout(self) -> dict[str, Any] | None:
+        """POST the rollout of the chosen candidate to the named cameras; the answer shows beside the button."""
+        version = self.rollout_version.value
+        cameras = [c.strip() for c in self.rollout_cameras.value.split(",") if c.strip()]
+        if not version or not cameras:
+            self.rollout_status.value = (
+                '<b style="color:#c00">choose a candidate and name the canary cameras</b>'
+            )
+            return None
+        try:
+            r = self.client.start_rollout(str(version), cameras)
+        except ApiError as exc:
+            self.rollout_status.value = f'<b style="color:#c00">rollout: {html.escape(str(exc))}</b>'
+            return None
+        self.rollout_status.value = f'<b class="metro-rollout-started">rollout {r["rollout"]} registered</b>: {html.escape(str(r["reason"]))}'
+        return r
 
     def retrain(self, wait: bool = False, timeout: float = 600) -> threading.Thread | None:
         """Start a retrain job at the hub in a background thread; `wait` joins it."""

@@ -18,7 +18,16 @@ from metro_app.dashboard.gallery import ImageCard
 from metro_app.dashboard.keys import KeyListener
 from metro_app.labels.quality import LABELS
 
-__all__ = ["LABELS", "ORDERS", "CorrectionStation", "StationState", "order_items", "margin", "labellers_html"]
+__all__ = [
+    "LABELS",
+    "ORDERS",
+    "CorrectionStation",
+    "StationState",
+    "order_items",
+    "margin",
+    "labellers_html",
+    "shadow_needs_html",
+]
 
 ORDERS = {"least confident first": "lowest", "smallest margin first": "margin", "newest first": "newest"}
 
@@ -33,13 +42,53 @@ def margin(item: dict[str, Any]) -> float:
     return round(top[0] - top[1], 12)
 
 
-def order_items(items: list[dict[str, Any]], order: str) -> list[dict[str, Any]]:
-    """Newest-first `items` in the station's order: ``lowest`` probability, smallest ``margin``, ``newest``."""
+def order_items(items: list[dict[str, Any]], order: str, shadow: str | None = None) -> list[dict[str, Any]]:
+    """Newest-first `items` in the station's order: ``lowest`` probability, smallest ``margin``, ``newest``.
+
+    With `shadow` (the version of a candidate in its shadow stage), its disagreement images come
+    first: their labels decide the rollout.
+
+    >>> items = [{"id": "a", "result_probability": 0.4}, {"id": "b", "result_probability": 0.9,
+    ...          "shadow_version": "m-2"}, {"id": "c", "result_probability": 0.3}]
+    >>> [t["id"] for t in order_items(items, "lowest", shadow="m-2")]
+    ['b', 'c', 'a']
+    """
     if order == "lowest":
-        return sorted(items, key=lambda t: t["result_probability"])
-    if order == "margin":
-        return sorted(items, key=margin)
-    return list(items)
+        items = sorted(items, key=lambda t: t["result_probability"])
+    elif order == "margin":
+        items = sorted(items, key=margin)
+    else:
+        items = list(items)
+    if shadow is not None:
+        items.sort(
+            key=lambda t: t.get("shadow_version") != shadow
+        )  # stable: the order within each part holds
+    return items
+
+
+def shadow_needs_html(rollout: dict[str, Any] | None) -> str:
+    """What the running shadow stage still needs, e.g. "7 more labels decide the canary on Line3".
+
+    >>> shadow_needs_html({"rollout": 4, "version": "m-2", "stage": "shadow", "targets": ["Line3"],
+    ...     "shadow": {"needed": 7, "candidate_right": 9, "serving_right": 4, "disagreements": 30}})[:79]
+    '<div class="metro-shadow-needs"><b>7 more labels</b> decide the canary on Line3'
+    """
+    if not rollout or rollout.get("stage") != "shadow":
+        return ""
+    sh = rollout.get("shadow") or {}
+    where = html.escape(", ".join(str(t) for t in rollout.get("targets") or []))
+    needed = int(sh.get("needed") or 0)
+    head = (
+        f"<b>{needed} more labels</b> decide the canary on {where}"
+        if needed
+        else f"enough labels on {where}: the verdict waits for a clear lead"
+    )
+    return (
+        f'<div class="metro-shadow-needs">{head}: candidate <code>{html.escape(str(rollout.get("version")))}'
+        f"</code> runs in shadow; its disagreements with the serving model come first below "
+        f"(candidate right {sh.get('candidate_right', 0)}, serving right {sh.get('serving_right', 0)}, "
+        f"{sh.get('disagreements', 0)} disagreements stored)</div>"
+    )
 
 
 def _percent(v: float | None) -> str:
@@ -161,6 +210,8 @@ class CorrectionStation:
         self.counter.add_class("metro-station-counter")
         self.unseen = widgets.HTML()
         self.unseen.add_class("metro-unseen-labels")
+        self.shadow_needs = widgets.HTML()  # what a running shadow stage still needs
+        self.shadow_rollout: dict[str, Any] | None = None
         self.labellers = widgets.HTML()
         self.buttons = self._label_buttons()
         nav = self._nav_buttons()
@@ -173,6 +224,7 @@ class CorrectionStation:
                 widgets.HBox([self.camera, self.order, self.size, self.reload]),
                 widgets.HBox([self.labeller, self.counter]),
                 self.unseen,
+                self.shadow_needs,
                 self.labellers,
                 self.card.widget,
                 widgets.HBox(self.buttons[:10], layout={"flex_flow": "row wrap"}),
@@ -248,7 +300,11 @@ class CorrectionStation:
         if camera:
             items = [t for t in items if t["camera"] == camera]
         items.reverse()  # newest first
-        return order_items(items, ORDERS[self.order.value])[:n]
+        running = [r for r in self.client.rollouts(10) if r.get("stage") == "shadow"]
+        self.shadow_rollout = running[0] if running else None
+        self.shadow_needs.value = shadow_needs_html(self.shadow_rollout)
+        shadow = None if self.shadow_rollout is None else str(self.shadow_rollout["version"])
+        return order_items(items, ORDERS[self.order.value], shadow)[:n]
 
     def load(self) -> CorrectionStation:
         """Take a new snapshot of uncertain images and read their stored labels from the hub.
@@ -298,6 +354,12 @@ class CorrectionStation:
         self.unseen.value = (
             f"<b>{n}</b> stored labels not yet seen by {model}: press Retrain to learn from them"
         )
+
+    def show_shadow(self, rollouts: list[dict[str, Any]]) -> None:
+        """Say what a running shadow stage still needs (the live thread's call, from the Models panel's list)."""
+        running = [r for r in rollouts if r.get("stage") == "shadow"]
+        self.shadow_rollout = running[0] if running else None
+        self.shadow_needs.value = shadow_needs_html(self.shadow_rollout)
 
     # actions ------------------------------------------------------------------------------------
 
@@ -354,6 +416,12 @@ class CorrectionStation:
         chosen = (
             f" &middot; your label <b>{html.escape(label or '')}</b>" if item["id"] in s.chosen else where
         )
+        if item.get("shadow_version") is not None:
+            chosen += (
+                f' &middot; <b class="metro-disagreement">serving model says {item.get("result_class")}, '
+                f"candidate <code>{html.escape(str(item['shadow_version']))}</code> says "
+                f"{item.get('shadow_predicted')}</b>"
+            )
         votes = s.conflicts.get(item["id"])
         if votes:
             said = ", ".join(f"{html.escape(k)} says {html.escape(v)}" for k, v in sorted(votes.items()))

@@ -12,6 +12,7 @@ import hashlib
 import logging
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -25,7 +26,7 @@ from metro_app.ingest.validate import RecordLike, Valid, Validator
 from metro_app.store import DeadLetter, Store, WriteResult
 from metro_app.store.items import Item
 
-__all__ = ["HUB_CONSUMER_CONFIG", "group_id", "HubStats", "DeadLetterSink", "HubLoop"]
+__all__ = ["HUB_CONSUMER_CONFIG", "group_id", "reason_kind", "HubStats", "DeadLetterSink", "HubLoop"]
 
 log = logging.getLogger(__name__)
 _DLQ_VALUE_LIMIT = 256_000
@@ -42,6 +43,25 @@ HUB_CONSUMER_CONFIG: dict[str, Any] = {
 def group_id(topic: str) -> str:
     """The reference's consumer group name for a topic."""
     return f"MetroEdge-{topic}"
+
+
+def reason_kind(reason: str) -> str:
+    """A dead letter's reason as one of a few kinds, for counting (the full text stays in the store).
+
+    >>> reason_kind("edge-mnist.events[0]@7: the store refused it: DataError: out of range")
+    'store_refused'
+    >>> reason_kind("edge-mnist.events[0]@9: id 'c/r/1' repeats an earlier message with different content")
+    'conflict'
+    >>> reason_kind("edge-mnist.events[0]@3: not JSON: unexpected character")
+    'invalid'
+    """
+    if "the store refused it" in reason:
+        return "store_refused"
+    if "with different content" in reason:
+        return "conflict"
+    if "internal error" in reason:
+        return "internal"
+    return "invalid"
 
 
 @dataclass
@@ -112,7 +132,9 @@ class HubLoop:
         lag_interval: float = 2.0,
         on_stored: Callable[[list[Valid]], None] | None = None,
         async_commits: bool = True,
+        on_write: Callable[[float], None] | None = None,
     ) -> None:
+        """`on_write(seconds)` learns how long each store transaction of a batch took (Prometheus)."""
         self._consumer = consumer
         self._store = store
         self._dead = dead_letters
@@ -127,6 +149,9 @@ class HubLoop:
         self._on_stored = on_stored
         self.async_commits = async_commits
         self._pending_commit = False
+        self._on_write = on_write
+        self.partition_lag: dict[tuple[str, int], int] = {}  # (topic, partition) -> records behind
+        self.dead_reasons: Counter[str] = Counter()  # `reason_kind` -> dead letters sent by this hub
 
     def step(self) -> int:
         """Handle one polled batch; returns how many records it committed."""
@@ -199,6 +224,7 @@ class HubLoop:
         total: WriteResult,
         refused: list[tuple[RecordLike, DeadLetter]],
     ) -> None:
+        began = time.perf_counter()
         try:
             r = self._store.write_items([it for _, it in items], dead)
         except Exception as exc:
@@ -217,6 +243,8 @@ class HubLoop:
             self._write_split([], [*dead, letter], total, refused)
             refused.append((rec, letter))
             return
+        if self._on_write is not None:
+            self._on_write(time.perf_counter() - began)
         total.metrics += r.metrics
         total.images += r.images
         total.dead_letters += r.dead_letters
@@ -254,6 +282,7 @@ class HubLoop:
         s.records += n
         s.duplicates += good - new
         s.dead_letters += len(bad)
+        self.dead_reasons.update(reason_kind(letter.reason) for _, letter in bad)
         s.batches += 1
         s.last_batch = time.time()
 
@@ -301,7 +330,9 @@ class HubLoop:
         try:
             tps = list(self._consumer.assignment())
             ends = self._consumer.end_offsets(tps) if tps else {}
-            self.stats.lag = sum(max(0, ends[tp] - self._consumer.position(tp)) for tp in tps)
+            lags = {(tp.topic, tp.partition): max(0, ends[tp] - self._consumer.position(tp)) for tp in tps}
+            self.partition_lag = lags
+            self.stats.lag = sum(lags.values())
         except Exception as exc:
             log.debug("consumer lag unavailable: %s", exc)
 

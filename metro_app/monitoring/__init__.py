@@ -1,1 +1,2 @@
-"""Monitoring: drift detectors per camera (`drift`) and the alert loop over the store (`alerts`)."""
+"""Monitoring: drift detectors per camera (`drift`), the alert loop over the store (`alerts`), and the
+hub's Prometheus metrics (`prometheus`, served on GET /metrics)."""

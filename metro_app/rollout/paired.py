@@ -14,6 +14,10 @@ test is the one-sided binomial test of that (`scipy.stats.binomtest`, ``alternat
   (``candidate_right >= serving_right``, so the test cannot be significant);
 - **promote** as well when the models agreed on every frame of every canary camera for
   ``windows`` windows or more: they are then identical in effect;
+- on cameras whose source knows the labels, the windows' right answers decide as well,
+  frame for frame on the same images: once ``min_images`` labelled frames were scored by
+  both, a candidate more than ``max_accuracy_drop`` points below the serving model is
+  rolled back, and one within that bound is promoted after ``windows`` windows;
 - **time out** after ``timeout`` seconds with too few labels: the candidate is
   refused ("needs 7 more labelled disagreements"); the rule never promotes blind;
 - otherwise **wait** (for labels, or for a lead to turn significant).
@@ -33,12 +37,22 @@ Pure functions over counts, so each decision tests without a store or a broker.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from edgemnist.cliargs import check_fields
 
-__all__ = ["PairedPolicy", "Pairs", "Agreement", "Decision", "p_serving_better", "decide", "ACTIONS"]
+__all__ = [
+    "PairedPolicy",
+    "Pairs",
+    "Agreement",
+    "Decision",
+    "p_serving_better",
+    "decide",
+    "agreement",
+    "ACTIONS",
+]
 
 ACTIONS = ("promote", "rollback", "wait", "timeout")
 
@@ -51,6 +65,8 @@ class PairedPolicy:
     alpha: float = 0.05
     windows: int = 5
     timeout: float = 600.0
+    max_accuracy_drop: float = 5.0  # on cameras that know labels
+    min_images: int = 50
 
     def __post_init__(self) -> None:
         checks = [
@@ -58,6 +74,8 @@ class PairedPolicy:
             ("alpha", 0.0 < self.alpha < 1.0, "must be between 0 and 1"),
             ("windows", 1 <= self.windows <= 10_000, "must be 1 to 10000"),
             ("timeout", self.timeout > 0, "must be more than 0 seconds"),
+            ("max_accuracy_drop", 0.0 <= self.max_accuracy_drop <= 100.0, "must be 0 to 100 points"),
+            ("min_images", self.min_images >= 0, "must be 0 or more"),
         ]
         check_fields(self, checks, prefix="shadow ")
 
@@ -84,6 +102,13 @@ class Agreement:
     windows: int = 0
     images: int = 0
     agree: int = 0
+    labelled_frames: int = 0  # frames of fully shadowed windows whose source knew the label
+    serving_correct: int = 0  # of those, right by the serving model
+    candidate_correct: int = 0  # and by the candidate
+    held_back: int = 0  # disagreements the edges' per-window cap kept at the edge
+
+    def to_dict(self) -> dict[str, Any]:
+        return {f: getattr(self, f) for f in self.__slots__}
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,6 +159,20 @@ def decide(pairs: Pairs, agreement: Agreement, policy: PairedPolicy, elapsed: fl
             f"{pairs.serving_right}, candidate right {pairs.candidate_right} (McNemar p={p:.4g} < {policy.alpha:g})",
             p,
         )
+    if agreement.labelled_frames and agreement.labelled_frames >= policy.min_images:
+        serving, candidate = (
+            agreement.serving_correct / agreement.labelled_frames,
+            agreement.candidate_correct / agreement.labelled_frames,
+        )
+        drop = 100.0 * (serving - candidate)
+        same = (
+            f"on the same {agreement.labelled_frames} labelled frames: candidate {candidate:.3f}, "
+            f"serving {serving:.3f} ({-drop:+.1f} points, at most -{policy.max_accuracy_drop:g} allowed)"
+        )
+        if drop > policy.max_accuracy_drop + 1e-9:
+            return Decision("rollback", f"live accuracy {same}", p)
+        if agreement.windows >= policy.windows:
+            return Decision("promote", f"live accuracy within bounds {same}", p)
     if pairs.n >= policy.labels and pairs.candidate_right >= pairs.serving_right:
         shown = "n/a" if p is None else f"{p:.4g}"
         return Decision(
@@ -157,3 +196,36 @@ def decide(pairs: Pairs, agreement: Agreement, policy: PairedPolicy, elapsed: fl
     if elapsed > policy.timeout:
         return Decision("timeout", f"timed out after {policy.timeout:g} s: {why}", p)
     return Decision("wait", why, p)
+
+
+def agreement(by_camera: Mapping[str, Iterable[Mapping[str, Any]]], version: str) -> Agreement:
+    """Pool the canary cameras' metrics windows (the wire JSON) in which `version` scored in shadow.
+
+    Right answers are compared only over windows the shadow model scored whole (its ``images``
+    equal the window's), so both counts are over the same frames.
+
+    >>> w = {"camera_metrics": {"A": {"certain": [9, 0], "uncertain": [1, 0]}}, "labelled": 10, "correct": 9,
+    ...      "shadow": {"version": "m-2", "images": 10, "agree": 8, "correct": 7, "held_back": 0}}
+    >>> agreement({"A": [w, w]}, "m-2")
+    Agreement(windows=2, images=20, agree=16, labelled_frames=20, serving_correct=18, candidate_correct=14, held_back=0)
+    """
+    fewest: int | None = None
+    images = agree = labelled = serving = candidate = held = 0
+    for camera, windows in by_camera.items():
+        n = 0
+        for w in windows:
+            sh = w.get("shadow") or {}
+            if sh.get("version") != version:
+                continue
+            n += 1
+            images += int(sh.get("images") or 0)
+            agree += int(sh.get("agree") or 0)
+            held += int(sh.get("held_back") or 0)
+            counts = (w.get("camera_metrics") or {}).get(camera) or {}
+            scored = sum(counts.get("certain") or ()) + sum(counts.get("uncertain") or ())
+            if sh.get("correct") is not None and w.get("labelled") and scored == sh.get("images"):
+                labelled += int(w["labelled"])
+                serving += int(w.get("correct") or 0)
+                candidate += int(sh["correct"])
+        fewest = n if fewest is None else min(fewest, n)
+    return Agreement(fewest or 0, images, agree, labelled, serving, candidate, held)

@@ -46,6 +46,9 @@ class Policy:
     max_uncertain_rise: float = 10.0
     timeout: float = 600.0
     min_images: int = 50
+    shadow: bool = True  # start with a shadow stage (`metro_app.rollout.paired`); False: canary at once
+    shadow_labels: int = 20
+    shadow_alpha: float = 0.05
 
     def __post_init__(self) -> None:
         checks = [
@@ -54,8 +57,14 @@ class Policy:
             ("max_uncertain_rise", 0.0 <= self.max_uncertain_rise <= 100.0, "must be 0 to 100 points"),
             ("timeout", self.timeout > 0, "must be more than 0 seconds"),
             ("min_images", self.min_images >= 0, "must be 0 or more"),
+            ("shadow_labels", 1 <= self.shadow_labels <= 100_000, "must be 1 to 100000"),
+            ("shadow_alpha", 0.0 < self.shadow_alpha < 1.0, "must be between 0 and 1"),
         ]
         check_fields(self, checks, prefix="rollout ")
+
+    def shadow_rule(self) -> dict[str, Any] | None:
+        """What the store keeps of the shadow stage's rule; None without a shadow stage."""
+        return {"labels": self.shadow_labels, "alpha": self.shadow_alpha} if self.shadow else None
 
 
 @dataclass(frozen=True, slots=True)

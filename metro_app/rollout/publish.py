@@ -157,6 +157,21 @@ class ModelPublisher:
         )
         return envelope
 
+    def withdraw_shadow(self, targets: tuple[str, ...] | None) -> None:
+        """End the shadow model on `targets`: a tombstone under their ``shadow:`` key (unsigned, since
+        it carries no model; at worst an edge stops shadow scoring, it never serves anything new)."""
+        producer = self._open()
+        key = ModelEnvelope("-", "0" * 64, b"", targets=targets, role="shadow").key
+        try:
+            future = producer.send(self.topic, key=key, value=None)
+            producer.flush(timeout=self.timeout)
+            future.get(timeout=self.timeout)
+        except Exception as exc:
+            raise BrokerUnavailable(
+                f"shadow withdrawal for {key!r}: not acknowledged on {self.topic!r}: {exc}"
+            ) from exc
+        log.info("shadow model withdrawn on %s", "every camera" if targets is None else ", ".join(targets))
+
     def close(self) -> None:
         producer, self._producer = self._producer, None
         if producer is not None:

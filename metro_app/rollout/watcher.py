@@ -2,10 +2,15 @@
 
 A rollout goes ``pending`` (registered: `metro-app rollout`, POST
 /models/{version}/rollout, or an accepted retrain with ``--canary``) ->
-``canary`` (the model published to the canary cameras only; the model's status
-is canary) -> ``promoted`` (published to every camera) or ``rolled_back`` (the
-model the fleet ran before published back to the canary cameras; the model's
-status is rolled_back, with the figures). The rule is `metro_app.rollout.policy`.
+``shadow`` (the model published to the canary cameras in the shadow role: it
+scores beside the serving model, which still decides; the model's status is
+shadow; the rule is `metro_app.rollout.paired`, judged on the labelled
+disagreements) -> ``canary`` (the model published to serve on the canary cameras
+only; the model's status is canary; the rule is `metro_app.rollout.policy`) ->
+``promoted`` (published to every camera) or ``rolled_back`` (a shadow withdrawn,
+or the model the fleet ran before published back to the canary cameras; the
+model's status is rolled_back, with the figures). A rollout registered without a
+shadow stage (``--no-shadow``) goes from pending straight to canary.
 
 `RolloutWatcher` runs in every hub (`metro-app run`) but acts only while it
 holds the store's lease, so with several hubs exactly one watches; its state
@@ -24,6 +29,7 @@ from typing import Any, Protocol
 
 from edgemnist.errors import BrokerUnavailable, ConfigError, ModelError
 from metro_app.ingest.runloop import LoopHealth
+from metro_app.rollout.paired import Agreement, Decision, PairedPolicy, Pairs, agreement, decide
 from metro_app.rollout.policy import Figures, Policy, figures, judge
 from metro_app.store import Store
 from metro_app.store.rollouts import check_model
@@ -52,7 +58,10 @@ class Publisher(Protocol):
         *,
         status: str = "published",
         why: str = "",
+        role: str = "serve",
     ) -> Any: ...
+
+    def withdraw_shadow(self, targets: tuple[str, ...] | None) -> None: ...
 
 
 def parse_cameras(text: str | Sequence[str]) -> tuple[str, ...]:
@@ -97,6 +106,14 @@ def _policy(r: Mapping[str, Any]) -> Policy:
     return Policy(
         r["windows"], r["max_accuracy_drop"], r["max_uncertain_rise"], r["timeout"], r["min_images"]
     )
+
+
+def _paired(r: Mapping[str, Any]) -> PairedPolicy:
+    rule = r["shadow"] or {}
+    return PairedPolicy(
+        int(rule.get("labels", 20)), float(rule.get("alpha", 0.05)), r["windows"], r["timeout"],
+        r["max_accuracy_drop"], r["min_images"],
+    )  # fmt: skip
 
 
 class RolloutWatcher:
@@ -151,17 +168,82 @@ class RolloutWatcher:
     def advance(self, r: Mapping[str, Any]) -> str:
         """Move one rollout on as far as the store's windows allow; returns its state now."""
         if r["state"] == "pending":
-            return self._start(r)
+            return self._start_shadow(r) if r.get("shadow") else self._start(r)
+        if r["state"] == "shadow":
+            return self._watch_shadow(r)
         if r["state"] == "canary":
             return self._watch(r)
         return str(r["state"])
 
     def _fail(self, r: Mapping[str, Any], why: str) -> str:
         log.error("rollout %d of %s failed: %s", r["id"], r["version"], why)
-        self.book.move(r["id"], "pending", "failed", f"failed: {why}", finished=self.clock())
+        if r["state"] == "shadow":
+            self.publisher.withdraw_shadow(tuple(r["targets"]))
+        self.book.move(r["id"], r["state"], "failed", f"failed: {why}", finished=self.clock())
         return "failed"
 
-    def _start(self, r: Mapping[str, Any]) -> str:
+    # the shadow stage ------------------------------------------------------------------------------
+
+    def _start_shadow(self, r: Mapping[str, Any]) -> str:
+        version, targets = r["version"], tuple(r["targets"])
+        cameras = self.book.cameras_matching(targets)
+        if not cameras:
+            return self._fail(r, f"no windows from {', '.join(targets)} to shadow")
+        upto = self.book.last_metric_id()
+        rule = dict(r["shadow"])
+        try:
+            self.publisher.publish(
+                self.store, version, targets, status="shadow", role="shadow",
+                why=f"shadow of rollout {r['id']} on {', '.join(cameras)}: scores beside {r['parent']}, "
+                f"judged on {rule['labels']} labelled disagreements",
+            )  # fmt: skip
+        except ModelError as exc:
+            return self._fail(r, str(exc))
+        now = self.clock()
+        shadow = {**rule, "started": now, "upto": upto, **_shadow_figures(Pairs(), Agreement(), None, rule)}
+        reason = f"shadow on {', '.join(cameras)}: needs {rule['labels']} labelled disagreements"
+        self.book.move(r["id"], "pending", "shadow", reason, cameras=cameras, upto=upto, shadow=shadow)
+        log.info("rollout %d: %s scores in shadow on %s", r["id"], version, ", ".join(cameras))
+        return "shadow"
+
+    def _watch_shadow(self, r: Mapping[str, Any]) -> str:
+        version, targets = r["version"], tuple(r["targets"])
+        rule = dict(r["shadow"])
+        windows: dict[str, list[dict[str, Any]]] = {}
+        refusals: list[str] = []
+        for camera in r["cameras"] or []:
+            windows[camera] = [w for _, w in self.book.windows(camera, after=int(rule["upto"]))]
+            refusals += [
+                f"{camera}: {ref.get('reason')}"
+                for w in windows[camera]
+                for ref in w.get("model_refused") or ()
+                if ref.get("version") == version
+            ]
+        counts = self.store.disagreement_book().pairs(version, targets)
+        pairs = Pairs(counts["candidate_right"], counts["serving_right"])
+        agreed = agreement(windows, version)
+        if refusals:
+            decision = Decision("rollback", "refused by a canary camera: " + "; ".join(refusals), None)
+        else:
+            decision = decide(pairs, agreed, _paired(r), self.clock() - float(rule["started"]))
+        shadow = {**rule, **_shadow_figures(pairs, agreed, decision.p_value, rule), **counts}
+        if decision.action == "wait":
+            self.book.note(r["id"], shadow, f"shadow running: {decision.reason}", state="shadow")
+            return "shadow"
+        if decision.action == "promote":
+            self.book.note(r["id"], shadow, f"shadow passed: {decision.reason}", state="shadow")
+            return self._start({**r, "shadow": shadow}, after=f"shadow passed: {decision.reason}")
+        why = f"rolled back in shadow on {', '.join(targets)} (kept {r['parent']}): {decision.reason}"
+        self.publisher.withdraw_shadow(targets)
+        if self.book.move(r["id"], "shadow", "rolled_back", why, finished=self.clock(), shadow=shadow):
+            self.store.set_model_status(version, "rolled_back", why)
+            self.stats["rolled_back"] += 1
+            log.warning("rollout %d: %s %s", r["id"], version, why)
+        return "rolled_back"
+
+    # the canary stage ------------------------------------------------------------------------------
+
+    def _start(self, r: Mapping[str, Any], after: str = "") -> str:
         policy, version, targets = _policy(r), r["version"], tuple(r["targets"])
         upto = self.book.last_metric_id()
         keep = max(policy.windows, 3)
@@ -187,9 +269,10 @@ class RolloutWatcher:
             return self._fail(r, str(exc))
         base = {c: f.to_dict() for c, f in baseline.items()}
         reason = f"canary on {cams}: waiting for {policy.windows} windows each"
+        reason = f"{after}; {reason}" if after else reason
         self.book.move(
             r["id"],
-            "pending",
+            r["state"],
             "canary",
             reason,
             started=self.clock(),
@@ -260,6 +343,19 @@ class RolloutWatcher:
                 log.warning("rollout watcher: releasing the lease: %s", exc)
 
 
+def _shadow_figures(
+    pairs: Pairs, agreed: Agreement, p_value: float | None, rule: Mapping[str, Any]
+) -> dict[str, Any]:
+    """The shadow stage's figures as GET /rollouts/{id} shows them under ``shadow``."""
+    return {
+        **agreed.to_dict(),
+        "candidate_right": pairs.candidate_right,
+        "serving_right": pairs.serving_right,
+        "p_value": p_value,
+        "needed": max(int(rule["labels"]) - pairs.n, 0),
+    }
+
+
 def rollback(
     store: Store,
     publisher: Publisher,
@@ -282,9 +378,11 @@ def rollback(
         targets = tuple(r["targets"])
         if r["state"] == "canary":
             publisher.publish(store, r["parent"], targets, why=f"rollback of {r['version']} by hand ({who})")
+        elif r["state"] == "shadow":
+            publisher.withdraw_shadow(targets)
         why = f"rolled back by hand ({who}) on {', '.join(targets)} to {r['parent']}"
         if book.move(r["id"], r["state"], "rolled_back", why, finished=time.time()):
-            if r["state"] == "canary":
+            if r["state"] in ("canary", "shadow"):
                 store.set_model_status(r["version"], "rolled_back", why)
             ended.append(
                 {"rollout": r["id"], "version": r["version"], "parent": r["parent"], "targets": list(targets)}

@@ -7,7 +7,9 @@
 - `models`: the model registry (skops bytes, status, events), shown as `modelrows`;
 - `alerts`: camera alerts; `audit`: who did which write; `rollouts`: rollouts (`RolloutBook`); `leases`: singleton jobs (`Lease`);
   `requests`: retrain requests from the control topic (`RetrainRequests`);
-- `disagreements`: images where a shadow model disagreed, and who was right (`DisagreementBook`).
+- `disagreements`: images where a shadow model disagreed, and who was right (`DisagreementBook`);
+- `retention`: old metrics windows rolled up into hourly rows, old unlabelled images deleted (`RetentionBook`);
+- `tallies`: the counts the hub's Prometheus gauges read (`Tallies`).
 
 `schema` holds every table, `engine` the SQLite/PostgreSQL engines, `base` the shared write lock,
 `rows` and `items` the conversions between wire messages and rows.
@@ -31,7 +33,9 @@ from metro_app.store.labels import LabelTables
 from metro_app.store.leases import Lease
 from metro_app.store.models import ModelTables
 from metro_app.store.requests import RetrainRequests
+from metro_app.store.retention import RetentionBook
 from metro_app.store.rollouts import RolloutBook
+from metro_app.store.tallies import Tallies
 
 __all__ = ["DeadLetter", "WriteResult", "Store", "FLEET_BUCKET_SECONDS", "image_row_to_dict"]
 
@@ -53,6 +57,14 @@ class Store(EventTables, LabelTables, ModelTables, AlertTables, AuditTables):
     def disagreement_book(self) -> DisagreementBook:
         """The images where a shadow model disagreed with the serving one, and their labels."""
         return DisagreementBook(self.engine)
+
+    def retention(self) -> RetentionBook:
+        """Pruning by age: windows into hourly roll-ups, unlabelled images deleted (never labels, models, audit)."""
+        return RetentionBook(self.engine)
+
+    def tallies(self) -> Tallies:
+        """Cameras active and alerting, models, rollouts and retrain requests per state (for /metrics)."""
+        return Tallies(self.engine)
 
     def lease(self, name: str, holder: str | None = None, *, ttl: float = 15.0) -> Lease:
         """A lease row: one hub of several sharing this store runs the singleton job `name`."""

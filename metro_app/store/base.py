@@ -14,7 +14,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
 from metro_app.store.engine import make_engine
-from metro_app.store.schema import add_missing_columns, metadata, uncertain_images, widen_model_statuses
+from metro_app.store.schema import add_missing_columns, metadata, uncertain_images, widen_checks
 
 __all__ = ["StoreBase", "plain_insert"]
 
@@ -30,7 +30,7 @@ class StoreBase:
         self._insert = postgresql.insert if self.engine.dialect.name == "postgresql" else sqlite.insert
         metadata.create_all(self.engine)
         add_missing_columns(self.engine)
-        widen_model_statuses(self.engine)
+        widen_checks(self.engine)
 
     def close(self) -> None:
         self.engine.dispose()

@@ -170,6 +170,16 @@ class LabelTables(StoreBase):
             out.update((r.msg_id, r.camera) for r in self._rows(q))
         return out
 
+    def labels_since(self, since: float) -> dict[str, int]:
+        """Camera -> labels stored after `since` (epoch seconds) on that camera's images."""
+        q = (
+            sa.select(uncertain_images.c.camera, sa.func.count(labels.c.id).label("n"))
+            .join(uncertain_images, uncertain_images.c.msg_id == labels.c.image_id)
+            .where(labels.c.created > since)
+            .group_by(uncertain_images.c.camera)
+        )
+        return {r.camera: int(r.n) for r in self._rows(q)}
+
     def label_marks(self) -> tuple[int, int]:
         """(highest label id, highest resolution id): label quality changes only when these do."""
         with self.engine.connect() as conn:

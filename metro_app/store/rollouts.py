@@ -24,9 +24,12 @@ if TYPE_CHECKING:
     from metro_app.rollout.policy import Policy
     from metro_app.store import Store
 
-__all__ = ["ACTIVE", "RolloutBusy", "RolloutBook", "rollout_dict", "check_model", "with_rollouts"]
+__all__ = ["ACTIVE", "STAGES", "RolloutBusy", "RolloutBook", "rollout_dict", "check_model", "with_rollouts"]
 
-ACTIVE = ("pending", "canary")
+ACTIVE = ("pending", "shadow", "canary")
+_JSON = ("cameras", "baseline", "figures", "shadow")
+# what GET /rollouts/{id} calls each state
+STAGES = {"rolled_back": "rolled back"}
 
 
 class RolloutBusy(ConfigError):
@@ -40,8 +43,8 @@ def _loads(text: str | None) -> Any:
 def _parsed(row: Any) -> dict[str, Any]:
     """A rollout row with its JSON columns decoded; times stay epoch seconds (for the watcher)."""
     r = dict(row._asdict() if hasattr(row, "_asdict") else row)
-    for key in ("targets", "cameras", "baseline", "figures"):
-        r[key] = _loads(r[key])
+    for key in ("targets", "cameras", "baseline", "figures", "shadow"):
+        r[key] = _loads(r.get(key))
     return r
 
 
@@ -49,7 +52,12 @@ def rollout_dict(row: Any) -> dict[str, Any]:
     """One rollout as the API, the CLI's JSON line and the dashboard show it (times ISO-8601 UTC)."""
     r = _parsed(row)
     seconds = r["finished"] - r["started"] if r["finished"] is not None and r["started"] else None
-    out = {"rollout": r["id"], **r, "seconds": None if seconds is None else round(seconds, 3)}
+    out = {
+        "rollout": r["id"],
+        "stage": STAGES.get(r["state"], r["state"]),
+        **r,
+        "seconds": None if seconds is None else round(seconds, 3),
+    }
     for key in ("created", "updated", "started", "finished"):
         out[key] = iso(r[key]) if r[key] is not None else None
     return out
@@ -78,11 +86,14 @@ class RolloutBook:
             "max_uncertain_rise": policy.max_uncertain_rise,
             "timeout": policy.timeout,
             "min_images": policy.min_images,
+            "shadow": None if policy.shadow_rule() is None else json.dumps(policy.shadow_rule()),
             "state": "pending",
             "trigger": trigger[:300],
             "created": now,
             "updated": now,
-            "reason": f"registered by {trigger}: {version} to {', '.join(targets)}, then every camera",
+            "reason": f"registered by {trigger}: {version} to {', '.join(targets)}"
+            + (" in shadow, then as a canary" if policy.shadow else " as a canary")
+            + ", then every camera",
         }
         with self._engine.begin() as conn:
             self.store._begin_write(conn)  # PostgreSQL: one registration at a time, so the check holds
@@ -98,9 +109,7 @@ class RolloutBook:
 
     def move(self, rollout_id: int, old: str, new: str, reason: str, **values: Any) -> bool:
         """Change state `old` -> `new` unless someone else moved it first; False then."""
-        values = {
-            k: json.dumps(v) if k in ("cameras", "baseline", "figures") else v for k, v in values.items()
-        }
+        values = {k: json.dumps(v) if k in _JSON else v for k, v in values.items()}
         with self._engine.begin() as conn:
             return bool(
                 conn.execute(
@@ -110,13 +119,15 @@ class RolloutBook:
                 ).rowcount
             )
 
-    def note(self, rollout_id: int, figures: dict[str, Any], reason: str) -> None:
-        """Keep the canary's figures so far (shown while it runs)."""
+    def note(self, rollout_id: int, figures: dict[str, Any], reason: str, *, state: str = "canary") -> None:
+        """Keep the figures so far (shown while it runs): the canary's, or with state "shadow" the
+        shadow stage's (`figures` is then the whole ``shadow`` column)."""
+        column = "shadow" if state == "shadow" else "figures"
         with self._engine.begin() as conn:
             conn.execute(
                 sa.update(rollouts)
-                .where(rollouts.c.id == rollout_id, rollouts.c.state == "canary")
-                .values(figures=json.dumps(figures), reason=reason, updated=time.time())
+                .where(rollouts.c.id == rollout_id, rollouts.c.state == state)
+                .values({column: json.dumps(figures), "reason": reason, "updated": time.time()})
             )
 
     def get(self, rollout_id: int) -> dict[str, Any] | None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import sqlalchemy as sa
 
 __all__ = [
@@ -22,7 +24,9 @@ __all__ = [
     "label_resolutions",
     "audit",
     "camera_health",
+    "metrics_hourly",
     "add_missing_columns",
+    "widen_checks",
 ]
 
 metadata = sa.MetaData()
@@ -138,7 +142,9 @@ training_images = sa.Table(
 
 # serving: the hub's first model (its --model), which every camera runs without a publication;
 # superseded: was serving or published to every camera until a newer model was published to every camera
-MODEL_STATUSES = ("candidate", "refused", "canary", "serving", "published", "superseded", "rolled_back")
+MODEL_STATUSES = (
+    "candidate", "refused", "shadow", "canary", "serving", "published", "superseded", "rolled_back",
+)  # fmt: skip
 # the statuses of the model every camera runs (one model at a time holds one of them)
 FLEET_STATUSES = ("serving", "published")
 
@@ -211,6 +217,23 @@ label_resolutions = sa.Table(
 )
 
 
+# metrics windows older than the retention period, rolled up per camera and hour (`store.retention`):
+# sums of counts, so accuracy (correct / labelled) and uncertain share (uncertain / images) stay computable
+metrics_hourly = sa.Table(
+    "metrics_hourly",
+    metadata,
+    sa.Column("camera", sa.String(300), primary_key=True),
+    sa.Column("hour", sa.BigInteger, primary_key=True),  # epoch seconds of the hour's start (UTC)
+    sa.Column("windows", sa.Integer, nullable=False),
+    sa.Column("images", sa.BigInteger, nullable=False),  # certain + uncertain
+    sa.Column("uncertain", sa.BigInteger, nullable=False),
+    sa.Column("labelled", sa.BigInteger, nullable=False),
+    sa.Column("correct", sa.BigInteger, nullable=False),
+    sa.Column("first_ts", sa.Float, nullable=False),  # the oldest window's time in the hour
+    sa.Column("last_ts", sa.Float, nullable=False),
+)
+
+
 # every write on the hub (API route or CLI command): who, when, what, and how it ended; never pruned
 audit = sa.Table(
     "audit",
@@ -230,7 +253,7 @@ audit = sa.Table(
 
 # a canary rollout: pending (registered) -> canary (on the canary cameras) -> promoted | rolled_back;
 # failed when it could not start (unknown model, nothing to compare with)
-ROLLOUT_STATES = ("pending", "canary", "promoted", "rolled_back", "failed")
+ROLLOUT_STATES = ("pending", "shadow", "canary", "promoted", "rolled_back", "failed")
 
 rollouts = sa.Table(
     "rollouts",
@@ -254,6 +277,8 @@ rollouts = sa.Table(
     sa.Column("upto", sa.BigInteger),  # newest metrics row id before the canary: the baseline ends here
     sa.Column("baseline", sa.Text),  # JSON: camera -> figures of its windows before the canary
     sa.Column("figures", sa.Text),  # JSON: camera -> figures of its windows scored by the canary
+    # JSON: the shadow stage's rule (labels, alpha), start and figures so far; NULL: no shadow stage
+    sa.Column("shadow", sa.Text),
     sa.Column("reason", sa.Text, nullable=False),
     sa.CheckConstraint(
         "state IN (" + ", ".join(f"'{s}'" for s in ROLLOUT_STATES) + ")", name="ck_rollouts_state"
@@ -297,7 +322,7 @@ def add_missing_columns(engine: sa.engine.Engine) -> None:
     """Add nullable columns that newer versions define to tables an older hub created."""
     inspector = sa.inspect(engine)
     with engine.begin() as conn:
-        for table in (metrics, uncertain_images, labels):
+        for table in (metrics, uncertain_images, labels, rollouts):
             have = {c["name"] for c in inspector.get_columns(table.name)}
             for col in table.columns:
                 if col.name not in have and col.nullable:
@@ -305,48 +330,47 @@ def add_missing_columns(engine: sa.engine.Engine) -> None:
                     conn.execute(sa.text(f'ALTER TABLE {table.name} ADD COLUMN "{col.name}" {kind}'))
 
 
-def widen_model_statuses(engine: sa.engine.Engine) -> bool:
-    """Let a registry an older hub created hold every status of `MODEL_STATUSES` (its CHECK listed fewer).
+def widen_checks(engine: sa.engine.Engine) -> None:
+    """Bring the state and status CHECK constraints of a store an older hub created up to date.
 
-    PostgreSQL replaces the constraint; SQLite, which cannot alter one, copies the table into a new one
-    with the current constraint in one transaction (rows, bytes and events kept). True when it changed.
+    A newer hub knows more states (a rollout's ``shadow`` stage, say); an old constraint would refuse
+    them. Only the allowed values widen, no row changes: PostgreSQL drops and adds the constraint;
+    SQLite rewrites the table's schema text in place, the documented way for a change that leaves
+    the data on disk untouched (https://www.sqlite.org/lang_altertable.html, "writable_schema").
     """
-    wanted = "status IN (" + ", ".join(f"'{s}'" for s in MODEL_STATUSES) + ")"
-    with engine.begin() as conn:
-        if engine.dialect.name == "postgresql":
-            defs = [
-                str(r[0])
-                for r in conn.execute(
-                    sa.text(
-                        "SELECT pg_get_constraintdef(oid) FROM pg_constraint "
-                        "WHERE conname = 'ck_model_registry_status'"
-                    )
+    inspector = sa.inspect(engine)
+    for table in (rollouts, model_registry):
+        if not inspector.has_table(table.name):
+            continue
+        want = {
+            c.name: str(c.sqltext)
+            for c in table.constraints
+            if isinstance(c, sa.CheckConstraint) and isinstance(c.name, str)
+        }
+        have = {c["name"]: c["sqltext"] for c in inspector.get_check_constraints(table.name)}
+        stale = {n: (have[n], text) for n, text in want.items() if n in have and _narrower(have[n], text)}
+        if not stale:
+            continue
+        with engine.begin() as conn:
+            if engine.dialect.name == "postgresql":
+                for name, (_, text) in stale.items():
+                    conn.execute(sa.text(f"ALTER TABLE {table.name} DROP CONSTRAINT {name}"))
+                    conn.execute(sa.text(f"ALTER TABLE {table.name} ADD CONSTRAINT {name} CHECK ({text})"))
+            elif engine.dialect.name == "sqlite":
+                sql = conn.exec_driver_sql(
+                    "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?", (table.name,)
+                ).scalar_one()
+                for old, new in stale.values():
+                    sql = sql.replace(old, new)
+                version = conn.exec_driver_sql("PRAGMA schema_version").scalar_one()
+                conn.exec_driver_sql("PRAGMA writable_schema = ON")
+                conn.exec_driver_sql(
+                    "UPDATE sqlite_master SET sql = ? WHERE type = 'table' AND name = ?", (sql, table.name)
                 )
-            ]
-            if not defs or all("superseded" in d for d in defs):
-                return False
-            conn.execute(sa.text(f"SELECT pg_advisory_xact_lock({0x4D4554524F})"))
-            conn.execute(
-                sa.text("ALTER TABLE model_registry DROP CONSTRAINT IF EXISTS ck_model_registry_status")
-            )
-            conn.execute(
-                sa.text(
-                    f"ALTER TABLE model_registry ADD CONSTRAINT ck_model_registry_status CHECK ({wanted})"
-                )
-            )
-            return True
-        if engine.dialect.name != "sqlite":
-            return False
-        sql = conn.execute(
-            sa.text("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'model_registry'")
-        ).scalar()
-        if not sql or "ck_model_registry_status" not in sql or "superseded" in sql:
-            return False
-        cols = ", ".join(f'"{c.name}"' for c in model_registry.columns)
-        conn.execute(sa.text("PRAGMA legacy_alter_table = ON"))  # model_events keeps naming model_registry
-        conn.execute(sa.text("ALTER TABLE model_registry RENAME TO model_registry_before"))
-        model_registry.create(conn)
-        conn.execute(sa.text(f"INSERT INTO model_registry ({cols}) SELECT {cols} FROM model_registry_before"))
-        conn.execute(sa.text("DROP TABLE model_registry_before"))
-        conn.execute(sa.text("PRAGMA legacy_alter_table = OFF"))
-        return True
+                conn.exec_driver_sql(f"PRAGMA schema_version = {int(version) + 1}")
+                conn.exec_driver_sql("PRAGMA writable_schema = OFF")
+
+
+def _narrower(have: str, want: str) -> bool:
+    """Whether the constraint text `have` misses a value that `want` allows (however the database spells it)."""
+    return any(f"'{value}'" not in have for value in re.findall(r"'([^']*)'", want))

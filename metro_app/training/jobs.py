@@ -39,11 +39,15 @@ class RetrainJobs:
         self._thread: threading.Thread | None = None
 
     def start(
-        self, trigger: str, on_finish: Callable[[dict[str, Any]], None] | None = None
+        self,
+        trigger: str,
+        on_finish: Callable[[dict[str, Any]], None] | None = None,
+        run: Callable[[Progress], RetrainResult] | None = None,
     ) -> tuple[dict[str, Any], bool]:
         """(job, True) for a new job, or (the running job, False) when one is running already.
 
-        `on_finish` is called with the finished job (state done or failed) from the job's thread.
+        `on_finish` is called with the finished job (state done or failed) from the job's thread;
+        `run` replaces the retrain this object was made with, for this job only.
         """
         with self._lock:
             if self._running is not None:
@@ -64,7 +68,7 @@ class RetrainJobs:
                 self._jobs.popitem(last=False)
             self._running = job_id
             self._thread = threading.Thread(
-                target=self._work, args=(job_id, on_finish), name=f"retrain-{job_id}", daemon=True
+                target=self._work, args=(job_id, on_finish, run), name=f"retrain-{job_id}", daemon=True
             )
             self._thread.start()
             return dict(self._jobs[job_id]), True
@@ -87,12 +91,17 @@ class RetrainJobs:
         with self._lock:
             self._jobs[job_id].update(changes)
 
-    def _work(self, job_id: str, on_finish: Callable[[dict[str, Any]], None] | None = None) -> None:
+    def _work(
+        self,
+        job_id: str,
+        on_finish: Callable[[dict[str, Any]], None] | None = None,
+        run: Callable[[Progress], RetrainResult] | None = None,
+    ) -> None:
         def progress(stage: str, done: int, total: int) -> None:
             self._update(job_id, stage=stage, progress=round(done / total, 3) if total else 1.0)
 
         try:
-            result = self._run(progress)
+            result = (run or self._run)(progress)
         except Exception as exc:  # one failed retrain must not take the hub down; the job reports it
             log.exception("retrain job %s failed", job_id)
             changes: dict[str, Any] = {"state": "failed", "error": f"{type(exc).__name__}: {exc}"}

@@ -30,6 +30,7 @@ class RetrainSettings:
     max_accuracy_drop: float = _POLICY.max_accuracy_drop
     max_uncertain_rise: float = _POLICY.max_uncertain_rise
     canary_timeout: float = _POLICY.timeout
+    shadow_labels: int = _POLICY.shadow_labels  # 0: no shadow stage, the canary serves at once
 
     def __post_init__(self) -> None:
         checks = [
@@ -44,8 +45,9 @@ class RetrainSettings:
     def policy(self) -> Policy:
         """The canary rule for rollouts this retrain starts."""
         return Policy(
-            self.canary_windows, self.max_accuracy_drop, self.max_uncertain_rise, self.canary_timeout
-        )
+            self.canary_windows, self.max_accuracy_drop, self.max_uncertain_rise, self.canary_timeout,
+            shadow=self.shadow_labels > 0, shadow_labels=max(self.shadow_labels, 1),
+        )  # fmt: skip
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> RetrainSettings:
@@ -92,6 +94,12 @@ RETRAIN_ENV: tuple[tuple[str, str, type, str], ...] = (
         "EDGE_MNIST_CANARY_TIMEOUT",
         float,
         "seconds a canary has to send its windows; then it is rolled back",
+    ),
+    (
+        "--shadow-labels",
+        "EDGE_MNIST_SHADOW_LABELS",
+        int,
+        "labelled disagreements that decide a rollout's shadow stage (0: no shadow stage)",
     ),
 )
 

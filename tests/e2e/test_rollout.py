@@ -1,9 +1,12 @@
 """Canary rollouts end to end on real Apache Kafka: three cameras, one hub, `metro-app` commands.
 
 (a) a model trained on shuffled labels, imported with `metro-app models import` and rolled out to
-one canary camera, is rolled back by the hub's watcher within the configured windows; the two other
-cameras never run it; the registry shows canary, then rolled_back with the figures.
-(b) a good model on a canary camera is promoted, and every camera then reports its version.
+one canary camera without a shadow stage (`--no-shadow`), is rolled back by the hub's watcher within
+the configured windows; the two other cameras never run it; the registry shows canary, then
+rolled_back with the figures.
+(b) a good model on a canary camera passes its shadow stage (these cameras know their labels, so the
+windows' right answers on the same frames decide), then its canary stage, and is promoted; every
+camera then reports its version. Unlabelled cameras: `test_shadow_rollout`.
 Both share one stack (hub + three edges streaming labelled digits with 1 s windows).
 """
 
@@ -130,8 +133,9 @@ def test_a_bad_canary_is_rolled_back_and_no_other_camera_runs_it(fleet: Fleet) -
     initial = load_model(fleet.model).version
     bad = _import(fleet, fleet.bad)
     code, r, err = _metro(
-        fleet, "rollout", bad, "--canary", "RollA", "--windows", str(WINDOWS), "--timeout", "120", "--wait"
-    )
+        fleet, "rollout", bad, "--canary", "RollA", "--windows", str(WINDOWS), "--timeout", "120", "--wait",
+        "--no-shadow",
+    )  # fmt: skip
     assert code == 1 and r["state"] == "rolled_back", (r, err[-2000:], fleet.hub.log_tail())
     canary = fleet.cameras["RollA"]
     assert r["cameras"] == [canary] and r["parent"] == initial
@@ -165,6 +169,11 @@ def test_a_good_canary_is_promoted_and_every_camera_runs_it(fleet: Fleet) -> Non
     )
     assert code == 0 and r["state"] == "promoted", (r, err[-2000:], fleet.hub.log_tail())
     assert r["figures"][fleet.cameras["RollB"]]["windows"] >= WINDOWS
+    shadow = r["shadow"]
+    assert shadow["labelled_frames"] >= 50 and shadow["windows"] >= WINDOWS, (
+        "the shadow stage ran on labelled frames"
+    )
+    assert r["reason"].startswith("promoted") or "within bounds" in r["reason"], r["reason"]
 
     def everyone() -> bool:
         return all(_windows(fleet, p)[-1][1]["model_version"] == good for p in CAMERAS)
@@ -173,6 +182,8 @@ def test_a_good_canary_is_promoted_and_every_camera_runs_it(fleet: Fleet) -> Non
     [model] = [m for m in fleet.hub.client.models() if m["version"] == good]
     assert [e["status"] for e in model["events"]] == [
         "candidate",
+        "publishing",
+        "shadow",
         "publishing",
         "canary",
         "publishing",

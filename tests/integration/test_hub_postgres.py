@@ -108,6 +108,40 @@ def test_a_batch_mixing_stored_and_new_messages_links_each_new_row_to_its_camera
     store.close()
 
 
+def test_an_older_store_on_postgresql_takes_the_shadow_state_and_keeps_its_check(postgres):
+    import sqlalchemy as sa
+    from sqlalchemy.exc import IntegrityError
+
+    url = postgres.fresh_database("widen")
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:  # the rollouts table as a hub before shadow stages made it
+        conn.exec_driver_sql(
+            "CREATE TABLE rollouts (id BIGSERIAL PRIMARY KEY, version VARCHAR(300) NOT NULL, "
+            "parent VARCHAR(300) NOT NULL, targets TEXT NOT NULL, cameras TEXT, windows INTEGER NOT NULL, "
+            "max_accuracy_drop FLOAT NOT NULL, max_uncertain_rise FLOAT NOT NULL, timeout FLOAT NOT NULL, "
+            "min_images INTEGER NOT NULL, state VARCHAR(32) NOT NULL, trigger VARCHAR(300) NOT NULL, "
+            "created FLOAT NOT NULL, updated FLOAT NOT NULL, started FLOAT, finished FLOAT, upto BIGINT, "
+            "baseline TEXT, figures TEXT, reason TEXT NOT NULL, CONSTRAINT ck_rollouts_state CHECK "
+            "(state IN ('pending', 'canary', 'promoted', 'rolled_back', 'failed')))"
+        )
+        conn.exec_driver_sql(
+            "INSERT INTO rollouts (version, parent, targets, windows, max_accuracy_drop, max_uncertain_rise, "
+            "timeout, min_images, state, trigger, created, updated, reason) "
+            "VALUES ('m-2', 'm-1', '[]', 3, 5, 10, 60, 50, 'canary', 't', 1, 1, 'r')"
+        )
+    engine.dispose()
+    store = Store(url)
+    with store.engine.begin() as conn:
+        conn.exec_driver_sql("UPDATE rollouts SET state = 'shadow', shadow = '{}'")
+        assert conn.exec_driver_sql("SELECT version, state, shadow FROM rollouts").all() == [
+            ("m-2", "shadow", "{}")
+        ]
+    with pytest.raises(IntegrityError), store.engine.begin() as conn:
+        conn.exec_driver_sql("UPDATE rollouts SET state = 'bogus'")
+    store.close()
+    Store(url).close()  # a second hub finds nothing to widen
+
+
 def test_a_registry_an_older_hub_made_on_postgresql_takes_the_new_statuses(postgres):
     import sqlalchemy as sa
 

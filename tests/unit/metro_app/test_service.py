@@ -58,3 +58,28 @@ def test_health_lists_every_loop_that_reports_progress() -> None:
     body = _health(HubSettings(), parts)()
     assert sorted(body["loops"]) == ["alerts", "control", "hub", "predict", "rollouts"]
     assert body["retrain_requests"] is None
+
+
+def test_retention_is_a_loop_on_health_and_absent_when_off(store) -> None:
+    """Issue 23: the pruner's thread, its counts and its loop health; `--retention off` starts none."""
+    from metro_app.service import _pruner
+
+    assert _pruner(HubSettings(retention="off"), store, [], threading.Event()) is None
+    threads = [_thread("hub-loop", True)]
+    pruner = _pruner(HubSettings(), store, threads, threading.Event())
+    assert pruner is not None and [t.name for t in threads] == ["hub-loop", "hub-retention"]
+    parts = _Parts(
+        loop=SimpleNamespace(stats=HubStats(), health=None),  # type: ignore[arg-type]
+        threads=threads,
+        control=None,
+        jobs=SimpleNamespace(running=lambda: None),  # type: ignore[arg-type]
+        predictions=None,
+        rollouts=None,
+        alerts=SimpleNamespace(stats={}),  # type: ignore[arg-type]
+        alert_thread=_thread("hub-alerts", True),
+        pruner=pruner,
+    )
+    body = _health(HubSettings(), parts)()
+    assert "retention" in body["loops"]
+    assert body["retention"]["metrics_days"] == 14 and body["retention"]["images_days"] == 7
+    assert body["retention"]["alive"] is False  # its thread is not started here
