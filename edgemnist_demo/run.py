@@ -31,7 +31,7 @@ from edgemnist.runsummary import read_summary
 from edgemnist.signing import PRIVATE_KEY_FILE, PUBLIC_KEY_FILE, init_keys
 from edgemnist_demo.broker import LocalBroker, port_in_use, terminate, wait_for_port
 
-__all__ = ["DemoOptions", "run_demo", "camera_plan"]
+__all__ = ["DemoOptions", "run_demo", "camera_plan", "token_line"]
 
 DELAYS = (0.005, 0.02, 0.05)
 DRIFT = "rotate:25"  # the demo's drifting camera
@@ -166,6 +166,7 @@ def run_demo(opts: DemoOptions, say: TextIO = sys.stderr) -> dict[str, Any]:
         _start_edges(opts, procs, servers, model, state, env, say)
         _start_dashboard(opts, procs, state, env, api, say)
         print(f"API:    {api}/docs  views {api}/views  cameras {api}/cameras", file=say)
+        print(token_line(env["EDGE_MNIST_API_TOKEN"], "EDGE_MNIST_API_TOKEN" in os.environ), file=say)
         print(f"state:  {state}", file=say)
         print(
             "running: Ctrl-C stops everything" if not opts.duration else f"running for {opts.duration:g} s",
@@ -177,6 +178,22 @@ def run_demo(opts: DemoOptions, say: TextIO = sys.stderr) -> dict[str, Any]:
     finally:
         summary = _shutdown(procs, broker, hub_started, api, state, env, say)
     return summary
+
+
+def token_line(token: str, yours: bool) -> str:
+    """What the demo tells the person at the terminal (only there) about the API token writes need.
+
+    >>> token_line("demo-token", False)
+    'token:  demo-token (operator; labels, retrain and rollouts need it: export EDGE_MNIST_API_TOKEN=demo-token; the dashboard has it)'
+    >>> token_line("s3cret", True)
+    'token:  yours, from EDGE_MNIST_API_TOKEN (operator; the dashboard has it)'
+    """
+    if yours:
+        return "token:  yours, from EDGE_MNIST_API_TOKEN (operator; the dashboard has it)"
+    return (
+        f"token:  {token} (operator; labels, retrain and rollouts need it: "
+        f"export EDGE_MNIST_API_TOKEN={token}; the dashboard has it)"
+    )
 
 
 def _state_dir(opts: DemoOptions) -> tuple[Path, dict[str, str]]:

@@ -352,7 +352,7 @@ def _rollout(args: argparse.Namespace) -> int:
     )  # fmt: skip
     store = _open_store(args)
     try:
-        if store.current_model() is None:  # the fleet's first model: registered as published, as retrain does
+        if store.current_model() is None:  # the fleet's first model: registered as serving, as the hub does
             current_model(store, RetrainSettings(model=args.model))
         with _audited(store, "metro-app rollout", args.version, {"canary": args.canary}):
             r = register_rollout(store, args.version, args.canary, policy, "metro-app rollout")

@@ -231,8 +231,9 @@ class ViewClient:
         query = urllib.parse.urlencode({"after": after, "max": max})
         return self._json(f"/rollouts/{int(rollout_id)}/disagreements?{query}")
 
-    def health(self) -> dict[str, Any]:
-        return self._json("/health")
+    def health(self, timeout: float | None = None) -> dict[str, Any]:
+        """The hub's /health; `timeout` (seconds) overrides the client's, so a hung hub is seen soon."""
+        return self._json("/health", timeout=timeout)
 
 
 def _tls_context(ca_file: str | None) -> ssl.SSLContext:

@@ -14,7 +14,7 @@ from typing import Any
 
 import uvicorn
 
-from edgemnist.errors import ConfigError
+from edgemnist.errors import ConfigError, EdgeMnistError
 from metro_app.access import AccessGate, TokenFile
 from metro_app.api.app import create_app
 from metro_app.ingest.control import ControlLoop, control_group_id
@@ -37,7 +37,7 @@ from metro_app.store.leases import holder_id
 from metro_app.store.requests import RetrainRequests
 from metro_app.training.auto import AutoPolicy, AutoRetrain
 from metro_app.training.jobs import CommandRetrains, RetrainJobs
-from metro_app.training.retrain import Progress, RetrainSettings, retrain
+from metro_app.training.retrain import Progress, RetrainSettings, register_initial_model, retrain
 
 __all__ = ["open_kafka", "open_control", "run_hub", "access_gate", "api_server"]
 
@@ -106,6 +106,7 @@ def run_hub(settings: HubSettings, kafka: Any, retrain_settings: RetrainSettings
     retrain_settings = retrain_settings or RetrainSettings()
     gate = access_gate(settings)
     store = Store(settings.store_url)
+    _register_first_model(store, retrain_settings.model)
     consumer, producer = open_kafka(kafka, settings)
     dead = DeadLetterSink(producer, settings.dlq_topic)
     metrics = HubMetrics(store)
@@ -165,6 +166,18 @@ def run_hub(settings: HubSettings, kafka: Any, retrain_settings: RetrainSettings
             publisher.close()
         store.close()
     return 0 if server.started else 1
+
+
+def _register_first_model(store: Store, model: str) -> None:
+    """The model the cameras start with shows in the registry (status serving) from the hub's start.
+
+    Only a model file already there is registered (training one is left to retrain or the
+    prediction loop, so the API starts at once).
+    """
+    try:
+        register_initial_model(store, model, train=False)
+    except EdgeMnistError as exc:  # the hub still stores and serves views; retrain says it again
+        log.warning("the first model %s is not in the registry: %s", model, exc)
 
 
 def _auto_retrain(

@@ -248,7 +248,7 @@ HUB_ENV: tuple[tuple[str, str, type, str], ...] = (
         "--model",
         "EDGE_MNIST_MODEL",
         str,
-        "the hub's first model (registered as published while the registry has none; answers prediction "
+        "the hub's first model (registered as serving when the hub starts while no model serves; answers prediction "
         "requests until a retrained one is published): a .skops file or a directory whose newest is used",
     ),
     (

@@ -10,6 +10,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from edgemnist.uncertainty import CONFIDENCE, is_uncertain
 from edgemnist.wire.messages import MetricsMessage, parse_timestamp
 from metro_app.views.figures import camera_totals
 
@@ -20,7 +21,11 @@ __all__ = [
     "camera_totals",
     "accuracy_series",
     "unseen_labels",
+    "recent_accuracy",
+    "split_confident",
 ]
+
+RECENT = 5  # windows a camera's live accuracy covers, as the hub's CameraHealth (store.camerarows.RECENT)
 
 
 def _when(ts: str | None) -> datetime | None:
@@ -112,8 +117,10 @@ def accuracy_series(metrics: Iterable[MetricsMessage], camera: str) -> list[dict
         out.append(
             {
                 "timestamp": m.window_end or m.timestamp,
+                "start": m.window_start,
                 "accuracy": (m.correct or 0) / m.labelled if m.labelled else None,
                 "labelled": m.labelled or 0,
+                "correct": m.correct or 0,
                 "model_version": m.model_version,
                 "agreement": shadow.agree / shadow.images if shadow else None,
                 "shadow_version": shadow.version if shadow else None,
@@ -125,10 +132,10 @@ def accuracy_series(metrics: Iterable[MetricsMessage], camera: str) -> list[dict
 def unseen_labels(
     labels: Sequence[Mapping[str, Any]], models: Sequence[Mapping[str, Any]]
 ) -> tuple[int, str | None]:
-    """(labels stored after the newest published model was created, that model's version).
+    """(labels stored after the newest serving or published model was created, that model's version).
 
     Those are the labels the serving model has not learnt from yet; every label counts when no model
-    was ever published.
+    is registered as serving or published.
 
     >>> labs = [{"created": "2026-01-01T00:00:00.000000Z"}, {"created": "2026-01-03T00:00:00.000000Z"}]
     >>> unseen_labels(labs, [{"version": "m2", "status": "published", "created": "2026-01-02T00:00:00Z"}])
@@ -136,7 +143,7 @@ def unseen_labels(
     >>> unseen_labels(labs, [])
     (2, None)
     """
-    published = [m for m in models if m.get("status") == "published" and _when(m.get("created"))]
+    published = [m for m in models if m.get("status") in ("serving", "published") and _when(m.get("created"))]
     if not published:
         return len(labels), None
     newest = max(published, key=lambda m: _when(m["created"]))  # type: ignore[arg-type,return-value]
@@ -145,3 +152,54 @@ def unseen_labels(
     return sum(1 for lab in labels if (w := _when(lab.get("created"))) is not None and w > since), newest[
         "version"
     ]
+
+
+def recent_accuracy(series: Sequence[Mapping[str, Any]], windows: int = RECENT) -> dict[str, Any] | None:
+    """Live accuracy over a camera's last `windows` labelled windows, as the hub's CameraHealth counts it.
+
+    One figure per camera, with the span it covers (first window's start to last window's end), so
+    the chart and the text say the same. None without a labelled window.
+
+    >>> s = [{"accuracy": 1.0, "labelled": 10, "correct": 10, "start": "a", "timestamp": "b"},
+    ...      {"accuracy": 0.5, "labelled": 30, "correct": 15, "start": "c", "timestamp": "d"}]
+    >>> r = recent_accuracy(s, 5)
+    >>> r["accuracy"], r["labelled"], r["windows"], r["start"], r["end"]
+    (0.625, 40, 2, 'a', 'd')
+    >>> recent_accuracy([]) is None
+    True
+    """
+    last = [p for p in series if p.get("labelled")][-windows:]  # windows scored in shadow only have none
+    known = sum(int(p["labelled"]) for p in last)
+    if not last or not known:
+        return None
+    right = sum(int(p["correct"]) for p in last)
+    return {
+        "accuracy": right / known,
+        "labelled": known,
+        "windows": len(last),
+        "start": last[0].get("start") or last[0]["timestamp"],
+        "end": last[-1]["timestamp"],
+    }
+
+
+def split_confident(
+    items: Iterable[Mapping[str, Any]], confidence: float = CONFIDENCE
+) -> tuple[list[Any], int]:
+    """(the uncertain images, how many confident ones were left out).
+
+    A Test camera sends every image home, also those its model is sure of (scored above the
+    confidence threshold): those are not uncertain and stay out of the gallery.
+
+    >>> items = [{"camera": "TestCamera", "result_probability": 1.0},
+    ...          {"camera": "TestCamera", "result_probability": 0.4}, {"camera": "Cam1", "result_probability": 0.6}]
+    >>> kept, left_out = split_confident(items)
+    >>> [(t["camera"], t["result_probability"]) for t in kept], left_out
+    ([('TestCamera', 0.4), ('Cam1', 0.6)], 1)
+    """
+    kept, left_out = [], 0
+    for t in items:
+        if bool(is_uncertain(float(t["result_probability"]), confidence)):
+            kept.append(t)
+        else:
+            left_out += 1
+    return kept, left_out

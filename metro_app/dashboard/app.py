@@ -53,6 +53,7 @@ class MetroDashboard:
         ca_file: str | None = None,
     ) -> None:
         self.client = ViewClient(api_url, token=token, timeout=15, ca_file=ca_file)
+        self.title = widgets.HTML(f"<h2>edge-mnist hub at {html.escape(api_url)}</h2>")
         self.whoami = widgets.HTML()
         self._signed_in = False
         self.monitor = HubMonitor(self.client)
@@ -60,9 +61,13 @@ class MetroDashboard:
         self.station = CorrectionStation(self.client, size=station_size, labeller=labeller)
         self.models = ModelsPanel(self.client)
         self.ticker = Ticker(self._tick, interval=interval, ticks=ticks, name="live views")
+        self.models_every = max(1, round(10.0 / interval))  # the registry and its cameras: every ~10 s
+        self._seen: dict[str, Any] = {}
+        self._unseen_due = True
+        self.monitor.images = lambda: list(self.gallery.items)
         self.widget = widgets.VBox(
             [
-                widgets.HTML(f"<h2>edge-mnist hub at {html.escape(api_url)}</h2>"),
+                self.title,
                 self.whoami,
                 self.ticker.widget,
                 self.monitor.widget,
@@ -90,13 +95,28 @@ class MetroDashboard:
         return who
 
     def _tick(self) -> None:
+        """One refresh; the costly reads happen only when the hub's counts say something changed."""
         if not self._signed_in:
             self.sign_in()
-        self.monitor.refresh()
-        self.models.refresh(self.monitor.cameras)
-        self.station.show_unseen(*unseen_labels(self.client.labels(), self.models.models))
-        self.station.show_shadow(self.models.rollouts)
-        self.gallery.refresh()
+        self.monitor.check()
+        stored = dict((self.monitor.health or {}).get("stored") or {})
+        if stored.get("images") != self._seen.get("images"):
+            self.gallery.refresh()
+        self.monitor.refresh(check=False)
+        if stored.get("labels") != self._seen.get("labels"):  # an upload, here or anywhere: read labels again
+            self.station.refresh_labellers()
+            self._unseen_due = True
+        if self.ticker.count % self.models_every == 0:
+            models, rollouts = self.client.models(), self.client.rollouts(10)
+            changed = models != self.models.models or rollouts != self.models.rollouts
+            if changed or self.ticker.count % (self.models_every * 5) == 0:
+                self.models.refresh(self.client.cameras(), models, rollouts)
+                self.station.show_shadow(self.models.rollouts)
+                self._unseen_due = True
+        if self._unseen_due:
+            self.station.show_unseen(*unseen_labels(self.client.labels(), self.models.models))
+            self._unseen_due = False
+        self._seen = stored
         if not self.station.state.items and len(self.gallery.items) >= self.station.size.value:
             self.station.load_if_empty()
 
@@ -126,10 +146,10 @@ class MetroDashboard:
         """Display the current charts and gallery image as plain PNG outputs (kept in a saved notebook)."""
         from IPython.display import Image, display
 
-        for name, panel in self.monitor.panels.items():
-            if panel.window_images:
-                print(f"chart: {name}")
-                display(Image(data=panel.chart.value, format="png"))
+        detail = self.monitor.detail
+        if detail.window_images:
+            print(f"chart: {detail.name}")
+            display(Image(data=detail.chart.value, format="png"))
         if self.gallery.card.shown:
             print(f"gallery image: {self.gallery.card.shown}")
             for img in (self.gallery.card.frame, self.gallery.card.prepared, self.gallery.card.scores):

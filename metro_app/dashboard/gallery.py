@@ -11,6 +11,7 @@ import ipywidgets as widgets
 
 from metro_app.client import ViewClient
 from metro_app.dashboard import charts
+from metro_app.dashboard._data import split_confident
 
 __all__ = ["ImageCard", "Gallery"]
 
@@ -59,13 +60,18 @@ class ImageCard:
 
 
 class Gallery:
-    """The newest uncertain images; follows the newest until the user steps back."""
+    """The newest uncertain images; follows the newest until the user steps back.
+
+    A Test camera sends every image, also those scored above the confidence threshold: those are
+    not uncertain, so they are left out (and counted under the gallery).
+    """
 
     def __init__(self, client: ViewClient, keep: int = 100, camera: str | None = None) -> None:
         self.client = client
         self.items: deque[dict[str, Any]] = deque(maxlen=keep)
         self.camera = camera
         self._after = -1
+        self.confident_left_out = 0
         self.index = -1
         self.card = ImageCard()
         self.follow = widgets.Checkbox(value=True, description="follow newest", indent=False)
@@ -86,9 +92,10 @@ class Gallery:
         page = self.client.page("UncertainPredictions", self._after, 200)["items"]
         if page:
             self._after = page[-1]["seq"]
-            self.items.extend(
-                it["tuple"] for it in page if self.camera is None or it["tuple"]["camera"] == self.camera
-            )
+            mine = [it["tuple"] for it in page if self.camera is None or it["tuple"]["camera"] == self.camera]
+            kept, left_out = split_confident(mine)
+            self.items.extend(kept)
+            self.confident_left_out += left_out
         if self.follow.value or self.index < 0:
             self.index = len(self.items) - 1
         self._show()
@@ -103,11 +110,19 @@ class Gallery:
     def _show(self) -> None:
         if not self.items:
             self.card.clear("no uncertain images yet")
-            self.position.value = ""
+            self.position.value = self._left_out()
             return
         self.index = min(self.index, len(self.items) - 1)
         self.card.show(self.items[self.index])
         self.position.value = (
             f'image <span class="metro-gallery-pos">{self.index + 1}</span> of '
-            f'<span class="metro-gallery-count">{len(self.items)}</span>'
+            f'<span class="metro-gallery-count">{len(self.items)}</span>' + self._left_out()
+        )
+
+    def _left_out(self) -> str:
+        if not self.confident_left_out:
+            return ""
+        return (
+            f' &middot; <span class="metro-gallery-confident">{self.confident_left_out}</span> confident images '
+            "from Test cameras (which send every image) left out"
         )

@@ -6,6 +6,7 @@ notebook's outputs); a Stop button ends it; `ticks` bounds it for headless runs.
 
 from __future__ import annotations
 
+import html
 import logging
 import threading
 import time
@@ -62,7 +63,8 @@ class Ticker:
                     if self.errors == 1:
                         log.warning("%s refresh failed: %s", self.name, self.last_error)
                 self.count += 1
-                err = f", {self.errors} failed (last: {self.last_error[:200]})" if self.errors else ""
+                last = html.escape(self.last_error[:200])  # an error's text may hold <...>: shown as text
+                err = f", {self.errors} failed (last: {last})" if self.errors else ""
                 self.status.value = f"{self.name}: {self.count} refreshes{err}"
                 if self.max_ticks and self.count >= self.max_ticks:
                     break

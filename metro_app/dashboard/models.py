@@ -14,12 +14,27 @@ from metro_app.client import ApiError, ViewClient
 __all__ = ["ModelsPanel", "models_table_html", "shadow_figures_html"]
 
 _STATUS_COLOUR = {
+    "serving": "#080",
     "published": "#080",
     "shadow": "#b60",
     "canary": "#b60",
+    "superseded": "#777",
     "refused": "#c00",
     "rolled_back": "#c00",
 }
+
+
+def _status(m: dict[str, Any]) -> str:
+    """The model's status; a superseded model says when (its `updated` time), in UTC.
+
+    >>> _status({"status": "superseded", "updated": "2026-01-01T10:02:03.5Z"})
+    '<b class="metro-model-status" style="color:#777">superseded</b> 2026-01-01 10:02:03'
+    """
+    status = str(m.get("status", ""))
+    text = f'<b class="metro-model-status" style="color:{_STATUS_COLOUR.get(status, "#333")}">{html.escape(status)}</b>'
+    if status == "superseded" and m.get("updated"):
+        text += " " + html.escape(str(m["updated"])[:19].replace("T", " "))
+    return text
 
 
 def _pct(v: Any) -> str:
@@ -87,6 +102,17 @@ def _transitions(events: list[dict[str, Any]]) -> str:
     )
 
 
+def _cameras(names: list[str], show: int = 6) -> str:
+    """The cameras running a model: every name for a few, else how many and the first ones.
+
+    >>> _cameras(["a", "b"]), _cameras([f"c{i}" for i in range(1000)], 2)
+    ('a, b', '<b>1000 cameras</b>: c0, c1, &hellip;')
+    """
+    if len(names) <= show:
+        return html.escape(", ".join(names))
+    return f"<b>{len(names)} cameras</b>: {html.escape(', '.join(sorted(names)[:show]))}, &hellip;"
+
+
 def models_table_html(models: list[dict[str, Any]], cameras: list[dict[str, Any]]) -> str:
     """One row per registered model, newest first, with the cameras now running it.
 
@@ -123,10 +149,9 @@ def models_table_html(models: list[dict[str, Any]], cameras: list[dict[str, Any]
     )
     rows = []
     for m in models:
-        status = str(m.get("status", ""))
         cells = [
             f"<code>{html.escape(str(m['version']))}</code>{_started_by(m.get('events') or [])}",
-            f'<b style="color:{_STATUS_COLOUR.get(status, "#333")}">{html.escape(status)}</b>',
+            _status(m),
             html.escape(str(m.get("parent") or "")),
             html.escape(str(m.get("created") or "")[:19]),
             _pct(m.get("base_accuracy")),
@@ -135,7 +160,7 @@ def models_table_html(models: list[dict[str, Any]], cameras: list[dict[str, Any]
             html.escape(str(m.get("reason") or ""))[:160],
             _rollout(m.get("rollout")),
             _transitions(m.get("events") or []),
-            html.escape(", ".join(running.get(str(m["version"]), []))),
+            _cameras(running.get(str(m["version"]), [])),
         ]
         rows.append("<tr>" + "".join(f"<td>{x}</td>" for x in cells) + "</tr>")
     th = "".join(f"<th>{h}</th>" for h in head)
@@ -188,9 +213,15 @@ class ModelsPanel:
         self.rollout_status = widgets.HTML()
         self.rollout_status.add_class("metro-rollout-status")
 
-    def refresh(self, cameras: list[dict[str, Any]]) -> None:
-        self.models = self.client.models()
-        self.rollouts = self.client.rollouts(10)
+    def refresh(
+        self,
+        cameras: list[dict[str, Any]],
+        models: list[dict[str, Any]] | None = None,
+        rollouts: list[dict[str, Any]] | None = None,
+    ) -> None:
+        """Show the registry and rollouts (given, else read now) and which of `cameras` runs each model."""
+        self.models = self.client.models() if models is None else models
+        self.rollouts = self.client.rollouts(10) if rollouts is None else rollouts
         self.table.value = models_table_html(self.models, cameras)
         candidates = [str(m["version"]) for m in self.models if m.get("status") == "candidate"]
         if list(self.rollout_version.options) != candidates:

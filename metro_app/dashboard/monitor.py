@@ -1,19 +1,29 @@
-"""Hub health, camera discovery, per-camera live charts, the fleet panel and the CameraHealth table."""
+"""Hub health (red while the hub does not answer), the fleet's summary, the Cameras section and a camera's detail."""
 
 from __future__ import annotations
 
 import html
+import time
 from collections import deque
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 import ipywidgets as widgets
 
 from edgemnist.wire.messages import MetricsMessage
 from metro_app.client import ApiError, ViewClient
-from metro_app.dashboard import charts
-from metro_app.dashboard._data import accuracy_series, active_cameras, camera_totals, window_shares
+from metro_app.dashboard._data import camera_totals
+from metro_app.dashboard.cameras import CameraDetail, CameraList
 
-__all__ = ["HubMonitor", "health_html", "camera_table_html", "alert_banner_html"]
+__all__ = [
+    "HubMonitor",
+    "health_html",
+    "unreachable_html",
+    "fleet_html",
+    "camera_table_html",
+    "alert_banner_html",
+]
 
 _KEEP = 400
 
@@ -22,10 +32,29 @@ def _fmt(v: Any, spec: str = ".3g", unit: str = "") -> str:
     return "&ndash;" if v is None else f"{v:{spec}}{unit}"
 
 
+def _clock(when: float) -> str:
+    return datetime.fromtimestamp(when, UTC).strftime("%H:%M:%S")
+
+
+def unreachable_html(since: float, failed: int, error: str) -> str:
+    """The header while the hub does not answer: red, since when, and why.
+
+    >>> "hub unreachable since 00:00:05 UTC" in unreachable_html(5.0, 2, "refused")
+    True
+    """
+    return (
+        '<div class="metro-health metro-hub-down" style="background:#c00;color:#fff;padding:6px 10px;'
+        f'font-weight:bold">&#9888; hub unreachable since {_clock(since)} UTC ({failed} '
+        f"refresh{'es' if failed != 1 else ''} failed; "
+        "the figures below are from before) &middot; "
+        f'<span style="font-weight:normal">{html.escape(error[:300])}</span></div>'
+    )
+
+
 def health_html(health: dict[str, Any] | None, error: str = "") -> str:
     """One line saying whether the hub job is healthy, with what it stored."""
     if health is None:
-        return f'<b style="color:#c00">Hub unreachable</b>: {html.escape(error)}'
+        return unreachable_html(time.time(), 1, error)
     s = health["stored"]
     ok = health.get("status") == "ok"
     colour = "#080" if ok else "#c00"
@@ -33,7 +62,23 @@ def health_html(health: dict[str, Any] | None, error: str = "") -> str:
         f'<span class="metro-health"><b style="color:{colour}">Hub {html.escape(str(health.get("status")))}</b>'
         f" &middot; up {health['uptime']:.0f} s &middot; lag {health.get('consumer_lag')}"
         f" &middot; {s['metrics']} metrics windows, {s['images']} uncertain images, {s['labels']} labels"
-        f" &middot; dead letters {health.get('dlq')}</span>"
+        f" &middot; dead letters {health.get('dlq')} &middot; checked {_clock(time.time())} UTC</span>"
+    )
+
+
+def fleet_html(summary: dict[str, Any]) -> str:
+    """The fleet in one line: cameras, active, alerting, the median uncertain share.
+
+    >>> fleet_html({"cameras": 1000, "active": 990, "alerting": 3, "fleet_uncertain_share": 0.016})
+    '<span class="metro-fleet-summary"><b>1000</b> cameras, 990 sent a window lately, <b style="color:#c00">3 alerting</b>, fleet uncertain share (median) 1.6%</span>'
+    """
+    alerting = int(summary.get("alerting") or 0)
+    alert = f'<b style="color:#c00">{alerting} alerting</b>' if alerting else "none alerting"
+    share = summary.get("fleet_uncertain_share")
+    return (
+        f'<span class="metro-fleet-summary"><b>{summary.get("cameras", 0)}</b> cameras, '
+        f"{summary.get('active', 0)} sent a window lately, {alert}, fleet uncertain share (median) "
+        f"{_fmt(share * 100 if share is not None else None, '.1f', '%')}</span>"
     )
 
 
@@ -110,156 +155,108 @@ def camera_table_html(cameras: list[dict[str, Any]]) -> str:
     )
 
 
-class _CameraPanel:
-    def __init__(self, name: str) -> None:
-        self.name = name
-        self.title = widgets.HTML(f"<b>{html.escape(name)}</b>")
-        self.chart = widgets.Image(
-            format="png", value=charts.empty_png(), layout={"width": "368px", "height": "208px"}
-        )
-        self.gauge = widgets.Image(
-            format="png", value=charts.empty_png(), layout={"width": "176px", "height": "112px"}
-        )
-        self.accuracy = widgets.Image(
-            format="png", value=charts.empty_png(), layout={"width": "368px", "height": "176px"}
-        )
-        self.accuracy.add_class("metro-accuracy-chart")
-        self.stats = widgets.HTML()
-        row = widgets.HBox([self.chart, self.gauge], layout={"align_items": "flex-start"})
-        self.widget = widgets.VBox(
-            [self.title, row, self.accuracy, self.stats], layout={"width": "600px", "margin": "0 12px 12px 0"}
-        )
-        self.widget.add_class("metro-camera-panel")
-        self.window_images = 0
-        self.accuracy_points = 0
-
-    def update(
-        self, window: MetricsMessage, health: dict[str, Any] | None, series: list[dict[str, Any]]
-    ) -> None:
-        shares = window_shares(window, self.name)
-        self.accuracy_points = len(series)
-        if series:
-            self.accuracy.value = charts.accuracy_png(series, self.name)
-        self.window_images = shares["total"]
-        self.chart.value = charts.digit_share_png(shares, self.name)
-        h = health or {}
-        self.gauge.value = charts.gauge_png(h.get("images_per_second"), 10.0)
-        acc = h.get("accuracy")
-        self.title.value = (
-            f'<b class="metro-camera-name">{html.escape(self.name)}</b>: '
-            f'<span class="metro-window-images">{shares["total"]}</span> images in the last window '
-            f"({shares['uncertain_count']} uncertain) at {html.escape(window.timestamp)}"
-        )
-        self.stats.value = (
-            f'live accuracy <b class="metro-live-accuracy">'
-            f"{_fmt(acc * 100 if acc is not None else None, '.1f', '%')}</b>"
-            f" (n={h.get('accuracy_samples', 0)}, recent windows) &middot; model "
-            f"{html.escape(str(h.get('model_version') or ''))} &middot; prep p99 "
-            f"{_fmt(h['prep_p99'] * 1000 if h.get('prep_p99') is not None else None, '.2f', ' ms')}"
-            f" &middot; predict p99 "
-            f"{_fmt(h['predict_p99'] * 1000 if h.get('predict_p99') is not None else None, '.2f', ' ms')}"
-            + (
-                ' &middot; <b style="color:#c00">&#9888; departs from fleet</b>'
-                if h.get("departs_from_fleet")
-                else ""
-            )
-        )
-
-
 class HubMonitor:
-    """Everything read from the hub's metrics views, refreshed by `refresh()` (from any thread)."""
+    """The hub's health, the fleet, a page of cameras and one camera's detail; `refresh()` from any thread."""
 
-    def __init__(self, client: ViewClient, active_seconds: float = 60.0) -> None:
+    def __init__(self, client: ViewClient, page_size: int = 15, health_timeout: float = 3.0) -> None:
         self.client = client
-        self.active_seconds = active_seconds
+        self.health_timeout = health_timeout
         self.metrics: deque[MetricsMessage] = deque(maxlen=_KEEP)
         self._after = -1
         self.health: dict[str, Any] | None = None
-        self.cameras: list[dict[str, Any]] = []
-        self.active: list[str] = []
-        self.panels: dict[str, _CameraPanel] = {}
+        self.summary_body: dict[str, Any] = {}
+        self.unreachable_since: float | None = None
+        self.failed = 0
+        self.selected: str | None = None
+        self.images: Callable[[], Sequence[dict[str, Any]]] = list
         self.health_box = widgets.HTML("connecting to the hub&hellip;")
+        self.health_box.add_class("metro-header")
         self.banner = widgets.HTML()
         self.fleet = widgets.HTML()
         self.fleet.add_class("metro-fleet")
-        self.table = widgets.HTML()
-        self.panel_box = widgets.Box(layout={"flex_flow": "row wrap"})
+        self.list = CameraList(client, self.open, page_size=page_size)
+        self.detail = CameraDetail()
         self.widget = widgets.VBox(
             [
                 self.health_box,
                 self.banner,
                 widgets.HTML("<h3>Cameras</h3>"),
-                self.panel_box,
-                widgets.HTML("<h3>Fleet</h3>"),
                 self.fleet,
-                self.table,
+                self.list.widget,
+                self.detail.widget,
             ]
         )
         self.widget.add_class("metro-monitor")
+
+    @property
+    def cameras(self) -> list[dict[str, Any]]:
+        """The cameras on the page shown."""
+        return self.list.items
 
     def _new_metrics(self) -> None:
         if self._after < 0:
             last = self.client.page("ClassificationMetrics", 0, 1)["last_seq"]
             self._after = max(0, last - _KEEP)
-        for _ in range(5):
-            page = self.client.page("ClassificationMetrics", self._after, 500)["items"]
-            if not page:
-                break
+        page = self.client.page("ClassificationMetrics", self._after, 500)["items"]
+        if page:
             self.metrics.extend(MetricsMessage.of(it["tuple"]) for it in page)
             self._after = page[-1]["seq"]
 
-    def refresh(self) -> None:
+    def check(self) -> dict[str, Any]:
+        """Ask the hub's /health (short timeout); while it does not answer the header is red."""
         try:
-            self.health = self.client.health()
+            self.health = self.client.health(timeout=self.health_timeout)
         except ApiError as exc:
             self.health = None
-            self.health_box.value = health_html(None, str(exc))
+            self.failed += 1
+            if self.unreachable_since is None:
+                self.unreachable_since = time.time()
+            self.health_box.value = unreachable_html(self.unreachable_since, self.failed, str(exc))
             raise
+        self.unreachable_since, self.failed = None, 0
         self.health_box.value = health_html(self.health)
-        self._new_metrics()
-        self.cameras = self.client.cameras()
-        self.active = active_cameras(self.metrics, self.active_seconds)
-        by_name = {c["name"]: c for c in self.cameras}
-        latest: dict[str, MetricsMessage] = {}
-        for m in self.metrics:
-            for cam in m.camera_metrics:
-                latest[cam] = m
-        for cam in self.active:
-            panel = self.panels.get(cam)
-            if panel is None:
-                panel = self.panels[cam] = _CameraPanel(cam)
-            if cam in latest:
-                panel.update(latest[cam], by_name.get(cam), accuracy_series(self.metrics, cam))
-        children = tuple(self.panels[c].widget for c in self.active)
-        if self.panel_box.children != children:
-            self.panel_box.children = children
-        self.banner.value = alert_banner_html(self.cameras)
-        self.table.value = camera_table_html(self.cameras)
-        self.fleet.value = self._fleet_html()
+        return self.health
 
-    def _fleet_html(self) -> str:
-        fleet = self.client.recent("FleetMetrics", 2)
-        if not fleet:
-            return "no fleet bucket yet"
-        b = fleet[-1]["tuple"]
-        share = b.get("uncertain_share")
-        per = ", ".join(f"{html.escape(c)}: {v['images']}" for c, v in sorted(b["cameras"].items()))
-        return (
-            f"Fleet bucket from {html.escape(b['bucket_start'])} ({b['bucket_seconds']} s): "
-            f"<b>{b['images']}</b> images from {len(b['cameras'])} cameras ({per}), "
-            f"uncertain {_fmt(share * 100 if share is not None else None, '.1f', '%')}; "
-            f"active cameras: {', '.join(html.escape(c) for c in self.active)}"
-        )
+    def refresh(self, check: bool = True) -> None:
+        """Read the hub again (`check`: its /health first; the dashboard checks it itself)."""
+        if check:
+            self.check()
+        self._new_metrics()
+        self.summary_body = self.client.fleet_summary(worst=5)
+        self.fleet.value = fleet_html(self.summary_body)
+        self.list.refresh()
+        if self.selected is None and self.list.items:
+            self.selected = self.list.items[0]["name"]  # the worst camera, until a person opens another
+        self.banner.value = alert_banner_html(self.list.items)
+        self._show_selected()
+
+    def open(self, name: str) -> None:
+        """A click on a camera: show its detail now."""
+        self.selected = name
+        self._show_selected()
+
+    def _show_selected(self) -> None:
+        if self.selected is None:
+            return
+        try:
+            health: dict[str, Any] | None = self.client.camera(self.selected)
+        except ApiError as exc:
+            if exc.status != 404:
+                raise
+            health = None
+        self.detail.update(self.selected, list(self.metrics), health, self.images())
 
     def summary(self) -> str:
-        """Plain text for headless runs: cameras seen and what each sent."""
+        """Plain text for headless runs: the fleet, the page of cameras and the camera opened."""
         totals = camera_totals(self.metrics)
         lines = [f"hub status: {self.health.get('status') if self.health else 'unreachable'}"]
-        lines += [f"active cameras: {', '.join(self.active)}"]
-        for c in self.cameras:
+        lines += [
+            f"fleet: {self.summary_body.get('cameras', 0)} cameras, {self.summary_body.get('alerting', 0)} alerting"
+        ]
+        for c in self.list.items:
             lines.append(
                 f"camera {c['name']}: {c['images']} images scored, {c['uncertain']} uncertain, "
                 f"{totals.get(c['name'], 0)} in the windows shown, departs_from_fleet={c['departs_from_fleet']}"
             )
-        lines += [f"charts drawn: {sum(1 for p in self.panels.values() if p.window_images)}"]
+        lines += [f"camera opened: {self.selected} ({self.detail.window_images} images in its last window)"]
         return "\n".join(lines)

@@ -96,16 +96,31 @@ def _percent(v: float | None) -> str:
 
 
 def labellers_html(body: dict[str, Any]) -> str:
-    """Each labeller's count and agreement rate (GET /labellers) as a small table."""
+    """Each labeller's count and agreement rate (GET /labellers) as a small table, and what happens to
+    the labels at the next Retrain (the settling rule of `metro_app.labels.settle`).
+
+    >>> h = labellers_html({"images": 7, "conflicts": 2, "labellers": []})
+    >>> "7</span> images labelled" in h and "wait for a second opinion" in h
+    True
+    """
     rows = "".join(
         f"<tr><td>{html.escape(r['labeller'])}</td><td>{r['labels']}</td><td>{r['compared']}</td>"
         f"<td>{_percent(r['agreement'])}</td><td>{r['conflicts']}</td></tr>"
         for r in body.get("labellers", [])
     )
+    conflicts = int(body.get("conflicts", 0))
+    waiting = (
+        f'; <span class="metro-conflict-count">{conflicts}</span> of them have labellers who disagree: '
+        "those wait for a second opinion (a third labeller's vote or a reviewer's resolution) before "
+        "they train"
+        if conflicts
+        else '; <span class="metro-conflict-count">0</span> in conflict'
+    )
     return (
-        f'<div class="metro-labellers"><b>Labellers</b> ({body.get("images", 0)} images labelled, '
-        f'<span class="metro-conflict-count">{body.get("conflicts", 0)}</span> in conflict, left out of '
-        'retrain until settled)<table border="1" cellpadding="2" style="border-collapse:collapse;font-size:12px">'
+        f'<div class="metro-labellers"><b>Labellers</b> (<span class="metro-labelled-images">'
+        f"{body.get('images', 0)}</span> images labelled; each settled digit label trains at the next "
+        f"Retrain, labels that are not digits are counted, not trained on{waiting})"
+        '<table border="1" cellpadding="2" style="border-collapse:collapse;font-size:12px">'
         "<tr><th>labeller</th><th>labels</th><th>shared images</th><th>agreement</th><th>open conflicts</th></tr>"
         f"{rows}</table></div>"
     )
@@ -329,6 +344,10 @@ class CorrectionStation:
         self._show()
         return self
 
+    def refresh_labellers(self) -> None:
+        """Read GET /labellers again (the live thread calls it when the hub's label count changed)."""
+        self.labellers.value = labellers_html(self.client.labellers())
+
     def show_unseen(self, n: int, version: str | None) -> None:
         """Say how many stored labels the serving model has not learnt from yet."""
         model = f"model <code>{html.escape(version)}</code>" if version else "the base model"
@@ -408,7 +427,7 @@ class CorrectionStation:
             said = ", ".join(f"{html.escape(k)} says {html.escape(v)}" for k, v in sorted(votes.items()))
             chosen += (
                 f' &middot; <b class="metro-conflict" style="color:#c00">&#9888; labellers disagree: {said}'
-                "</b> (not used for training until settled)"
+                "</b> (waits for a second opinion before it trains)"
             )
         self.card.show(item, f" &middot; image <b>{s.index + 1}</b> of {len(s.items)}{chosen}")
         shown = s.shown_label(item)
@@ -458,6 +477,7 @@ class CorrectionStation:
                 f'<b class="metro-upload-done" style="color:#080">Uploaded {done} labels</b> for training '
                 f"(labeller {html.escape(labeller)})"
             )
+            self.refresh_labellers()
         except ApiError as exc:
             self.status.value = f'<b style="color:#c00">upload failed: {html.escape(str(exc))}</b>'
         finally:

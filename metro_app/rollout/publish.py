@@ -75,6 +75,9 @@ def load_signing_key(path: str | None) -> SigningKey:
 class ModelPublisher:
     """Send registered models to the models topic and mark them published.
 
+    A model published to every camera supersedes the one they ran: one model is published per
+    audience, older ones read ``superseded`` with the time.
+
     The producer is created on first use (from `edgemnist.kafka`), or handed in by tests. With
     `signing_key` every envelope is signed for its audience (`edgemnist.signing`).
     """
@@ -146,8 +149,12 @@ class ModelPublisher:
             raise BrokerUnavailable(f"model {version}: not acknowledged on {self.topic!r}: {exc}") from exc
         reason = f"on {self.topic} partition {meta.partition} offset {meta.offset} for {audience}"
         reason = f"{why}: {reason}" if why else reason
-        store.set_model_status(version, status, reason)
-        log.info("model %s %s: %s", version, status, reason)
+        # published to every camera in the serving role: the fleet's previous model is superseded
+        fleet = targets is None and status == "published" and role == "serve"
+        old = store.set_model_status(version, status, reason, supersede=fleet)
+        log.info(
+            "model %s %s: %s%s", version, status, reason, f"; superseded {', '.join(old)}" if old else ""
+        )
         return envelope
 
     def withdraw_shadow(self, targets: tuple[str, ...] | None) -> None:

@@ -85,7 +85,9 @@ def register_rollout(
     check_model(store, version)
     current = store.current_model()
     if current is None:
-        raise ModelError("no published model in the registry: nothing to compare with or roll back to")
+        raise ModelError(
+            "no serving or published model in the registry: nothing to compare with or roll back to"
+        )
     if current["version"] == version:
         raise ConfigError(f"{version} is already published to every camera")
     book = store.rollout_book()
@@ -393,7 +395,7 @@ def rollback(
         raise ModelError("nothing to roll back to: the current model has no parent; name a VERSION")
     check_model(store, target)
     row = store.model(target) or {}
-    served = any(e["status"] in ("published", "canary") for e in row.get("events", ()))
+    served = any(e["status"] in ("serving", "published", "canary") for e in row.get("events", ()))
     if not served and not force:
         raise ModelError(
             f"model {target} has never served (status {row.get('status')}): it was never published nor a "

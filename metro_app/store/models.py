@@ -16,6 +16,7 @@ from edgemnist.errors import ModelError
 from metro_app.store.base import StoreBase
 from metro_app.store.modelrows import model_dict
 from metro_app.store.schema import (
+    FLEET_STATUSES,
     MODEL_STATUSES,
     model_events,
     model_registry,
@@ -25,7 +26,7 @@ __all__ = ["ModelTables"]
 
 
 class ModelTables(StoreBase):
-    """Registered models (candidate, canary, published, refused, rolled back) and their events."""
+    """Registered models (candidate, canary, serving, published, superseded, refused, rolled back) and events."""
 
     def add_model(
         self,
@@ -78,8 +79,15 @@ class ModelTables(StoreBase):
             assert key is not None  # an INSERT of one row always has its key
             return int(key[0])
 
-    def set_model_status(self, version: str, status: str, reason: str) -> None:
-        """Move a model to `status`, keeping the transition (time, reason) as an event."""
+    def set_model_status(
+        self, version: str, status: str, reason: str, *, supersede: bool = False
+    ) -> list[str]:
+        """Move a model to `status`, keeping the transition (time, reason) as an event.
+
+        With `supersede` (a model published to every camera) every other model that was serving or
+        published moves to ``superseded`` in the same transaction, so one model at a time is the
+        fleet's. Returns the versions it superseded.
+        """
         _check_status(status)
         now = time.time()
         with self.engine.begin() as conn:
@@ -94,6 +102,28 @@ class ModelTables(StoreBase):
             conn.execute(
                 sa.insert(model_events), {"version": version, "status": status, "time": now, "reason": reason}
             )
+            if not supersede:
+                return []
+            old = [
+                r.version
+                for r in conn.execute(
+                    sa.select(model_registry.c.version).where(
+                        model_registry.c.status.in_(FLEET_STATUSES), model_registry.c.version != version
+                    )
+                )
+            ]
+            why = f"superseded by {version}"
+            if old:
+                conn.execute(
+                    sa.update(model_registry)
+                    .where(model_registry.c.version.in_(old))
+                    .values(status="superseded", updated=now, reason=why)
+                )
+                conn.execute(
+                    sa.insert(model_events),
+                    [{"version": v, "status": "superseded", "time": now, "reason": why} for v in old],
+                )
+            return old
 
     def _model_rows(self, where: Any = None) -> list[dict[str, Any]]:
         cols = [c for c in model_registry.c if c.name != "data"]
@@ -122,10 +152,10 @@ class ModelTables(StoreBase):
         return bytes(rows[0].data) if rows else None
 
     def current_model(self) -> dict[str, Any] | None:
-        """The model the fleet should run: the most recently published one still published."""
+        """The model the fleet should run: the most recently published (or serving) one still so."""
         q = (
             sa.select(model_registry.c.version)
-            .where(model_registry.c.status == "published")
+            .where(model_registry.c.status.in_(FLEET_STATUSES))
             .order_by(model_registry.c.updated.desc(), model_registry.c.created.desc())
             .limit(1)
         )

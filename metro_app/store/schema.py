@@ -140,7 +140,13 @@ training_images = sa.Table(
     sa.Column("received", sa.Float, nullable=False),
 )
 
-MODEL_STATUSES = ("candidate", "refused", "shadow", "canary", "published", "rolled_back")
+# serving: the hub's first model (its --model), which every camera runs without a publication;
+# superseded: was serving or published to every camera until a newer model was published to every camera
+MODEL_STATUSES = (
+    "candidate", "refused", "shadow", "canary", "serving", "published", "superseded", "rolled_back",
+)  # fmt: skip
+# the statuses of the model every camera runs (one model at a time holds one of them)
+FLEET_STATUSES = ("serving", "published")
 
 model_registry = sa.Table(
     "model_registry",

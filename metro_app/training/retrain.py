@@ -50,6 +50,7 @@ __all__ = [
     "add_retrain_flags",
     "decide",
     "evaluate_pair",
+    "register_initial_model",
     "retrain",
 ]
 
@@ -85,22 +86,43 @@ class RetrainResult:
         return asdict(self)
 
 
+def register_initial_model(store: Store, path: str | Path, *, train: bool = True) -> str | None:
+    """Register the hub's first model (`--model`) as ``serving`` while no model serves the fleet.
+
+    The hub calls it when it starts, so the registry shows the model every camera runs from the
+    first view on. Returns the version registered, or None when one already serves (nothing
+    changes then) or when `path` holds no model and `train` is off; with `train`, a model is
+    trained into `path` when it holds none, as the edge does.
+    """
+    if store.current_model() is not None:
+        return None
+    if not train and not _has_model_file(Path(path)):
+        return None
+    model = load_model(ensure_model(path, progress=False))
+    if model.path is None:  # pragma: no cover - load_model always sets it
+        raise ConfigError(f"--model {path}: no model file")
+    reason = f"initial model from {model.path}: every camera runs it until a model is published"
+    card = _file_card(model.path)
+    if not store.add_model(
+        model.version, model.sha256, model.path.read_bytes(), status="serving", reason=reason,
+        card={**card, "source": str(model.path)}, created=_created(card),
+    ):  # fmt: skip
+        store.set_model_status(model.version, "serving", reason)
+    log.info("registry had no serving model: %s registered as serving (%s)", model.version, reason)
+    return model.version
+
+
+def _has_model_file(path: Path) -> bool:
+    return path.is_file() or (path.is_dir() and any(path.glob("*.skops")))
+
+
 def current_model(store: Store, settings: RetrainSettings) -> Model:
-    """The newest published model; on an empty registry, `--model`, registered as the first published one."""
+    """The model the fleet runs; on a registry without one, `--model`, registered as serving first."""
     found = store.current_model()
     if found is None:
-        model = load_model(ensure_model(settings.model, progress=False))
-        if model.path is None:  # pragma: no cover - load_model always sets it
-            raise ConfigError(f"--model {settings.model}: no model file")
-        reason = f"initial model from {model.path}"
-        card = _file_card(model.path)
-        if not store.add_model(
-            model.version, model.sha256, model.path.read_bytes(), status="published", reason=reason,
-            card={**card, "source": str(model.path)}, created=_created(card),
-        ):  # fmt: skip
-            store.set_model_status(model.version, "published", reason)
-        log.info("registry was empty: %s registered as published (%s)", model.version, reason)
-        return model
+        register_initial_model(store, settings.model)
+        found = store.current_model()
+        assert found is not None  # registered just now
     data = store.model_file(found["version"]) or b""
     return load_model_bytes(
         data, expected_sha256=found["sha256"], version=found["version"], name=found["version"]

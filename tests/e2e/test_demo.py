@@ -53,6 +53,13 @@ def test_demo_runs_three_cameras_and_stops_everything(model_path, tmp_path):
     assert summary["stored_metrics"] > 0 and summary["dlq"] == 0
     assert summary["stored_images"] == sum(c["uncertain_sent"] for c in cams.values())
     assert "stopped 5 processes" in proc.stderr
+    # the API token is said on the terminal only: in no log, outbox or file of the state dir
+    token = env.get("EDGE_MNIST_API_TOKEN")
+    assert (
+        "token:  yours, from EDGE_MNIST_API_TOKEN" if token else "token:  demo-token (operator"
+    ) in proc.stderr
+    said = (token or "demo-token").encode()
+    assert [p.name for p in (tmp_path / "s").rglob("*") if p.is_file() and said in p.read_bytes()] == []
     # Nothing the demo started survives it: edges, hub job, broker.
     leftovers = subprocess.run(
         ["pgrep", "-f", str(tmp_path / "s")], capture_output=True, text=True

@@ -99,7 +99,9 @@ def test_a_control_command_retrains_and_publishes_a_better_model(loop_hub, kafka
     assert model["n_field_train"] + model["n_field_test"] == 150
     assert [e["status"] for e in model["events"]] == ["candidate", "publishing", "published"]
     parent = hub.client.model(model["parent"])
-    assert parent["status"] == "published" and parent["parent"] is None  # --model, registered first
+    assert parent["parent"] is None  # --model, registered as serving when the hub started
+    assert [e["status"] for e in parent["events"]] == ["serving", "superseded"]
+    assert parent["status"] == "superseded" and model["version"] in parent["reason"]
     # the command was recorded in the store before its offset was committed, and closed when done
     requests = wait_until(
         lambda: (hub.client.health()["consumer"].get("retrain_requests") or {}).get("done"),

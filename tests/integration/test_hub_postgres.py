@@ -140,3 +140,26 @@ def test_an_older_store_on_postgresql_takes_the_shadow_state_and_keeps_its_check
         conn.exec_driver_sql("UPDATE rollouts SET state = 'bogus'")
     store.close()
     Store(url).close()  # a second hub finds nothing to widen
+
+
+def test_a_registry_an_older_hub_made_on_postgresql_takes_the_new_statuses(postgres):
+    import sqlalchemy as sa
+
+    url = postgres.fresh_database("statuses")
+    Store(url).close()
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:  # the CHECK an older hub created
+        conn.execute(sa.text("ALTER TABLE model_registry DROP CONSTRAINT ck_model_registry_status"))
+        conn.execute(sa.text(
+            "ALTER TABLE model_registry ADD CONSTRAINT ck_model_registry_status "
+            "CHECK (status IN ('candidate', 'refused', 'canary', 'published', 'rolled_back'))"
+        ))  # fmt: skip
+    engine.dispose()
+    store = Store(url)
+    try:
+        assert store.add_model("m-1", "ab" * 32, b"PK", status="serving", reason="initial")
+        store.add_model("m-2", "ab" * 32, b"PK-2", parent="m-1", reason="accepted")
+        assert store.set_model_status("m-2", "published", "on the topic", supersede=True) == ["m-1"]
+        assert store.model("m-1")["status"] == "superseded"
+    finally:
+        store.close()

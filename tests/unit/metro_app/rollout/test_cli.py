@@ -55,7 +55,7 @@ def test_import_verifies_evaluates_and_registers_a_candidate_then_the_table_show
     assert out[0].split()[:2] == ["version", "status"] and out[0].split()[-1] == "rollout"
     assert out[1].startswith(imported) and "candidate" in out[1]
     assert "candidate" in out[2] and "imported from" in out[2]  # its transitions, under it
-    assert any(line.startswith(initial) and "published" in line for line in out)
+    assert any(line.startswith(initial) and "serving" in line for line in out)
 
     # a rollout needs windows from its canary cameras to compare with
     assert main(["rollout", imported, "--canary", "CamA", "--store", url]) == 2

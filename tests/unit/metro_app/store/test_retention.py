@@ -28,7 +28,7 @@ def ids_of(store, table):
 
 def test_old_windows_become_hourly_rows_whose_sums_keep_accuracy_and_uncertain_share(store):
     # CamA: 12 windows 10 minutes apart (two hours), labelled; CamB: 4 windows, unlabelled
-    a = [metrics_window("CamA", 600 * k, images=50, uncertain=k % 4, correct=40 + k) for k in range(12)]
+    a = [metrics_window("CamA", 600 * k, images=50, uncertain=k % 4, correct=38 + k) for k in range(12)]
     b = [metrics_window("CamB", 600 * k, images=30, uncertain=2) for k in range(4)]
     store.write_batch(a + b, [])
     old = ids_of(store, metrics)

@@ -95,7 +95,7 @@ class FakePublisher:
 
     def publish(self, store, version):
         self.published.append(version)
-        store.set_model_status(version, "published", "on the fake topic")
+        store.set_model_status(version, "published", "on the fake topic", supersede=True)
 
 
 @pytest.fixture
@@ -118,7 +118,9 @@ def test_retrain_records_publishes_and_improves_the_field(field_store, model_pat
     publisher = FakePublisher()
     result = retrain(field_store, RetrainSettings(model=str(model_path)), publisher=publisher)
     parent = field_store.model(result.parent)
-    assert parent["status"] == "published" and parent["parent"] is None  # --model, registered first
+    assert parent["parent"] is None  # --model, registered first as serving, superseded on publication
+    assert [e["status"] for e in parent["events"]] == ["serving", "superseded"]
+    assert parent["status"] == "superseded" and parent["reason"] == f"superseded by {result.version}"
     assert result.accepted and result.status == "published", result.reason
     assert publisher.published == [result.version]
     assert result.n_field_train + result.n_field_test == 149
@@ -141,7 +143,7 @@ def test_retrain_without_digit_labels_makes_no_candidate(tmp_path, model_path):
     store = Store(f"sqlite:///{tmp_path}/hub.db")
     result = retrain(store, RetrainSettings(model=str(model_path)))
     assert not result.accepted and result.version is None and "no labelled digit images" in result.reason
-    assert [m["status"] for m in store.models()] == ["published"]
+    assert [m["status"] for m in store.models()] == ["serving"]
 
 
 def test_cli_retrain_prints_json_last_and_models_lists_the_registry(tmp_path, model_path, capsys):
@@ -164,9 +166,7 @@ def test_cli_retrain_prints_json_last_and_models_lists_the_registry(tmp_path, mo
     assert main(["models", "--store", url]) == 0
     table = capsys.readouterr().out.splitlines()
     assert (
-        table[0].split()[:2] == ["version", "status"]
-        and last["parent"] in table[1]
-        and "published" in table[1]
+        table[0].split()[:2] == ["version", "status"] and last["parent"] in table[1] and "serving" in table[1]
     )
     assert main(["retrain", "--store", url, "--holdout", "1.5", "--no-publish"]) == 2
     assert "--holdout" in capsys.readouterr().err
