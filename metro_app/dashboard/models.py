@@ -77,7 +77,9 @@ def _rollout(r: dict[str, Any] | None) -> str:
         else ""
     )
     stage = str(r.get("stage") or r.get("state"))
-    figures = shadow_figures_html(r.get("shadow"))
+    sh = r.get("shadow")
+    # labels still needed mean something only while the shadow stage runs
+    figures = shadow_figures_html(sh if stage == "shadow" or not sh else {**sh, "needed": 0})
     shadow = f'<br><small class="metro-shadow-figures">shadow: {figures}</small>' if figures else ""
     reason = html.escape(str(r.get("reason") or ""))
     return (
@@ -207,7 +209,9 @@ class ModelsPanel:
             placeholder="canary cameras, comma-separated", layout={"width": "240px"}
         )
         self.rollout_cameras.add_class("metro-rollout-cameras")
-        self.rollout_button = widgets.Button(description="Roll out in shadow", icon="eye")
+        self.rollout_button = widgets.Button(
+            description="Roll out in shadow", icon="eye", layout={"width": "180px"}
+        )
         self.rollout_button.add_class("metro-rollout-start")
         self.rollout_button.on_click(lambda _b: self.start_rollout())
         self.rollout_status = widgets.HTML()
