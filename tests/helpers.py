@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import subprocess
 import sys
 import time
 import uuid
@@ -249,3 +250,15 @@ class FakeModelsReader:
 
     def close(self) -> None:
         self.closed += 1
+
+
+def stop_processes(procs: Sequence[subprocess.Popen[bytes]], grace: float = 30) -> None:
+    """Terminate child processes (edges a test started), all at once, and reap them; kill any that linger."""
+    for proc in procs:
+        proc.terminate()
+    for proc in procs:
+        try:
+            proc.wait(timeout=grace)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)

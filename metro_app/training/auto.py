@@ -31,7 +31,7 @@ from typing import Any
 
 from edgemnist.cliargs import check_fields
 from edgemnist.wire.fields import parse_timestamp
-from metro_app.ingest.runloop import LoopHealth
+from metro_app.ingest.runloop import LoopHealth, run_forever
 from metro_app.monitoring.drift import SIGNALS
 from metro_app.store import Store
 from metro_app.training.jobs import RetrainJobs
@@ -181,15 +181,13 @@ class AutoRetrain:
 
     def run(self, stop: threading.Event) -> None:
         """Tick until `stop`; a failed tick is logged and the next one tries again."""
+
+        def step() -> None:
+            self.tick()
+            stop.wait(self.policy.interval)
+
         try:
-            while not stop.is_set():
-                self.health.begin()
-                try:
-                    self.tick()
-                    self.health.done()
-                except Exception:
-                    log.exception("auto-retrain: check failed; retrying in %gs", self.policy.interval)
-                stop.wait(self.policy.interval)
+            run_forever(step, stop, self.policy.interval, "auto-retrain: a check", log, health=self.health)
         finally:
             try:
                 self.lease.release()

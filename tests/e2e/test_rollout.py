@@ -30,7 +30,7 @@ from edgemnist.data import Dataset, load_bundled
 from edgemnist.kafka import ensure_topics
 from edgemnist.model import load_model, save_model, train_model
 from metro_app.testing import HubProcess, wait_until
-from tests.helpers import EDGE_APP, topic_names
+from tests.helpers import EDGE_APP, stop_processes, topic_names
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(420)]
 
@@ -96,14 +96,7 @@ def fleet(kafka, kafka_settings, model_path: Path, tmp_path_factory) -> Iterator
             )
             yield fleet
         finally:
-            for proc in edges:
-                proc.terminate()
-            for proc in edges:
-                try:
-                    proc.wait(timeout=30)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait(timeout=10)
+            stop_processes(edges)
             hub.stop()
 
 
