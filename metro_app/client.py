@@ -133,9 +133,17 @@ class ViewClient:
         page = self._json(f"/cameras?{urllib.parse.urlencode(params)}")
         return {"items": page.pop("cameras")} | page
 
-    def camera(self, name: str) -> dict[str, Any]:
-        """One camera's health (ApiError 404 for a camera that never sent a metrics window)."""
-        return self._json(f"/cameras/{urllib.parse.quote(name, safe='')}")
+    def camera(
+        self, name: str, *, recent_windows: int = 0, recent_images: int = 0, hourly: int = 0
+    ) -> dict[str, Any]:
+        """One camera's health (ApiError 404 for a camera that never sent a metrics window).
+
+        Asked for, also its newest N metrics windows, uncertain images and hourly roll-ups of pruned
+        windows, each oldest first, under the keys `recent_windows`, `recent_images` and `hourly`.
+        """
+        asked = {"recent_windows": recent_windows, "recent_images": recent_images, "hourly": hourly}
+        query = urllib.parse.urlencode({k: v for k, v in asked.items() if v})
+        return self._json(f"/cameras/{urllib.parse.quote(name, safe='')}" + (f"?{query}" if query else ""))
 
     def fleet_summary(self, worst: int = 5) -> dict[str, Any]:
         """{"cameras", "active", "alerting", "alerts", "fleet_uncertain_share", "worst_accuracy",

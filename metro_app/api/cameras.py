@@ -53,9 +53,19 @@ async def summary(
 
 
 @router.get("/cameras/{name:path}")
-async def camera(hub: HubDep, name: str) -> dict[str, Any]:
-    """One camera's health; 404 for a camera that never sent a metrics window."""
-    got = await run_in_threadpool(Fleet(hub.store).camera, name)
+async def camera(
+    hub: HubDep,
+    name: str,
+    recent_windows: Annotated[int, Query(ge=0, le=500, description="also its newest N metrics windows")] = 0,
+    recent_images: Annotated[int, Query(ge=0, le=100, description="also its newest N uncertain images")] = 0,
+    hourly: Annotated[int, Query(ge=0, le=24 * 366, description="also its newest N hourly roll-ups")] = 0,
+) -> dict[str, Any]:
+    """One camera's health (and, when asked, its newest windows, images and hourly roll-ups, oldest
+    first, under the same keys); 404 for a camera that never sent a metrics window."""
+    fleet = Fleet(hub.store)
+    got = await run_in_threadpool(
+        fleet.camera, name, recent_windows=recent_windows, recent_images=recent_images, hourly=hourly
+    )
     if got is None:
         raise HTTPException(status_code=404, detail=f"no camera named {name!r} has sent a metrics window")
     return got

@@ -64,7 +64,6 @@ class MetroDashboard:
         self.models_every = max(1, round(10.0 / interval))  # the registry and its cameras: every ~10 s
         self._seen: dict[str, Any] = {}
         self._unseen_due = True
-        self.monitor.images = lambda: list(self.gallery.items)
         self.widget = widgets.VBox(
             [
                 self.title,

@@ -5,7 +5,6 @@ from __future__ import annotations
 import html
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -26,6 +25,7 @@ __all__ = [
 ]
 
 _KEEP = 400
+_CAMERA_WINDOWS = 60  # the opened camera's newest windows its accuracy chart shows
 
 
 def _fmt(v: Any, spec: str = ".3g", unit: str = "") -> str:
@@ -168,7 +168,7 @@ class HubMonitor:
         self.unreachable_since: float | None = None
         self.failed = 0
         self.selected: str | None = None
-        self.images: Callable[[], Sequence[dict[str, Any]]] = list
+        self._windows: dict[tuple[Any, Any], MetricsMessage] = {}
         self.health_box = widgets.HTML("connecting to the hub&hellip;")
         self.health_box.add_class("metro-header")
         self.banner = widgets.HTML()
@@ -236,15 +236,31 @@ class HubMonitor:
         self._show_selected()
 
     def _show_selected(self) -> None:
+        """The opened camera from its own windows and images (asked of the hub by name, so it has a
+        chart in a fleet of 10,000 whose newest windows on this page are all other cameras')."""
         if self.selected is None:
             return
         try:
-            health: dict[str, Any] | None = self.client.camera(self.selected)
+            got: dict[str, Any] | None = self.client.camera(
+                self.selected, recent_windows=_CAMERA_WINDOWS, recent_images=len(self.detail.thumbs)
+            )
         except ApiError as exc:
             if exc.status != 404:
                 raise
-            health = None
-        self.detail.update(self.selected, list(self.metrics), health, self.images())
+            got = None
+        if got is None:
+            self.detail.update(self.selected, [], None, [])
+            return
+        self.detail.update(
+            self.selected, self._parsed(got.pop("recent_windows", [])), got, got.pop("recent_images", [])
+        )
+
+    def _parsed(self, windows: list[dict[str, Any]]) -> list[MetricsMessage]:
+        """The windows as messages; a window parsed at an earlier refresh is not parsed again."""
+        keys = [(w.get("id"), w.get("timestamp")) for w in windows]
+        cache = self._windows
+        self._windows = {k: cache.get(k) or MetricsMessage.of(w) for k, w in zip(keys, windows, strict=True)}
+        return [self._windows[k] for k in keys]
 
     def summary(self) -> str:
         """Plain text for headless runs: the fleet, the page of cameras and the camera opened."""

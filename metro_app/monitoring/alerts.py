@@ -30,7 +30,6 @@ from metro_app.labels.quality import camera_error_counts
 from metro_app.monitoring.drift import CameraDrift, Change, DriftSettings, FleetDrift
 from metro_app.store import Store
 from metro_app.store.camerarows import recent_span
-from metro_app.views.fleet import median
 from metro_app.views.health import DEPARTURE
 
 __all__ = ["AlertMonitor", "alert_json"]
@@ -116,7 +115,7 @@ class AlertMonitor:
         Both come from the store's camera health rows, kept as windows arrive, so a check costs the
         same at 10 or 10,000 cameras.
         """
-        fleet = median(self._store.uncertain_shares())
+        fleet = self._store.uncertain_median()
         if fleet is None:
             return
         rows = self._store.camera_rows_named(fresh)

@@ -167,6 +167,30 @@ class CameraTables(StoreBase):
         q = sa.select(_H.uncertain_share).where(_H.windows > 0, _H.uncertain_share.is_not(None))
         return sorted(r[0] for r in self._rows(q))
 
+    def uncertain_median(self) -> float | None:
+        """The median of `uncertain_shares()`, found by the database: one or two values cross the wire.
+
+        One query (row numbers over the sorted shares), so the count and the middle rows come from
+        one snapshot; at 10,000 cameras the hub reads 2 rows instead of 10,000 per view request.
+        """
+        share = _H.uncertain_share
+        ranked = (
+            sa.select(
+                share,
+                sa.func.row_number().over(order_by=share).label("rn"),
+                sa.func.count().over().label("n"),
+            )
+            .where(_H.windows > 0, share.is_not(None))
+            .subquery()
+        )
+        r = ranked.c
+        # rows (n+1)//2 and (n+2)//2 are the middle (one row when n is odd)
+        q = sa.select(r.uncertain_share).where(r.rn.in_([(r.n + 1) // 2, (r.n + 2) // 2])).order_by(r.rn)
+        mid = [row[0] for row in self._rows(q)]
+        if not mid:
+            return None
+        return mid[0] if len(mid) == 1 else (mid[0] + mid[1]) / 2
+
     def camera_counts(self, now: float | None = None) -> dict[str, int]:
         """Cameras listed; active (a window within three of its windows); with an open alert; open alerts."""
         now = time.time() if now is None else now

@@ -174,24 +174,40 @@ class EventTables(CameraTables):
         )
         return [(r.id, image_row_to_dict(r)) for r in self._rows(q)]
 
-    def last_ids(self) -> dict[str, int]:
-        with self.engine.connect() as conn:
-            m = conn.execute(sa.select(sa.func.coalesce(sa.func.max(metrics.c.id), 0))).scalar_one()
-            i = conn.execute(sa.select(sa.func.coalesce(sa.func.max(uncertain_images.c.id), 0))).scalar_one()
-        return {"metrics": int(m), "images": int(i)}
+    def camera_images(self, camera: str, n: int) -> list[tuple[int, dict[str, Any]]]:
+        """The camera's newest n uncertain images as (seq, tuple) of `images_page`, oldest first."""
+        c = uncertain_images.c
+        q = sa.select(uncertain_images).where(c.camera == camera).order_by(c.id.desc()).limit(n)
+        return [(r.id, image_row_to_dict(r)) for r in reversed(self._rows(q))]
 
-    def counts(self) -> dict[str, int]:
+    def last_ids(self, *names: str) -> dict[str, int]:
+        """The newest row id of the metrics and images tables (of those named: "metrics", "images")."""
+        tables = {"metrics": metrics, "images": uncertain_images}
         out = {}
         with self.engine.connect() as conn:
-            for name, table in (
-                ("metrics", metrics),
-                ("images", uncertain_images),
-                ("labels", labels),
-                ("dead_letters", dead_letters),
-                ("models", model_registry),
-                ("training_images", training_images),
-            ):
-                out[name] = int(conn.execute(sa.select(sa.func.count()).select_from(table)).scalar_one())
+            for name in names or tables:
+                table = tables[name]
+                out[name] = int(
+                    conn.execute(sa.select(sa.func.coalesce(sa.func.max(table.c.id), 0))).scalar_one()
+                )
+        return out
+
+    def counts(self, *names: str) -> dict[str, int]:
+        """Rows in each of the event tables, or in those named (a view's size counts one table, not six)."""
+        tables = {
+            "metrics": metrics,
+            "images": uncertain_images,
+            "labels": labels,
+            "dead_letters": dead_letters,
+            "models": model_registry,
+            "training_images": training_images,
+        }
+        out = {}
+        with self.engine.connect() as conn:
+            for name in names or tables:
+                out[name] = int(
+                    conn.execute(sa.select(sa.func.count()).select_from(tables[name])).scalar_one()
+                )
         return out
 
     def fleet_buckets(self, after: int, limit: int) -> list[tuple[int, int]]:

@@ -149,13 +149,20 @@ class RetentionBook:
             ).all()
         return len(gone), ids[-1]
 
-    def hourly(self, camera: str | None = None) -> list[Any]:
-        """The roll-up rows (of one camera), oldest hour first."""
-        q = sa.select(metrics_hourly).order_by(metrics_hourly.c.hour, metrics_hourly.c.camera)
-        if camera is not None:
-            q = q.where(metrics_hourly.c.camera == camera)
+    def hourly(self, camera: str | None = None, newest: int | None = None) -> list[Any]:
+        """The roll-up rows (of one camera; its `newest` hours only), oldest hour first."""
+        h = metrics_hourly.c
+        if newest is None:
+            q = sa.select(metrics_hourly).order_by(h.hour, h.camera)
+            if camera is not None:
+                q = q.where(h.camera == camera)
+        else:
+            if camera is None:
+                raise ValueError("newest hours are counted per camera: name one")
+            q = sa.select(metrics_hourly).where(h.camera == camera).order_by(h.hour.desc()).limit(newest)
         with self._engine.connect() as conn:
-            return list(conn.execute(q))
+            rows = list(conn.execute(q))
+        return rows if newest is None else rows[::-1]
 
     def oldest_kept(self) -> dict[str, float | None]:
         """The storage time of the oldest metrics window and uncertain image kept (None: the table is empty)."""

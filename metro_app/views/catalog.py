@@ -61,10 +61,10 @@ class ClassificationMetrics(_StoreView):
         return self._store.metrics_page(after, limit)
 
     def last_seq(self) -> int:
-        return self._store.last_ids()["metrics"]
+        return self._store.last_ids("metrics")["metrics"]
 
     def size(self) -> int:
-        return self._store.counts()["metrics"]
+        return self._store.counts("metrics")["metrics"]
 
 
 class WindowUncertain(ClassificationMetrics):
@@ -94,10 +94,10 @@ class UncertainPredictions(_StoreView):
         return self._store.images_page(after, limit)
 
     def last_seq(self) -> int:
-        return self._store.last_ids()["images"]
+        return self._store.last_ids("images")["images"]
 
     def size(self) -> int:
-        return self._store.counts()["images"]
+        return self._store.counts("images")["images"]
 
 
 class FleetMetrics(ClassificationMetrics):

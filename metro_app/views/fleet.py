@@ -15,7 +15,7 @@ from metro_app.store import Store
 from metro_app.store.cameras import SORTS
 from metro_app.views.health import DEPARTURE
 
-__all__ = ["SORTS", "MAX_LIMIT", "health_item", "median", "Fleet"]
+__all__ = ["SORTS", "MAX_LIMIT", "health_item", "hour_item", "median", "Fleet"]
 
 MAX_LIMIT = 500
 
@@ -68,6 +68,23 @@ def health_item(
     }
 
 
+def hour_item(row: Mapping[str, Any] | Any) -> dict[str, Any]:
+    """One hourly roll-up row of a camera, with its uncertain share and accuracy.
+
+    >>> hour_item({"hour": 7200, "windows": 360, "images": 1000, "uncertain": 50, "labelled": 200,
+    ...            "correct": 180, "first_ts": 7201.0, "last_ts": 10790.0})["accuracy"]
+    0.9
+    """
+    r = row if isinstance(row, Mapping) else row._mapping
+    item = {
+        k: r[k]
+        for k in ("hour", "windows", "images", "uncertain", "labelled", "correct", "first_ts", "last_ts")
+    }
+    item["uncertain_share"] = r["uncertain"] / r["images"] if r["images"] else None
+    item["accuracy"] = r["correct"] / r["labelled"] if r["labelled"] else None
+    return item
+
+
 class Fleet:
     """Pages of cameras, one camera, and the fleet's summary, over a store."""
 
@@ -81,7 +98,7 @@ class Fleet:
         if not rows:
             return []
         if not (fleet is None or isinstance(fleet, float)):
-            fleet = median(self._store.uncertain_shares())
+            fleet = self._store.uncertain_median()
         alerts = self._store.open_alerts_of([r["camera"] for r in rows])
         now = time.time()
         return [health_item(r, fleet, alerts.get(r["camera"], []), now) for r in rows]
@@ -107,16 +124,35 @@ class Fleet:
             "next_offset": nxt if nxt < total else None,
         }
 
-    def camera(self, name: str) -> dict[str, Any] | None:
+    def camera(
+        self, name: str, *, recent_windows: int = 0, recent_images: int = 0, hourly: int = 0
+    ) -> dict[str, Any] | None:
+        """One camera's health; None if it never sent a window.
+
+        Asked for, also its newest `recent_windows` metrics windows (as sent), its newest
+        `recent_images` uncertain images (as the UncertainPredictions view has them) and its newest
+        `hourly` roll-ups (what retention kept of older windows), each oldest first: what a camera's
+        detail page draws, read through the camera's own indexes, so it costs the same in a fleet
+        of 10,000.
+        """
         row = self._store.camera_row(name)
-        return None if row is None else self.items([row])[0]
+        if row is None:
+            return None
+        out = self.items([row])[0]
+        if recent_windows:
+            out["recent_windows"] = self._store.camera_windows(name, recent_windows)
+        if recent_images:
+            out["recent_images"] = [t for _, t in self._store.camera_images(name, recent_images)]
+        if hourly:
+            out["hourly"] = [hour_item(r) for r in self._store.retention().hourly(name, newest=hourly)]
+        return out
 
     def summary(self, worst: int = 5) -> dict[str, Any]:
         """Counts (cameras, active, alerting, open alerts), the fleet's median share, the worst cameras."""
         counts = self._store.camera_counts()
         by_acc = self._store.camera_rows(sort="accuracy", limit=worst, count=False)[1]
         by_unc = self._store.camera_rows(sort="uncertain", limit=worst, count=False)[1]
-        fleet = median(self._store.uncertain_shares())
+        fleet = self._store.uncertain_median()
         return counts | {
             "fleet_uncertain_share": fleet,
             "worst_accuracy": self.items([r for r in by_acc if r["accuracy"] is not None], fleet),

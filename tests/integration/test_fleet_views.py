@@ -9,7 +9,7 @@ import pytest
 from metro_app.samples import make_image, make_metrics
 from metro_app.store import Store
 from metro_app.views.catalog import Views
-from metro_app.views.fleet import Fleet
+from metro_app.views.fleet import Fleet, median
 
 pytestmark = pytest.mark.integration
 
@@ -69,6 +69,8 @@ def test_two_hubs_on_one_postgresql_keep_one_truth_paged_and_sorted(postgres):
     assert line1["total"] == 20 and all(c["name"].startswith("Line1-") for c in line1["cameras"])
     hubs[0].add_alert("k", "Line2-Cam005", "drift", "t", "drifts", {})
     assert [c["name"] for c in Fleet(hubs[1]).page(alert=True)["cameras"]] == ["Line2-Cam005"]
+    shares = hubs[0].uncertain_shares()
+    assert len(shares) == 60 and hubs[1].uncertain_median() == median(shares)  # PostgreSQL finds the middle
     summary = Fleet(hubs[1]).summary(worst=3)
     assert (summary["cameras"], summary["alerting"], summary["alerts"]) == (60, 1, 1)
     assert [c["name"] for c in summary["worst_accuracy"]] == [c["name"] for c in every[:3]]

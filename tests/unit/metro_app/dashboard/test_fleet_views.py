@@ -10,7 +10,7 @@ from metro_app.client import ApiError
 from metro_app.dashboard.gallery import Gallery
 from metro_app.dashboard.monitor import HubMonitor
 from metro_app.dashboard.station import CorrectionStation
-from metro_app.samples import make_image
+from metro_app.samples import make_image, make_metrics
 
 
 def camera(name: str, accuracy: float) -> dict:
@@ -27,6 +27,8 @@ class FleetHub:
         self.cams = [camera(f"Cam-{k:02d}", 0.5 + k / 100) for k in range(40)]
         self.down = False
         self.asked: list[dict] = []
+        self.windows: dict[str, list[dict]] = {}
+        self.images: dict[str, list[dict]] = {}
 
     def _up(self) -> None:
         if self.down:
@@ -57,8 +59,12 @@ class FleetHub:
         rows = sorted(rows, key=key)
         return {"items": rows[offset : offset + limit], "total": len(rows)}
 
-    def camera(self, name: str) -> dict:
-        return next(c for c in self.cams if c["name"] == name)
+    def camera(self, name: str, *, recent_windows: int = 0, recent_images: int = 0) -> dict:
+        """Health; asked for, the camera's own newest windows and images, as GET /cameras/{name} gives them."""
+        self.asked_camera = {"name": name, "windows": recent_windows, "images": recent_images}
+        got = dict(next(c for c in self.cams if c["name"] == name))
+        mine, imgs = self.windows.get(name, []), self.images.get(name, [])
+        return got | {"recent_windows": mine[-recent_windows:], "recent_images": imgs[-recent_images:]}
 
 
 def shown(monitor: HubMonitor) -> list[str]:
@@ -89,6 +95,24 @@ def test_the_page_is_worst_first_stable_paged_and_filtered_and_a_click_opens_a_c
     monitor.list.rows[4].button.click()  # a person opens Cam-34
     assert monitor.selected == "Cam-34" and "Cam-34" in monitor.detail.title.value
     assert "84.0%" in monitor.detail.stats.value  # its one live accuracy, from the hub when no window is held
+
+
+def test_an_opened_camera_draws_its_own_windows_and_images_asked_of_the_hub_by_name():
+    """In a fleet of 10,000 the page's newest windows are other cameras'; the detail asks for its own."""
+    hub = FleetHub()
+    hub.windows["Cam-05"] = [make_metrics("Cam-05", n, correct=10 + n % 10).to_dict() for n in range(90)]
+    hub.images["Cam-05"] = [make_image("Cam-05", n).to_dict() for n in range(9)]
+    monitor = HubMonitor(hub, page_size=10)
+    monitor.refresh()
+    monitor.open("Cam-05")
+    assert hub.asked_camera == {"name": "Cam-05", "windows": 60, "images": 6}
+    assert monitor.detail.accuracy_points == 60 and monitor.detail.window_images == 20
+    assert "its 6 newest uncertain images" in monitor.detail.thumbs_caption.value
+    assert "20</span> images in its last window" in monitor.detail.title.value
+    assert "over the last 5 windows" in monitor.detail.stats.value  # the live accuracy of its newest windows
+    parsed = dict(monitor._windows)
+    monitor.refresh()
+    assert all(monitor._windows[k] is m for k, m in parsed.items())  # a window is parsed once
 
 
 def test_a_hub_that_stops_answering_turns_the_header_red_and_says_since_when():

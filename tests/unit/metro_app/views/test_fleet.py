@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import random
+import statistics
+import time
 
 import pytest
 from fastapi.testclient import TestClient
@@ -13,7 +15,7 @@ from metro_app.api.app import create_app
 from metro_app.samples import make_image, make_metrics
 from metro_app.store import Store
 from metro_app.views.catalog import Views
-from metro_app.views.fleet import Fleet
+from metro_app.views.fleet import Fleet, median
 
 
 def window(camera: str, n: int, *, images: int = 20, uncertain: int = 5, correct: int | None = None,
@@ -172,3 +174,36 @@ def test_the_api_pages_filters_and_names_a_bad_parameter(ranked_store):
     assert client.get("/cameras/dock%252").json()["name"] == "dock%2"
     r = client.get("/cameras/nobody")
     assert r.status_code == 404 and "nobody" in r.text
+
+
+@pytest.mark.parametrize("shares", [[], [3], [3, 9], [9, 1, 5], [0, 4, 4, 10], [7, 2, 2, 19, 11, 0, 5]])
+def test_the_fleet_median_is_found_by_the_database_as_from_every_share(store, shares):
+    """`uncertain_median` reads the middle rows only; it equals the median of every camera's share."""
+    store.write_batch([window(f"cam{k}", 0, uncertain=u) for k, u in enumerate(shares)], [])
+    every = store.uncertain_shares()
+    assert len(every) == len(shares)
+    assert store.uncertain_median() == median(every)
+    expected = statistics.median(u / 20 for u in shares) if shares else None  # 20 images per window
+    assert store.uncertain_median() == pytest.approx(expected)
+
+
+def test_a_camera_asked_by_name_brings_its_own_windows_images_and_hourly_roll_ups(store):
+    """GET /cameras/{name}?windows=&images=&hours=: the detail page's data, whatever other cameras sent."""
+    start = 1_700_000_000.0 - 1_700_000_000.0 % 3600  # an hour's start
+    old = [make_metrics("cam-x", n, correct=15, when=start + 600 * n) for n in range(8)]  # 2 hours of windows
+    store.write_batch(old, [])
+    assert store.retention().roll_up(before=time.time() + 1).windows == 8  # retention keeps them as hours
+    new = [make_metrics(cam, n, correct=12) for n in range(10, 14) for cam in ("cam-x", "cam-y")]
+    store.write_batch(new, [make_image(cam, n) for n in range(5) for cam in ("cam-x", "cam-y")])
+    client = TestClient(create_app(store))
+    got = client.get("/cameras/cam-x?recent_windows=3&recent_images=2&hourly=5").json()
+    assert got["name"] == "cam-x" and got["windows"] == 12  # the health counts all it folded, rolled up or not
+    assert got["recent_windows"] == [w.to_dict() for w in new[::2][-3:]]
+    assert [t["id"] for t in got["recent_images"]] == [make_image("cam-x", n).id for n in (3, 4)]
+    assert [(h["hour"], h["windows"], h["images"], h["accuracy"]) for h in got["hourly"]] == [
+        (start, 6, 120, 0.75),
+        (start + 3600, 2, 40, 0.75),
+    ]
+    assert set(client.get("/cameras/cam-y").json()) & {"recent_windows", "recent_images", "hourly"} == set()
+    r = client.get("/cameras/cam-x?recent_windows=501")
+    assert r.status_code == 422 and "query.recent_windows" in r.json()["message"]
