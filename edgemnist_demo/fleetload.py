@@ -181,6 +181,8 @@ class ViewProbe(threading.Thread):
             self._ask("cameras", client, f"/cameras?sort={sort}&limit=50&offset={offset}")
             self._ask("cameras", client, f"/cameras?q={q}&limit=50&sort=accuracy")
             self._ask("summary", client, "/cameras/summary")
+            name = urllib.parse.quote(rng.choice(self._names), safe="")
+            self._ask("views", client, f"/cameras/{name}?recent_windows=60&recent_images=6")  # a camera opened
             self._ask("views", client, "/views/CameraHealth?after=0&max=100")
             last = client._json("/views")["views"]
             unc = next((v["last_seq"] for v in last if v["name"] == "UncertainPredictions"), 0)

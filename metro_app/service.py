@@ -6,6 +6,7 @@ Only this module reaches for Kafka, and only through `edgemnist.kafka`.
 from __future__ import annotations
 
 import logging
+import sys
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -42,6 +43,11 @@ from metro_app.training.retrain import Progress, RetrainSettings, register_initi
 __all__ = ["open_kafka", "open_control", "run_hub", "access_gate", "api_server"]
 
 log = logging.getLogger("metro_app")
+# How long a thread holding the GIL runs before a waiting one gets it (Python's default: 5 ms). The hub's
+# ingest thread is busy while a fleet sends; a view request hands the GIL back at every database
+# round trip and would wait up to the interval to get it again each time. bench/fleet.py, 10,000
+# cameras: /cameras p99 575 ms at 5 ms, 404 ms at 0.5 ms, on the same loaded machine (docs/benchmarks.md).
+GIL_SWITCH_INTERVAL = 0.0005
 
 
 def open_kafka(kafka: Any, settings: HubSettings) -> tuple[Any, Any]:
@@ -104,6 +110,7 @@ def _alert_sender(kafka: Any, producer: Any, topic: str) -> Any:
 def run_hub(settings: HubSettings, kafka: Any, retrain_settings: RetrainSettings | None = None) -> int:
     """Consume, store and serve until SIGINT/SIGTERM; returns the exit status."""
     retrain_settings = retrain_settings or RetrainSettings()
+    sys.setswitchinterval(GIL_SWITCH_INTERVAL)
     gate = access_gate(settings)
     store = Store(settings.store_url)
     _register_first_model(store, retrain_settings.model)

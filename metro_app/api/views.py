@@ -41,7 +41,8 @@ async def _long_poll(view: View, after: int, limit: int, wait: float) -> list[tu
 
 @router.get("/views")
 def list_views(hub: HubDep) -> dict[str, Any]:
-    return {"views": [{"name": v.name, "last_seq": v.last_seq(), "size": v.size()} for v in hub.views]}
+    with hub.store.reading():
+        return {"views": [{"name": v.name, "last_seq": v.last_seq(), "size": v.size()} for v in hub.views]}
 
 
 @router.get("/views/{name}")

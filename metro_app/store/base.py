@@ -7,6 +7,9 @@ order and a reader paging by id never skips a row that a slower transaction comm
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import Any
 
 import sqlalchemy as sa
@@ -27,6 +30,7 @@ class StoreBase:
     def __init__(self, url: str) -> None:
         self.url = url
         self.engine = make_engine(url)
+        self._reader = threading.local()  # the connection a `reading()` block of this thread shares
         self._insert = postgresql.insert if self.engine.dialect.name == "postgresql" else sqlite.insert
         metadata.create_all(self.engine)
         add_missing_columns(self.engine)
@@ -34,6 +38,29 @@ class StoreBase:
 
     def close(self) -> None:
         self.engine.dispose()
+
+    @contextmanager
+    def reading(self) -> Iterator[None]:
+        """Reads made in this block, by this thread, share one connection.
+
+        A view request reads several things (a page, its count, the fleet's median, the page's
+        alerts); one checkout instead of four saves the pool's ping and a connection hand-over
+        per read, which is most of a short read's time when the database is busy.
+        """
+        if getattr(self._reader, "conn", None) is not None:
+            yield
+            return
+        with self.engine.connect() as conn:
+            self._reader.conn = conn
+            try:
+                yield
+            finally:
+                self._reader.conn = None
+
+    def _connect(self) -> AbstractContextManager[Connection]:
+        """A connection to read with: the `reading()` block's, else one from the pool."""
+        conn = getattr(self._reader, "conn", None)
+        return nullcontext(conn) if conn is not None else self.engine.connect()
 
     def _begin_write(self, conn: Connection) -> None:
         if self.engine.dialect.name == "postgresql":
@@ -71,7 +98,7 @@ class StoreBase:
             cursor.close()
 
     def _rows(self, query: sa.Select) -> list[Any]:
-        with self.engine.connect() as conn:
+        with self._connect() as conn:
             return list(conn.execute(query))
 
     def image(self, msg_id: str) -> Any | None:

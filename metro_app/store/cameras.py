@@ -140,7 +140,7 @@ class CameraTables(StoreBase):
             raise ValueError(f"sort {sort!r}: use one of {', '.join(SORTS)}")
         where = self._listed(q, alert)
         page = sa.select(camera_health).where(*where).order_by(*SORTS[sort]).limit(limit).offset(offset)
-        with self.engine.connect() as conn:
+        with self._connect() as conn:
             n = -1
             if count:
                 total = conn.execute(sa.select(sa.func.count()).select_from(camera_health).where(*where))
@@ -154,7 +154,7 @@ class CameraTables(StoreBase):
 
     def camera_rows_named(self, cameras: Iterable[str]) -> dict[str, dict[str, Any]]:
         """The health rows of some cameras, by name (cameras without a window left out)."""
-        with self.engine.connect() as conn:
+        with self._connect() as conn:
             rows = self._health_rows(conn, set(cameras))
         return {cam: r for cam, r in rows.items() if r["windows"] > 0}
 
@@ -201,7 +201,7 @@ class CameraTables(StoreBase):
             sa.func.count().filter(_H.camera.in_(open_cams)),
         ).where(*self._listed())
         n_alerts = sa.select(sa.func.count()).select_from(alerts).where(alerts.c.status == "open")
-        with self.engine.connect() as conn:
+        with self._connect() as conn:
             cameras, active, alerting = conn.execute(q).one()
             return {
                 "cameras": int(cameras),

@@ -184,7 +184,7 @@ class EventTables(CameraTables):
         """The newest row id of the metrics and images tables (of those named: "metrics", "images")."""
         tables = {"metrics": metrics, "images": uncertain_images}
         out = {}
-        with self.engine.connect() as conn:
+        with self._connect() as conn:
             for name in names or tables:
                 table = tables[name]
                 out[name] = int(
@@ -203,7 +203,7 @@ class EventTables(CameraTables):
             "training_images": training_images,
         }
         out = {}
-        with self.engine.connect() as conn:
+        with self._connect() as conn:
             for name in names or tables:
                 out[name] = int(
                     conn.execute(sa.select(sa.func.count()).select_from(tables[name])).scalar_one()
@@ -247,12 +247,12 @@ class EventTables(CameraTables):
         return {r[0]: (int(r[1]), int(r[2]), int(r[3] or 0)) for r in self._rows(q)}
 
     def camera_windows(self, camera: str, n: int) -> list[dict[str, Any]]:
-        """The camera's newest n metrics messages, oldest first."""
+        """The camera's newest n metrics messages, oldest first (n rows read, in a fleet of any size)."""
         q = (
             sa.select(metrics.c.body)
             .join(metric_cameras, metric_cameras.c.metric_id == metrics.c.id)
             .where(metric_cameras.c.camera == camera)
-            .order_by(metrics.c.id.desc())
+            .order_by(metric_cameras.c.metric_id.desc())  # the (camera, metric_id) index, read backwards
             .limit(n)
         )
         return [orjson.loads(r.body) for r in reversed(self._rows(q))]

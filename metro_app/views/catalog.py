@@ -141,8 +141,9 @@ class CameraHealth(ClassificationMetrics):
         return self.page(0, 2**62)
 
     def page(self, after: int, limit: int) -> Page:
-        rows = self._store.camera_rows_after(after, limit)
-        return [(r["seq"], t) for r, t in zip(rows, self.fleet.items(rows), strict=True)]
+        with self._store.reading():
+            rows = self._store.camera_rows_after(after, limit)
+            return [(r["seq"], t) for r, t in zip(rows, self.fleet.items(rows), strict=True)]
 
     def size(self) -> int:
         return self._store.camera_rows(limit=0)[0]

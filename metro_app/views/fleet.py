@@ -113,10 +113,12 @@ class Fleet:
         alert: bool = False,
     ) -> dict[str, Any]:
         """One page: `cameras` (items), `total` (cameras matching), the paging asked and the next offset."""
-        total, rows = self._store.camera_rows(sort=sort, limit=limit, offset=offset, q=q, alert=alert)
+        with self._store.reading():
+            total, rows = self._store.camera_rows(sort=sort, limit=limit, offset=offset, q=q, alert=alert)
+            items = self.items(rows)
         nxt = offset + len(rows)
         return {
-            "cameras": self.items(rows),
+            "cameras": items,
             "total": total,
             "sort": sort,
             "limit": limit,
@@ -135,26 +137,28 @@ class Fleet:
         detail page draws, read through the camera's own indexes, so it costs the same in a fleet
         of 10,000.
         """
-        row = self._store.camera_row(name)
-        if row is None:
-            return None
-        out = self.items([row])[0]
-        if recent_windows:
-            out["recent_windows"] = self._store.camera_windows(name, recent_windows)
-        if recent_images:
-            out["recent_images"] = [t for _, t in self._store.camera_images(name, recent_images)]
+        with self._store.reading():
+            row = self._store.camera_row(name)
+            if row is None:
+                return None
+            out = self.items([row])[0]
+            if recent_windows:
+                out["recent_windows"] = self._store.camera_windows(name, recent_windows)
+            if recent_images:
+                out["recent_images"] = [t for _, t in self._store.camera_images(name, recent_images)]
         if hourly:
             out["hourly"] = [hour_item(r) for r in self._store.retention().hourly(name, newest=hourly)]
         return out
 
     def summary(self, worst: int = 5) -> dict[str, Any]:
         """Counts (cameras, active, alerting, open alerts), the fleet's median share, the worst cameras."""
-        counts = self._store.camera_counts()
-        by_acc = self._store.camera_rows(sort="accuracy", limit=worst, count=False)[1]
-        by_unc = self._store.camera_rows(sort="uncertain", limit=worst, count=False)[1]
-        fleet = self._store.uncertain_median()
-        return counts | {
-            "fleet_uncertain_share": fleet,
-            "worst_accuracy": self.items([r for r in by_acc if r["accuracy"] is not None], fleet),
-            "worst_uncertain": self.items([r for r in by_unc if r["uncertain_share"] is not None], fleet),
-        }
+        with self._store.reading():
+            counts = self._store.camera_counts()
+            by_acc = self._store.camera_rows(sort="accuracy", limit=worst, count=False)[1]
+            by_unc = self._store.camera_rows(sort="uncertain", limit=worst, count=False)[1]
+            fleet = self._store.uncertain_median()
+            return counts | {
+                "fleet_uncertain_share": fleet,
+                "worst_accuracy": self.items([r for r in by_acc if r["accuracy"] is not None], fleet),
+                "worst_uncertain": self.items([r for r in by_unc if r["uncertain_share"] is not None], fleet),
+            }

@@ -8,6 +8,7 @@ import statistics
 import time
 
 import pytest
+import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
 from edgemnist.wire.messages import LABEL_SLOTS, CameraCounts, LatencyStats
@@ -197,7 +198,9 @@ def test_a_camera_asked_by_name_brings_its_own_windows_images_and_hourly_roll_up
     store.write_batch(new, [make_image(cam, n) for n in range(5) for cam in ("cam-x", "cam-y")])
     client = TestClient(create_app(store))
     got = client.get("/cameras/cam-x?recent_windows=3&recent_images=2&hourly=5").json()
-    assert got["name"] == "cam-x" and got["windows"] == 12  # the health counts all it folded, rolled up or not
+    assert (
+        got["name"] == "cam-x" and got["windows"] == 12
+    )  # the health counts all it folded, rolled up or not
     assert got["recent_windows"] == [w.to_dict() for w in new[::2][-3:]]
     assert [t["id"] for t in got["recent_images"]] == [make_image("cam-x", n).id for n in (3, 4)]
     assert [(h["hour"], h["windows"], h["images"], h["accuracy"]) for h in got["hourly"]] == [
@@ -207,3 +210,23 @@ def test_a_camera_asked_by_name_brings_its_own_windows_images_and_hourly_roll_up
     assert set(client.get("/cameras/cam-y").json()) & {"recent_windows", "recent_images", "hourly"} == set()
     r = client.get("/cameras/cam-x?recent_windows=501")
     assert r.status_code == 422 and "query.recent_windows" in r.json()["message"]
+
+
+def test_a_view_request_reads_through_one_connection(ranked_store):
+    """A page, its count, the fleet's median and the page's alerts: one checkout (one pool ping on
+    PostgreSQL), not one per read; outside a `reading()` block each read takes its own."""
+    checkouts = []
+    sa.event.listen(ranked_store.engine, "checkout", lambda *a: checkouts.append(1))
+    fleet = Fleet(ranked_store)
+    for ask in (
+        lambda: fleet.page(sort="accuracy"),
+        fleet.summary,
+        lambda: fleet.camera("cam-a", recent_windows=5),
+    ):
+        checkouts.clear()
+        assert ask()
+        assert len(checkouts) == 1
+    checkouts.clear()
+    ranked_store.camera_rows()
+    ranked_store.uncertain_median()
+    assert len(checkouts) == 2
