@@ -129,7 +129,8 @@ def run_hub(settings: HubSettings, kafka: Any, retrain_settings: RetrainSettings
     threads = [
         threading.Thread(target=_consume, args=(loop, stop, consumer, producer), name="hub-loop", daemon=True)
     ]
-    alerts = AlertMonitor(store, settings.drift, _alert_sender(kafka, producer, settings.alerts_topic))
+    sender = _alert_sender(kafka, producer, settings.alerts_topic)
+    alerts = AlertMonitor(store, settings.drift, sender, lease=store.lease("alerts"))  # one hub of several
     alert_thread = threading.Thread(target=alerts.run, args=(stop,), name="hub-alerts", daemon=True)
     control = _control(kafka, settings, store, dead, jobs, stop, threads)
     rollouts = RolloutWatcher(store, publisher) if publisher is not None else None

@@ -30,6 +30,7 @@ from metro_app.labels.quality import camera_error_counts
 from metro_app.monitoring.drift import CameraDrift, Change, DriftSettings, FleetDrift
 from metro_app.store import Store
 from metro_app.store.camerarows import recent_span
+from metro_app.store.leases import Lease
 from metro_app.views.health import DEPARTURE
 
 __all__ = ["AlertMonitor", "alert_json"]
@@ -48,8 +49,18 @@ def alert_json(alert: dict[str, Any]) -> bytes:
 class AlertMonitor:
     """Feeds new store windows to the detectors, raises and closes alerts, sends unsent ones."""
 
-    def __init__(self, store: Store, settings: DriftSettings, publish: Publish | None = None) -> None:
+    def __init__(
+        self,
+        store: Store,
+        settings: DriftSettings,
+        publish: Publish | None = None,
+        *,
+        lease: Lease | None = None,
+    ) -> None:
+        """`lease`: act only while holding it, so of several hubs sharing a store one replays the windows
+        into the detectors (K hubs would do K times the work for the same alerts); None: always act."""
         self._store = store
+        self._lease = lease
         self.settings = settings
         self._publish = publish
         self.cameras: dict[str, CameraDrift] = {}
@@ -57,10 +68,20 @@ class AlertMonitor:
         self._after = 0
         self._label_marks: tuple[int, int] | None = None
         self.health = LoopHealth("alerts")  # degraded when one step (say, a huge window) outlasts a minute
-        self.stats = {"windows": 0, "changes": 0, "raised": 0, "closed": 0, "sent": 0, "send_errors": 0}
+        self.stats = {"windows": 0, "changes": 0, "raised": 0, "closed": 0, "sent": 0, "send_errors": 0,
+                      "leader": lease is None}  # fmt: skip
 
     def step(self) -> int:
-        """One pass: new windows, fleet, labels, sending. Returns how many windows it read."""
+        """One pass: new windows, fleet, labels, sending. Returns how many windows it read.
+
+        Without the lease (another hub holds it) nothing is read. A hub that takes the lease over
+        goes on from the last window it read itself (from the first, if it never led): the store
+        keeps each alert once by its key, so windows read twice raise nothing twice.
+        """
+        if self._lease is not None:
+            self.stats["leader"] = self._lease.acquire()
+            if not self.stats["leader"]:
+                return 0
         read = 0
         fresh: set[str] = set()
         while True:
@@ -95,6 +116,11 @@ class AlertMonitor:
             except Exception:  # health stays begun: a step failing for longer than its period is reported
                 log.exception("alert loop: a step failed; retrying")
             stop.wait(interval)
+        if self._lease is not None and self.stats["leader"]:
+            try:  # a clean stop: another hub takes over now, not when the lease expires
+                self._lease.release()
+            except Exception as exc:
+                log.warning("alert loop: releasing the lease: %s", exc)
 
     def _on_change(self, change: Change) -> None:
         self.stats["changes"] += 1

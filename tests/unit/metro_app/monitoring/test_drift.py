@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 
 import numpy as np
 import pytest
@@ -115,6 +116,24 @@ def test_the_alert_loop_raises_once_sends_once_and_a_restart_replays_to_the_same
     again.step()
     assert len(store.alerts()) == len(alerts) and len(sent) == len(alerts)
     assert again.stats["windows"] == 120
+
+
+def test_of_two_hubs_on_one_store_only_the_lease_holder_reads_windows_and_the_other_takes_over(store):
+    """K hubs would replay every window K times for the same alerts: the one holding the lease does."""
+    rng = np.random.default_rng(5)
+    for cam in ("A", "B"):
+        _stream(store, rng, cam, 0, 30, 0.02)
+    hubs = [
+        AlertMonitor(store, DriftSettings(), lease=store.lease("alerts", f"hub-{k}", ttl=60)) for k in (0, 1)
+    ]
+    assert hubs[0].step() == 60 and hubs[1].step() == 0
+    assert (hubs[0].stats["leader"], hubs[1].stats["leader"]) == (True, False) and hubs[1].cameras == {}
+    _stream(store, rng, "B", 30, 10, 0.25)
+    stop = threading.Event()
+    stop.set()
+    hubs[0].run(stop)  # a clean stop gives the lease up: the other hub need not wait for it to expire
+    assert hubs[1].step() == 70 and hubs[1].stats["leader"] and hubs[0].step() == 0
+    assert {(a["camera"], a["signal"]) for a in store.alerts()} >= {("B", "uncertain_share")}
 
 
 def test_a_failed_send_is_retried_at_the_next_step(store):
