@@ -96,6 +96,10 @@ def test_fleet_dashboard_in_chromium(fleet_hub: HubProcess, model_path: Path, tm
             expect(panel.locator(".metro-live-accuracy")).to_have_text(
                 "97.0%", timeout=30_000
             )  # 777 % 20 = 17
+            # its own windows, asked of the hub by name: the page's newest 400 are other cameras'
+            expect(panel.locator(".metro-accuracy-chart")).to_be_visible(timeout=30_000)
+            expect(panel.locator(".metro-window-images")).to_have_text("100")
+            expect(panel).to_contain_text("over the last 3 windows")
             # a hub that stops answering: the header turns red within two refreshes
             fleet_hub.stop()
             down = page.locator(".metro-hub-down")
