@@ -1,8 +1,8 @@
 """`edge-mnist fleet-sim` (and `bench/fleet.py`): size a deployment with simulated cameras.
 
 Without `--bootstrap-servers` it starts Apache Kafka (the jars the tests use, `make kafka-jars`),
-and it always starts a throwaway PostgreSQL cluster (Debian's `postgresql` binaries), as the
-tests and `bench/hub.py` do. Prints a table, then one JSON line.
+and without `--postgres-url` a throwaway PostgreSQL cluster (Debian's `postgresql` binaries), as
+the tests and `bench/hub.py` do. Prints a table, then one JSON line.
 """
 
 from __future__ import annotations
@@ -12,8 +12,10 @@ import contextlib
 import json
 import sys
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+
+import sqlalchemy as sa
 
 from edge_app.fleetsim import FleetPlan
 from edgemnist.cli import Command
@@ -53,14 +55,60 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add("--work-dir", default=None, help="where hub logs go [default: a temporary directory]")
     env_flag(parser, "--bootstrap-servers", "EDGE_MNIST_BOOTSTRAP_SERVERS", default=None,
              help="use this Kafka instead of starting Apache Kafka")  # fmt: skip
+    env_flag(parser, "--postgres-url", "EDGE_MNIST_FLEET_POSTGRES_URL", default=None,
+             help="use this PostgreSQL server instead of starting one: a role that may CREATE DATABASE "
+                  "(each run gets a fresh database there); the password from PGPASSWORD or ~/.pgpass, "
+                  "never in the URL")  # fmt: skip
+
+
+def server_databases(url: str) -> Callable[[str], str]:
+    """Fresh databases on a PostgreSQL server the user runs: `fresh(name)` creates one, returns its URL.
+
+    >>> server_databases("postgresql://fleet:secret@db.example/postgres")
+    Traceback (most recent call last):
+    edgemnist.errors.ConfigError: --postgres-url: leave the password out of the URL (command lines are readable by every user of the machine); set PGPASSWORD or use ~/.pgpass
+    >>> server_databases("sqlite:///x.db")
+    Traceback (most recent call last):
+    edgemnist.errors.ConfigError: --postgres-url 'sqlite:///x.db': a PostgreSQL URL, e.g. postgresql://fleet@127.0.0.1:5432/postgres
+    """
+    try:
+        server = sa.engine.make_url(url)
+    except sa.exc.ArgumentError:
+        server = None
+    if server is None or server.get_backend_name() != "postgresql":
+        raise ConfigError(
+            f"--postgres-url {url!r}: a PostgreSQL URL, e.g. postgresql://fleet@127.0.0.1:5432/postgres"
+        )
+    if server.password:
+        raise ConfigError(
+            "--postgres-url: leave the password out of the URL (command lines are readable by every user "
+            "of the machine); set PGPASSWORD or use ~/.pgpass"
+        )
+    server = server.set(drivername="postgresql+psycopg")
+
+    def fresh(name: str) -> str:
+        engine = sa.create_engine(server, isolation_level="AUTOCOMMIT")
+        try:
+            with engine.connect() as conn:
+                conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+        except sa.exc.DBAPIError as exc:
+            raise ConfigError(f"--postgres-url: cannot create database {name!r}: {exc.orig}") from None
+        finally:
+            engine.dispose()
+        return server.set(database=name).render_as_string(hide_password=False)
+
+    return fresh
 
 
 @contextlib.contextmanager
-def services(bootstrap: str | None, work: Path) -> Iterator[Services]:
-    """Apache Kafka (unless given) and a throwaway PostgreSQL cluster, stopped on exit."""
-    from edgemnist.testing.postgres import PostgresCluster
+def services(bootstrap: str | None, work: Path, postgres_url: str | None = None) -> Iterator[Services]:
+    """Apache Kafka and a throwaway PostgreSQL cluster, unless given, stopped on exit.
 
+    On a PostgreSQL server of the user's, its processes are not this machine's to find: the report
+    then leaves PostgreSQL's CPU out.
+    """
     with contextlib.ExitStack() as stack:
+        fresh = server_databases(postgres_url) if postgres_url else None
         marker = None
         if not bootstrap:
             from edgemnist.testing.brokers import ApacheKafka
@@ -68,6 +116,11 @@ def services(bootstrap: str | None, work: Path) -> Iterator[Services]:
             kafka = ApacheKafka().start()
             stack.callback(kafka.close)
             bootstrap, marker = kafka.bootstrap_servers, str(kafka.workdir)
+        if fresh is not None:
+            yield Services(bootstrap, fresh, work, marker, None)
+            return
+        from edgemnist.testing.postgres import PostgresCluster
+
         pg = PostgresCluster().start()
         stack.callback(pg.stop)
         yield Services(bootstrap, pg.fresh_database, work, marker, str(pg.data))
@@ -88,7 +141,7 @@ def run(args: argparse.Namespace) -> int:
     def say(line: str) -> None:
         print(line, file=sys.stderr, flush=True)
 
-    with services(args.bootstrap_servers, work) as svc:
+    with services(args.bootstrap_servers, work, args.postgres_url) as svc:
         result = run_fleet(opts, svc, say)
     print(table(result), flush=True)
     print(json.dumps(result), flush=True)

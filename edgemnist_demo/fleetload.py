@@ -160,14 +160,15 @@ class ViewProbe(threading.Thread):
         self.errors = 0
         self._halt = threading.Event()
 
-    def _ask(self, kind: str, client: ViewClient, path: str) -> None:
+    def _ask(self, kind: str, client: ViewClient, path: str) -> Any:
         t0 = time.perf_counter()
         try:
-            client._json(path)
+            got = client._json(path)
         except ApiError:
             self.errors += 1
-            return
+            return None
         self.times[kind].append(time.perf_counter() - t0)
+        return got
 
     def run(self) -> None:
         rng = random.Random(1)
@@ -178,11 +179,12 @@ class ViewProbe(threading.Thread):
             sort = rng.choice(["accuracy", "uncertain", "p99", "name"])
             offset = rng.choice([0, 0, rng.randrange(0, max(1, len(self._names)))])
             q = urllib.parse.quote(rng.choice(self._names)[-3:])
-            self._ask("cameras", client, f"/cameras?sort={sort}&limit=50&offset={offset}")
+            page = self._ask("cameras", client, f"/cameras?sort={sort}&limit=50&offset={offset}")
             self._ask("cameras", client, f"/cameras?q={q}&limit=50&sort=accuracy")
             self._ask("summary", client, "/cameras/summary")
-            name = urllib.parse.quote(rng.choice(self._names), safe="")
-            self._ask("views", client, f"/cameras/{name}?recent_windows=60&recent_images=6")  # a camera opened
+            if page and page["cameras"]:  # a camera of the page opened, as a person clicks one
+                name = urllib.parse.quote(rng.choice(page["cameras"])["name"], safe="")
+                self._ask("views", client, f"/cameras/{name}?recent_windows=60&recent_images=6")
             self._ask("views", client, "/views/CameraHealth?after=0&max=100")
             last = client._json("/views")["views"]
             unc = next((v["last_seq"] for v in last if v["name"] == "UncertainPredictions"), 0)

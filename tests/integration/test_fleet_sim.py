@@ -8,6 +8,7 @@ import pytest
 
 from edge_app.fleetsim import FleetPlan
 from edgemnist_demo.fleet import FleetOptions, Services, run_fleet
+from edgemnist_demo.fleetcli import server_databases
 from edgemnist_demo.fleetreport import table
 
 pytestmark = pytest.mark.integration
@@ -17,8 +18,10 @@ def test_fifty_cameras_against_one_hub_store_every_message_once(kafka, postgres,
     plan = FleetPlan(cameras=50, window=2, fps=30, uncertain_share=0.02, drift_share=0.1, seed=3)
     opts = FleetOptions(plan=plan, hubs=(1,), partitions=4, duration=10, workers=1, drain=60, sample_every=1)
     workdir = getattr(kafka, "workdir", None)
-    services = Services(kafka.bootstrap_servers, postgres.fresh_database, tmp_path,
-                        str(workdir) if workdir else None, str(postgres.data))  # fmt: skip
+    # a PostgreSQL server the user runs (--postgres-url): each run gets a fresh database on it
+    fresh = server_databases(f"postgresql://postgres@127.0.0.1:{postgres.port}/postgres")
+    services = Services(kafka.bootstrap_servers, fresh, tmp_path, str(workdir) if workdir else None,
+                        str(postgres.data))  # fmt: skip
     result = json.loads(json.dumps(run_fleet(opts, services, say=lambda _: None)))
     [run] = result["runs"]
     sent, stored = run["sent"], run["stored"]
