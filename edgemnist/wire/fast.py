@@ -18,6 +18,7 @@ from typing import Annotated, Any
 
 import msgspec
 import numpy as np
+import orjson
 from msgspec import Meta
 
 from edgemnist.prep import CANVAS, SHAPE
@@ -39,8 +40,6 @@ _Prob = Annotated[float, Meta(ge=0, le=1)]
 _Seconds = Annotated[float, Meta(ge=0)]
 _Digit = Annotated[int, Meta(ge=0, le=9)]
 _Schema = Annotated[int, Meta(ge=1, le=2**31 - 1)]
-_Pixel = Annotated[int, Meta(ge=0, le=255)]
-_Row = Annotated[list[_Pixel], Meta(min_length=CANVAS, max_length=CANVAS)]
 _Slots = Annotated[
     list[Annotated[int, Meta(ge=0, le=_MAX_WINDOW_IMAGES)]], Meta(min_length=11, max_length=11)
 ]
@@ -48,12 +47,18 @@ _Slots = Annotated[
 _Source = Annotated[int, Meta(ge=-(2**63), le=2**63 - 1)] | float | str | None
 
 
-class WireImage(msgspec.Struct, forbid_unknown_fields=True):
+class WireImage(msgspec.Struct, forbid_unknown_fields=True, dict=True):
+    """An uncertain image; `prepared_image` stays JSON text until `_check_image` reads its 784 pixels.
+
+    Once checked, the pixels are `prepared_bytes(m)`: set by the check (hence `dict=True`, an
+    attribute that is not a field and so is never read from the wire).
+    """
+
     count: _Count
     image: Annotated[str, Meta(max_length=_MAX_MESSAGE_BYTES)]
     camera: _Str
     timestamp: _Stamp
-    prepared_image: Annotated[list[_Row], Meta(min_length=CANVAS, max_length=CANVAS)]
+    prepared_image: msgspec.Raw
     prep_time: _Seconds
     predictions: Annotated[tuple[float, ...], Meta(min_length=10, max_length=10)]
     result_class: _Digit
@@ -203,11 +208,33 @@ def _check_image(m: WireImage, latest: datetime) -> None:
     if m.shadow_scores is not None and not all(map(isfinite, m.shadow_scores)):
         raise _Refuse
     _stamp(m.timestamp, latest)
+    m.pixels = _pixels(bytes(m.prepared_image))  # type: ignore[attr-defined]
+
+
+_DIGITS = b"0123456789"
+# The prepared image as edges write it, digits taken out: 28 rows of 28 numbers, no spaces
+_SKELETON = b"[" + b",".join([b"[" + b"," * (CANVAS - 1) + b"]"] * CANVAS) + b"]"
+
+
+def _pixels(text: bytes) -> bytes:
+    """The 784 pixels of a prepared image's JSON text, or _Refuse for any other form or value.
+
+    msgspec has checked the text is well-formed JSON (so no leading zeros and no empty slots);
+    with the digits taken out it must be exactly the 28x28 skeleton, so it holds 784 plain
+    non-negative integers. `bytearray` refuses any of them above 255 (and orjson one too large
+    for 64 bits). Anything else (spaces, -0, 1.0, true, other shapes) is left to the slow path.
+    """
+    if text.translate(None, _DIGITS) != _SKELETON:
+        raise _Refuse
+    try:
+        return bytes(bytearray(orjson.loads(b"[" + text.translate(None, b"[]") + b"]")))
+    except (ValueError, TypeError):  # orjson.JSONDecodeError is a ValueError
+        raise _Refuse from None
 
 
 def prepared_bytes(m: WireImage) -> bytes:
     """The 28x28 prepared image as 784 bytes (each value was checked to be 0..255)."""
-    return b"".join(map(bytes, m.prepared_image))
+    return m.pixels  # type: ignore[attr-defined,no-any-return]
 
 
 def _image(m: WireImage, t: Any) -> Any:

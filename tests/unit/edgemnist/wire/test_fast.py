@@ -125,3 +125,106 @@ def test_impossible_shadow_figures_are_refused_by_both_passes_or_agree(change):
     else:
         assert fast is None and isinstance(slow, SchemaError)
         assert f"key {next(iter(change))!r}" in str(slow)
+
+
+# the prepared image: read from its JSON text, never more leniently than the key-by-key check -------------
+
+_PREPARED_TEXT = json.dumps(make_image("Cam", 2).to_dict()["prepared_image"], separators=(",", ":"))
+
+
+def _with_prepared(text: str) -> bytes:
+    """An image message whose prepared_image is exactly `text` (the rest as an edge writes it)."""
+    d = make_image("Cam", 2).to_dict()
+    d["prepared_image"] = "@PREPARED@"
+    return json.dumps(d, separators=(",", ":")).replace('"@PREPARED@"', text).encode()
+
+
+def _rows(change) -> str:
+    rows = json.loads(_PREPARED_TEXT)
+    change(rows)
+    return json.dumps(rows, separators=(",", ":"))
+
+
+def _set(value, row=3, col=5):
+    return lambda rows: rows[row].__setitem__(col, value)
+
+
+PREPARED = {
+    "as sent": _PREPARED_TEXT,
+    "255": _rows(_set(255)),
+    "256": _rows(_set(256)),
+    "1000": _rows(_set(1000)),
+    "-1": _rows(_set(-1)),
+    "1.0": _rows(_set(1.0)),
+    "true": _rows(_set(True)),
+    "null": _rows(_set(None)),
+    "a string": _rows(_set("7")),
+    "a nested list": _rows(_set([1])),
+    "2**64": _rows(_set(2**64)),
+    "10**30": _rows(_set(10**30)),
+    "27 rows": _rows(lambda rows: rows.pop()),
+    "29 rows": _rows(lambda rows: rows.append([0] * 28)),
+    "27 columns": _rows(lambda rows: rows[4].pop()),
+    "29 columns": _rows(lambda rows: rows[4].append(0)),
+    "a row of 784": _rows(lambda rows: rows.__setitem__(slice(None), [sum(rows, [])])),
+    "not a list": '"0"',
+    "an object": '{"0":0}',
+    "spaces": _PREPARED_TEXT.replace(",", ", "),
+    "a newline": _PREPARED_TEXT.replace("],[", "],\n[", 1),
+    "-0": _PREPARED_TEXT.replace("[0,", "[-0,", 1),
+    "0e0": _PREPARED_TEXT.replace("[0,", "[0e0,", 1),
+    "1E2": _PREPARED_TEXT.replace("[0,", "[1E2,", 1),
+    "leading zero": _PREPARED_TEXT.replace("[0,", "[00,", 1),
+    "007": _PREPARED_TEXT.replace("[0,", "[007,", 1),
+    "trailing comma": _PREPARED_TEXT[:-2] + ",]]",
+    "empty": "[]",
+}
+
+
+@pytest.mark.parametrize("name", sorted(PREPARED))
+def test_every_form_of_the_prepared_image_is_decided_as_the_key_by_key_check_decides(name):
+    fast, slow = both(_with_prepared(PREPARED[name]))
+    if isinstance(slow, SchemaError):
+        assert fast is None, (name, slow)
+    else:
+        assert fast is None or fast.to_dict() == slow.to_dict(), name
+        assert slow.prepared_image.tobytes() == bytes(sum(json.loads(PREPARED[name]), []))
+    if name in ("as sent", "255"):  # what edges send takes the fast pass
+        assert fast is not None and fast.prepared_image.tobytes() == slow.prepared_image.tobytes()
+    if name in ("256", "-1", "1.0", "true", "27 rows", "29 columns", "2**64", "a nested list"):
+        assert "key 'prepared_image'" in str(slow), (name, slow)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.lists(
+        st.tuples(
+            st.integers(0, 29),
+            st.integers(0, 29),
+            st.sampled_from([0, 1, 9, 10, 99, 100, 199, 200, 249, 250, 255, 256, 299, 999, 1000, -1, 2**63,
+                             10**30, 0.0, 1.0, 255.0, 1e2, True, False, None, "1", [], [0]]),
+        ),
+        max_size=4,
+    ),
+    st.sampled_from(["", " ", "\n", "\t"]),
+    st.integers(0, 3000),
+)  # fmt: skip
+def test_any_prepared_image_is_decided_as_the_key_by_key_check_decides(changes, space, at):
+    rows = json.loads(_PREPARED_TEXT)
+    for r, c, value in changes:
+        if r < len(rows):
+            row = rows[r]
+            row[c:c + 1] = [value] if c < 28 else [value, 0] if c == 28 else []  # fmt: skip
+        elif r == 28:
+            rows.append([0] * 28)
+        else:
+            rows.pop()
+    text = json.dumps(rows, separators=(",", ":"))
+    if space and at < len(text) and text[at] in ",[]":
+        text = text[: at + 1] + space + text[at + 1 :]
+    fast, slow = both(_with_prepared(text))
+    if isinstance(slow, SchemaError):
+        assert fast is None, (text, slow)
+    elif fast is not None:
+        assert fast.to_dict() == slow.to_dict()
+        assert fast.prepared_image.tobytes() == slow.prepared_image.tobytes()
