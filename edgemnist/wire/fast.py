@@ -211,23 +211,26 @@ def _check_image(m: WireImage, latest: datetime) -> None:
     m.pixels = _pixels(bytes(m.prepared_image))  # type: ignore[attr-defined]
 
 
-_DIGITS = b"0123456789"
-# The prepared image as edges write it, digits taken out: 28 rows of 28 numbers, no spaces
+_SPACE = b" \t\n\r"  # JSON's whitespace: valid JSON has it only between tokens, never inside a number
+_DIGITS_SPACE = b"0123456789" + _SPACE
+_BRACKETS_SPACE = b"[]" + _SPACE
+# The prepared image with its digits and whitespace taken out: 28 rows of 28 numbers
 _SKELETON = b"[" + b",".join([b"[" + b"," * (CANVAS - 1) + b"]"] * CANVAS) + b"]"
 
 
 def _pixels(text: bytes) -> bytes:
     """The 784 pixels of a prepared image's JSON text, or _Refuse for any other form or value.
 
-    msgspec has checked the text is well-formed JSON (so no leading zeros and no empty slots);
-    with the digits taken out it must be exactly the 28x28 skeleton, so it holds 784 plain
-    non-negative integers. `bytearray` refuses any of them above 255 (and orjson one too large
-    for 64 bits). Anything else (spaces, -0, 1.0, true, other shapes) is left to the slow path.
+    msgspec has checked the text is well-formed JSON (so no leading zeros, no empty slots and
+    whitespace only between tokens); with the digits and whitespace taken out it must be exactly
+    the 28x28 skeleton, so it holds 784 plain non-negative integers. `bytearray` refuses any of
+    them above 255 (and orjson one too large for 64 bits). Anything else (-0, 1.0, 1e2, true,
+    other shapes) is left to the slow path.
     """
-    if text.translate(None, _DIGITS) != _SKELETON:
+    if text.translate(None, _DIGITS_SPACE) != _SKELETON:
         raise _Refuse
     try:
-        return bytes(bytearray(orjson.loads(b"[" + text.translate(None, b"[]") + b"]")))
+        return bytes(bytearray(orjson.loads(b"[" + text.translate(None, _BRACKETS_SPACE) + b"]")))
     except (ValueError, TypeError):  # orjson.JSONDecodeError is a ValueError
         raise _Refuse from None
 

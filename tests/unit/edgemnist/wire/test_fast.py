@@ -34,9 +34,10 @@ def test_bounds_agree_with_messages():
 @pytest.mark.parametrize("msg", [make_image("Cam", 3), make_metrics("Cam", 4, correct=15),
                                  make_image("Cam", 5, with_id=False), make_metrics("Cam", 6, with_id=False)])  # fmt: skip
 def test_valid_messages_take_the_fast_pass_and_equal_the_slow_result(msg):
-    fast, slow = both(msg.to_json())
-    assert fast is not None and type(fast) is type(slow)
-    assert fast.to_dict() == slow.to_dict() == msg.to_dict()
+    for data in (msg.to_json(), json.dumps(msg.to_dict()).encode()):  # compact, or with json.dumps' spaces
+        fast, slow = both(data)
+        assert fast is not None and type(fast) is type(slow)
+        assert fast.to_dict() == slow.to_dict() == msg.to_dict()
 
 
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -171,6 +172,10 @@ PREPARED = {
     "an object": '{"0":0}',
     "spaces": _PREPARED_TEXT.replace(",", ", "),
     "a newline": _PREPARED_TEXT.replace("],[", "],\n[", 1),
+    "json.dumps": json.dumps(json.loads(_PREPARED_TEXT)),
+    "every whitespace": _PREPARED_TEXT.replace("[", "[ \t").replace("]", "\r\n]").replace(",", " ,"),
+    "a non-JSON space": _PREPARED_TEXT.replace(",", ",\u00a0", 1),
+    "a form feed": _PREPARED_TEXT.replace(",", ",\f", 1),
     "-0": _PREPARED_TEXT.replace("[0,", "[-0,", 1),
     "0e0": _PREPARED_TEXT.replace("[0,", "[0e0,", 1),
     "1E2": _PREPARED_TEXT.replace("[0,", "[1E2,", 1),
@@ -189,7 +194,14 @@ def test_every_form_of_the_prepared_image_is_decided_as_the_key_by_key_check_dec
     else:
         assert fast is None or fast.to_dict() == slow.to_dict(), name
         assert slow.prepared_image.tobytes() == bytes(sum(json.loads(PREPARED[name]), []))
-    if name in ("as sent", "255"):  # what edges send takes the fast pass
+    if name in (
+        "as sent",
+        "255",
+        "spaces",
+        "a newline",
+        "json.dumps",
+        "every whitespace",
+    ):  # what edges and json.dumps write take the fast pass
         assert fast is not None and fast.prepared_image.tobytes() == slow.prepared_image.tobytes()
     if name in ("256", "-1", "1.0", "true", "27 rows", "29 columns", "2**64", "a nested list"):
         assert "key 'prepared_image'" in str(slow), (name, slow)
