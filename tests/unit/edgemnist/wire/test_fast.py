@@ -12,6 +12,7 @@ from edgemnist.wire import fast as _wire
 from edgemnist.wire import messages
 from metro_app.samples import make_image, make_metrics
 from tests.poison import poison_image, poison_metrics
+from tests.wirecases import PREPARED, PREPARED_TEXT, with_prepared
 
 
 def both(data: bytes):
@@ -130,65 +131,10 @@ def test_impossible_shadow_figures_are_refused_by_both_passes_or_agree(change):
 
 # the prepared image: read from its JSON text, never more leniently than the key-by-key check -------------
 
-_PREPARED_TEXT = json.dumps(make_image("Cam", 2).to_dict()["prepared_image"], separators=(",", ":"))
-
-
-def _with_prepared(text: str) -> bytes:
-    """An image message whose prepared_image is exactly `text` (the rest as an edge writes it)."""
-    d = make_image("Cam", 2).to_dict()
-    d["prepared_image"] = "@PREPARED@"
-    return json.dumps(d, separators=(",", ":")).replace('"@PREPARED@"', text).encode()
-
-
-def _rows(change) -> str:
-    rows = json.loads(_PREPARED_TEXT)
-    change(rows)
-    return json.dumps(rows, separators=(",", ":"))
-
-
-def _set(value, row=3, col=5):
-    return lambda rows: rows[row].__setitem__(col, value)
-
-
-PREPARED = {
-    "as sent": _PREPARED_TEXT,
-    "255": _rows(_set(255)),
-    "256": _rows(_set(256)),
-    "1000": _rows(_set(1000)),
-    "-1": _rows(_set(-1)),
-    "1.0": _rows(_set(1.0)),
-    "true": _rows(_set(True)),
-    "null": _rows(_set(None)),
-    "a string": _rows(_set("7")),
-    "a nested list": _rows(_set([1])),
-    "2**64": _rows(_set(2**64)),
-    "10**30": _rows(_set(10**30)),
-    "27 rows": _rows(lambda rows: rows.pop()),
-    "29 rows": _rows(lambda rows: rows.append([0] * 28)),
-    "27 columns": _rows(lambda rows: rows[4].pop()),
-    "29 columns": _rows(lambda rows: rows[4].append(0)),
-    "a row of 784": _rows(lambda rows: rows.__setitem__(slice(None), [sum(rows, [])])),
-    "not a list": '"0"',
-    "an object": '{"0":0}',
-    "spaces": _PREPARED_TEXT.replace(",", ", "),
-    "a newline": _PREPARED_TEXT.replace("],[", "],\n[", 1),
-    "json.dumps": json.dumps(json.loads(_PREPARED_TEXT)),
-    "every whitespace": _PREPARED_TEXT.replace("[", "[ \t").replace("]", "\r\n]").replace(",", " ,"),
-    "a non-JSON space": _PREPARED_TEXT.replace(",", ",\u00a0", 1),
-    "a form feed": _PREPARED_TEXT.replace(",", ",\f", 1),
-    "-0": _PREPARED_TEXT.replace("[0,", "[-0,", 1),
-    "0e0": _PREPARED_TEXT.replace("[0,", "[0e0,", 1),
-    "1E2": _PREPARED_TEXT.replace("[0,", "[1E2,", 1),
-    "leading zero": _PREPARED_TEXT.replace("[0,", "[00,", 1),
-    "007": _PREPARED_TEXT.replace("[0,", "[007,", 1),
-    "trailing comma": _PREPARED_TEXT[:-2] + ",]]",
-    "empty": "[]",
-}
-
 
 @pytest.mark.parametrize("name", sorted(PREPARED))
 def test_every_form_of_the_prepared_image_is_decided_as_the_key_by_key_check_decides(name):
-    fast, slow = both(_with_prepared(PREPARED[name]))
+    fast, slow = both(with_prepared(PREPARED[name]))
     if isinstance(slow, SchemaError):
         assert fast is None, (name, slow)
     else:
@@ -222,7 +168,7 @@ def test_every_form_of_the_prepared_image_is_decided_as_the_key_by_key_check_dec
     st.integers(0, 3000),
 )  # fmt: skip
 def test_any_prepared_image_is_decided_as_the_key_by_key_check_decides(changes, space, at):
-    rows = json.loads(_PREPARED_TEXT)
+    rows = json.loads(PREPARED_TEXT)
     for r, c, value in changes:
         if r < len(rows):
             row = rows[r]
@@ -234,7 +180,7 @@ def test_any_prepared_image_is_decided_as_the_key_by_key_check_decides(changes, 
     text = json.dumps(rows, separators=(",", ":"))
     if space and at < len(text) and text[at] in ",[]":
         text = text[: at + 1] + space + text[at + 1 :]
-    fast, slow = both(_with_prepared(text))
+    fast, slow = both(with_prepared(text))
     if isinstance(slow, SchemaError):
         assert fast is None, (text, slow)
     elif fast is not None:

@@ -19,10 +19,7 @@ from metro_app.samples import make_image, make_metrics
 from metro_app.store import DeadLetter
 from metro_app.store.items import message_item
 from tests.poison import poison_image, poison_metrics
-from tests.unit.edgemnist.test_png import CASES as PNGS
-from tests.unit.edgemnist.test_png import FLIPS
-from tests.unit.edgemnist.test_png import make as make_png
-from tests.unit.edgemnist.wire.test_fast import PREPARED
+from tests.wirecases import FLIPS, PNGS, PREPARED, make_png
 
 
 def by_message_path(rec):
@@ -114,4 +111,6 @@ def test_each_image_becomes_the_row_or_the_dead_letter_the_checks_alone_make(nam
     [got] = Validator().items([rec])
     assert got == by_checks_alone(rec)
     if isinstance(got, DeadLetter):
-        assert got.reason.startswith("message at events[0]@3: "), got.reason  # names the record and the reason
+        assert got.reason.startswith("message at events[0]@3: "), (
+            got.reason
+        )  # names the record and the reason
