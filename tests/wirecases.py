@@ -131,6 +131,25 @@ PREPARED = {
     "27 columns": _rows(lambda rows: rows[4].pop()),
     "29 columns": _rows(lambda rows: rows[4].append(0)),
     "a row of 784": _rows(lambda rows: rows.__setitem__(slice(None), [sum(rows, [])])),
+    "all zeros": _rows(lambda rows: [row.__setitem__(slice(None), [0] * 28) for row in rows]),
+    "all 255": _rows(lambda rows: [row.__setitem__(slice(None), [255] * 28) for row in rows]),
+    "all 256": _rows(lambda rows: [row.__setitem__(slice(None), [256] * 28) for row in rows]),
+    "only the first pixel": _rows(
+        lambda rows: [
+            row.__setitem__(slice(None), [7] + [0] * 27 if row is rows[0] else [0] * 28) for row in rows
+        ]
+    ),
+    "only the last pixel, 10": _rows(
+        lambda rows: [
+            row.__setitem__(slice(None), [0] * 27 + [10] if row is rows[-1] else [0] * 28) for row in rows
+        ]
+    ),
+    "last pixel 100": _rows(_set(100, 27, 27)),
+    "last pixel 250": _rows(_set(250, 27, 27)),
+    "last pixel 0, one before 200": _rows(_set(200, 27, 26)),
+    "first pixel 255": _rows(_set(255, 0, 0)),
+    "first pixel 300": _rows(_set(300, 0, 0)),
+    "last pixel 300": _rows(_set(300, 27, 27)),
     "not a list": '"0"',
     "an object": '{"0":0}',
     "spaces": PREPARED_TEXT.replace(",", ", "),

@@ -215,6 +215,7 @@ _SPACE = b" \t\n\r"  # JSON's whitespace: valid JSON has it only between tokens,
 _DIGITS_SPACE = b"0123456789" + _SPACE
 _BRACKETS_SPACE = b"[]" + _SPACE
 # The prepared image with its digits and whitespace taken out: 28 rows of 28 numbers
+_PIXELS = CANVAS * CANVAS
 _SKELETON = b"[" + b",".join([b"[" + b"," * (CANVAS - 1) + b"]"] * CANVAS) + b"]"
 
 
@@ -225,14 +226,25 @@ def _pixels(text: bytes) -> bytes:
     whitespace only between tokens); with the digits and whitespace taken out it must be exactly
     the 28x28 skeleton, so it holds 784 plain non-negative integers. `bytearray` refuses any of
     them above 255 (and orjson one too large for 64 bits). Anything else (-0, 1.0, 1e2, true,
-    other shapes) is left to the slow path.
+    other shapes) is left to the slow path. The zeros before the first and after the last
+    non-zero pixel (the margins of a centred digit, about half of it) are counted, not parsed.
     """
     if text.translate(None, _DIGITS_SPACE) != _SKELETON:
         raise _Refuse
+    flat = text.translate(None, _BRACKETS_SPACE)  # the 784 numbers, one comma between each two
+    body = flat.lstrip(b"0,")  # a number starting with 0 is 0 (no leading zeros in JSON)
+    if not body:
+        return bytes(_PIXELS)
+    lead = (len(flat) - len(body)) // 2  # "0," per zero
+    cut = body.find(b",", len(body.rstrip(b"0,")))  # rstrip may eat the 0s of 10, 100..: to the next comma
+    core, trail = (body, 0) if cut < 0 else (body[:cut], (len(body) - cut) // 2)  # ",0" per zero
     try:
-        return bytes(bytearray(orjson.loads(b"[" + text.translate(None, _BRACKETS_SPACE) + b"]")))
+        out = bytes(lead) + bytearray(orjson.loads(b"[" + core + b"]")) + bytes(trail)
     except (ValueError, TypeError):  # orjson.JSONDecodeError is a ValueError
         raise _Refuse from None
+    if len(out) != _PIXELS:  # cannot happen after the skeleton check; refuse rather than store it
+        raise _Refuse
+    return out
 
 
 def prepared_bytes(m: WireImage) -> bytes:

@@ -12,7 +12,7 @@ from edgemnist.wire import fast as _wire
 from edgemnist.wire import messages
 from metro_app.samples import make_image, make_metrics
 from tests.poison import poison_image, poison_metrics
-from tests.wirecases import PREPARED, PREPARED_TEXT, with_prepared
+from tests.wirecases import PREPARED, with_prepared
 
 
 def both(data: bytes):
@@ -166,9 +166,10 @@ def test_every_form_of_the_prepared_image_is_decided_as_the_key_by_key_check_dec
     ),
     st.sampled_from(["", " ", "\n", "\t"]),
     st.integers(0, 3000),
+    st.sampled_from(["as sent", "all zeros", "all 255", "only the first pixel", "only the last pixel, 10"]),
 )  # fmt: skip
-def test_any_prepared_image_is_decided_as_the_key_by_key_check_decides(changes, space, at):
-    rows = json.loads(PREPARED_TEXT)
+def test_any_prepared_image_is_decided_as_the_key_by_key_check_decides(changes, space, at, base):
+    rows = json.loads(PREPARED[base])
     for r, c, value in changes:
         if r < len(rows):
             row = rows[r]
