@@ -168,7 +168,9 @@ def check_png(data: bytes, what: str = "image") -> tuple[int, int]:
     anything is inflated), verifies every chunk's CRC, requires IHDR first, PLTE for palette
     images, IDAT and IEND, then inflates the IDAT stream with zlib, bounded by the size the
     header implies, and checks it holds exactly that many bytes with a valid filter type on
-    every row. A decompression bomb therefore costs at most a few megabytes.
+    every row. A decompression bomb therefore costs at most a few megabytes. The layout cameras
+    write (IHDR, one IDAT, IEND) is checked at fixed offsets first, with the same checks; any
+    other layout, or a PNG that fails there, goes through the chunk walker, which words the problem.
 
     >>> check_png(b"GIF89a", "images[0]")
     Traceback (most recent call last):
