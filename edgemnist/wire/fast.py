@@ -18,6 +18,7 @@ from typing import Annotated, Any
 
 import msgspec
 import numpy as np
+import orjson
 from msgspec import Meta
 
 from edgemnist.prep import CANVAS, SHAPE
@@ -39,8 +40,6 @@ _Prob = Annotated[float, Meta(ge=0, le=1)]
 _Seconds = Annotated[float, Meta(ge=0)]
 _Digit = Annotated[int, Meta(ge=0, le=9)]
 _Schema = Annotated[int, Meta(ge=1, le=2**31 - 1)]
-_Pixel = Annotated[int, Meta(ge=0, le=255)]
-_Row = Annotated[list[_Pixel], Meta(min_length=CANVAS, max_length=CANVAS)]
 _Slots = Annotated[
     list[Annotated[int, Meta(ge=0, le=_MAX_WINDOW_IMAGES)]], Meta(min_length=11, max_length=11)
 ]
@@ -48,12 +47,18 @@ _Slots = Annotated[
 _Source = Annotated[int, Meta(ge=-(2**63), le=2**63 - 1)] | float | str | None
 
 
-class WireImage(msgspec.Struct, forbid_unknown_fields=True):
+class WireImage(msgspec.Struct, forbid_unknown_fields=True, dict=True):
+    """An uncertain image; `prepared_image` stays JSON text until `_check_image` reads its 784 pixels.
+
+    Once checked, the pixels are `prepared_bytes(m)`: set by the check (hence `dict=True`, an
+    attribute that is not a field and so is never read from the wire).
+    """
+
     count: _Count
     image: Annotated[str, Meta(max_length=_MAX_MESSAGE_BYTES)]
     camera: _Str
     timestamp: _Stamp
-    prepared_image: Annotated[list[_Row], Meta(min_length=CANVAS, max_length=CANVAS)]
+    prepared_image: msgspec.Raw
     prep_time: _Seconds
     predictions: Annotated[tuple[float, ...], Meta(min_length=10, max_length=10)]
     result_class: _Digit
@@ -203,11 +208,48 @@ def _check_image(m: WireImage, latest: datetime) -> None:
     if m.shadow_scores is not None and not all(map(isfinite, m.shadow_scores)):
         raise _Refuse
     _stamp(m.timestamp, latest)
+    m.pixels = _pixels(bytes(m.prepared_image))  # type: ignore[attr-defined]
+
+
+_SPACE = b" \t\n\r"  # JSON's whitespace: valid JSON has it only between tokens, never inside a number
+_DIGITS_SPACE = b"0123456789" + _SPACE
+_BRACKETS_SPACE = b"[]" + _SPACE
+# The prepared image with its digits and whitespace taken out: 28 rows of 28 numbers
+_PIXELS = CANVAS * CANVAS
+_SKELETON = b"[" + b",".join([b"[" + b"," * (CANVAS - 1) + b"]"] * CANVAS) + b"]"
+
+
+def _pixels(text: bytes) -> bytes:
+    """The 784 pixels of a prepared image's JSON text, or _Refuse for any other form or value.
+
+    msgspec has checked the text is well-formed JSON (so no leading zeros, no empty slots and
+    whitespace only between tokens); with the digits and whitespace taken out it must be exactly
+    the 28x28 skeleton, so it holds 784 plain non-negative integers. `bytearray` refuses any of
+    them above 255 (and orjson one too large for 64 bits). Anything else (-0, 1.0, 1e2, true,
+    other shapes) is left to the slow path. The zeros before the first and after the last
+    non-zero pixel (the margins of a centred digit, about half of it) are counted, not parsed.
+    """
+    if text.translate(None, _DIGITS_SPACE) != _SKELETON:
+        raise _Refuse
+    flat = text.translate(None, _BRACKETS_SPACE)  # the 784 numbers, one comma between each two
+    body = flat.lstrip(b"0,")  # a number starting with 0 is 0 (no leading zeros in JSON)
+    if not body:
+        return bytes(_PIXELS)
+    lead = (len(flat) - len(body)) // 2  # "0," per zero
+    cut = body.find(b",", len(body.rstrip(b"0,")))  # rstrip may eat the 0s of 10, 100..: to the next comma
+    core, trail = (body, 0) if cut < 0 else (body[:cut], (len(body) - cut) // 2)  # ",0" per zero
+    try:
+        out = bytes(lead) + bytearray(orjson.loads(b"[" + core + b"]")) + bytes(trail)
+    except (ValueError, TypeError):  # orjson.JSONDecodeError is a ValueError
+        raise _Refuse from None
+    if len(out) != _PIXELS:  # cannot happen after the skeleton check; refuse rather than store it
+        raise _Refuse
+    return out
 
 
 def prepared_bytes(m: WireImage) -> bytes:
     """The 28x28 prepared image as 784 bytes (each value was checked to be 0..255)."""
-    return b"".join(map(bytes, m.prepared_image))
+    return m.pixels  # type: ignore[attr-defined,no-any-return]
 
 
 def _image(m: WireImage, t: Any) -> Any:

@@ -121,11 +121,11 @@ class Validator:
                     out.append(image_item(m))  # type: ignore[arg-type]
                     continue
                 try:
-                    _check_png(m, _LazyOrigin(rec))  # type: ignore[arg-type]
+                    check_png(binascii.a2b_base64(m.image, strict_mode=True))  # type: ignore[union-attr]
                     out.append(image_item(m))  # type: ignore[arg-type]
                     continue
                 except Exception:
-                    pass  # `self(rec)` decides and names the reason
+                    pass  # `self(rec)` decides and names the reason (so no need to word it here)
             msg = self(rec)
             if isinstance(msg, DeadLetter):
                 out.append(msg)

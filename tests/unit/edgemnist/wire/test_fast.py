@@ -12,6 +12,7 @@ from edgemnist.wire import fast as _wire
 from edgemnist.wire import messages
 from metro_app.samples import make_image, make_metrics
 from tests.poison import poison_image, poison_metrics
+from tests.wirecases import PREPARED, with_prepared
 
 
 def both(data: bytes):
@@ -34,9 +35,10 @@ def test_bounds_agree_with_messages():
 @pytest.mark.parametrize("msg", [make_image("Cam", 3), make_metrics("Cam", 4, correct=15),
                                  make_image("Cam", 5, with_id=False), make_metrics("Cam", 6, with_id=False)])  # fmt: skip
 def test_valid_messages_take_the_fast_pass_and_equal_the_slow_result(msg):
-    fast, slow = both(msg.to_json())
-    assert fast is not None and type(fast) is type(slow)
-    assert fast.to_dict() == slow.to_dict() == msg.to_dict()
+    for data in (msg.to_json(), json.dumps(msg.to_dict()).encode()):  # compact, or with json.dumps' spaces
+        fast, slow = both(data)
+        assert fast is not None and type(fast) is type(slow)
+        assert fast.to_dict() == slow.to_dict() == msg.to_dict()
 
 
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -125,3 +127,63 @@ def test_impossible_shadow_figures_are_refused_by_both_passes_or_agree(change):
     else:
         assert fast is None and isinstance(slow, SchemaError)
         assert f"key {next(iter(change))!r}" in str(slow)
+
+
+# the prepared image: read from its JSON text, never more leniently than the key-by-key check -------------
+
+
+@pytest.mark.parametrize("name", sorted(PREPARED))
+def test_every_form_of_the_prepared_image_is_decided_as_the_key_by_key_check_decides(name):
+    fast, slow = both(with_prepared(PREPARED[name]))
+    if isinstance(slow, SchemaError):
+        assert fast is None, (name, slow)
+    else:
+        assert fast is None or fast.to_dict() == slow.to_dict(), name
+        assert slow.prepared_image.tobytes() == bytes(sum(json.loads(PREPARED[name]), []))
+    if name in (
+        "as sent",
+        "255",
+        "spaces",
+        "a newline",
+        "json.dumps",
+        "every whitespace",
+    ):  # what edges and json.dumps write take the fast pass
+        assert fast is not None and fast.prepared_image.tobytes() == slow.prepared_image.tobytes()
+    if name in ("256", "-1", "1.0", "true", "27 rows", "29 columns", "2**64", "a nested list"):
+        assert "key 'prepared_image'" in str(slow), (name, slow)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.lists(
+        st.tuples(
+            st.integers(0, 29),
+            st.integers(0, 29),
+            st.sampled_from([0, 1, 9, 10, 99, 100, 199, 200, 249, 250, 255, 256, 299, 999, 1000, -1, 2**63,
+                             10**30, 0.0, 1.0, 255.0, 1e2, True, False, None, "1", [], [0]]),
+        ),
+        max_size=4,
+    ),
+    st.sampled_from(["", " ", "\n", "\t"]),
+    st.integers(0, 3000),
+    st.sampled_from(["as sent", "all zeros", "all 255", "only the first pixel", "only the last pixel, 10"]),
+)  # fmt: skip
+def test_any_prepared_image_is_decided_as_the_key_by_key_check_decides(changes, space, at, base):
+    rows = json.loads(PREPARED[base])
+    for r, c, value in changes:
+        if r < len(rows):
+            row = rows[r]
+            row[c:c + 1] = [value] if c < 28 else [value, 0] if c == 28 else []  # fmt: skip
+        elif r == 28:
+            rows.append([0] * 28)
+        else:
+            rows.pop()
+    text = json.dumps(rows, separators=(",", ":"))
+    if space and at < len(text) and text[at] in ",[]":
+        text = text[: at + 1] + space + text[at + 1 :]
+    fast, slow = both(with_prepared(text))
+    if isinstance(slow, SchemaError):
+        assert fast is None, (text, slow)
+    elif fast is not None:
+        assert fast.to_dict() == slow.to_dict()
+        assert fast.prepared_image.tobytes() == slow.prepared_image.tobytes()

@@ -1,19 +1,25 @@
 """The hub's hot path (rows straight from the decoded Structs) stores exactly what the message path stores."""
 
+import base64
 import json
 import logging
 import threading
+from unittest import mock
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from edgemnist import png
 from edgemnist.testing.fakes import Record
+from edgemnist.wire import messages
 from metro_app.ingest.runloop import run_forever
 from metro_app.ingest.validate import Validator, derived_id
 from metro_app.samples import make_image, make_metrics
 from metro_app.store import DeadLetter
 from metro_app.store.items import message_item
 from tests.poison import poison_image, poison_metrics
+from tests.wirecases import FLIPS, PNGS, PREPARED, make_png
 
 
 def by_message_path(rec):
@@ -68,3 +74,43 @@ def test_run_forever_survives_a_failing_step_and_stops_when_told(caplog):
         run_forever(step, stop, 0.01, "test loop: a batch", logging.getLogger("t"))
     assert len(calls) == 3
     assert "test loop: a batch failed" in caplog.text and "broker went away" in caplog.text
+
+
+def by_checks_alone(rec):
+    """What the key-by-key checks and the PNG chunk walker decide, with neither compiled pass."""
+    with (
+        mock.patch.object(messages, "fast_parse", lambda *a: None),
+        mock.patch.object(png, "_simple_size", lambda d: None),
+    ):
+        return by_message_path(rec)
+
+
+def _image_with(prepared: str | None = None, png_bytes: bytes | None = None) -> bytes:
+    d = make_image("CamP", 4).to_dict()
+    if png_bytes is not None:
+        d["image"] = base64.b64encode(png_bytes).decode()
+    d["prepared_image"] = "@P@"
+    text = json.dumps(d, separators=(",", ":"))
+    return text.replace(
+        '"@P@"', prepared or json.dumps(make_image("CamP", 4).to_dict()["prepared_image"])
+    ).encode()
+
+
+@pytest.mark.parametrize(
+    "name", sorted(PNGS) + [f"flip {f}" for f in sorted(FLIPS)] + [f"prepared {p}" for p in sorted(PREPARED)]
+)
+def test_each_image_becomes_the_row_or_the_dead_letter_the_checks_alone_make(name):
+    kind, _, which = name.partition(" ")
+    if kind == "flip":
+        value = _image_with(png_bytes=FLIPS[which](make_png()))
+    elif kind == "prepared":
+        value = _image_with(prepared=PREPARED[which])
+    else:
+        value = _image_with(png_bytes=PNGS[name])
+    rec = Record("events", 0, 3, b"k", value)
+    [got] = Validator().items([rec])
+    assert got == by_checks_alone(rec)
+    if isinstance(got, DeadLetter):
+        assert got.reason.startswith("message at events[0]@3: "), (
+            got.reason
+        )  # names the record and the reason
