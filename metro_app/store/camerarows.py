@@ -19,7 +19,7 @@ from edgemnist.wire.fast import WireMetrics, fast_decode
 from edgemnist.wire.messages import MetricsMessage
 
 __all__ = ["RECENT", "ACTIVE_WINDOWS", "ACTIVE_MIN_SECONDS", "WindowFacts", "window_facts", "empty_row",
-           "window_figures", "fold_window", "fold_image", "recent_span"]  # fmt: skip
+           "window_figures", "fold_window", "opened", "add_window", "finish", "fold_image", "recent_span"]  # fmt: skip
 
 RECENT = 5  # windows per camera that the rates, shares, accuracy and p99s cover (as CameraHealth did)
 ACTIVE_WINDOWS = 3  # a camera is active until this many of its windows pass without one arriving
@@ -62,11 +62,12 @@ class WindowFacts:
         )  # fmt: skip
 
     @classmethod
-    def of_struct(cls, w: WireMetrics) -> WindowFacts:
+    def of_struct(cls, w: WireMetrics, cams: tuple[tuple[str, int, int], ...] | None = None) -> WindowFacts:
+        """The facts of a decoded window; `cams`: its (camera, certain, uncertain) sums, if made already."""
         lat = w.latency_metrics
-        counts = {
-            cam: (sum(c.uncertain), sum(c.certain) + sum(c.uncertain)) for cam, c in w.camera_metrics.items()
-        }
+        if cams is None:
+            cams = tuple((cam, sum(c.certain), sum(c.uncertain)) for cam, c in w.camera_metrics.items())
+        counts = {cam: (u, c + u) for cam, c, u in cams}
         return cls(
             counts, w.timestamp, w.id, w.config.metrics_duration, lat.prep.percentiles[3],
             lat.predict.percentiles[3], w.labelled, w.correct, w.held_back,
@@ -127,23 +128,48 @@ def fold_window(row: dict[str, Any], metric_id: int, w: WindowFacts, received: f
     >>> row["windows"], row["images"], row["accuracy"], len(orjson.loads(row["recent"]))
     (7, 140, 0.9, 5)
     """
+    return finish(add_window(opened(row), metric_id, w, received))
+
+
+def opened(row: dict[str, Any]) -> dict[str, Any]:
+    """A copy of `row` to fold windows into: its `recent` windows as a list (`finish` closes it)."""
+    return row | {"recent": orjson.loads(row["recent"])}
+
+
+def add_window(row: dict[str, Any], metric_id: int, w: WindowFacts, received: float) -> dict[str, Any]:
+    """Fold the camera's window `w` into an `opened` row, in place: its counts and its recent windows;
+    the figures over the recent windows wait for `finish`, so a batch holding many windows of one
+    camera computes them once."""
     camera = row["camera"]
     unc_now, tot_now = w.counts[camera]
-    recent = [*orjson.loads(row["recent"]), window_figures(metric_id, w, camera)][-RECENT:]
+    recent = row["recent"]
+    recent.append(window_figures(metric_id, w, camera))
+    if len(recent) > RECENT:
+        del recent[: len(recent) - RECENT]
+    row["seq"] = metric_id
+    row["windows"] += 1
+    row["images"] += tot_now
+    row["uncertain"] += unc_now
+    row["last_seen"] = w.timestamp
+    row["received"] = received
+    row["expires"] = received + max(ACTIVE_MIN_SECONDS, ACTIVE_WINDOWS * w.seconds)
+    row["outbox_pending"] = w.outbox[0] if w.outbox is not None else None
+    row["outbox_dropped"] = w.outbox[1] if w.outbox is not None else None
+    row["model_version"] = w.model_version
+    return row
+
+
+def finish(row: dict[str, Any]) -> dict[str, Any]:
+    """An `opened` row as stored: the figures over its recent windows, `recent` as JSON again."""
+    recent = row["recent"]
+    if not recent:
+        return row | {"recent": "[]"}
     unc = sum(f[_UNC] for f in recent)
     tot = sum(f[_TOT] for f in recent)
     known = sum(f[_KNOWN] for f in recent)
     prep, pred = _max([f[_PREP] for f in recent]), _max([f[_PRED] for f in recent])
-    secs = w.seconds
     return row | {
-        "seq": metric_id,
-        "windows": row["windows"] + 1,
-        "images": row["images"] + tot_now,
-        "uncertain": row["uncertain"] + unc_now,
         "recent": orjson.dumps(recent).decode(),
-        "last_seen": w.timestamp,
-        "received": received,
-        "expires": received + max(ACTIVE_MIN_SECONDS, ACTIVE_WINDOWS * secs),
         "uncertain_share": _ratio(unc, tot),
         "accuracy": _ratio(sum(f[_RIGHT] for f in recent), known),
         "accuracy_samples": known,
@@ -151,9 +177,6 @@ def fold_window(row: dict[str, Any], metric_id: int, w: WindowFacts, received: f
         "prep_p99": prep,
         "predict_p99": pred,
         "p99": None if prep is None or pred is None else max(prep, pred),
-        "outbox_pending": w.outbox[0] if w.outbox is not None else None,
-        "outbox_dropped": w.outbox[1] if w.outbox is not None else None,
-        "model_version": w.model_version,
         "held_back": sum(f[_HELD] for f in recent),
     }
 

@@ -18,8 +18,16 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from metro_app.store.base import StoreBase
-from metro_app.store.camerarows import empty_row, fold_image, fold_window, window_facts
+from metro_app.store.base import StoreBase, plain_insert
+from metro_app.store.camerarows import (
+    WindowFacts,
+    add_window,
+    empty_row,
+    finish,
+    fold_image,
+    opened,
+    window_facts,
+)
 from metro_app.store.schema import alerts, camera_health, metric_cameras, metrics, uncertain_images
 
 __all__ = ["SORTS", "CameraTables"]
@@ -34,6 +42,7 @@ SORTS: dict[str, tuple[Any, ...]] = {
     "name": (_H.camera.asc(),),
 }
 _CHUNK = 500
+_COLS = tuple(c.name for c in camera_health.columns)
 
 
 class CameraTables(StoreBase):
@@ -41,11 +50,6 @@ class CameraTables(StoreBase):
 
     def __init__(self, url: str) -> None:
         super().__init__(url)
-        cols = [c.name for c in camera_health.columns if c.name != "camera"]
-        stmt = self._insert(camera_health)
-        self._upsert = stmt.on_conflict_do_update(
-            index_elements=["camera"], set_={c: stmt.excluded[c] for c in cols}
-        )
         if self._health_missing():
             self.rebuild_camera_health()
 
@@ -53,29 +57,43 @@ class CameraTables(StoreBase):
     def _update_health(
         self,
         conn: Connection,
-        windows: Sequence[tuple[int, str, float]],
+        windows: Sequence[tuple[int, WindowFacts | str, float]],
         images: Iterable[tuple[str, int, int | None]],
     ) -> None:
-        """Fold new metrics rows (id, body, received; ascending ids) and new images (camera, result, true class)."""
-        parsed = [(mid, window_facts(body), got) for mid, body, got in windows]
+        """Fold new metrics rows (id, facts or body, received; ascending ids) and new images (camera,
+        result, true class) into the cameras' rows: one read and one upsert for the whole batch, the
+        figures over a camera's recent windows computed once however many of its windows it holds."""
+        parsed = [(mid, w if isinstance(w, WindowFacts) else window_facts(w), got) for mid, w, got in windows]
         images = list(images)
         names = {cam for _, w, _ in parsed for cam in w.counts} | {cam for cam, _, _ in images}
         if not names:
             return
         rows = self._health_rows(conn, names)
+        folding: dict[str, dict[str, Any]] = {}
         for mid, w, got in parsed:
             for cam in w.counts:
-                rows[cam] = fold_window(rows.get(cam) or empty_row(cam), mid, w, got)
+                row = folding.get(cam)
+                if row is None:
+                    row = folding[cam] = opened(rows.get(cam) or empty_row(cam))
+                add_window(row, mid, w, got)
+        for cam, row in folding.items():
+            rows[cam] = finish(row)
         for cam, result, true in images:
             rows[cam] = fold_image(rows.get(cam) or empty_row(cam), result, true)
-        conn.execute(self._upsert, list(rows.values()))
+        conn.exec_driver_sql(self._upsert_sql(conn), [tuple(r[c] for c in _COLS) for r in rows.values()])
+
+    def _upsert_sql(self, conn: Connection) -> str:
+        """INSERT ... ON CONFLICT (camera) DO UPDATE in the driver's own style (no compile per batch)."""
+        sql, _ = plain_insert(conn, camera_health, _COLS, [])
+        sets = ", ".join(f'"{c}" = excluded."{c}"' for c in _COLS if c != "camera")
+        return f'{sql} ON CONFLICT ("camera") DO UPDATE SET {sets}'
 
     def _health_rows(self, conn: Connection, names: set[str]) -> dict[str, dict[str, Any]]:
         out: dict[str, dict[str, Any]] = {}
         ordered = sorted(names)
         for k in range(0, len(ordered), _CHUNK):
-            q = sa.select(camera_health).where(_H.camera.in_(ordered[k : k + _CHUNK]))
-            out.update((r.camera, dict(r._mapping)) for r in conn.execute(q))
+            q = sa.select(*(_H[c] for c in _COLS)).where(_H.camera.in_(ordered[k : k + _CHUNK]))
+            out.update((r[0], dict(zip(_COLS, r, strict=True))) for r in conn.execute(q))
         return out
 
     def _health_missing(self) -> bool:

@@ -21,6 +21,7 @@ from sqlalchemy.engine import Connection
 
 from edgemnist.wire.messages import MetricsMessage, UncertainImage
 from metro_app.store.base import plain_insert
+from metro_app.store.camerarows import WindowFacts
 from metro_app.store.cameras import CameraTables
 from metro_app.store.items import IMAGE_COLS, METRIC_COLS, Item, message_item
 from metro_app.store.rows import FLEET_BUCKET_SECONDS, image_row_to_dict
@@ -286,10 +287,11 @@ class EventTables(CameraTables):
         return self.metrics_page(after, limit)
 
 
-def _bodies(items: list[Item], new: list[Any], now: float) -> list[tuple[int, str, float]]:
-    """(row id, body, received) of the metrics rows just added, ascending."""
-    body_of = {it.id: it.row[METRIC_COLS.index("body")] for it in items}
-    return [(mid, body_of[msg_id], now) for mid, msg_id in new]
+def _bodies(items: list[Item], new: list[Any], now: float) -> list[tuple[int, WindowFacts | str, float]]:
+    """(row id, its facts or else its body, received) of the metrics rows just added, ascending."""
+    body = METRIC_COLS.index("body")
+    of = {it.id: it.facts or it.row[body] for it in items}
+    return [(mid, of[msg_id], now) for mid, msg_id in new]
 
 
 _IMG = IMAGE_COLS.index("camera"), IMAGE_COLS.index("result_class"), IMAGE_COLS.index("true_class")

@@ -9,13 +9,14 @@ the metrics window's per-camera counts. Items from the fast pass and items from 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 
 from edgemnist.wire.fast import WireImage, WireMetrics, prepared_bytes
 from edgemnist.wire.messages import MetricsMessage, UncertainImage
+from metro_app.store.camerarows import WindowFacts
 from metro_app.store.rows import FLEET_BUCKET_SECONDS, epoch
 
 __all__ = ["METRIC_COLS", "IMAGE_COLS", "Item", "metrics_item", "image_item", "message_item"]
@@ -41,12 +42,16 @@ class Item:
     row: tuple[Any, ...]
     cameras: tuple[tuple[str, int, int], ...] = ()
     content_hash: str | None = None
+    # a window's camera-health facts when decoded already: a cache, not part of the row (not compared)
+    facts: WindowFacts | None = field(default=None, compare=False, repr=False)
 
 
 def metrics_item(m: WireMetrics, body: str) -> Item:
     """A checked metrics Struct carrying its own id, and its JSON as received (stored as is)."""
     assert m.id is not None
-    return _metrics_item(m.id, m.camera_metrics, m.timestamp, body)
+    item = _metrics_item(m.id, m.camera_metrics, m.timestamp, body)
+    item.facts = WindowFacts.of_struct(m, item.cameras)  # the store's health fold need not decode it again
+    return item
 
 
 def _metrics_item(mid: str, camera_metrics: Any, timestamp: str, body: str) -> Item:
