@@ -156,7 +156,7 @@ class ViewProbe(threading.Thread):
         super().__init__(daemon=True)
         self._clients, self._pause = clients, pause
         self._names = camera_names(plan)
-        self.times: dict[str, list[float]] = {"cameras": [], "summary": [], "views": []}
+        self.times: dict[str, list[float]] = {"cameras": [], "summary": [], "camera": [], "views": []}
         self.errors = 0
         self._halt = threading.Event()
 
@@ -184,10 +184,11 @@ class ViewProbe(threading.Thread):
             self._ask("summary", client, "/cameras/summary")
             if page and page["cameras"]:  # a camera of the page opened, as a person clicks one
                 name = urllib.parse.quote(rng.choice(page["cameras"])["name"], safe="")
-                self._ask("views", client, f"/cameras/{name}?recent_windows=60&recent_images=6")
+                self._ask("camera", client, f"/cameras/{name}?recent_windows=60&recent_images=6")
             self._ask("views", client, "/views/CameraHealth?after=0&max=100")
-            last = client._json("/views")["views"]
-            unc = next((v["last_seq"] for v in last if v["name"] == "UncertainPredictions"), 0)
+            # the newest 24 images, found as the dashboard's gallery finds them: the view's last seq first
+            head = self._ask("views", client, "/views/UncertainPredictions?after=0&max=1")
+            unc = head["last_seq"] if head else 0
             self._ask("views", client, f"/views/UncertainPredictions?after={max(0, unc - 24)}&max=24")
             self._halt.wait(self._pause)
 

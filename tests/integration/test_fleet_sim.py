@@ -35,7 +35,9 @@ def test_fifty_cameras_against_one_hub_store_every_message_once(kafka, postgres,
     assert (
         run["edge_to_store_s"]["p50"] > 0 and run["edge_to_store_s"]["p99"] >= run["edge_to_store_s"]["p50"]
     )
-    assert run["views"]["cameras"]["n"] > 0 and run["views"]["errors"] == 0
+    assert (
+        run["views"]["cameras"]["n"] > 0 and run["views"]["camera"]["n"] > 0 and run["views"]["errors"] == 0
+    )
     assert run["hub_rss_mb"][0] > 0 and run["store_mb_per_hour"] > 0
     assert {"hub0", "postgres", "generator"} <= run["cpu_pct_of_one_core"].keys()
     assert run["saturated_first"] in {"none", "generator", "hub CPU", "PostgreSQL", "broker"}
