@@ -46,7 +46,8 @@ log = logging.getLogger("metro_app")
 # How long a thread holding the GIL runs before a waiting one gets it (Python's default: 5 ms). The hub's
 # ingest thread is busy while a fleet sends; a view request hands the GIL back at every database
 # round trip and would wait up to the interval to get it again each time. bench/fleet.py, 10,000
-# cameras: /cameras p99 575 ms at 5 ms, 404 ms at 0.5 ms, on the same loaded machine (docs/benchmarks.md).
+# cameras, one hub: /cameras p99 575 ms at 5 ms, 404 ms at 0.5 ms on the same loaded machine. The
+# ingest loop alone moves either way by up to a fifth (docs/benchmarks.md, Fleet, has the runs).
 GIL_SWITCH_INTERVAL = 0.0005
 
 
