@@ -28,6 +28,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import print_json, table  # noqa: E402
+from edgemnist.procs import stop_all  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK = ROOT / "notebooks" / "render-metro-views.ipynb"
@@ -122,11 +123,7 @@ def voila(api_url: str, tmp: Path) -> Iterator[tuple[str, subprocess.Popen[bytes
         wait(lambda: listening(port), 90, "voila")
         yield f"http://127.0.0.1:{port}/", proc
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop_all([proc])
         log.close()
 
 

@@ -1,4 +1,4 @@
-"""Local processes and loopback ports: a free port, waiting for one, stopping a process group."""
+"""Local processes and loopback ports: a free port, waiting for one, stopping a process group or children."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
-__all__ = ["LOOPBACK", "free_port", "port_in_use", "wait_for_port", "terminate"]
+__all__ = ["LOOPBACK", "free_port", "port_in_use", "wait_for_port", "terminate", "stop_all"]
 
 LOOPBACK = "127.0.0.1"
 
@@ -61,3 +61,15 @@ def terminate(proc: subprocess.Popen[bytes], grace: float = 10.0) -> None:
         except subprocess.TimeoutExpired:
             continue
     proc.wait(timeout=5)
+
+
+def stop_all(procs: Sequence[subprocess.Popen[bytes]], grace: float = 30.0) -> None:
+    """SIGTERM each child (not its group), all at once, then reap them; SIGKILL any still alive after ``grace``."""
+    for proc in procs:
+        proc.terminate()
+    for proc in procs:
+        try:
+            proc.wait(timeout=grace)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)

@@ -15,6 +15,7 @@ from typing import Any
 from edge_app.outbox import Outbox
 from edgemnist.kafka import make_consumer, make_producer
 from edgemnist.kafka.settings import KafkaSettings
+from edgemnist.procs import stop_all
 from edgemnist.wire.messages import MetricsMessage, UncertainImage, parse_message
 
 __all__ = [
@@ -254,11 +255,4 @@ class FakeModelsReader:
 
 def stop_processes(procs: Sequence[subprocess.Popen[bytes]], grace: float = 30) -> None:
     """Terminate child processes (edges a test started), all at once, and reap them; kill any that linger."""
-    for proc in procs:
-        proc.terminate()
-    for proc in procs:
-        try:
-            proc.wait(timeout=grace)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
+    stop_all(procs, grace)

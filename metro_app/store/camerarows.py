@@ -19,7 +19,7 @@ from edgemnist.wire.fast import WireMetrics, fast_decode
 from edgemnist.wire.messages import MetricsMessage
 
 __all__ = ["RECENT", "ACTIVE_WINDOWS", "ACTIVE_MIN_SECONDS", "WindowFacts", "window_facts", "empty_row",
-           "window_figures", "fold_window", "opened", "add_window", "finish", "fold_image", "recent_span"]  # fmt: skip
+           "window_figures", "opened", "add_window", "finish", "fold_image", "recent_span"]  # fmt: skip
 
 RECENT = 5  # windows per camera that the rates, shares, accuracy and p99s cover (as CameraHealth did)
 ACTIVE_WINDOWS = 3  # a camera is active until this many of its windows pass without one arriving
@@ -117,20 +117,6 @@ def _max(values: list[float]) -> float | None:
     return max(values) if values else None
 
 
-def fold_window(row: dict[str, Any], metric_id: int, w: WindowFacts, received: float) -> dict[str, Any]:
-    """`row` after the camera's window `w` (stored as metrics row `metric_id`, newer than any before).
-
-    >>> from metro_app.samples import make_metrics
-    >>> row = empty_row("CamA")
-    >>> for k in range(7):
-    ...     w = WindowFacts.of_message(make_metrics("CamA", k, correct=18))
-    ...     row = fold_window(row, k + 1, w, received=100.0)
-    >>> row["windows"], row["images"], row["accuracy"], len(orjson.loads(row["recent"]))
-    (7, 140, 0.9, 5)
-    """
-    return finish(add_window(opened(row), metric_id, w, received))
-
-
 def opened(row: dict[str, Any]) -> dict[str, Any]:
     """A copy of `row` to fold windows into: its `recent` windows as a list (`finish` closes it)."""
     return row | {"recent": orjson.loads(row["recent"])}
@@ -160,7 +146,16 @@ def add_window(row: dict[str, Any], metric_id: int, w: WindowFacts, received: fl
 
 
 def finish(row: dict[str, Any]) -> dict[str, Any]:
-    """An `opened` row as stored: the figures over its recent windows, `recent` as JSON again."""
+    """An `opened` row as stored: the figures over its recent windows, `recent` as JSON again.
+
+    >>> from metro_app.samples import make_metrics
+    >>> row = opened(empty_row("CamA"))
+    >>> for k in range(7):
+    ...     row = add_window(row, k + 1, WindowFacts.of_message(make_metrics("CamA", k, correct=18)), 100.0)
+    >>> row = finish(row)
+    >>> row["windows"], row["images"], row["accuracy"], len(orjson.loads(row["recent"]))
+    (7, 140, 0.9, 5)
+    """
     recent = row["recent"]
     if not recent:
         return row | {"recent": "[]"}

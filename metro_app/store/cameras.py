@@ -50,6 +50,11 @@ class CameraTables(StoreBase):
 
     def __init__(self, url: str) -> None:
         super().__init__(url)
+        # INSERT ... ON CONFLICT (camera) DO UPDATE in the driver's own style, built once (no compile per batch)
+        with self.engine.connect() as conn:
+            sql, _ = plain_insert(conn, camera_health, _COLS, [])
+        sets = ", ".join(f'"{c}" = excluded."{c}"' for c in _COLS if c != "camera")
+        self._health_upsert = f'{sql} ON CONFLICT ("camera") DO UPDATE SET {sets}'
         if self._health_missing():
             self.rebuild_camera_health()
 
@@ -80,13 +85,7 @@ class CameraTables(StoreBase):
             rows[cam] = finish(row)
         for cam, result, true in images:
             rows[cam] = fold_image(rows.get(cam) or empty_row(cam), result, true)
-        conn.exec_driver_sql(self._upsert_sql(conn), [tuple(r[c] for c in _COLS) for r in rows.values()])
-
-    def _upsert_sql(self, conn: Connection) -> str:
-        """INSERT ... ON CONFLICT (camera) DO UPDATE in the driver's own style (no compile per batch)."""
-        sql, _ = plain_insert(conn, camera_health, _COLS, [])
-        sets = ", ".join(f'"{c}" = excluded."{c}"' for c in _COLS if c != "camera")
-        return f'{sql} ON CONFLICT ("camera") DO UPDATE SET {sets}'
+        conn.exec_driver_sql(self._health_upsert, [tuple(r[c] for c in _COLS) for r in rows.values()])
 
     def _health_rows(self, conn: Connection, names: set[str]) -> dict[str, dict[str, Any]]:
         out: dict[str, dict[str, Any]] = {}

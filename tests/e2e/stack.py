@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from edgemnist.procs import stop_all
 from metro_app.testing import HubProcess
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
@@ -118,11 +119,6 @@ def voila_server(env: dict[str, str], log_path: Path) -> Iterator[str]:
         wait_until(up, 90, f"voila on {url}")
         yield url
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
+        stop_all([proc])
         ARTIFACTS.mkdir(exist_ok=True)
         shutil.copy(log_path, ARTIFACTS / log_path.name)

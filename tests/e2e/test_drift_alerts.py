@@ -17,7 +17,7 @@ import pytest
 
 from edgemnist.kafka import ensure_topics
 from metro_app.testing import HubProcess, wait_until
-from tests.helpers import read_topic
+from tests.helpers import read_topic, stop_processes
 
 pytestmark = pytest.mark.e2e
 
@@ -35,15 +35,6 @@ def _edge(cam: str, kafka, topic: str, model: Path, tmp: Path, *extra: str) -> s
     ]  # fmt: skip
     log = open(tmp / f"edge-{cam}.log", "ab")  # noqa: SIM115 - the child keeps it open
     return subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
-
-
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    proc.terminate()
-    try:
-        proc.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(timeout=10)
 
 
 def _windows(hub: HubProcess, camera: str) -> list[dict]:
@@ -70,7 +61,7 @@ def test_a_camera_rotated_mid_run_raises_one_drift_alert_and_the_others_none(
             120, f"15 windows from each camera ({tmp_path})",
         )  # fmt: skip
         assert hub.client.alerts() == []
-        _stop(edges[DISTURBED])
+        stop_processes([edges[DISTURBED]])
         before = {w["id"] for w in _windows(hub, names[DISTURBED])}
         edges[DISTURBED] = _edge(DISTURBED, kafka, topic, model_path, tmp_path, "--distort", "rotate:30")
 
@@ -117,5 +108,5 @@ def test_a_camera_rotated_mid_run_raises_one_drift_alert_and_the_others_none(
         assert hub.health()["consumer"]["alerts"]["alive"]
     finally:
         for proc in edges.values():
-            _stop(proc)
+            stop_processes([proc])
         hub.stop()
