@@ -51,9 +51,7 @@ class HubSettings:
     tls_key: str = ""  # its PEM private key
     max_records: int = 1000
     kafka_client: str = "kafka-python"
-    ingest: bool = (
-        True  # False: an API hub that consumes no events (views, labels, jobs over the shared store)
-    )
+    ingest: bool = True  # False: an API hub, no events consumer (views, labels, jobs over the store)
     models_topic: str = topics.MODELS
     control_topic: str = topics.CONTROL
     model: str = "models"
