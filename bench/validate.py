@@ -7,17 +7,22 @@ validated `--repeat` times; the least and the median process CPU time per messag
 printed (CPU time, so other jobs on the machine move it less than wall time). The parts are
 timed the same way, one call per message: the compiled pass (`fast_decode`, for an image
 including the 784 pixels), the PNG check (base64 and `check_png`) and the row build.
+`--store` adds the rest of the work the hub and the honest Quix peer share per image: the
+content hash (sha256 of the record) and `Store.write_items` of 1,000-image batches (new ids
+each time) on a SQLite file in a temporary directory, with its camera health fold.
 
-    .venv/bin/python bench/validate.py [--repeat 30]
+    .venv/bin/python bench/validate.py [--repeat 30] [--store]
 """
 
 from __future__ import annotations
 
 import argparse
 import binascii
+import hashlib
 import json
 import statistics
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
@@ -54,6 +59,9 @@ def cpu_us(
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--repeat", type=int, default=30)
+    p.add_argument(
+        "--store", action="store_true", help="also the content hash and Store.write_items (SQLite)"
+    )
     args = p.parse_args(argv)
     images = records([make_image(f"cam{i % 10}", i).to_json() for i in range(1000)])
     windows = records([make_metrics(f"cam{i % 10}", i).to_json() for i in range(1000)])
@@ -81,9 +89,39 @@ def main(argv: list[str] | None = None) -> None:
         ("  compiled pass", cpu_us(lambda r: fast_decode(r.value, latest), windows, args.repeat)),
         ("  row build", cpu_us(lambda mv: metrics_item(mv[0], mv[1].decode()), window_structs, args.repeat)),
     ]  # fmt: skip
+    if args.store:
+        rows += [
+            ("images: content hash", cpu_us(lambda r: hashlib.sha256(r.value).hexdigest(), spaced_images, args.repeat)),
+            ("images: Store.write_items", store_us(args.repeat)),
+        ]  # fmt: skip
     print(f"{'CPU µs per message':28s} {'least':>7s} {'median':>7s}")
     for name, (least, median) in rows:
         print(f"{name:28s} {least:7.2f} {median:7.2f}")
+
+
+def store_us(repeat: int) -> tuple[float, float]:
+    """(least, median) process CPU µs per image of `Store.write_items` on 1,000 new images (SQLite file)."""
+    from metro_app.store import Store
+
+    template = make_image("BenchCam", 0).to_dict()
+    validator = Validator()
+    batches = []
+    for k in range(repeat + 1):
+        values = [json.dumps({**template, "id": f"BenchCam/v/{k}/{j}"}).encode() for j in range(1000)]
+        items = validator.items(records(values))
+        for value, item in zip(values, items, strict=True):
+            item.content_hash = hashlib.sha256(value).hexdigest()  # type: ignore[union-attr]
+        batches.append(items)
+    with tempfile.TemporaryDirectory() as tmp:
+        store = Store(f"sqlite:///{tmp}/hub.db")
+        store.write_items(batches[0])  # type: ignore[arg-type]  # tables and caches warm
+        times = []
+        for items in batches[1:]:
+            t = time.process_time()
+            store.write_items(items)  # type: ignore[arg-type]
+            times.append((time.process_time() - t) / len(items) * 1e6)
+        store.close()
+    return min(times), statistics.median(times)
 
 
 if __name__ == "__main__":

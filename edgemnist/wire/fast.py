@@ -23,7 +23,7 @@ from msgspec import Meta
 
 from edgemnist.prep import CANVAS, SHAPE
 
-__all__ = ["WireImage", "WireMetrics", "fast_decode", "fast_parse", "prepared_bytes"]
+__all__ = ["WireImage", "WireMetrics", "fast_decode", "fast_parse", "image_epoch", "prepared_bytes"]
 
 # Bounds repeated from messages.py (imported there, not here, to avoid a cycle); a test checks they agree.
 _MAX_INT = 2**53 - 1
@@ -50,8 +50,9 @@ _Source = Annotated[int, Meta(ge=-(2**63), le=2**63 - 1)] | float | str | None
 class WireImage(msgspec.Struct, forbid_unknown_fields=True, dict=True):
     """An uncertain image; `prepared_image` stays JSON text until `_check_image` reads its 784 pixels.
 
-    Once checked, the pixels are `prepared_bytes(m)`: set by the check (hence `dict=True`, an
-    attribute that is not a field and so is never read from the wire).
+    Once checked, the pixels are `prepared_bytes(m)` and the timestamp's POSIX seconds
+    `image_epoch(m)`: set by the check (hence `dict=True`, attributes that are not fields and so
+    are never read from the wire).
     """
 
     count: _Count
@@ -158,9 +159,11 @@ def _text(*values: str | None) -> None:
             raise _Refuse
 
 
-def _stamp(v: str | None, latest: datetime) -> None:
+def _stamp(v: str | None, latest: datetime) -> datetime | None:
+    """The timestamp `v` as an aware datetime (None for None); _Refuse unless it is one the slow path reads
+    the same way, from 2000 on and no later than `latest`."""
     if v is None:
-        return
+        return None
     if "\x00" in v:
         raise _Refuse
     try:
@@ -172,6 +175,7 @@ def _stamp(v: str | None, latest: datetime) -> None:
         raise _Refuse from None
     if not _MIN_TIMESTAMP <= when <= latest:
         raise _Refuse
+    return when
 
 
 def fast_decode(data: bytes | str, latest: datetime) -> WireMetrics | WireImage | None:
@@ -180,16 +184,37 @@ def fast_decode(data: bytes | str, latest: datetime) -> WireMetrics | WireImage 
     Every check `fast_parse` makes is made here; only the dataclasses are not built, so a
     caller that stores rows (the hub) can read the Struct's fields directly.
     """
+    # Which decoder: a message holding a "camera_metrics" key is a metrics window, and an image
+    # cannot hold one (unknown keys are refused). Edges write that key first, so a window is known
+    # by its first bytes; any other message tries the image decoder first, and only a message it
+    # refuses is searched for the key, so an image never pays for the search.
+    text = isinstance(data, str)
+    if data.startswith(_METRICS_START_STR if text else _METRICS_START):  # type: ignore[arg-type]
+        return _decode_metrics(data, latest)
     try:
-        if '"camera_metrics"' in data if isinstance(data, str) else b'"camera_metrics"' in data:
-            m: Any = _METRICS.decode(data)
-            _check_metrics(m, latest)
-        else:
-            m = _IMAGE.decode(data)
-            _check_image(m, latest)
-    except (msgspec.DecodeError, _Refuse):
+        m: Any = _IMAGE.decode(data)
+    except msgspec.DecodeError:
+        if ('"camera_metrics"' in data) if text else (b'"camera_metrics"' in data):  # type: ignore[operator]
+            return _decode_metrics(data, latest)
+        return None
+    try:
+        _check_image(m, latest)
+    except _Refuse:
         return None
     return m  # type: ignore[no-any-return]
+
+
+_METRICS_START = b'{"camera_metrics"'
+_METRICS_START_STR = _METRICS_START.decode()
+
+
+def _decode_metrics(data: bytes | str, latest: datetime) -> WireMetrics | None:
+    try:
+        m = _METRICS.decode(data)
+        _check_metrics(m, latest)
+    except (msgspec.DecodeError, _Refuse):
+        return None
+    return m
 
 
 def fast_parse(data: bytes | str, latest: datetime, types: Any) -> Any:
@@ -207,8 +232,11 @@ def _check_image(m: WireImage, latest: datetime) -> None:
     _text(m.image, m.camera, m.id, m.model_version, m.shadow_version)
     if m.shadow_scores is not None and not all(map(isfinite, m.shadow_scores)):
         raise _Refuse
-    _stamp(m.timestamp, latest)
+    when = _stamp(m.timestamp, latest)
+    assert when is not None  # a required key: msgspec refuses a message without it
     m.pixels = _pixels(bytes(m.prepared_image))  # type: ignore[attr-defined]
+    # `store.rows.epoch(m.timestamp)` would parse the timestamp again the same way (a test checks it)
+    m.epoch = when.timestamp()  # type: ignore[attr-defined]
 
 
 _SPACE = b" \t\n\r"  # JSON's whitespace: valid JSON has it only between tokens, never inside a number
@@ -250,6 +278,11 @@ def _pixels(text: bytes) -> bytes:
 def prepared_bytes(m: WireImage) -> bytes:
     """The 28x28 prepared image as 784 bytes (each value was checked to be 0..255)."""
     return m.pixels  # type: ignore[attr-defined,no-any-return]
+
+
+def image_epoch(m: WireImage) -> float:
+    """The checked image's timestamp as POSIX seconds, read once by the check (as `store.rows.epoch` reads it)."""
+    return m.epoch  # type: ignore[attr-defined,no-any-return]
 
 
 def _image(m: WireImage, t: Any) -> Any:

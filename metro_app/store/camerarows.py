@@ -9,6 +9,7 @@ as windows arrive instead of re-reading them per request.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -19,7 +20,7 @@ from edgemnist.wire.fast import WireMetrics, fast_decode
 from edgemnist.wire.messages import MetricsMessage
 
 __all__ = ["RECENT", "ACTIVE_WINDOWS", "ACTIVE_MIN_SECONDS", "WindowFacts", "window_facts", "empty_row",
-           "window_figures", "opened", "add_window", "finish", "fold_image", "recent_span"]  # fmt: skip
+           "window_figures", "opened", "add_window", "finish", "fold_image", "fold_images", "recent_span"]  # fmt: skip
 
 RECENT = 5  # windows per camera that the rates, shares, accuracy and p99s cover (as CameraHealth did)
 ACTIVE_WINDOWS = 3  # a camera is active until this many of its windows pass without one arriving
@@ -184,6 +185,31 @@ def fold_image(row: dict[str, Any], result_class: int, true_class: int | None) -
         "known": row["known"] + known,
         "right": row["right"] + (known and result_class == true_class),
     }
+
+
+def fold_images(rows: dict[str, dict[str, Any]], images: Iterable[tuple[str, int, int | None]]) -> None:
+    """Fold uncertain images (camera, result class, true class) into `rows` (camera -> row), in place:
+    each camera's row becomes what `fold_image` once per image of it makes, its counts added up first.
+
+    >>> rows = {"A": empty_row("A")}
+    >>> fold_images(rows, [("A", 3, 3), ("A", 3, None), ("B", 1, 2), ("A", 4, 5)])
+    >>> [(r["camera"], r["stored"], r["known"], r["right"]) for r in rows.values()]
+    [('A', 3, 2, 1), ('B', 1, 1, 0)]
+    """
+    counts: dict[str, list[int]] = {}
+    for cam, result, true in images:
+        c = counts.get(cam)
+        if c is None:
+            c = counts[cam] = [0, 0, 0]
+        c[0] += 1
+        if true is not None:
+            c[1] += 1
+            if result == true:
+                c[2] += 1
+    for cam, (stored, known, right) in counts.items():
+        row = rows.get(cam) or empty_row(cam)
+        rows[cam] = row | {"stored": row["stored"] + stored, "known": row["known"] + known,
+                           "right": row["right"] + right}  # fmt: skip
 
 
 def recent_span(row: dict[str, Any]) -> tuple[int, str, str | None]:

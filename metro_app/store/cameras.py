@@ -24,7 +24,7 @@ from metro_app.store.camerarows import (
     add_window,
     empty_row,
     finish,
-    fold_image,
+    fold_images,
     opened,
     window_facts,
 )
@@ -55,6 +55,8 @@ class CameraTables(StoreBase):
             sql, _ = plain_insert(conn, camera_health, _COLS, [])
         sets = ", ".join(f'"{c}" = excluded."{c}"' for c in _COLS if c != "camera")
         self._health_upsert = f'{sql} ON CONFLICT ("camera") DO UPDATE SET {sets}'
+        names = ", ".join(f'"{c}"' for c in _COLS)
+        self._health_select = f'SELECT {names} FROM "{camera_health.name}" WHERE "camera" IN '
         if self._health_missing():
             self.rebuild_camera_health()
 
@@ -83,16 +85,21 @@ class CameraTables(StoreBase):
                 add_window(row, mid, w, got)
         for cam, row in folding.items():
             rows[cam] = finish(row)
-        for cam, result, true in images:
-            rows[cam] = fold_image(rows.get(cam) or empty_row(cam), result, true)
+        fold_images(rows, images)
         conn.exec_driver_sql(self._health_upsert, [tuple(r[c] for c in _COLS) for r in rows.values()])
 
     def _health_rows(self, conn: Connection, names: set[str]) -> dict[str, dict[str, Any]]:
+        """The stored health rows of some cameras, by name: plain driver SQL, no compile per batch
+        (the columns are text and numbers, which the driver returns as SQLAlchemy would)."""
         out: dict[str, dict[str, Any]] = {}
         ordered = sorted(names)
+        mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
         for k in range(0, len(ordered), _CHUNK):
-            q = sa.select(*(_H[c] for c in _COLS)).where(_H.camera.in_(ordered[k : k + _CHUNK]))
-            out.update((r[0], dict(zip(_COLS, r, strict=True))) for r in conn.execute(q))
+            part = ordered[k : k + _CHUNK]
+            sql = f"{self._health_select}({', '.join([mark] * len(part))})"
+            out.update(
+                (r[0], dict(zip(_COLS, r, strict=True))) for r in conn.exec_driver_sql(sql, tuple(part))
+            )
         return out
 
     def _health_missing(self) -> bool:

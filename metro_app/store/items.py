@@ -14,7 +14,7 @@ from typing import Any
 
 import orjson
 
-from edgemnist.wire.fast import WireImage, WireMetrics, prepared_bytes
+from edgemnist.wire.fast import WireImage, WireMetrics, image_epoch, prepared_bytes
 from edgemnist.wire.messages import MetricsMessage, UncertainImage
 from metro_app.store.camerarows import WindowFacts
 from metro_app.store.rows import FLEET_BUCKET_SECONDS, epoch
@@ -67,7 +67,7 @@ def image_item(m: WireImage) -> Item:
     """A checked image Struct carrying its own id."""
     assert m.id is not None
     row = (
-        m.id, m.camera, m.timestamp, epoch(m.timestamp), m.count, m.image, prepared_bytes(m), m.prep_time,
+        m.id, m.camera, m.timestamp, image_epoch(m), m.count, m.image, prepared_bytes(m), m.prep_time,
         orjson.dumps(m.predictions).decode(), m.result_class, m.result_probability, m.predict_time,
         m.schema, m.model_version, m.true_class, m.shadow_version, m.shadow_predicted, _scores(m.shadow_scores),
     )  # fmt: skip

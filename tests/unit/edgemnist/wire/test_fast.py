@@ -187,3 +187,31 @@ def test_any_prepared_image_is_decided_as_the_key_by_key_check_decides(changes, 
     elif fast is not None:
         assert fast.to_dict() == slow.to_dict()
         assert fast.prepared_image.tobytes() == slow.prepared_image.tobytes()
+
+
+def _latest():
+    return datetime.now(UTC) + messages.FUTURE_TOLERANCE
+
+
+@pytest.mark.parametrize(
+    ("data", "kind"),
+    [
+        (make_image("Cam", 1).to_json(), _wire.WireImage),
+        (json.dumps(make_image("Cam", 2).to_dict()).encode(), _wire.WireImage),
+        (json.dumps({**make_image("Cam", 3).to_dict(), "camera": "camera_metrics"}).encode(), _wire.WireImage),
+        (make_metrics("Cam", 4).to_json(), _wire.WireMetrics),
+        (make_metrics("Cam", 4).to_json().decode(), _wire.WireMetrics),
+        (json.dumps({"timestamp": make_metrics("Cam", 5).timestamp, **make_metrics("Cam", 5).to_dict()}).encode(),
+         _wire.WireMetrics),
+        (b" " + make_metrics("Cam", 6).to_json(), _wire.WireMetrics),
+    ],
+)  # fmt: skip
+def test_each_kind_of_valid_message_takes_the_compiled_pass(data, kind):
+    """A window known by its first key, one whose key comes later, an image whatever its values say."""
+    m = _wire.fast_decode(data, _latest())
+    assert type(m) is kind
+    if kind is _wire.WireImage:
+        from metro_app.store.rows import epoch
+
+        assert _wire.image_epoch(m) == epoch(m.timestamp)
+        assert len(_wire.prepared_bytes(m)) == 784

@@ -114,3 +114,57 @@ def test_each_image_becomes_the_row_or_the_dead_letter_the_checks_alone_make(nam
         assert got.reason.startswith("message at events[0]@3: "), (
             got.reason
         )  # names the record and the reason
+
+
+def _image_json(**change) -> bytes:
+    return json.dumps({**make_image("CamT", 5).to_dict(), **change}).encode()
+
+
+_KIND_CASES = {
+    "image": make_image("CamK", 1).to_json(),
+    "metrics": make_metrics("CamK", 2).to_json(),
+    "image from a camera named camera_metrics": _image_json(camera="camera_metrics"),
+    "image id naming camera_metrics": _image_json(id='x"camera_metrics"y'),
+    "image with a camera_metrics key": _image_json(camera_metrics={"C": {"certain": [0] * 11, "uncertain": [0] * 11}}),
+    "metrics with an image key": json.dumps({**make_metrics("CamK", 3).to_dict(), "image": "aGVsbG8="}).encode(),
+    "escaped camera_metrics key": make_metrics("CamK", 4).to_json().replace(b'"camera_metrics"', b'"camera\\u005fmetrics"'),
+    "escaped image key": make_image("CamK", 5).to_json().replace(b'"image"', b'"\\u0069mage"'),
+    "metrics, camera_metrics not the first key": json.dumps(
+        {"timestamp": make_metrics("CamK", 6).timestamp, **make_metrics("CamK", 6).to_dict()}).encode(),
+    "metrics with spaces before its first key": b' { ' + make_metrics("CamK", 7).to_json()[1:],
+    "image with a camera_metrics key first": json.dumps(
+        {"camera_metrics": {"C": {"certain": [0] * 11, "uncertain": [0] * 11}}, **make_image("CamK", 8).to_dict()}).encode(),
+    "neither kind": b'{"count": 1}',
+    "a JSON list": b"[1, 2]",
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("name", sorted(_KIND_CASES))
+def test_the_kind_of_message_is_decided_as_the_checks_alone_decide_it(name):
+    """The compiled pass picks its decoder by the first bytes or tries the image decoder first (an
+    image cannot hold a camera_metrics key): every record still becomes the row, or the dead
+    letter, the key-by-key checks make."""
+    rec = Record("events", 0, 9, b"k", _KIND_CASES[name])
+    [got] = Validator().items([rec])
+    assert got == by_checks_alone(rec)
+    valid = {"image", "metrics", "image from a camera named camera_metrics", "image id naming camera_metrics",
+             "escaped camera_metrics key", "escaped image key", "metrics with an image key",
+             "metrics, camera_metrics not the first key", "metrics with spaces before its first key"}  # fmt: skip
+    assert isinstance(got, DeadLetter) is (name not in valid), got
+
+
+@pytest.mark.parametrize(
+    "stamp",
+    ["2026-01-02T03:04:05Z", "2026-01-02T03:04:05.123456Z", "2026-01-02T03:04:05+02:00", "2026-01-02T03:04:05.5-07:30",
+     "2026-01-02T03:04:05+00:00", "2026-01-02 03:04:05Z", "2026-01-02T03:04:05.999999999Z", "20260102T030405Z"],
+)  # fmt: skip
+def test_the_ts_column_is_the_timestamp_read_once_by_the_check(stamp):
+    """The image row's `ts` comes from the datetime the timestamp check parsed; it equals what
+    `store.rows.epoch` reads from the text, in every form the checks accept."""
+    rec = Record("events", 0, 4, b"k", _image_json(timestamp=stamp))
+    [got] = Validator().items([rec])
+    assert got == by_checks_alone(rec)
+    if not isinstance(got, DeadLetter):
+        from metro_app.store.rows import epoch
+
+        assert got.row[3] == epoch(stamp) and got.row[2] == stamp
