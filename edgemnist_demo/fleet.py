@@ -47,10 +47,13 @@ class FleetOptions:
     drain: float = 120.0
     sample_every: float = 2.0
     api_hub: bool = True  # views asked of one more hub that ingests nothing (`metro-app run --no-ingest`)
+    ingest_nice: int = 10  # the ingesting hubs' nice value: backlog-tolerant work yields the CPU to views
 
     def __post_init__(self) -> None:
         if not self.hubs or min(self.hubs) < 1 or max(self.hubs) > self.partitions:
             raise ValueError(f"--hubs {self.hubs}: each count between 1 and --partitions ({self.partitions})")
+        if not 0 <= self.ingest_nice <= 19:
+            raise ValueError(f"--ingest-nice {self.ingest_nice}: a nice value between 0 and 19")
         if self.duration <= 0 or self.workers < 1 or self.partitions < 1:
             raise ValueError("--duration, --workers and --partitions must be positive")
 
@@ -81,6 +84,7 @@ def run_fleet(opts: FleetOptions, services: Services, say: Callable[[str], None]
         "duration_s": opts.duration,
         "workers": opts.workers,
         "views_from": "an API hub (--no-ingest)" if opts.api_hub else "the ingesting hubs",
+        "ingest_nice": opts.ingest_nice,
         "cores": os.cpu_count(),
         "target_msgs_per_s": round(metrics + images),
         "runs": runs,
@@ -95,7 +99,10 @@ def run_hubs(opts: FleetOptions, k: int, services: Services, say: Callable[[str]
     ensure_topics(settings, {topic: opts.partitions})
     url = services.fresh_database(f"fleet_{k}h_{stamp}")
     Store(url).close()  # the tables, before K hubs race to create them
-    hubs = [HubProcess(services.bootstrap, topic, url, services.work / f"hub-{k}h-{i}.log") for i in range(k)]
+    hubs = [
+        HubProcess(services.bootstrap, topic, url, services.work / f"hub-{k}h-{i}.log", nice=opts.ingest_nice)
+        for i in range(k)
+    ]
     api = (
         HubProcess(services.bootstrap, topic, url, services.work / f"hub-{k}h-api.log", extra=["--no-ingest"])
         if opts.api_hub
@@ -176,7 +183,12 @@ def _measure(opts: FleetOptions, k: int, services: Services, hubs: list[HubProce
         "cameras_listed": viewed[0].client.fleet_summary()["cameras"],
         # what the hub the views were asked of says of itself: an API hub consumes nothing
         "views_hub": {"ingest": health["consumer"].get("ingest"), "stored": health["stored"]},
+        "nice": {"hubs": [_nice(h) for h in hubs], "views_hub": _nice(viewed[0])},  # as the kernel has them
     }
+
+
+def _nice(hub: HubProcess) -> int | None:
+    return None if hub.proc is None else os.getpriority(os.PRIO_PROCESS, hub.proc.pid)
 
 
 def _wait_for(out: Any, kind: str, n: int, acked: dict, done: dict, timeout: float) -> None:

@@ -54,6 +54,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="ask the views of one more hub that ingests nothing (metro-app run --no-ingest), in its own "
              "process as a deployment at fleet size serves its dashboards; --no-api-hub asks the ingesting "
              "hubs [default: on]")  # fmt: skip
+    add("--ingest-nice", type=int, default=10,
+        help="run the ingesting hubs at this nice value (0-19): they work through a backlog, so on a "
+             "shared host they may yield the CPU to the hub the dashboards ask [default: %(default)s]")  # fmt: skip
     add("--drain", type=float, default=120.0, help="seconds the hubs get to catch up [default: %(default)s]")
     add("--seed", type=int, default=0, help="which cameras drift, and the draws [default: %(default)s]")
     add("--work-dir", default=None, help="where hub logs go [default: a temporary directory]")
@@ -136,7 +139,8 @@ def run(args: argparse.Namespace) -> int:
         plan = FleetPlan(cameras=args.cameras, window=args.window, fps=args.fps,
                          uncertain_share=args.uncertain_share, drift_share=args.drift_share, seed=args.seed)  # fmt: skip
         opts = FleetOptions(plan=plan, hubs=args.hubs, partitions=args.partitions, duration=args.duration,
-                            workers=args.workers, drain=args.drain, api_hub=args.api_hub)  # fmt: skip
+                            workers=args.workers, drain=args.drain, api_hub=args.api_hub,
+                            ingest_nice=args.ingest_nice)  # fmt: skip
     except ValueError as exc:
         raise ConfigError(str(exc)) from exc
     work = Path(args.work_dir) if args.work_dir else Path(tempfile.mkdtemp(prefix="edge-mnist-fleet-"))

@@ -154,7 +154,11 @@ def table(result: dict[str, Any]) -> str:
             _rows_cell(r), r["saturated_first"],
         )  # fmt: skip
         lines.append(" | ".join(map(str, cells)))
-    notes = [f"views asked of {result.get('views_from', 'the ingesting hubs')}"] + [
+    nice = result.get("ingest_nice", 0)
+    notes = [
+        f"views asked of {result.get('views_from', 'the ingesting hubs')}"
+        + (f"; the ingesting hubs at nice {nice}" if nice else "")
+    ] + [
         f"{r['hubs']} hub(s): CPU % of one core {r['cpu_pct_of_one_core']}; {r['saturation_note']}"
         for r in result["runs"]
     ]

@@ -68,8 +68,10 @@ class HubProcess:
         token: str = "test-token",
         extra: Sequence[str] = (),
         env: dict[str, str] | None = None,
+        nice: int = 0,
     ) -> None:
         self.port = free_port()
+        self.nice = nice  # added to the process's nice value before it starts (0: as this process)
         self.token = token
         self.log_path = log_path
         self.cmd = [
@@ -106,9 +108,16 @@ class HubProcess:
 
     def start(self, timeout: float = 90) -> HubProcess:
         with open(self.log_path, "ab") as log:
-            self.proc = subprocess.Popen(self.cmd, stdout=log, stderr=subprocess.STDOUT, env=self.env)
+            self.proc = subprocess.Popen(
+                self.cmd, stdout=log, stderr=subprocess.STDOUT, env=self.env, preexec_fn=self._lower_priority
+            )
         wait_until(self._healthy, timeout, f"the hub's /health (log {self.log_path})")
         return self
+
+    def _lower_priority(self) -> None:
+        """In the child, before exec: every thread the hub starts inherits the nice value."""
+        if self.nice:
+            os.nice(self.nice)
 
     def _healthy(self) -> bool:
         if self.proc is not None and self.proc.poll() is not None:

@@ -58,9 +58,12 @@ def health_html(health: dict[str, Any] | None, error: str = "") -> str:
     s = health["stored"]
     ok = health.get("status") == "ok"
     colour = "#080" if ok else "#c00"
+    # an API hub (--no-ingest) has no consumer and so no lag: it shows what the ingesting hubs stored
+    ingest = (health.get("consumer") or {}).get("ingest") is not False
+    lag = f"lag {health.get('consumer_lag')}" if ingest else "API hub, no ingest"
     return (
         f'<span class="metro-health"><b style="color:{colour}">Hub {html.escape(str(health.get("status")))}</b>'
-        f" &middot; up {health['uptime']:.0f} s &middot; lag {health.get('consumer_lag')}"
+        f" &middot; up {health['uptime']:.0f} s &middot; {lag}"
         f" &middot; {s['metrics']} metrics windows, {s['images']} uncertain images, {s['labels']} labels"
         f" &middot; dead letters {health.get('dlq')} &middot; checked {_clock(time.time())} UTC</span>"
     )

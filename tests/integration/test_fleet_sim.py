@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 
@@ -33,6 +34,9 @@ def test_fifty_cameras_against_one_hub_store_every_message_once(kafka, postgres,
     assert run["lag"]["drained"] and run["cameras_listed"] == 50
     # the views were asked of a hub that ingests nothing (--no-ingest): it reads what the other stored
     assert result["views_from"] == "an API hub (--no-ingest)" and run["views_hub"]["ingest"] is False
+    # the ingesting hub yields the CPU to the one the dashboards ask (--ingest-nice, default 10)
+    base = os.getpriority(os.PRIO_PROCESS, 0)
+    assert run["nice"] == {"hubs": [min(19, base + 10)], "views_hub": base}
     assert (run["views_hub"]["stored"]["metrics"], run["views_hub"]["stored"]["images"]) == (
         sent["metrics"], sent["images"])  # fmt: skip
     assert run["offered_msgs_per_s"] > 0 and run["stored_msgs_per_s"] > 0

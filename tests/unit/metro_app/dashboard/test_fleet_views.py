@@ -182,3 +182,14 @@ def test_the_labellers_table_is_read_again_after_an_upload_and_says_what_waits()
     text = station.labellers.value
     assert 'class="metro-labelled-images">2<' in text and "<td>ana</td><td>2</td>" in text
     assert "wait for a second opinion" in text and "left out of retrain" not in text
+
+
+def test_the_header_of_an_api_hub_says_it_ingests_nothing_instead_of_a_lag() -> None:
+    """Issue 23: a dashboard pointed at a `--no-ingest` hub read "lag None"."""
+    from metro_app.dashboard.monitor import health_html
+
+    base = {"status": "ok", "uptime": 5.0, "dlq": 0, "stored": {"metrics": 7, "images": 3, "labels": 1}}
+    api = health_html({**base, "consumer_lag": None, "consumer": {"ingest": False}})
+    assert "API hub, no ingest" in api and "lag" not in api and "7 metrics windows" in api
+    ingesting = health_html({**base, "consumer_lag": 12, "consumer": {"ingest": True}})
+    assert "lag 12" in ingesting and "API hub" not in ingesting
