@@ -109,14 +109,15 @@ def run_hubs(opts: FleetOptions, k: int, services: Services, say: Callable[[str]
         else None
     )
     engine = sa.create_engine(url, pool_pre_ping=True)
+    started = [*hubs, *([api] if api else [])]
     try:
-        for h in [*hubs, *([api] if api else [])]:
+        for h in started:
             h.start()
         say(f"fleet: {k} hub(s) up on {topic} ({opts.partitions} partitions)"
             + (f", views asked of an API hub on port {api.port}" if api else ""))  # fmt: skip
         return _measure(opts, k, services, hubs, api, topic, engine, settings, say)
     finally:
-        for h in [*hubs, *([api] if api else [])]:
+        for h in started:
             h.stop()
         engine.dispose()
 

@@ -40,7 +40,7 @@ from metro_app.training.auto import AutoPolicy, AutoRetrain
 from metro_app.training.jobs import CommandRetrains, RetrainJobs
 from metro_app.training.retrain import Progress, RetrainSettings, register_initial_model, retrain
 
-__all__ = ["open_kafka", "open_producer", "open_control", "run_hub", "access_gate", "api_server"]
+__all__ = ["open_kafka", "open_control", "run_hub", "access_gate", "api_server"]
 
 log = logging.getLogger("metro_app")
 # How long a thread holding the GIL runs before a waiting one gets it (Python's default: 5 ms). The hub's
@@ -52,24 +52,22 @@ GIL_SWITCH_INTERVAL = 0.0005
 
 
 def open_kafka(kafka: Any, settings: HubSettings) -> tuple[Any, Any]:
-    """The hub's consumer (group MetroEdge-<topic>, manual commits, from the earliest offset) and producer."""
+    """The hub's consumer (group MetroEdge-<topic>, manual commits, from the earliest offset) and producer.
+
+    An API hub (`--no-ingest`) gets no consumer (None): only the producer, for the control topic's
+    dead letters and alerts.
+    """
     from edgemnist.kafka import ensure_topics, make_group_consumer, make_producer, wait_for_broker
 
     wait_for_broker(kafka, 120)
+    if not settings.ingest:
+        return None, make_producer(kafka)
     ensure_topics(kafka, {settings.topic: 1, settings.dlq_topic: 1})
     consumer = make_group_consumer(
         kafka, [settings.topic], group_id(settings.topic), client=settings.kafka_client, **HUB_CONSUMER_CONFIG
     )
     log.info("events consumer: %s on %s", settings.kafka_client, settings.topic)
     return consumer, make_producer(kafka)
-
-
-def open_producer(kafka: Any) -> Any:
-    """The producer of an API hub (`--no-ingest`): dead letters of the control topic, alerts; no events consumer."""
-    from edgemnist.kafka import make_producer, wait_for_broker
-
-    wait_for_broker(kafka, 120)
-    return make_producer(kafka)
 
 
 def open_control(kafka: Any, topic: str, timeout: float = 30.0) -> Any:
@@ -123,7 +121,7 @@ def run_hub(settings: HubSettings, kafka: Any, retrain_settings: RetrainSettings
     gate = access_gate(settings)
     store = Store(settings.store_url)
     _register_first_model(store, retrain_settings.model)
-    consumer, producer = open_kafka(kafka, settings) if settings.ingest else (None, open_producer(kafka))
+    consumer, producer = open_kafka(kafka, settings)
     dead = DeadLetterSink(producer, settings.dlq_topic)
     metrics = HubMetrics(store)
     loop = (

@@ -5,6 +5,7 @@ checks), and for unit tests a `HubLoop` over fakes, metrics windows and a models
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 import signal
 import subprocess
@@ -108,16 +109,13 @@ class HubProcess:
 
     def start(self, timeout: float = 90) -> HubProcess:
         with open(self.log_path, "ab") as log:
+            # in the child before exec, so every thread the hub starts inherits the nice value
+            lower = functools.partial(os.nice, self.nice) if self.nice else None
             self.proc = subprocess.Popen(
-                self.cmd, stdout=log, stderr=subprocess.STDOUT, env=self.env, preexec_fn=self._lower_priority
+                self.cmd, stdout=log, stderr=subprocess.STDOUT, env=self.env, preexec_fn=lower
             )
         wait_until(self._healthy, timeout, f"the hub's /health (log {self.log_path})")
         return self
-
-    def _lower_priority(self) -> None:
-        """In the child, before exec: every thread the hub starts inherits the nice value."""
-        if self.nice:
-            os.nice(self.nice)
 
     def _healthy(self) -> bool:
         if self.proc is not None and self.proc.poll() is not None:

@@ -19,7 +19,7 @@ from sqlalchemy.engine import Connection
 from metro_app.store.engine import make_engine
 from metro_app.store.schema import add_missing_columns, metadata, uncertain_images, widen_checks
 
-__all__ = ["StoreBase", "plain_insert"]
+__all__ = ["StoreBase", "placeholder", "plain_insert"]
 
 _PG_WRITE_LOCK = 0x4D4554524F  # "METRO": one advisory lock for every hub writing to the store
 
@@ -106,10 +106,15 @@ class StoreBase:
         return rows[0] if rows else None
 
 
+def placeholder(conn: Connection) -> str:
+    """The driver's own parameter marker (`?` for sqlite3, `%s` for psycopg), for SQL sent with exec_driver_sql."""
+    return "?" if conn.dialect.paramstyle == "qmark" else "%s"
+
+
 def plain_insert(
     conn: Connection, table: sa.Table, cols: tuple[str, ...], rows: list[tuple[Any, ...]]
 ) -> tuple[str, Any]:
     """An executemany INSERT in the connection's own parameter style (no SQLAlchemy compile per batch)."""
-    mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
+    mark = placeholder(conn)
     names = ", ".join(f'"{c}"' for c in cols)
     return f'INSERT INTO "{table.name}" ({names}) VALUES ({", ".join([mark] * len(cols))})', rows

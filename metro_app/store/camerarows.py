@@ -20,7 +20,7 @@ from edgemnist.wire.fast import WireMetrics, fast_decode
 from edgemnist.wire.messages import MetricsMessage
 
 __all__ = ["RECENT", "ACTIVE_WINDOWS", "ACTIVE_MIN_SECONDS", "WindowFacts", "window_facts", "empty_row",
-           "window_figures", "opened", "add_window", "finish", "fold_image", "fold_images", "recent_span"]  # fmt: skip
+           "window_figures", "opened", "add_window", "finish", "fold_images", "recent_span"]  # fmt: skip
 
 RECENT = 5  # windows per camera that the rates, shares, accuracy and p99s cover (as CameraHealth did)
 ACTIVE_WINDOWS = 3  # a camera is active until this many of its windows pass without one arriving
@@ -177,19 +177,10 @@ def finish(row: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def fold_image(row: dict[str, Any], result_class: int, true_class: int | None) -> dict[str, Any]:
-    """`row` after one more uncertain image of the camera was stored."""
-    known = true_class is not None
-    return row | {
-        "stored": row["stored"] + 1,
-        "known": row["known"] + known,
-        "right": row["right"] + (known and result_class == true_class),
-    }
-
-
 def fold_images(rows: dict[str, dict[str, Any]], images: Iterable[tuple[str, int, int | None]]) -> None:
     """Fold uncertain images (camera, result class, true class) into `rows` (camera -> row), in place:
-    each camera's row becomes what `fold_image` once per image of it makes, its counts added up first.
+    each camera's `stored` grows by its images, `known` by those with a true class, `right` by those
+    whose result was that class.
 
     >>> rows = {"A": empty_row("A")}
     >>> fold_images(rows, [("A", 3, 3), ("A", 3, None), ("B", 1, 2), ("A", 4, 5)])

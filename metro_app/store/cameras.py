@@ -18,7 +18,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from metro_app.store.base import StoreBase, plain_insert
+from metro_app.store.base import StoreBase, placeholder, plain_insert
 from metro_app.store.camerarows import (
     WindowFacts,
     add_window,
@@ -93,7 +93,7 @@ class CameraTables(StoreBase):
         (the columns are text and numbers, which the driver returns as SQLAlchemy would)."""
         out: dict[str, dict[str, Any]] = {}
         ordered = sorted(names)
-        mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
+        mark = placeholder(conn)
         for k in range(0, len(ordered), _CHUNK):
             part = ordered[k : k + _CHUNK]
             sql = f"{self._health_select}({', '.join([mark] * len(part))})"
